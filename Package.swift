@@ -1,0 +1,88 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Every target of ours is Swift 6 language mode with warnings treated as errors.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "mstunnel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mstunnel-server", targets: ["mstunnel-server"]),
+        .executable(name: "mstunnel-auth", targets: ["mstunnel-auth"]),
+        .executable(name: "mst-dev-issuer", targets: ["mst-dev-issuer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.1.0"),
+        // Already in the graph through jwt-kit; named here because GatewayAuth hashes with
+        // Crypto and mst-dev-issuer generates RSA keys with CryptoExtras.
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+    ],
+    targets: [
+        // --- C shims: the only places C is imported from.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "CGatewayShims", path: "Sources/CGatewayShims"),
+
+        // --- Pure libraries (no I/O).
+        .target(name: "GatewayCore", swiftSettings: strict),
+        .target(name: "GatewayWire", swiftSettings: strict),
+
+        // --- I/O libraries.
+        .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayTLS", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "GatewayTUN", dependencies: ["GatewayCore", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayAuth", dependencies: [
+            "GatewayWire", "GatewayIPC", "CCurl",
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "GatewayDataplane", dependencies: [
+            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "CGatewayShims",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "GatewayLogging", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
+        // --- Thin executables.
+        .executableTarget(name: "mstunnel-server", dependencies: [
+            "GatewayDataplane", "GatewayCore", "GatewayLogging", "GatewayIPC", "GatewayTLS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "mstunnel-auth", dependencies: [
+            "GatewayAuth", "GatewayIPC", "GatewayWire", "GatewayLogging",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "mst-dev-issuer", dependencies: [
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+
+        // --- Tests.
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
+                    resources: [.copy("Golden")], swiftSettings: strict),
+        .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
+        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS"], swiftSettings: strict),
+        .testTarget(name: "GatewayAuthTests", dependencies: [
+            "GatewayAuth", "GatewayWire", "GatewayIPC", .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,27 @@
+// Linux calls whose argument structs are unions or macros Swift imports poorly
+// (struct ifreq, SO_PEERCRED's struct ucred). Kept tiny on purpose.
+#ifndef CGATEWAYSHIMS_H
+#define CGATEWAYSHIMS_H
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <signal.h>
+#include <netinet/tcp.h>
+
+/// Opens /dev/net/tun and attaches it to interface `name` (created if absent) as a
+/// layer-3 device without packet-info header. `multiQueue` adds IFF_MULTI_QUEUE.
+/// Writes the kernel's chosen name (IFNAMSIZ bytes) to `nameOut`. Returns the fd or -errno.
+int CGatewayShims_tunOpen(const char *name, int multiQueue, char *nameOut);
+
+/// Peer credentials of a connected AF_UNIX socket. Returns 0 or -errno.
+int CGatewayShims_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// accept4(fd, addr, len, SOCK_NONBLOCK|SOCK_CLOEXEC); returns the fd or -errno.
+/// (accept4 is a GNU extension Swift's Glibc module does not expose.)
+int CGatewayShims_accept(int fd, void *addr, unsigned int *addrlen);
+
+/// The size of IFNAMSIZ, for buffers.
+int CGatewayShims_ifnamsiz(void);
+#endif
