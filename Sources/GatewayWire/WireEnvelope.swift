@@ -1,0 +1,119 @@
+/// One message on a gateway socket: a correlation id plus a request or a response.
+///
+/// Encoded as `{"id":N,"kind":"request","type":"validateToken","body":{…}}`. `type`
+/// names the message; its cases never change meaning once shipped. An unknown `type`
+/// is a decoding error with the name in it, so an old peer says exactly what it did not
+/// understand.
+public struct WireEnvelope: Codable, Sendable, Equatable {
+    public var id: UInt64
+    public var message: WireMessage
+
+    public init(id: UInt64, _ message: WireMessage) {
+        self.id = id
+        self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey { case id, kind, type, body }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(UInt64.self, forKey: .id)
+        let kind = try c.decode(String.self, forKey: .kind)
+        let type = try c.decode(String.self, forKey: .type)
+        switch kind {
+        case "request":
+            switch type {
+            case "validateToken": message = .request(.validateToken(try c.decode(ValidateTokenRequest.self, forKey: .body)))
+            case "ping": message = .request(.ping(try c.decode(PingRequest.self, forKey: .body)))
+            case "serverStatus": message = .request(.serverStatus(try c.decode(ServerStatusRequest.self, forKey: .body)))
+            case "listSessions": message = .request(.listSessions(try c.decode(ListSessionsRequest.self, forKey: .body)))
+            default: throw WireDecodingError(message: "unknown request type '\(type)'")
+            }
+        case "response":
+            switch type {
+            case "validateToken": message = .response(.validateToken(try c.decode(ValidateTokenResponse.self, forKey: .body)))
+            case "ping": message = .response(.ping(try c.decode(PingResponse.self, forKey: .body)))
+            case "serverStatus": message = .response(.serverStatus(try c.decode(ServerStatusResponse.self, forKey: .body)))
+            case "listSessions": message = .response(.listSessions(try c.decode(ListSessionsResponse.self, forKey: .body)))
+            case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
+            default: throw WireDecodingError(message: "unknown response type '\(type)'")
+            }
+        default:
+            throw WireDecodingError(message: "unknown message kind '\(kind)'")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        switch message {
+        case .request(let r):
+            try c.encode("request", forKey: .kind)
+            try c.encode(r.typeName, forKey: .type)
+            switch r {
+            case .validateToken(let b): try c.encode(b, forKey: .body)
+            case .ping(let b): try c.encode(b, forKey: .body)
+            case .serverStatus(let b): try c.encode(b, forKey: .body)
+            case .listSessions(let b): try c.encode(b, forKey: .body)
+            }
+        case .response(let r):
+            try c.encode("response", forKey: .kind)
+            try c.encode(r.typeName, forKey: .type)
+            switch r {
+            case .validateToken(let b): try c.encode(b, forKey: .body)
+            case .ping(let b): try c.encode(b, forKey: .body)
+            case .serverStatus(let b): try c.encode(b, forKey: .body)
+            case .listSessions(let b): try c.encode(b, forKey: .body)
+            case .error(let b): try c.encode(b, forKey: .body)
+            }
+        }
+    }
+}
+
+struct WireDecodingError: Error {
+    let message: String
+}
+
+public enum WireMessage: Sendable, Equatable {
+    case request(WireRequest)
+    case response(WireResponse)
+}
+
+public enum WireRequest: Sendable, Equatable {
+    /// gateway → auth: is this access token good, and whose is it?
+    case validateToken(ValidateTokenRequest)
+    /// any → any: liveness and version of the peer.
+    case ping(PingRequest)
+    /// cli/agent → gateway: counters and state.
+    case serverStatus(ServerStatusRequest)
+    /// cli/agent → gateway: the session table.
+    case listSessions(ListSessionsRequest)
+
+    public var typeName: String {
+        switch self {
+        case .validateToken: return "validateToken"
+        case .ping: return "ping"
+        case .serverStatus: return "serverStatus"
+        case .listSessions: return "listSessions"
+        }
+    }
+}
+
+public enum WireResponse: Sendable, Equatable {
+    case validateToken(ValidateTokenResponse)
+    case ping(PingResponse)
+    case serverStatus(ServerStatusResponse)
+    case listSessions(ListSessionsResponse)
+    /// The request could not be served at all (unknown type, peer not allowed, …).
+    case error(WireErrorResponse)
+
+    public var typeName: String {
+        switch self {
+        case .validateToken: return "validateToken"
+        case .ping: return "ping"
+        case .serverStatus: return "serverStatus"
+        case .listSessions: return "listSessions"
+        case .error: return "error"
+        }
+    }
+}

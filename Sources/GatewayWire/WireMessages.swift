@@ -1,0 +1,207 @@
+/// How the client presented its token; kept for logs and per-path policy.
+public enum TokenTransport: String, Codable, Sendable {
+    /// `Authorization: Bearer` (RFC 6750), e.g. `openconnect --token-mode=oidc`.
+    case bearer
+    /// The password field of the XML login form.
+    case password
+    /// The `webvpn` cookie on CONNECT, e.g. `openconnect --cookie 'webvpn=…'`.
+    case cookie
+}
+
+public struct ValidateTokenRequest: Codable, Sendable, Equatable {
+    /// The compact JWS exactly as the client sent it. Never logged by either side.
+    public var token: String
+    public var transport: TokenTransport
+    /// The client's address as the gateway saw it, for the auth log.
+    public var peerAddress: String?
+
+    public init(token: String, transport: TokenTransport, peerAddress: String? = nil) {
+        self.token = token
+        self.transport = transport
+        self.peerAddress = peerAddress
+    }
+}
+
+/// Who the token belongs to.
+public struct Identity: Codable, Sendable, Equatable {
+    /// Stable user id: the `oid` claim (falls back to `sub` when the issuer has no `oid`).
+    public var userId: String
+    /// Display name: `upn`, else `preferred_username`, else `userId`.
+    public var userName: String
+    public var tenantId: String?
+    /// The `deviceid` claim, kept for logs.
+    public var deviceId: String?
+    /// Token expiry, seconds since 1970.
+    public var expiresAt: Int64
+
+    public init(userId: String, userName: String, tenantId: String? = nil, deviceId: String? = nil, expiresAt: Int64) {
+        self.userId = userId
+        self.userName = userName
+        self.tenantId = tenantId
+        self.deviceId = deviceId
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Why a token was refused. Codes are stable; `reason` is for humans and logs and never
+/// contains the token.
+public struct TokenRejection: Codable, Sendable, Equatable {
+    public enum Code: String, Codable, Sendable {
+        case malformed
+        case algorithmNotAllowed
+        case unknownKey
+        case badSignature
+        case expired
+        case notYetValid
+        case issuedInFuture
+        case badIssuer
+        case badAudience
+        case tenantNotAllowed
+        case missingClaim
+        case claimMismatch
+        /// The issuer's keys could not be fetched: not the client's fault.
+        case issuerUnavailable
+    }
+    public var code: Code
+    public var reason: String
+
+    public init(code: Code, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+}
+
+public struct ValidateTokenResponse: Codable, Sendable, Equatable {
+    public var identity: Identity?
+    public var rejection: TokenRejection?
+
+    public static func accepted(_ identity: Identity) -> Self { .init(identity: identity, rejection: nil) }
+    public static func rejected(_ code: TokenRejection.Code, _ reason: String) -> Self {
+        .init(identity: nil, rejection: TokenRejection(code: code, reason: reason))
+    }
+
+    public init(identity: Identity?, rejection: TokenRejection?) {
+        self.identity = identity
+        self.rejection = rejection
+    }
+}
+
+public struct PingRequest: Codable, Sendable, Equatable {
+    public init() {}
+}
+
+public struct PingResponse: Codable, Sendable, Equatable {
+    /// Which process answered (`mstunnel-auth`, `mstunnel-server`).
+    public var process: String
+    public var version: String
+
+    public init(process: String, version: String) {
+        self.process = process
+        self.version = version
+    }
+}
+
+public struct ServerStatusRequest: Codable, Sendable, Equatable {
+    public init() {}
+}
+
+public struct ServerStatusResponse: Codable, Sendable, Equatable {
+    public var version: String
+    public var startedAt: Int64
+    public var listenPort: Int
+    public var tunDevice: String
+    public var activeSessions: Int
+    public var connectedSessions: Int
+    public var totalSessions: Int
+    public var authFailures: Int
+    public var poolSize: Int
+    public var poolInUse: Int
+    public var poolExhaustedCount: Int
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+    public var authAvailable: Bool
+
+    public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
+                connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,
+                poolExhaustedCount: Int, rxBytes: UInt64, txBytes: UInt64, authAvailable: Bool) {
+        self.version = version
+        self.startedAt = startedAt
+        self.listenPort = listenPort
+        self.tunDevice = tunDevice
+        self.activeSessions = activeSessions
+        self.connectedSessions = connectedSessions
+        self.totalSessions = totalSessions
+        self.authFailures = authFailures
+        self.poolSize = poolSize
+        self.poolInUse = poolInUse
+        self.poolExhaustedCount = poolExhaustedCount
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+        self.authAvailable = authAvailable
+    }
+}
+
+public struct ListSessionsRequest: Codable, Sendable, Equatable {
+    /// Only this user's sessions (matched against userId or userName).
+    public var user: String?
+    public init(user: String? = nil) { self.user = user }
+}
+
+public struct SessionInfo: Codable, Sendable, Equatable {
+    /// Short, non-secret session handle (not the cookie).
+    public var id: String
+    public var userId: String
+    public var userName: String
+    public var deviceId: String?
+    public var address: String
+    public var remoteAddress: String?
+    public var connected: Bool
+    public var channel: String
+    public var connectedAt: Int64
+    public var expiresAt: Int64
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+    public var userAgent: String?
+    public var hostname: String?
+
+    public init(id: String, userId: String, userName: String, deviceId: String?, address: String, remoteAddress: String?,
+                connected: Bool, channel: String, connectedAt: Int64, expiresAt: Int64, rxBytes: UInt64, txBytes: UInt64,
+                userAgent: String?, hostname: String?) {
+        self.id = id
+        self.userId = userId
+        self.userName = userName
+        self.deviceId = deviceId
+        self.address = address
+        self.remoteAddress = remoteAddress
+        self.connected = connected
+        self.channel = channel
+        self.connectedAt = connectedAt
+        self.expiresAt = expiresAt
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+        self.userAgent = userAgent
+        self.hostname = hostname
+    }
+}
+
+public struct ListSessionsResponse: Codable, Sendable, Equatable {
+    public var sessions: [SessionInfo]
+    public init(sessions: [SessionInfo]) { self.sessions = sessions }
+}
+
+/// Stable numeric codes so a peer can act on the error without parsing text.
+public struct WireErrorResponse: Codable, Sendable, Equatable {
+    public static let unknownRequest = 1
+    public static let notAllowed = 2
+    public static let malformed = 3
+    public static let unavailable = 4
+    public static let `internal` = 5
+
+    public var code: Int
+    public var message: String
+
+    public init(code: Int, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
