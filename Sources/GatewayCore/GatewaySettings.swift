@@ -1,0 +1,179 @@
+import Foundation
+
+/// The validated configuration the gateway runs on. Built only through `validate`, so
+/// every instance is known good: a bad CIDR, too many split rules, or a pool that
+/// overlaps a route never reaches the dataplane.
+public struct GatewaySettings: Sendable, Equatable {
+    public static let maxSplitRules = 500
+    public static let defaultListenPort = 443
+
+    public var displayName: String
+    public var pool: IPv4Prefix
+    public var ipv6Pool: IPv6Prefix?
+    public var dnsServers: [IPAddress]
+    public var defaultDomainSuffix: String?
+    public var routeIncludes: [IPPrefix]
+    public var routeExcludes: [IPPrefix]
+    public var splitDNS: [String]
+    public var listenPort: Int
+    public var listenAddress: String
+    public var disableUdpConnections: Bool
+    public var advanced: Advanced
+
+    /// `advancedSettings` keys we understand, with their defaults.
+    public struct Advanced: Sendable, Equatable {
+        /// Hard lifetime of a session from login, seconds; 0 = unlimited. (`session-timeout`)
+        public var sessionTimeout = 3600
+        /// How long a session whose connection dropped stays resumable with its cookie.
+        /// (`reconnect-timeout`)
+        public var reconnectTimeout = 300
+        /// End the session after this many seconds without any tunnel traffic; 0 = never.
+        /// (`idle-timeout`)
+        public var idleTimeout = 0
+        /// Dead-peer-detection interval advertised to clients, seconds. (`dpd`)
+        public var dpd = 90
+        /// Keepalive interval advertised to clients, seconds. (`keepalive`)
+        public var keepalive = 300
+        /// Upper bound of the tunnel (data) MTU. (`mtu`)
+        public var mtu = 1434
+        /// Text shown by the client after connecting. (`banner`)
+        public var banner: String?
+        /// Most sessions at once; 0 = limited by the pool only. (`max-sessions`)
+        public var maxSessions = 0
+        /// Login (HTTP phase) must finish within this many seconds. (`auth-timeout`)
+        public var authTimeout = 60
+        public init() {}
+
+        static let keys: [String] = [
+            "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
+            "max-sessions", "auth-timeout", "listen-address",
+        ]
+    }
+
+    /// Validates the Graph-shaped file. All problems are collected, so an operator sees
+    /// every mistake at once.
+    public static func validate(_ s: AdminSettings) -> Result<GatewaySettings, ConfigurationError> {
+        var problems: [String] = []
+        func note(_ p: String) { problems.append(p) }
+
+        var pool: IPv4Prefix?
+        if let n = s.network {
+            switch IPv4Prefix.parse(n) {
+            case .success(let p):
+                if p.length > 30 { note("network: \(n) is too small for a pool (at most /30)") } else { pool = p }
+            case .failure(let e): note("network: \(e)")
+            }
+        } else {
+            note("network: missing (the client address pool, e.g. \"100.64.0.0/16\")")
+        }
+
+        var pool6: IPv6Prefix?
+        if let n = s.ipv6Network, !n.isEmpty {
+            switch IPv6Prefix.parse(n) {
+            case .success(let p):
+                if p.length > 120 { note("ipv6Network: \(n) is too small (at most /120)") } else { pool6 = p }
+            case .failure(let e): note("ipv6Network: \(e)")
+            }
+        }
+
+        var dns: [IPAddress] = []
+        for (i, d) in (s.dnsServers ?? []).enumerated() {
+            if let a = IPAddress(d) { dns.append(a) } else { note("dnsServers[\(i)]: '\(d)' is not an IP address") }
+        }
+        if dns.count > 3 { note("dnsServers: at most 3 servers (clients keep only 3), got \(dns.count)") }
+
+        let includesText = (s.routeIncludes ?? []) + (s.routesInclude ?? [])
+        let excludesText = (s.routeExcludes ?? []) + (s.routesExclude ?? [])
+        if includesText.count + excludesText.count > maxSplitRules {
+            note("routeIncludes + routeExcludes: \(includesText.count + excludesText.count) rules, at most \(maxSplitRules) allowed")
+        }
+        func parseRoutes(_ list: [String], _ field: String) -> [IPPrefix] {
+            var out: [IPPrefix] = []
+            var seen = Set<IPPrefix>()
+            for (i, r) in list.enumerated() {
+                switch IPPrefix.parse(r.trimmingCharacters(in: .whitespaces)) {
+                case .success(let p):
+                    if seen.insert(p).inserted { out.append(p) }
+                case .failure(let e): note("\(field)[\(i)]: \(e)")
+                }
+            }
+            return out
+        }
+        let includes = parseRoutes(includesText, "routeIncludes")
+        let excludes = parseRoutes(excludesText, "routeExcludes")
+        if let pool {
+            for r in includes + excludes {
+                if case .v4(let p) = r, p.length > 0, p.overlaps(pool) {
+                    note("route \(p) overlaps the client pool \(pool)")
+                }
+            }
+        }
+        if let pool6 {
+            for r in includes + excludes {
+                if case .v6(let p) = r, p.length > 0, p.overlaps(pool6) {
+                    note("route \(p) overlaps the IPv6 client pool \(pool6)")
+                }
+            }
+        }
+
+        var splitDNS: [String] = []
+        for (i, d) in (s.splitDNS ?? []).enumerated() {
+            if Self.isDomainName(d) { splitDNS.append(d) } else { note("splitDNS[\(i)]: '\(d)' is not a domain name") }
+        }
+        if let suffix = s.defaultDomainSuffix, !suffix.isEmpty, !Self.isDomainName(suffix) {
+            note("defaultDomainSuffix: '\(suffix)' is not a domain name")
+        }
+
+        let port = s.listenPort ?? defaultListenPort
+        if !(1...65535).contains(port) { note("listenPort: \(port) is not a port (1-65535)") }
+
+        var adv = Advanced()
+        var listenAddress = "::"
+        var seenKeys = Set<String>()
+        for kv in s.advancedSettings ?? [] {
+            let key = kv.name.lowercased()
+            if !seenKeys.insert(key).inserted { note("advancedSettings: '\(kv.name)' given twice") }
+            func int(_ range: ClosedRange<Int>) -> Int? {
+                guard let v = Int(kv.value.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
+                    note("advancedSettings.\(kv.name): '\(kv.value)' must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                    return nil
+                }
+                return v
+            }
+            switch key {
+            case "session-timeout": adv.sessionTimeout = int(0...31_536_000) ?? adv.sessionTimeout
+            case "reconnect-timeout": adv.reconnectTimeout = int(0...86_400) ?? adv.reconnectTimeout
+            case "idle-timeout": adv.idleTimeout = int(0...31_536_000) ?? adv.idleTimeout
+            case "dpd": adv.dpd = int(5...3600) ?? adv.dpd
+            case "keepalive": adv.keepalive = int(5...86_400) ?? adv.keepalive
+            case "mtu": adv.mtu = int(576...1500) ?? adv.mtu
+            case "max-sessions": adv.maxSessions = int(0...1_000_000) ?? adv.maxSessions
+            case "auth-timeout": adv.authTimeout = int(5...600) ?? adv.authTimeout
+            case "banner": adv.banner = kv.value
+            case "listen-address":
+                if IPAddress(kv.value) != nil { listenAddress = kv.value } else {
+                    note("advancedSettings.listen-address: '\(kv.value)' is not an IP address")
+                }
+            default:
+                note("advancedSettings: unknown setting '\(kv.name)' (known: \(Advanced.keys.joined(separator: ", ")))")
+            }
+        }
+
+        if !problems.isEmpty { return .failure(ConfigurationError(problems.joined(separator: "; "))) }
+        return .success(GatewaySettings(
+            displayName: s.displayName ?? "mstunnel", pool: pool!, ipv6Pool: pool6, dnsServers: dns,
+            defaultDomainSuffix: (s.defaultDomainSuffix?.isEmpty ?? true) ? nil : s.defaultDomainSuffix,
+            routeIncludes: includes, routeExcludes: excludes, splitDNS: splitDNS, listenPort: port,
+            listenAddress: listenAddress, disableUdpConnections: s.disableUdpConnections ?? false, advanced: adv))
+    }
+
+    static func isDomainName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 253 else { return false }
+        let labels = s.hasSuffix(".") ? s.dropLast().split(separator: ".", omittingEmptySubsequences: false)
+            : s.split(separator: ".", omittingEmptySubsequences: false)
+        return labels.allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+    }
+}

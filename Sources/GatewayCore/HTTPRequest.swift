@@ -1,0 +1,167 @@
+/// One parsed HTTP/1.1 request from the login phase. Header names are lower-cased.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: String
+    public var target: String
+    public var version: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
+        a.method == b.method && a.target == b.target && a.version == b.version && a.body == b.body
+            && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.value) == b.headers.map(\.value)
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name == name }?.value
+    }
+
+    /// The path without query string.
+    public var path: String {
+        if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
+        return target
+    }
+
+    /// All cookies from every `Cookie:` header, in order.
+    public var cookies: [(name: String, value: String)] {
+        var out: [(String, String)] = []
+        for h in headers where h.name == "cookie" {
+            for part in h.value.split(separator: ";") {
+                let trimmed = part.trimmingSpaces
+                guard let eq = trimmed.firstIndex(of: "=") else { continue }
+                out.append((String(trimmed[..<eq]), String(trimmed[trimmed.index(after: eq)...])))
+            }
+        }
+        return out
+    }
+
+    public func cookie(_ name: String) -> String? { cookies.first { $0.name == name }?.value }
+}
+
+extension Substring {
+    var trimmingSpaces: Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return s
+    }
+}
+
+/// Incremental HTTP/1.1 request parser with hard limits. Feed it bytes; it yields whole
+/// requests. Only what the login phase needs: no chunked request bodies (clients send
+/// Content-Length), no pipelining beyond what arrives in order.
+public struct HTTPRequestParser: Sendable {
+    public static let maxHeaderBytes = 32 * 1024
+    public static let maxBodyBytes = 64 * 1024
+    public static let maxHeaders = 100
+
+    public enum ParseError: Error, Equatable, Sendable, CustomStringConvertible {
+        case headerTooLarge
+        case bodyTooLarge(Int)
+        case tooManyHeaders
+        case badRequestLine
+        case badHeader
+        case badContentLength
+        case unsupportedTransferEncoding
+
+        public var description: String {
+            switch self {
+            case .headerTooLarge: return "request header larger than \(HTTPRequestParser.maxHeaderBytes) bytes"
+            case .bodyTooLarge(let n): return "request body of \(n) bytes exceeds \(HTTPRequestParser.maxBodyBytes)"
+            case .tooManyHeaders: return "more than \(HTTPRequestParser.maxHeaders) header lines"
+            case .badRequestLine: return "malformed request line"
+            case .badHeader: return "malformed header line"
+            case .badContentLength: return "malformed Content-Length"
+            case .unsupportedTransferEncoding: return "Transfer-Encoding in a request is not supported"
+            }
+        }
+    }
+
+    private var buffer: [UInt8] = []
+
+    public init() {}
+
+    public var buffered: Int { buffer.count }
+
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    public mutating func append(_ bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Whatever is buffered beyond the last parsed request (e.g. the first CSTP bytes
+    /// sent right after a CONNECT), handed over and cleared.
+    public mutating func takeRemainder() -> [UInt8] {
+        defer { buffer = [] }
+        return buffer
+    }
+
+    public mutating func next() throws(ParseError) -> HTTPRequest? {
+        guard let headerEnd = Self.findHeaderEnd(buffer) else {
+            if buffer.count > Self.maxHeaderBytes { throw .headerTooLarge }
+            return nil
+        }
+        if headerEnd > Self.maxHeaderBytes { throw .headerTooLarge }
+        let head = buffer[0..<headerEnd]
+        var lines = head.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line -> ArraySlice<UInt8> in
+            line.last == UInt8(ascii: "\r") ? line.dropLast() : line
+        }
+        guard !lines.isEmpty else { throw .badRequestLine }
+        let requestLine = lines.removeFirst()
+        let parts = requestLine.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+        guard parts.count == 3 else { throw .badRequestLine }
+        let method = String(decoding: parts[0], as: UTF8.self)
+        let target = String(decoding: parts[1], as: UTF8.self)
+        let version = String(decoding: parts[2], as: UTF8.self)
+        guard method.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }), version.hasPrefix("HTTP/1.") else { throw .badRequestLine }
+
+        var headers: [(name: String, value: String)] = []
+        for line in lines where !line.isEmpty {
+            if line.first == UInt8(ascii: " ") || line.first == UInt8(ascii: "\t") {
+                // Obsolete line folding: continue the previous header's value.
+                guard !headers.isEmpty else { throw .badHeader }
+                headers[headers.count - 1].value += " " + String(decoding: line, as: UTF8.self).trimmingSet(" \t")
+                continue
+            }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { throw .badHeader }
+            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
+            guard !name.contains(" ") else { throw .badHeader }
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSet(" \t")
+            headers.append((name, value))
+            if headers.count > Self.maxHeaders { throw .tooManyHeaders }
+        }
+        if headers.contains(where: { $0.name == "transfer-encoding" }) { throw .unsupportedTransferEncoding }
+        var bodyLength = 0
+        if let cl = headers.first(where: { $0.name == "content-length" })?.value {
+            guard let n = Int(cl), n >= 0, cl.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw .badContentLength }
+            guard n <= Self.maxBodyBytes else { throw .bodyTooLarge(n) }
+            bodyLength = n
+        }
+        let bodyStart = headerEnd + 4
+        guard buffer.count >= bodyStart + bodyLength else { return nil }
+        let body = Array(buffer[bodyStart..<(bodyStart + bodyLength)])
+        buffer.removeFirst(bodyStart + bodyLength)
+        return HTTPRequest(method: method, target: target, version: version, headers: headers, body: body)
+    }
+
+    /// Index of the "\r\n\r\n" that ends the header block.
+    static func findHeaderEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 4 else { return nil }
+        var i = 0
+        while i + 3 < b.count {
+            if b[i] == 13, b[i + 1] == 10, b[i + 2] == 13, b[i + 3] == 10 { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
+extension String {
+    func trimmingSet(_ set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}
