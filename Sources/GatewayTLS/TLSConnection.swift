@@ -1,0 +1,94 @@
+import COpenSSL
+
+/// One TLS connection over a non-blocking socket. Not thread-safe: owned by the
+/// event loop that drives it. Results are values, never throws, because they are on
+/// the per-packet path; WANT_READ/WANT_WRITE are ordinary outcomes.
+public final class TLSConnection {
+    let ssl: OpaquePointer
+    /// Where this connection's records accumulate until flushed.
+    public let output: OutboundBuffer
+
+    init(ssl: OpaquePointer, output: OutboundBuffer) {
+        self.ssl = ssl
+        self.output = output
+    }
+
+    deinit { SSL_free(ssl) }
+
+    public enum IOResult: Equatable {
+        case done(Int)
+        case wantRead
+        case wantWrite
+        /// The peer closed the TLS session (close_notify) or the TCP stream.
+        case closed
+        case failed(String)
+    }
+
+    private func classify(_ rc: Int32) -> IOResult {
+        let err = SSL_get_error(ssl, rc)
+        switch err {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_SYSCALL:
+            let detail = OpenSSLErrors.drain()
+            return detail == "no OpenSSL error detail" ? .closed : .failed(detail)
+        default:
+            return .failed(OpenSSLErrors.drain())
+        }
+    }
+
+    /// Advances the handshake. `.done(0)` once complete.
+    public func handshake() -> IOResult {
+        ERR_clear_error()
+        let rc = SSL_do_handshake(ssl)
+        return rc == 1 ? .done(0) : classify(rc)
+    }
+
+    public var isHandshakeDone: Bool { SSL_is_init_finished(ssl) == 1 }
+
+    /// Reads decrypted bytes (at most one record's worth).
+    @inline(__always)
+    public func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) -> IOResult {
+        ERR_clear_error()
+        let rc = SSL_read(ssl, buffer, Int32(count))
+        return rc > 0 ? .done(Int(rc)) : classify(rc)
+    }
+
+    /// Writes one record. After `.wantWrite`, the same bytes must be written again.
+    @inline(__always)
+    public func write(_ buffer: UnsafeRawPointer, _ count: Int) -> IOResult {
+        ERR_clear_error()
+        let rc = SSL_write(ssl, buffer, Int32(count))
+        return rc > 0 ? .done(Int(rc)) : classify(rc)
+    }
+
+    /// Bytes already decrypted and buffered inside OpenSSL.
+    public var pending: Int { Int(SSL_pending(ssl)) }
+
+    /// Sends close_notify (best effort, non-blocking).
+    public func shutdown() {
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    /// RFC 5705 / RFC 8446 §7.5 exporter with no context, as the DTLS-PSK key.
+    public func exportKeyingMaterial(label: String, length: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: length)
+        let labelBytes = Array(label.utf8)
+        let rc = labelBytes.withUnsafeBufferPointer { lb in
+            lb.withMemoryRebound(to: CChar.self) { l in
+                SSL_export_keying_material(ssl, &out, length, l.baseAddress, labelBytes.count, nil, 0, 0)
+            }
+        }
+        return rc == 1 ? out : nil
+    }
+
+    public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    public var cipherName: String {
+        guard let c = SSL_get_current_cipher(ssl) else { return "none" }
+        return String(cString: SSL_CIPHER_get_name(c))
+    }
+}

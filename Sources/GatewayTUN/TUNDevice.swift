@@ -1,0 +1,135 @@
+import CGatewayShims
+import Foundation
+import GatewayCore
+
+/// The one TUN device all sessions share. Layer 3, no packet-info header, non-blocking.
+public final class TUNDevice {
+    public let fd: Int32
+    public let name: String
+
+    public init(name: String) throws {
+        var out = [CChar](repeating: 0, count: Int(CGatewayShims_ifnamsiz()))
+        let fd = CGatewayShims_tunOpen(name, 0, &out)
+        if fd < 0 {
+            let e = -fd
+            throw NetworkSetupError("cannot create TUN device \(name): \(String(cString: strerror(e)))"
+                + (e == EPERM ? " (needs CAP_NET_ADMIN)" : e == ENOENT ? " (is /dev/net/tun present?)" : ""))
+        }
+        self.fd = fd
+        self.name = String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    deinit { close(fd) }
+
+    /// Gives the device the gateway's pool address, the MTU, and brings it up. The
+    /// on-link route for the pool comes from the address's prefix.
+    public func configure(address: IPv4Address, prefix: IPv4Prefix, mtu: Int, ipv6: (address: IPv6Address, prefix: IPv6Prefix)? = nil) throws {
+        try NetworkSetup.ip(["link", "set", "dev", name, "mtu", "\(mtu)"])
+        try NetworkSetup.ip(["addr", "replace", "\(address)/\(prefix.length)", "dev", name])
+        if let ipv6 {
+            try NetworkSetup.ip(["-6", "addr", "replace", "\(ipv6.address)/\(ipv6.prefix.length)", "dev", name])
+        }
+        try NetworkSetup.ip(["link", "set", "dev", name, "up"])
+    }
+}
+
+public struct NetworkSetupError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Host network plumbing done once at start (and on a pool change): `ip`, `nft`, sysctls.
+/// These are configuration steps, not per-packet work, so running the standard tools is
+/// the clearest and most auditable way to do them.
+public enum NetworkSetup {
+    public static func ip(_ args: [String]) throws {
+        try run("/usr/sbin/ip", args, input: nil, fallback: "/sbin/ip")
+    }
+
+    /// Applies an nftables script atomically (`nft -f -`).
+    public static func nft(_ script: String) throws {
+        try run("/usr/sbin/nft", ["-f", "-"], input: script, fallback: "/sbin/nft")
+    }
+
+    static func run(_ path: String, _ args: [String], input: String?, fallback: String) throws {
+        let exe = FileManager.default.isExecutableFile(atPath: path) ? path : fallback
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        let inPipe = Pipe()
+        if input != nil { p.standardInput = inPipe }
+        do {
+            try p.run()
+        } catch {
+            throw NetworkSetupError("cannot run \(exe): \(error.localizedDescription)")
+        }
+        if let input {
+            inPipe.fileHandleForWriting.write(Data(input.utf8))
+            try? inPipe.fileHandleForWriting.close()
+        }
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        if p.terminationStatus != 0 {
+            let text = String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw NetworkSetupError("\(URL(fileURLWithPath: exe).lastPathComponent) \(args.joined(separator: " ")) failed: \(text)")
+        }
+    }
+
+    /// Turns on IPv4 (and IPv6) forwarding; returns false when the sysctl is read-only
+    /// (a container without the sysctl granted), so the caller can say so clearly.
+    @discardableResult
+    public static func enableForwarding(ipv6: Bool) -> Bool {
+        var ok = writeSysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if ipv6 { ok = writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1") && ok }
+        return ok
+    }
+
+    public static func forwardingEnabled() -> Bool {
+        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.hasPrefix("1") ?? false
+    }
+
+    static func writeSysctl(_ path: String, _ value: String) -> Bool {
+        if let current = try? String(contentsOfFile: path, encoding: .utf8), current.hasPrefix(value) { return true }
+        return FileManager.default.createFile(atPath: path, contents: Data(value.utf8))
+            || ((try? value.write(toFile: path, atomically: false, encoding: .utf8)) != nil)
+    }
+}
+
+/// Port address translation for client traffic: everything from the pool that leaves
+/// through any interface other than the TUN is masqueraded to that interface's address,
+/// so the internal network sees the gateway, never a client address. Kept in its own
+/// nftables table so it never touches the host's other rules.
+public struct PATRules: Sendable {
+    public static let table = "mstunnel"
+    public let pool: IPv4Prefix
+    public let pool6: IPv6Prefix?
+    public let tunName: String
+
+    public init(pool: IPv4Prefix, pool6: IPv6Prefix?, tunName: String) {
+        self.pool = pool
+        self.pool6 = pool6
+        self.tunName = tunName
+    }
+
+    /// The nftables script. `table …; delete table …;` first makes the replacement
+    /// atomic whether or not the table already exists.
+    public var script: String {
+        var s = "table inet \(Self.table)\ndelete table inet \(Self.table)\n"
+        s += "table inet \(Self.table) {\n"
+        s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+        s += "    ip saddr \(pool) oifname != \"\(tunName)\" masquerade\n"
+        if let pool6 { s += "    ip6 saddr \(pool6) oifname != \"\(tunName)\" masquerade\n" }
+        s += "  }\n}\n"
+        return s
+    }
+
+    public func apply() throws { try NetworkSetup.nft(script) }
+
+    public static func remove() {
+        try? NetworkSetup.nft("table inet \(table)\ndelete table inet \(table)\n")
+    }
+}
