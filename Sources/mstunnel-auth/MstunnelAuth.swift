@@ -1,0 +1,126 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import GatewayAuth
+import GatewayIPC
+import GatewayLogging
+import Logging
+
+/// The authentication plugin: validates access tokens for the gateway over a Unix socket.
+@main
+struct MstunnelAuth: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mstunnel-auth",
+        abstract: "mstunnel authentication plugin: validates Entra ID / OIDC access tokens for the gateway.",
+        version: AuthVersion.string)
+
+    @Option(name: .customLong("state-dir"), help: "State directory (default: $MSTUNNEL_DIR or /etc/mstunnel).")
+    var stateDir: String?
+
+    @Option(help: "auth.json path (default: <state-dir>/auth.json).")
+    var config: String?
+
+    @Option(help: "Unix socket to serve on.")
+    var socket: String = "/run/mstunnel/auth.sock"
+
+    @Option(name: .customLong("allow-uid"), help: "Also allow this peer uid (repeatable). Root and our own uid are always allowed.")
+    var allowUID: [UInt32] = []
+
+    @Option(name: .customLong("allow-gid"), help: "Also allow peers with this gid (repeatable).")
+    var allowGID: [UInt32] = []
+
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration and exit (0 valid, 1 not).")
+    var checkConfig = false
+
+    func run() async throws {
+        let stateDirectory = stateDir ?? ProcessInfo.processInfo.environment["MSTUNNEL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/mstunnel"
+        let configPath = config ?? URL(fileURLWithPath: stateDirectory).appendingPathComponent("auth.json").path
+
+        if checkConfig {
+            // Plain text for a human at a terminal (mst-cli, setup script), not JSON logs.
+            do {
+                let loaded = try AuthConfiguration.load(path: configPath, stateDirectory: stateDirectory)
+                if case .file(let path) = loaded.keyLocation {
+                    let data = try await FileJWKSSource(path: path).fetchJWKS()
+                    guard JSONValue.parseObject(data).map({ if case .array = $0["keys"] { true } else { false } }) == true else {
+                        throw AuthConfigurationError("\(configPath): jwksFile \(path) is not a JWKS (no 'keys' array)")
+                    }
+                }
+                print("\(configPath): OK (issuer \(loaded.issuer), keys from \(loaded.keyLocation), audiences \(loaded.audiences.joined(separator: ", ")))")
+            } catch {
+                FileHandle.standardError.write(Data("mstunnel-auth: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
+
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel-auth")
+
+        let configuration: AuthConfiguration
+        do {
+            configuration = try AuthConfiguration.load(path: configPath, stateDirectory: stateDirectory)
+        } catch {
+            logger.error("auth.config.invalid", metadata: ["error": "\(error)", "config": "\(configPath)"])
+            throw ExitCode(1)
+        }
+
+        // The socket directory is the stack's private rendezvous: 0750 so only the
+        // stack's user and group can even reach the 0660 socket inside.
+        let socketDir = URL(fileURLWithPath: socket).deletingLastPathComponent().path
+        if !FileManager.default.fileExists(atPath: socketDir) {
+            do {
+                try FileManager.default.createDirectory(atPath: socketDir, withIntermediateDirectories: true)
+                guard chmod(socketDir, 0o750) == 0 else { throw IPCError("chmod \(socketDir)", errno: errno) }
+            } catch {
+                logger.error("auth.socket.failed", metadata: ["error": "cannot create \(socketDir): \(error)"])
+                throw ExitCode(1)
+            }
+        }
+
+        let validator = TokenValidator(configuration: configuration, source: configuration.makeJWKSSource(logger: logger), logger: logger)
+        let server = AuthServer(
+            socketPath: socket, socketMode: 0o660,
+            peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID), allowedGIDs: Set(allowGID)),
+            handler: AuthRequestHandler(validator: validator, logger: logger), logger: logger)
+
+        // Signals are turned into an async event before anything else can be interrupted.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let (stop, stopContinuation) = AsyncStream<Int32>.makeStream()
+        let signalSources = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { stopContinuation.yield(sig) }
+            source.resume()
+            return source
+        }
+
+        do {
+            try server.start()
+        } catch {
+            logger.error("auth.socket.failed", metadata: ["error": "\(error)", "socket": "\(socket)"])
+            throw ExitCode(1)
+        }
+        logger.info("auth.started", metadata: [
+            "version": "\(AuthVersion.string)", "issuer": "\(configuration.issuer)",
+            "keys": "\(configuration.keyLocation)", "audiences": "\(configuration.audiences.joined(separator: ","))",
+            "tenants": "\(configuration.allowedTenants.isEmpty ? "any" : configuration.allowedTenants.joined(separator: ","))",
+        ])
+
+        // Key prefetch runs beside the server: a slow or down issuer must not delay the
+        // socket, and failures are retried on demand by the validator.
+        Task {
+            if case .failure(let error) = await validator.prefetch() {
+                logger.warning("auth.jwks.prefetch-failed", metadata: ["error": "\(error)", "action": "retried on demand"])
+            }
+        }
+
+        for await sig in stop {
+            logger.info("auth.stopping", metadata: ["signal": "\(sig == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            break
+        }
+        signalSources.forEach { $0.cancel() }
+        server.stop()
+    }
+}
