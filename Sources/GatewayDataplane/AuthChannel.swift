@@ -1,0 +1,147 @@
+import CGatewayShims
+import Glibc
+import GatewayCore
+import GatewayIPC
+import GatewayWire
+import Logging
+
+/// The gateway's connection to `mstunnel-auth`: non-blocking, inside the event loop,
+/// many requests in flight, correlated by id. Reconnects on demand; while auth is
+/// unreachable, logins get a clear 503 instead of hanging.
+final class AuthChannel {
+    struct Pending {
+        let connectionSlot: Int32
+        let connectionGeneration: UInt32
+        let purpose: Purpose
+        let sentAt: Int64
+    }
+
+    enum Purpose {
+        /// An HTTP login (Bearer header or form password); answer with `complete` + cookie.
+        case login(TokenTransport)
+        /// A CONNECT whose cookie is itself a token; on success the session is created
+        /// under that cookie and the tunnel starts.
+        case connect(request: HTTPRequest, cookieKey: CookieKey)
+    }
+
+    let socketPath: String
+    private(set) var fd: Int32 = -1
+    private var decoder = WireFrameDecoder()
+    private var outbound: [UInt8] = []
+    private var nextId: UInt64 = 1
+    private(set) var pending: [UInt64: Pending] = [:]
+    private var lastConnectAttempt: Int64 = -1000
+    private let loop: EventLoop
+    private let logger: Logger
+    var connected: Bool { fd >= 0 }
+
+    init(socketPath: String, loop: EventLoop, logger: Logger) {
+        self.socketPath = socketPath
+        self.loop = loop
+        self.logger = logger
+    }
+
+    /// Connects if not connected (at most once a second). False if auth is unreachable.
+    func ensureConnected(now: Int64) -> Bool {
+        if fd >= 0 { return true }
+        guard now - lastConnectAttempt >= 1 else { return false }
+        lastConnectAttempt = now
+        do {
+            let newFd = try UnixSocket.connect(path: socketPath, nonBlocking: true)
+            try loop.add(newFd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
+            fd = newFd
+            decoder = WireFrameDecoder()
+            logger.info("auth.connected", metadata: ["socket": "\(socketPath)"])
+            return true
+        } catch {
+            logger.warning("auth.unreachable", metadata: ["socket": "\(socketPath)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Queues a validation request. Nil when auth is unreachable.
+    func validate(token: String, transport: TokenTransport, peer: String, purpose: Purpose,
+                  connection: ClientConnection, now: Int64) -> UInt64? {
+        guard ensureConnected(now: now) else { return nil }
+        let id = nextId
+        nextId += 1
+        let request = WireEnvelope(id: id, .request(.validateToken(ValidateTokenRequest(token: token, transport: transport, peerAddress: peer))))
+        guard let bytes = try? WireCodec.encode(request) else { return nil }
+        outbound.append(contentsOf: bytes)
+        pending[id] = Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, purpose: purpose, sentAt: now)
+        flush()
+        return fd >= 0 ? id : nil
+    }
+
+    func flush() {
+        guard fd >= 0 else { return }
+        var sent = 0
+        while sent < outbound.count {
+            let n = outbound.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n > 0 { sent += n; continue }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN {
+                loop.modify(fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
+                break
+            }
+            logger.warning("auth.send_failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            outbound.removeAll()
+            return
+        }
+        outbound.removeFirst(sent)
+        if outbound.isEmpty {
+            loop.modify(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
+        }
+    }
+
+    /// Reads responses; calls `deliver` for each. Returns the pendings orphaned by a
+    /// disconnect (to be failed by the caller).
+    func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void) -> [Pending] {
+        while fd >= 0 {
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 {
+                decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                do {
+                    while let env = try decoder.next() {
+                        guard let p = pending.removeValue(forKey: env.id) else { continue }
+                        switch env.message {
+                        case .response(.validateToken(let r)): deliver(p, r)
+                        case .response(.error(let e)):
+                            deliver(p, .rejected(.issuerUnavailable, "auth service error \(e.code): \(e.message)"))
+                        default:
+                            deliver(p, .rejected(.issuerUnavailable, "unexpected reply from auth service"))
+                        }
+                    }
+                } catch {
+                    logger.error("auth.bad_stream", metadata: ["error": "\(error)"])
+                    return disconnect()
+                }
+                continue
+            }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN { return [] }
+            logger.warning("auth.disconnected", metadata: ["socket": "\(socketPath)"])
+            return disconnect()
+        }
+        return []
+    }
+
+    func disconnect() -> [Pending] {
+        if fd >= 0 {
+            loop.remove(fd)
+            close(fd)
+            fd = -1
+        }
+        outbound.removeAll()
+        let orphaned = Array(pending.values)
+        pending.removeAll()
+        return orphaned
+    }
+
+    /// Requests older than `timeout` seconds, removed from the table.
+    func expire(now: Int64, timeout: Int64) -> [Pending] {
+        let old = pending.filter { now - $0.value.sentAt >= timeout }
+        for k in old.keys { pending[k] = nil }
+        return Array(old.values)
+    }
+}

@@ -1,0 +1,518 @@
+import CGatewayShims
+import Glibc
+import GatewayCore
+import GatewayIPC
+import GatewayTLS
+import GatewayTUN
+import GatewayWire
+import Logging
+
+/// Everything the gateway needs to start, decided by the executable.
+public struct GatewayOptions: Sendable {
+    public var settings: GatewaySettings
+    public var certificate: TLSServerContext.CertificateSource
+    public var authSocket: String
+    public var controlSocket: String
+    public var controlPolicy: PeerPolicy
+    public var tunName: String
+    public var version: String
+    /// Re-reads `admin-settings.json` (SIGHUP). Throws a `ConfigurationError` when invalid.
+    public var reload: @Sendable () throws -> GatewaySettings
+
+    public init(settings: GatewaySettings, certificate: TLSServerContext.CertificateSource, authSocket: String,
+                controlSocket: String, controlPolicy: PeerPolicy, tunName: String, version: String,
+                reload: @escaping @Sendable () throws -> GatewaySettings) {
+        self.settings = settings
+        self.certificate = certificate
+        self.authSocket = authSocket
+        self.controlSocket = controlSocket
+        self.controlPolicy = controlPolicy
+        self.tunName = tunName
+        self.version = version
+        self.reload = reload
+    }
+}
+
+/// The gateway dataplane: one event loop owning the TLS listener, every client
+/// connection, the TUN, the auth channel and the control socket.
+///
+/// Data path, client → network: socket → `SSL_read` into the loop's one read buffer →
+/// CSTP frames parsed in place → source address checked against the session's lease →
+/// `write` to the TUN. Network → client: TUN `read` (drained in batches) into one
+/// buffer with 8 bytes of headroom → destination looked up in the pool's owner array
+/// (O(1)) → CSTP header written into the headroom → `SSL_write` into the connection's
+/// outbound buffer → one `send` per connection per loop turn. No allocation per packet.
+public final class Gateway {
+    var settings: GatewaySettings
+    let options: GatewayOptions
+    let logger: Logger
+    let loop: EventLoop
+    let tls: TLSServerContext
+    let tun: TUNDevice
+    let listenFd: Int32
+    let signalFd: Int32
+    let timerFd: Int32
+    var pool: AddressPool
+    var sessions = SessionTable()
+    var connections: [ClientConnection?] = []
+    var connectionGenerations: [UInt32] = []
+    var freeConnectionSlots: [Int32] = []
+    var dirty: [ClientConnection] = []
+    let bufferPool = BufferPool()
+    let auth: AuthChannel
+    var control: ControlServer?
+    /// One buffer for every read: 8 bytes of CSTP headroom + the largest packet/record.
+    let io: UnsafeMutableRawBufferPointer
+    static let headroom = CSTP.headerSize
+    var running = true
+    var acceptPausedUntil: Int64 = 0
+    let startedWall = wallSeconds()
+    var counters = Counters()
+
+    struct Counters {
+        var totalSessions = 0
+        var authFailures = 0
+        var rxBytes: UInt64 = 0
+        var txBytes: UInt64 = 0
+        var dropsNoSession: UInt64 = 0
+        var dropsQueueFull: UInt64 = 0
+        var dropsSpoofed: UInt64 = 0
+        var dropsUnsupported: UInt64 = 0
+    }
+
+    public init(options: GatewayOptions, logger: Logger) throws {
+        self.options = options
+        self.settings = options.settings
+        self.logger = logger
+        loop = try EventLoop()
+        tls = try TLSServerContext(certificate: options.certificate)
+        pool = AddressPool(prefix: options.settings.pool)
+        io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + Self.headroom, alignment: 16)
+
+        tun = try TUNDevice(name: options.tunName)
+        try tun.configure(address: pool.gatewayAddress, prefix: settings.pool, mtu: settings.advanced.mtu)
+        if !NetworkSetup.enableForwarding(ipv6: false) && !NetworkSetup.forwardingEnabled() {
+            logger.warning("gateway.forwarding_off", metadata: ["hint": "net.ipv4.ip_forward is 0 and read-only here; clients will not reach the network (set the sysctl on the host or container)"])
+        }
+        try PATRules(pool: settings.pool, pool6: nil, tunName: tun.name).apply()
+
+        listenFd = try Self.listen(address: settings.listenAddress, port: settings.listenPort)
+
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        signalFd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
+        if signalFd < 0 { throw DataplaneError("signalfd", errno: errno) }
+        signal(SIGPIPE, SIG_IGN)
+
+        timerFd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
+        if timerFd < 0 { throw DataplaneError("timerfd_create", errno: errno) }
+        var spec = itimerspec(it_interval: timespec(tv_sec: 1, tv_nsec: 0), it_value: timespec(tv_sec: 1, tv_nsec: 0))
+        timerfd_settime(timerFd, 0, &spec, nil)
+
+        auth = AuthChannel(socketPath: options.authSocket, loop: loop, logger: logger)
+
+        try loop.add(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
+        try loop.add(tun.fd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.tun))
+        try loop.add(signalFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.signal))
+        try loop.add(timerFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.timer))
+        control = try ControlServer(path: options.controlSocket, policy: options.controlPolicy, loop: loop, logger: logger)
+    }
+
+    deinit { io.deallocate() }
+
+    static func listen(address: String, port: Int) throws -> Int32 {
+        let v6 = address.contains(":")
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw DataplaneError("socket", errno: errno) }
+        var one: Int32 = 1
+        var zero: Int32 = 0
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var rc: Int32
+        if v6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = in_port_t(UInt16(port).bigEndian)
+            _ = address.withCString { inet_pton(AF_INET6, $0, &sa.sin6_addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = in_port_t(UInt16(port).bigEndian)
+            _ = address.withCString { inet_pton(AF_INET, $0, &sa.sin_addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        if rc < 0 {
+            let e = errno
+            close(fd)
+            throw DataplaneError("cannot listen on [\(address)]:\(port)", errno: e)
+        }
+        if Glibc.listen(fd, 4096) < 0 {
+            let e = errno
+            close(fd)
+            throw DataplaneError("listen", errno: e)
+        }
+        return fd
+    }
+
+    public var publicKeyPin: String? { tls.publicKeyPin }
+    public var tunName: String { tun.name }
+
+    /// Runs until SIGTERM or SIGINT.
+    public func run() {
+        logger.info("gateway.started", metadata: [
+            "listen": "[\(settings.listenAddress)]:\(settings.listenPort)", "tun": "\(tun.name)",
+            "pool": "\(settings.pool)", "pin": "\(tls.publicKeyPin ?? "?")", "version": "\(options.version)",
+        ])
+        _ = auth.ensureConnected(now: monotonicSeconds())
+        while running {
+            loop.poll(timeoutMs: 1000) { token, events in dispatch(token, events) }
+            flushDirty()
+        }
+        shutdown()
+    }
+
+    private func dispatch(_ token: UInt64, _ events: UInt32) {
+        guard let kind = Token.kind(token) else { return }
+        switch kind {
+        case .listener: acceptClients()
+        case .tun: readTUN()
+        case .signal: handleSignals()
+        case .timer: tick()
+        case .auth: handleAuthEvent(events)
+        case .controlListener: control?.accept()
+        case .control:
+            control?.handle(slot: Token.slot(token), events: events, buffer: io) { respond(to: $0) }
+        case .client:
+            let slot = Int(Token.slot(token))
+            guard slot < connections.count, let c = connections[slot], c.generation == Token.generation(token) else { return }
+            handleClient(c, events)
+        }
+    }
+
+    private func handleSignals() {
+        var info = signalfd_siginfo()
+        while read(signalFd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            switch Int32(info.ssi_signo) {
+            case SIGHUP: reloadSettings()
+            default:
+                logger.info("gateway.stopping", metadata: ["signal": "\(info.ssi_signo)"])
+                running = false
+            }
+        }
+    }
+
+    private func reloadSettings() {
+        do {
+            let new = try options.reload()
+            if new.pool != settings.pool || new.listenPort != settings.listenPort || new.listenAddress != settings.listenAddress {
+                logger.error("gateway.reload_refused", metadata: ["reason": "network, listenPort and listen-address changes need a restart"])
+                return
+            }
+            if new.advanced.mtu != settings.advanced.mtu {
+                try? NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(new.advanced.mtu)"])
+            }
+            settings = new
+            logger.info("gateway.reloaded", metadata: ["routes.include": "\(new.routeIncludes.count)", "routes.exclude": "\(new.routeExcludes.count)"])
+        } catch {
+            logger.error("gateway.reload_failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func shutdown() {
+        let active = sessions.count
+        for c in connections.compactMap({ $0 }) { closeConnection(c, reason: "shutdown", detach: false) }
+        control?.shutdown()
+        _ = auth.disconnect()
+        close(listenFd)
+        close(signalFd)
+        close(timerFd)
+        PATRules.remove()
+        logger.info("gateway.stopped", metadata: ["sessions.dropped": "\(active)"])
+    }
+
+    // MARK: connections
+
+    private func acceptClients() {
+        let now = monotonicSeconds()
+        if now < acceptPausedUntil { return }
+        for _ in 0..<64 {
+            var ss = sockaddr_storage()
+            var len = UInt32(MemoryLayout<sockaddr_storage>.size)
+            let fd = CGatewayShims_accept(listenFd, &ss, &len)
+            if fd < 0 {
+                let e = -fd
+                if e == EMFILE || e == ENFILE {
+                    logger.error("gateway.fd_exhausted", metadata: ["hint": "open-file limit reached; new connections paused for 1 s"])
+                    acceptPausedUntil = now + 1
+                    loop.modify(listenFd, events: 0, token: Token.make(.listener))
+                }
+                return
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let slot: Int32
+            if let s = freeConnectionSlots.popLast() { slot = s } else {
+                connections.append(nil)
+                connectionGenerations.append(0)
+                slot = Int32(connections.count - 1)
+            }
+            connectionGenerations[Int(slot)] &+= 1
+            let generation = connectionGenerations[Int(slot)] & 0xFF_FFFF
+            let output = OutboundBuffer(pool: bufferPool)
+            guard let conn = try? tls.makeConnection(fd: fd, output: output) else {
+                close(fd)
+                freeConnectionSlots.append(slot)
+                continue
+            }
+            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, peer: Self.describe(&ss), now: now)
+            connections[Int(slot)] = c
+            do {
+                try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            } catch {
+                connections[Int(slot)] = nil
+                freeConnectionSlots.append(slot)
+                close(fd)
+            }
+        }
+    }
+
+    static func describe(_ ss: inout sockaddr_storage) -> String {
+        var host = [CChar](repeating: 0, count: 64)
+        var port: UInt16 = 0
+        if ss.ss_family == sa_family_t(AF_INET) {
+            withUnsafePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                var a = p.pointee.sin_addr
+                inet_ntop(AF_INET, &a, &host, 64)
+                port = UInt16(bigEndian: p.pointee.sin_port)
+            } }
+        } else {
+            withUnsafePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                var a = p.pointee.sin6_addr
+                inet_ntop(AF_INET6, &a, &host, 64)
+                port = UInt16(bigEndian: p.pointee.sin6_port)
+            } }
+        }
+        var h = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if h.hasPrefix("::ffff:"), h.contains(".") { h.removeFirst(7) }
+        return h.contains(":") ? "[\(h)]:\(port)" : "\(h):\(port)"
+    }
+
+    func markDirty(_ c: ClientConnection) {
+        if !c.inDirtyList {
+            c.inDirtyList = true
+            dirty.append(c)
+        }
+    }
+
+    private func flushDirty() {
+        if dirty.isEmpty { return }
+        for c in dirty {
+            c.inDirtyList = false
+            if c.phase != .closed { flush(c) }
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    private func flush(_ c: ClientConnection) {
+        switch c.tls.output.flush(fd: c.fd) {
+        case .drained:
+            if c.writeBlocked {
+                c.writeBlocked = false
+                loop.modify(c.fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            }
+            if c.closeAfterFlush { closeConnection(c, reason: "response sent") }
+        case .blocked:
+            if !c.writeBlocked {
+                c.writeBlocked = true
+                loop.modify(c.fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            }
+        case .failed:
+            closeConnection(c, reason: "send failed")
+        }
+    }
+
+    private func handleClient(_ c: ClientConnection, _ events: UInt32) {
+        if events & UInt32(EPOLLOUT.rawValue) != 0 {
+            flush(c)
+            if c.phase == .closed { return }
+        }
+        guard events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { return }
+        if c.phase == .handshake {
+            switch c.tls.handshake() {
+            case .done:
+                c.phase = .http
+                markDirty(c)
+            case .wantRead, .wantWrite:
+                markDirty(c)
+                return
+            case .closed:
+                closeConnection(c, reason: "closed during handshake")
+                return
+            case .failed(let why):
+                logger.info("tls.handshake_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                closeConnection(c, reason: "handshake failed")
+                return
+            }
+        }
+        readClient(c)
+    }
+
+    private func readClient(_ c: ClientConnection) {
+        let buf = io.baseAddress!
+        let cap = io.count
+        let now = monotonicSeconds()
+        while c.phase != .closed {
+            switch c.tls.read(buf, cap) {
+            case .done(let n):
+                c.lastReceive = now
+                if c.phase == .tunnel {
+                    receiveCSTP(c, UnsafeRawBufferPointer(start: buf, count: n), now: now)
+                } else {
+                    c.parser.append(UnsafeRawBufferPointer(start: buf, count: n))
+                    if c.phase == .http { processRequests(c) }
+                }
+            case .wantRead, .wantWrite:
+                return
+            case .closed:
+                closeConnection(c, reason: "peer closed")
+                return
+            case .failed(let why):
+                logger.debug("tls.read_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                closeConnection(c, reason: "TLS error")
+                return
+            }
+        }
+    }
+
+    /// Closes a connection. A session on it stays alive, detached, for the reconnect
+    /// window unless `detach` is false (the session ends elsewhere).
+    func closeConnection(_ c: ClientConnection, reason: String, detach: Bool = true) {
+        guard c.phase != .closed else { return }
+        let wasTunnel = c.phase == .tunnel
+        c.phase = .closed
+        c.tls.shutdown()
+        _ = c.tls.output.flush(fd: c.fd)
+        c.tls.output.release()
+        loop.remove(c.fd)
+        close(c.fd)
+        connections[Int(c.slot)] = nil
+        freeConnectionSlots.append(c.slot)
+        if let s = c.session, s.connection === c {
+            s.connection = nil
+            s.detachedAt = monotonicSeconds()
+            if wasTunnel && detach {
+                logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
+            }
+        }
+        c.session = nil
+    }
+
+    func sessionMetadata(_ s: Session, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var m: Logger.Metadata = ["session.id": "\(s.handle)", "user.id": "\(s.identity.userId)", "user.name": "\(s.identity.userName)",
+                                  "client.address": "\(s.address)"]
+        if let d = s.identity.deviceId { m["device.id"] = "\(d)" }
+        if let r = s.remoteAddress { m["peer.address"] = "\(r)" }
+        m.merge(extra) { _, n in n }
+        return m
+    }
+
+    // MARK: timers
+
+    private func tick() {
+        var expirations: UInt64 = 0
+        _ = read(timerFd, &expirations, 8)
+        let now = monotonicSeconds()
+        if now >= acceptPausedUntil, acceptPausedUntil != 0 {
+            acceptPausedUntil = 0
+            loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
+        }
+        let authTimeout = Int64(settings.advanced.authTimeout)
+        let dead = Int64(3 * settings.advanced.dpd)
+        for c in connections {
+            guard let c else { continue }
+            switch c.phase {
+            case .handshake, .http, .waitingAuth:
+                if now - c.acceptedAt > authTimeout { closeConnection(c, reason: "login timeout") }
+            case .tunnel:
+                if now - c.lastReceive > dead { closeConnection(c, reason: "dead peer (no traffic for \(dead) s)") }
+            case .closed: break
+            }
+        }
+        let reconnect = Int64(settings.advanced.reconnectTimeout)
+        let idle = Int64(settings.advanced.idleTimeout)
+        for s in sessions.all {
+            if s.deadline > 0, now >= s.deadline {
+                endSession(s, reason: "session-timeout")
+            } else if s.connection == nil, now - s.detachedAt > reconnect {
+                endSession(s, reason: "reconnect window expired")
+            } else if idle > 0, now - s.lastTraffic > idle {
+                endSession(s, reason: "idle-timeout")
+            }
+        }
+        for p in auth.expire(now: now, timeout: 10) {
+            failAuth(p, status: 503, reason: "authentication service did not answer in time")
+        }
+    }
+
+    // MARK: auth channel
+
+    private func handleAuthEvent(_ events: UInt32) {
+        if events & UInt32(EPOLLOUT.rawValue) != 0 { auth.flush() }
+        if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            let orphaned = auth.handleReadable(buffer: io) { pending, response in
+                authCompleted(pending, response)
+            }
+            for p in orphaned { failAuth(p, status: 503, reason: "authentication service went away") }
+        }
+    }
+
+    func connection(for p: AuthChannel.Pending) -> ClientConnection? {
+        let slot = Int(p.connectionSlot)
+        guard slot < connections.count, let c = connections[slot], c.generation == p.connectionGeneration,
+              c.phase == .waitingAuth else { return nil }
+        return c
+    }
+
+    private func failAuth(_ p: AuthChannel.Pending, status: Int, reason: String) {
+        guard let c = connection(for: p) else { return }
+        logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "\(reason)"])
+        c.phase = .http
+        sendHTTP(c, HTTPResponse(status: status, reason: "Service Unavailable", headers: [("X-Reason", reason)]), close: true)
+    }
+
+    // MARK: control socket
+
+    private func respond(to request: WireRequest) -> WireResponse {
+        switch request {
+        case .ping:
+            return .ping(PingResponse(process: "mstunnel-server", version: options.version))
+        case .serverStatus:
+            return .serverStatus(ServerStatusResponse(
+                version: options.version, startedAt: startedWall, listenPort: settings.listenPort, tunDevice: tun.name,
+                activeSessions: sessions.count, connectedSessions: sessions.all.filter { $0.connection != nil }.count,
+                totalSessions: counters.totalSessions, authFailures: counters.authFailures, poolSize: pool.capacity,
+                poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
+                txBytes: counters.txBytes, authAvailable: auth.connected))
+        case .listSessions(let q):
+            let now = monotonicSeconds()
+            let wallNow = wallSeconds()
+            let list = sessions.all.filter { s in
+                q.user.map { $0 == s.identity.userId || $0 == s.identity.userName } ?? true
+            }.map { s in
+                SessionInfo(id: s.handle, userId: s.identity.userId, userName: s.identity.userName, deviceId: s.identity.deviceId,
+                            address: s.address.description, remoteAddress: s.remoteAddress, connected: s.connection != nil,
+                            channel: s.connection != nil ? "tls" : "none", connectedAt: s.createdWall,
+                            expiresAt: s.deadline > 0 ? wallNow + (s.deadline - now) : 0, rxBytes: s.rxBytes, txBytes: s.txBytes,
+                            userAgent: s.userAgent, hostname: s.hostname)
+            }
+            return .listSessions(ListSessionsResponse(sessions: list))
+        case .validateToken:
+            return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import GatewayCore
+import GatewayTLS
+import GatewayDataplane
+import GatewayIPC
+import GatewayLogging
+import Logging
+
+/// The gateway dataplane process. Everything of substance lives in GatewayDataplane.
+@main
+struct MstunnelServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mstunnel-server",
+        abstract: "The mstunnel VPN gateway: TLS dataplane, one TUN, IP pool, split tunnel, PAT.")
+
+    @Option(help: "State directory with admin-settings.json and the site certificate (env MSTUNNEL_DIR).")
+    var stateDir: String = ProcessInfo.processInfo.environment["MSTUNNEL_DIR"] ?? "/etc/mstunnel"
+
+    @Option(help: "Runtime directory for the sockets.")
+    var runDir: String = "/run/mstunnel"
+
+    @Option(help: "The auth plugin's socket (default <run-dir>/auth.sock).")
+    var authSocket: String?
+
+    @Option(help: "This server's control socket (default <run-dir>/server.sock).")
+    var controlSocket: String?
+
+    @Option(help: "Name of the TUN device.")
+    var tunName: String = "mstun0"
+
+    @Option(help: "A group id allowed on the control socket besides root and our own uid (repeatable).")
+    var allowGid: [UInt32] = []
+
+    @Flag(help: "Validate the state directory and exit.")
+    var checkConfig = false
+
+    static let version = "0.1.0"
+
+    func run() throws {
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel.server")
+        let state = StateDirectory(path: stateDir)
+        let settings: GatewaySettings
+        let certificate: TLSServerContext.CertificateSource
+        do {
+            settings = try state.loadSettings()
+            certificate = try state.certificateSource()
+        } catch {
+            logger.critical("config.invalid", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        if checkConfig {
+            print("configuration OK: pool \(settings.pool), \(settings.routeIncludes.count) include / \(settings.routeExcludes.count) exclude routes, port \(settings.listenPort)")
+            return
+        }
+        try? FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        let options = GatewayOptions(
+            settings: settings, certificate: certificate, authSocket: authSocket ?? runDir + "/auth.sock",
+            controlSocket: controlSocket ?? runDir + "/server.sock", controlPolicy: PeerPolicy(allowedGIDs: Set(allowGid)),
+            tunName: tunName, version: Self.version, reload: { try state.loadSettings() })
+        let gateway: Gateway
+        do {
+            gateway = try Gateway(options: options, logger: logger)
+        } catch {
+            logger.critical("gateway.start_failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        gateway.run()
+    }
+}
