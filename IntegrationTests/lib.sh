@@ -1,0 +1,175 @@
+# Shared helpers for the namespace integration tests. Sourced, not run.
+#
+# Topology (names carry the test's PID so parallel or leftover runs never collide):
+#
+#   [cli$$]  cli0 198.18.0.2/24 ──── gw0 198.18.0.1/24  [gw$$]  gw1 198.18.1.1/24 ──── corp0 198.18.1.2/24  [corp$$]
+#    openconnect, tun0                mstunnel-server (TLS :443), mstun0 100.64.0.1/24       iperf3 -s, http log
+#                                     mstunnel-auth (Unix socket)
+#
+# The corporate host has no route to the client pool: replies reach clients only
+# because the gateway masquerades (PAT). Only 198.18.0.0/15 and 100.64.0.0/10 are used.
+
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "SKIP: $(basename "$0") needs root (network namespaces, TUN)"
+    exit 77
+fi
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${BIN:-$ROOT/.build/debug}
+NS_C=mstcli$$
+NS_G=mstgw$$
+NS_I=mstcorp$$
+WORK=$(mktemp -d /tmp/mstunnel-it.XXXXXX)
+STATE=$WORK/state
+RUN=$WORK/run
+PIDS=()
+FAILS=0
+PASSES=0
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    ip netns del "$NS_C" 2>/dev/null || true
+    ip netns del "$NS_G" 2>/dev/null || true
+    ip netns del "$NS_I" 2>/dev/null || true
+    rm -rf "/etc/netns/$NS_C" "/etc/netns/$NS_G" "/etc/netns/$NS_I"
+    if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
+check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
+
+setup_namespaces() {
+    ip netns add "$NS_C"
+    ip netns add "$NS_G"
+    ip netns add "$NS_I"
+    # vpnc-script rewrites resolv.conf; `ip netns exec` bind-mounts this file over
+    # /etc/resolv.conf so the host's stays untouched.
+    mkdir -p "/etc/netns/$NS_C"
+    : > "/etc/netns/$NS_C/resolv.conf"
+    ip link add cli0 netns "$NS_C" type veth peer name gw0 netns "$NS_G"
+    ip link add gw1 netns "$NS_G" type veth peer name corp0 netns "$NS_I"
+    ip -n "$NS_C" addr add 198.18.0.2/24 dev cli0
+    ip -n "$NS_G" addr add 198.18.0.1/24 dev gw0
+    ip -n "$NS_G" addr add 198.18.1.1/24 dev gw1
+    ip -n "$NS_I" addr add 198.18.1.2/24 dev corp0
+    for ns in "$NS_C" "$NS_G" "$NS_I"; do ip -n "$ns" link set lo up; done
+    ip -n "$NS_C" link set cli0 up
+    ip -n "$NS_G" link set gw0 up
+    ip -n "$NS_G" link set gw1 up
+    ip -n "$NS_I" link set corp0 up
+    ip netns exec "$NS_G" sysctl -qw net.ipv4.ip_forward=1
+}
+
+make_pki() {
+    mkdir -p "$STATE/certs" "$STATE/private" "$RUN"
+    chmod 700 "$STATE/private"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=198.18.0.1" -addext "subjectAltName=IP:198.18.0.1" \
+        -keyout "$STATE/private/site.key" -out "$STATE/certs/site.crt" 2>/dev/null
+    PIN="pin-sha256:$(openssl x509 -in "$STATE/certs/site.crt" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
+}
+
+TENANT=11111111-2222-3333-4444-555555555555
+ISSUER=https://issuer.test/$TENANT/v2.0
+AUD=3678c9e9-9681-447a-974d-d19f668fcd88
+
+make_issuer() {
+    "$BIN/mst-dev-issuer" init --dir "$WORK/issuer" --issuer "$ISSUER" >/dev/null
+    cat > "$STATE/auth.json" <<JSON
+{ "issuer": "$ISSUER", "jwksFile": "$WORK/issuer/jwks.json", "allowedTenants": ["$TENANT"] }
+JSON
+}
+
+mint() { "$BIN/mst-dev-issuer" mint --dir "$WORK/issuer" --iss "$ISSUER" --aud "$AUD" --tid "$TENANT" "$@"; }
+
+write_settings() {
+    cat > "$STATE/admin-settings.json" <<JSON
+{
+  "displayName": "integration",
+  "network": "100.64.0.0/24",
+  "dnsServers": ["198.18.1.2"],
+  "defaultDomainSuffix": "corp.test",
+  "routeIncludes": ["198.18.1.0/24"],
+  "routeExcludes": ["198.18.1.128/25"],
+  "splitDNS": ["corp.test"],
+  "listenPort": 443,
+  "advancedSettings": [ { "name": "banner", "value": "Welcome to the integration gateway" } ]
+}
+JSON
+}
+
+start_stack() {
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" > "$WORK/auth.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+    ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" > "$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=($SERVER_PID)
+    for _ in $(seq 100); do
+        ip netns exec "$NS_G" ss -ltn 'sport = :443' | grep -q LISTEN && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server did not start:"; cat "$WORK/server.log"; return 1
+}
+
+start_corp() {
+    ip netns exec "$NS_I" iperf3 -s -B 198.18.1.2 > "$WORK/iperf3-server.log" 2>&1 &
+    PIDS+=($!)
+    mkdir -p "$WORK/www"; echo corp-page > "$WORK/www/index.html"
+    (cd "$WORK/www" && exec ip netns exec "$NS_I" python3 -m http.server 8080 --bind 198.18.1.2) > "$WORK/http.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do ip netns exec "$NS_I" ss -ltn 'sport = :8080' | grep -q LISTEN && break; sleep 0.1; done
+}
+
+# A vpnc-script wrapper that records the environment of each call, then configures
+# the interface with the real vpnc-script.
+make_script_wrapper() {
+    cat > "$WORK/vpnc-wrapper.sh" <<'SH'
+#!/bin/sh
+env | sort > "$ENVLOG.$reason"
+exec /usr/share/vpnc-scripts/vpnc-script "$@"
+SH
+    chmod +x "$WORK/vpnc-wrapper.sh"
+}
+
+# oc NAME ARGS... : starts openconnect in the client namespace in the background.
+oc() {
+    local name=$1; shift
+    ENVLOG="$WORK/env-$name" ip netns exec "$NS_C" env ENVLOG="$WORK/env-$name" \
+        openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --script "$WORK/vpnc-wrapper.sh" \
+        --interface tun0 "$@" https://198.18.0.1/ > "$WORK/oc-$name.log" 2>&1 &
+    OC_PID=$!
+    PIDS+=($OC_PID)
+}
+
+wait_tunnel() {
+    local name=$1
+    for _ in $(seq 150); do
+        [ -f "$WORK/env-$name.connect" ] && ip -n "$NS_C" -4 addr show dev tun0 2>/dev/null | grep -q 'inet 100\.64\.' && return 0
+        kill -0 "$OC_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "--- openconnect ($name) log:"; tail -20 "$WORK/oc-$name.log"; echo "--- server log:"; tail -20 "$WORK/server.log"
+    return 1
+}
+
+stop_oc() {
+    kill -INT "$OC_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$OC_PID" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$OC_PID" 2>/dev/null || true
+}
+
+summary() {
+    echo "$PASSES passed, $FAILS failed"
+    [ "$FAILS" = 0 ]
+}
