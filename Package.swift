@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "mstunnel-server", targets: ["mstunnel-server"]),
         .executable(name: "mstunnel-auth", targets: ["mstunnel-auth"]),
         .executable(name: "mst-dev-issuer", targets: ["mst-dev-issuer"]),
+        .executable(name: "mst-cli", targets: ["mst-cli"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -64,6 +65,10 @@ let package = Package(
             "GatewayAuth", "GatewayIPC", "GatewayWire", "GatewayLogging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "mst-cli", dependencies: [
+            "GatewayIPC", "GatewayWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "mst-dev-issuer", dependencies: [
             .product(name: "JWTKit", package: "jwt-kit"),

@@ -54,6 +54,15 @@ if wait_tunnel bearer; then
     pass "bearer: tunnel up"
     tunnel_checks bearer
     traffic_checks bearer
+    "$BIN/mst-cli" server show sessions --run-dir "$RUN" --json > "$WORK/sessions.json"
+    check "mst-cli: session listed with user and pool address" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 1 and s[0]["userName"] == "alice@corp.test" and s[0]["deviceId"] == "dev-alice"
+assert s[0]["address"].startswith("100.64.0.") and s[0]["connected"] and s[0]["rxBytes"] > 0 and s[0]["txBytes"] > 0
+' "$WORK/sessions.json"
+    check "mst-cli: server status" sh -c "'$BIN/mst-cli' server show status --run-dir '$RUN' | grep -q '1 active, 1 connected'"
+    check "mst-cli: auth answers" sh -c "'$BIN/mst-cli' auth status --run-dir '$RUN' | grep -q 'mstunnel-auth'"
 else fail "bearer: tunnel up"; fi
 stop_oc
 check "bearer: logoff ends the session" sh -c "grep -q '\"msg\":\"session.ended\".*\"reason\":\"logoff\"' '$WORK/server.log'"

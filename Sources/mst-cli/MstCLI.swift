@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import GatewayIPC
+import GatewayWire
+
+/// Operator CLI on the gateway host. This first version reads the running stack over its
+/// control sockets; container lifecycle verbs (start/stop/logs) come with the installer.
+@main
+struct MstCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mst-cli",
+        abstract: "Inspect the mstunnel gateway on this host.",
+        subcommands: [Server.self, Auth.self])
+}
+
+struct SocketOptions: ParsableArguments {
+    @Option(help: "Runtime directory holding the sockets.")
+    var runDir: String = ProcessInfo.processInfo.environment["MSTUNNEL_RUN_DIR"] ?? "/run/mstunnel"
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func call(_ socket: String, _ request: WireRequest) throws -> WireResponse {
+        let path = runDir + "/" + socket
+        let connection: WireConnection
+        do {
+            connection = try WireConnection.connect(path: path)
+        } catch {
+            throw ValidationError("cannot reach \(path): \(error) (is the stack running? see `podman ps`)")
+        }
+        connection.setReceiveTimeout(seconds: 10)
+        let response = try connection.call(request)
+        if case .error(let e) = response { throw ValidationError("\(socket) refused the request (\(e.code)): \(e.message)") }
+        return response
+    }
+
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+}
+
+struct Server: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The gateway server (mstunnel-server).",
+        subcommands: [Status.self, Show.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Is the server answering?")
+        @OptionGroup var options: SocketOptions
+
+        func run() throws {
+            guard case .ping(let p) = try options.call("server.sock", .ping(PingRequest())) else { throw ExitCode(1) }
+            if options.json { try options.printJSON(p) } else { print("\(p.process) \(p.version): running") }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show server state.", subcommands: [ShowStatus.self, ShowSessions.self, ShowUsers.self, ShowUser.self])
+    }
+
+    struct ShowStatus: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Counters and pool use.")
+        @OptionGroup var options: SocketOptions
+
+        func run() throws {
+            guard case .serverStatus(let s) = try options.call("server.sock", .serverStatus(ServerStatusRequest())) else { throw ExitCode(1) }
+            if options.json { return try options.printJSON(s) }
+            let up = Int64(Date().timeIntervalSince1970) - s.startedAt
+            print("""
+            version:            \(s.version)
+            up:                 \(up) s
+            listen port:        \(s.listenPort)
+            tun device:         \(s.tunDevice)
+            auth service:       \(s.authAvailable ? "connected" : "NOT CONNECTED")
+            sessions:           \(s.activeSessions) active, \(s.connectedSessions) connected, \(s.totalSessions) since start
+            auth failures:      \(s.authFailures)
+            address pool:       \(s.poolInUse) of \(s.poolSize) in use, exhausted \(s.poolExhaustedCount) times
+            traffic:            \(s.rxBytes) bytes from clients, \(s.txBytes) bytes to clients
+            """)
+        }
+    }
+
+    struct ShowSessions: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "sessions", abstract: "Every session.")
+        @OptionGroup var options: SocketOptions
+        func run() throws { try Server.listSessions(options, user: nil) }
+    }
+
+    struct ShowUsers: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "users", abstract: "Users with sessions, with counts.")
+        @OptionGroup var options: SocketOptions
+
+        func run() throws {
+            guard case .listSessions(let l) = try options.call("server.sock", .listSessions(ListSessionsRequest())) else { throw ExitCode(1) }
+            var counts: [String: (name: String, n: Int)] = [:]
+            for s in l.sessions { counts[s.userId, default: (s.userName, 0)].n += 1 }
+            if options.json {
+                return try options.printJSON(counts.map { ["userId": $0.key, "userName": $0.value.name, "sessions": "\($0.value.n)"] })
+            }
+            print("USER ID                               USER NAME                       SESSIONS")
+            for (id, v) in counts.sorted(by: { $0.value.name < $1.value.name }) {
+                print(id.padding(toLength: 38, withPad: " ", startingAt: 0) + v.name.padding(toLength: 32, withPad: " ", startingAt: 0) + "\(v.n)")
+            }
+        }
+    }
+
+    struct ShowUser: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "user", abstract: "One user's sessions.")
+        @OptionGroup var options: SocketOptions
+        @Argument(help: "User id (oid) or user name (UPN).") var user: String
+        func run() throws { try Server.listSessions(options, user: user) }
+    }
+
+    static func listSessions(_ options: SocketOptions, user: String?) throws {
+        guard case .listSessions(let l) = try options.call("server.sock", .listSessions(ListSessionsRequest(user: user))) else { throw ExitCode(1) }
+        if options.json { return try options.printJSON(l.sessions) }
+        print("SESSION   USER                            ADDRESS          STATE      FROM                   RX/TX BYTES")
+        for s in l.sessions {
+            print(s.id.padding(toLength: 10, withPad: " ", startingAt: 0)
+                + s.userName.padding(toLength: 32, withPad: " ", startingAt: 0)
+                + s.address.padding(toLength: 17, withPad: " ", startingAt: 0)
+                + (s.connected ? "connected" : "detached").padding(toLength: 11, withPad: " ", startingAt: 0)
+                + (s.remoteAddress ?? "-").padding(toLength: 23, withPad: " ", startingAt: 0)
+                + "\(s.rxBytes)/\(s.txBytes)")
+        }
+    }
+}
+
+struct Auth: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The auth plugin (mstunnel-auth).", subcommands: [Status.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Is the auth plugin answering?")
+        @OptionGroup var options: SocketOptions
+
+        func run() throws {
+            guard case .ping(let p) = try options.call("auth.sock", .ping(PingRequest())) else { throw ExitCode(1) }
+            if options.json { try options.printJSON(p) } else { print("\(p.process) \(p.version): running") }
+        }
+    }
+}
