@@ -109,7 +109,8 @@ JSON
 
 start_stack() {
     ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" > "$WORK/auth.log" 2>&1 &
-    PIDS+=($!)
+    AUTH_PID=$!
+    PIDS+=($AUTH_PID)
     for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
     ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!

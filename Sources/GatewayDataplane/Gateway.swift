@@ -80,7 +80,23 @@ public final class Gateway {
         var dropsUnsupported: UInt64 = 0
     }
 
+    /// Blocks SIGTERM, SIGINT and SIGHUP so they arrive only through the loop's signalfd.
+    /// Must run before any other thread exists (threads inherit the mask; a thread
+    /// without it would take the default action and kill the process uncleanly), so
+    /// `main` calls it first, and `init` again for safety.
+    @discardableResult
+    public static func blockSignals() -> sigset_t {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        return mask
+    }
+
     public init(options: GatewayOptions, logger: Logger) throws {
+        Self.blockSignals()
         self.options = options
         self.settings = options.settings
         self.logger = logger
@@ -98,12 +114,7 @@ public final class Gateway {
 
         listenFd = try Self.listen(address: settings.listenAddress, port: settings.listenPort)
 
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        sigaddset(&mask, SIGTERM)
-        sigaddset(&mask, SIGINT)
-        sigaddset(&mask, SIGHUP)
-        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        var mask = Self.blockSignals()
         signalFd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
         if signalFd < 0 { throw DataplaneError("signalfd", errno: errno) }
         signal(SIGPIPE, SIG_IGN)

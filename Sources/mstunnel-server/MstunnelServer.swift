@@ -38,6 +38,7 @@ struct MstunnelServer: ParsableCommand {
     static let version = "0.1.0"
 
     func run() throws {
+        Gateway.blockSignals()
         GatewayLog.bootstrap()
         let logger = Logger(label: "mstunnel.server")
         let state = StateDirectory(path: stateDir)
