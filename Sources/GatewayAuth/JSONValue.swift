@@ -61,7 +61,8 @@ public enum JSONValue: Codable, Sendable, Equatable {
     /// and truncated here; non-finite or absurd values are refused.
     public var numericDate: Int64? {
         switch self {
-        case .int(let i): return i
+        // Bounded (about ±31 million years) so `exp + skew` and friends never overflow.
+        case .int(let i): return (-999_999_999_999_999...999_999_999_999_999).contains(i) ? i : nil
         case .double(let d):
             guard d.isFinite, abs(d) < 1e15 else { return nil }
             return Int64(d.rounded(.down))

@@ -6,6 +6,9 @@ import Foundation
 public struct GatewaySettings: Sendable, Equatable {
     public static let maxSplitRules = 500
     public static let defaultListenPort = 443
+    /// The largest pool: the pool keeps one 4-byte owner entry per address, so /10 is
+    /// 16 MiB; anything larger is a typo, not a deployment.
+    public static let minPoolPrefixLength = 10
 
     public var displayName: String
     public var pool: IPv4Prefix
@@ -40,13 +43,18 @@ public struct GatewaySettings: Sendable, Equatable {
         public var banner: String?
         /// Most sessions at once; 0 = limited by the pool only. (`max-sessions`)
         public var maxSessions = 0
-        /// Login (HTTP phase) must finish within this many seconds. (`auth-timeout`)
+        /// Login (HTTP phase) must finish within this many seconds; a session whose
+        /// client never sends CONNECT is dropped after this long too. (`auth-timeout`)
         public var authTimeout = 60
+        /// Most sessions one user (token `oid`) may hold; at the limit a new login
+        /// replaces the user's oldest disconnected session, or is refused. 0 = no limit.
+        /// (`max-sessions-per-user`)
+        public var maxSessionsPerUser = 10
         public init() {}
 
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
-            "max-sessions", "auth-timeout", "listen-address",
+            "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
         ]
     }
 
@@ -60,7 +68,13 @@ public struct GatewaySettings: Sendable, Equatable {
         if let n = s.network {
             switch IPv4Prefix.parse(n) {
             case .success(let p):
-                if p.length > 30 { note("network: \(n) is too small for a pool (at most /30)") } else { pool = p }
+                if p.length > 30 {
+                    note("network: \(n) is too small for a pool (at most /30)")
+                } else if p.length < minPoolPrefixLength {
+                    note("network: \(n) is larger than a pool can be (at least /\(minPoolPrefixLength), 4 million addresses)")
+                } else {
+                    pool = p
+                }
             case .failure(let e): note("network: \(e)")
             }
         } else {
@@ -149,6 +163,7 @@ public struct GatewaySettings: Sendable, Equatable {
             case "mtu": adv.mtu = int(576...1500) ?? adv.mtu
             case "max-sessions": adv.maxSessions = int(0...1_000_000) ?? adv.maxSessions
             case "auth-timeout": adv.authTimeout = int(5...600) ?? adv.authTimeout
+            case "max-sessions-per-user": adv.maxSessionsPerUser = int(0...10_000) ?? adv.maxSessionsPerUser
             case "banner": adv.banner = kv.value
             case "listen-address":
                 if IPAddress(kv.value) != nil { listenAddress = kv.value } else {

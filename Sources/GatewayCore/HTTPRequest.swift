@@ -77,6 +77,9 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private var buffer: [UInt8] = []
+    /// Where the search for the end of the header block resumes: bytes before it were
+    /// already scanned, so feeding a header one byte per record stays linear.
+    private var scanned = 0
 
     public init() {}
 
@@ -93,12 +96,22 @@ public struct HTTPRequestParser: Sendable {
     /// Whatever is buffered beyond the last parsed request (e.g. the first CSTP bytes
     /// sent right after a CONNECT), handed over and cleared.
     public mutating func takeRemainder() -> [UInt8] {
-        defer { buffer = [] }
+        defer {
+            buffer = []
+            scanned = 0
+        }
         return buffer
     }
 
+    /// Drops everything buffered (the connection is being closed).
+    public mutating func reset() {
+        buffer = []
+        scanned = 0
+    }
+
     public mutating func next() throws(ParseError) -> HTTPRequest? {
-        guard let headerEnd = Self.findHeaderEnd(buffer) else {
+        guard let headerEnd = Self.findHeaderEnd(buffer, from: scanned) else {
+            scanned = max(0, buffer.count - 3)
             if buffer.count > Self.maxHeaderBytes { throw .headerTooLarge }
             return nil
         }
@@ -139,16 +152,20 @@ public struct HTTPRequestParser: Sendable {
             bodyLength = n
         }
         let bodyStart = headerEnd + 4
-        guard buffer.count >= bodyStart + bodyLength else { return nil }
+        guard buffer.count >= bodyStart + bodyLength else {
+            scanned = headerEnd
+            return nil
+        }
         let body = Array(buffer[bodyStart..<(bodyStart + bodyLength)])
         buffer.removeFirst(bodyStart + bodyLength)
+        scanned = 0
         return HTTPRequest(method: method, target: target, version: version, headers: headers, body: body)
     }
 
     /// Index of the "\r\n\r\n" that ends the header block.
-    static func findHeaderEnd(_ b: [UInt8]) -> Int? {
+    static func findHeaderEnd(_ b: [UInt8], from start: Int = 0) -> Int? {
         guard b.count >= 4 else { return nil }
-        var i = 0
+        var i = start
         while i + 3 < b.count {
             if b[i] == 13, b[i + 1] == 10, b[i + 2] == 13, b[i + 3] == 10 { return i }
             i += 1

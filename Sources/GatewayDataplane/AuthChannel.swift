@@ -48,7 +48,12 @@ final class AuthChannel {
         lastConnectAttempt = now
         do {
             let newFd = try UnixSocket.connect(path: socketPath, nonBlocking: true)
-            try loop.add(newFd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
+            do {
+                try loop.add(newFd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
+            } catch {
+                close(newFd)
+                throw error
+            }
             fd = newFd
             decoder = WireFrameDecoder()
             logger.info("auth.connected", metadata: ["socket": "\(socketPath)"])

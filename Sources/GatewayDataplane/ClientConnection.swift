@@ -29,6 +29,7 @@ final class ClientConnection {
     var userAgent: String?
     var writeBlocked = false
     var inDirtyList = false
+    var inReadAgainList = false
     var closeAfterFlush = false
 
     init(slot: Int32, generation: UInt32, fd: Int32, tls: TLSConnection, peer: String, now: Int64) {

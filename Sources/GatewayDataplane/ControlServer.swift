@@ -43,10 +43,20 @@ final class ControlServer {
         unlink(path)
     }
 
+    private var pausedUntil: Int64 = 0
+
     func accept() {
         while true {
             let fd = CGatewayShims_accept(listenFd, nil, nil)
-            if fd < 0 { return }
+            if fd < 0 {
+                if -fd == EMFILE || -fd == ENFILE {
+                    // Level-triggered: without a pause the loop would spin on this fd.
+                    logger.error("control.fd_exhausted", metadata: ["hint": "open-file limit reached; control socket paused for 1 s"])
+                    loop.modify(listenFd, events: 0, token: Token.make(.controlListener))
+                    pausedUntil = monotonicSeconds() + 1
+                }
+                return
+            }
             guard let cred = try? PeerCredentials.of(fd: fd), policy.allows(cred) else {
                 let who = (try? PeerCredentials.of(fd: fd))?.description ?? "unknown"
                 logger.warning("control.peer_refused", metadata: ["peer": "\(who)"])
@@ -65,9 +75,19 @@ final class ControlServer {
         }
     }
 
+    func resumeAcceptingIfPaused(now: Int64) {
+        if pausedUntil != 0, now >= pausedUntil {
+            pausedUntil = 0
+            loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.controlListener))
+        }
+    }
+
     func handle(slot: Int32, events: UInt32, buffer: UnsafeMutableRawBufferPointer, respond: (WireRequest) -> WireResponse) {
         guard let peer = peers[slot] else { return }
-        if events & UInt32(EPOLLOUT.rawValue) != 0 { flush(peer) }
+        if events & UInt32(EPOLLOUT.rawValue) != 0 {
+            flush(peer)
+            if peers[slot] == nil { return }
+        }
         guard events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue) != 0 else { return }
         while true {
             let n = recv(peer.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))

@@ -7,12 +7,13 @@ import Logging
 /// The login phase: liveness page, the three token paths, CONNECT.
 extension Gateway {
     func processRequests(_ c: ClientConnection) {
-        while c.phase == .http {
+        while c.phase == .http, !c.closeAfterFlush {
             let request: HTTPRequest?
             do {
                 request = try c.parser.next()
             } catch {
                 logger.info("http.bad_request", metadata: ["peer.address": "\(c.peer)", "error": "\(error)"])
+                c.parser.reset()
                 sendHTTP(c, HTTPResponse(status: 400, reason: "Bad Request", text: "bad request: \(error)\n"), close: true)
                 return
             }
@@ -184,6 +185,20 @@ extension Gateway {
             sendHTTP(c, HTTPResponse(status: 503, reason: "Service Unavailable", headers: [("X-Reason", "gateway is at its session limit")]), close: true)
             return nil
         }
+        if settings.advanced.maxSessionsPerUser > 0 {
+            let mine = sessions.sessions(ofUser: identity.userId)
+            if mine.count >= settings.advanced.maxSessionsPerUser {
+                // Make room by retiring the oldest session that is not connected (a
+                // client that logged in again without logging off); never a live one.
+                guard let idle = mine.first(where: { $0.connection == nil }) else {
+                    logger.warning("session.refused", metadata: ["reason": "max-sessions-per-user reached", "limit": "\(settings.advanced.maxSessionsPerUser)",
+                                                                 "user.id": "\(identity.userId)", "user.name": "\(identity.userName)"])
+                    sendHTTP(c, HTTPResponse(status: 503, reason: "Service Unavailable", headers: [("X-Reason", "too many sessions for this user")]), close: true)
+                    return nil
+                }
+                endSession(idle, reason: "replaced by a newer login (max-sessions-per-user)")
+            }
+        }
         let slot = sessions.reserveSlot()
         guard let address = pool.allocate(owner: slot, hint: stableHash(identity.userId)) else {
             sessions.unreserve(slot)
@@ -244,6 +259,7 @@ extension Gateway {
         let reconnect = s.rxPackets + s.txPackets > 0 || r.header("x-cstp-address") != nil
         s.connection = c
         s.detachedAt = 0
+        s.everConnected = true
         s.remoteAddress = c.peer
         s.hostname = r.header("x-cstp-hostname")
         s.userAgent = r.header("user-agent") ?? s.userAgent

@@ -58,6 +58,9 @@ public final class Gateway {
     var connectionGenerations: [UInt32] = []
     var freeConnectionSlots: [Int32] = []
     var dirty: [ClientConnection] = []
+    /// Connections whose read was cut short by `recordsPerWakeup` with bytes still
+    /// inside OpenSSL (which epoll cannot see).
+    var readAgain: [ClientConnection] = []
     let bufferPool = BufferPool()
     let auth: AuthChannel
     var control: ControlServer?
@@ -181,7 +184,15 @@ public final class Gateway {
         ])
         _ = auth.ensureConnected(now: monotonicSeconds())
         while running {
-            loop.poll(timeoutMs: 1000) { token, events in dispatch(token, events) }
+            loop.poll(timeoutMs: readAgain.isEmpty ? 1000 : 0) { token, events in dispatch(token, events) }
+            if !readAgain.isEmpty {
+                let again = readAgain
+                readAgain.removeAll(keepingCapacity: true)
+                for c in again {
+                    c.inReadAgainList = false
+                    if c.phase != .closed { readClient(c) }
+                }
+            }
             flushDirty()
         }
         shutdown()
@@ -373,19 +384,42 @@ public final class Gateway {
         readClient(c)
     }
 
-    private func readClient(_ c: ClientConnection) {
+    /// Most TLS records read from one connection per wakeup: one busy (or hostile)
+    /// client must not keep the loop from everyone else. The rest is read on the next
+    /// turn (level-triggered epoll, or the `readAgain` list for bytes OpenSSL holds).
+    static let recordsPerWakeup = 64
+
+    func readClient(_ c: ClientConnection) {
         let buf = io.baseAddress!
         let cap = io.count
         let now = monotonicSeconds()
+        var records = 0
         while c.phase != .closed {
+            if records == Self.recordsPerWakeup {
+                if c.tls.pending > 0, !c.inReadAgainList {
+                    c.inReadAgainList = true
+                    readAgain.append(c)
+                }
+                return
+            }
+            records += 1
             switch c.tls.read(buf, cap) {
             case .done(let n):
                 c.lastReceive = now
                 if c.phase == .tunnel {
                     receiveCSTP(c, UnsafeRawBufferPointer(start: buf, count: n), now: now)
+                } else if c.closeAfterFlush {
+                    // A final response is on its way; whatever else the client sends is moot.
+                    continue
                 } else {
                     c.parser.append(UnsafeRawBufferPointer(start: buf, count: n))
-                    if c.phase == .http { processRequests(c) }
+                    if c.phase == .http {
+                        processRequests(c)
+                    } else if c.parser.buffered > HTTPRequestParser.maxHeaderBytes + HTTPRequestParser.maxBodyBytes {
+                        // Pipelining this much while a login is being checked is abuse.
+                        logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
+                        closeConnection(c, reason: "request flood while waiting for auth")
+                    }
                 }
             case .wantRead, .wantWrite:
                 return
@@ -442,6 +476,7 @@ public final class Gateway {
             acceptPausedUntil = 0
             loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
         }
+        control?.resumeAcceptingIfPaused(now: now)
         let authTimeout = Int64(settings.advanced.authTimeout)
         let dead = Int64(3 * settings.advanced.dpd)
         for c in connections {
@@ -459,6 +494,8 @@ public final class Gateway {
         for s in sessions.all {
             if s.deadline > 0, now >= s.deadline {
                 endSession(s, reason: "session-timeout")
+            } else if s.connection == nil, !s.everConnected, now - s.detachedAt > authTimeout {
+                endSession(s, reason: "no CONNECT after login")
             } else if s.connection == nil, now - s.detachedAt > reconnect {
                 endSession(s, reason: "reconnect window expired")
             } else if idle > 0, now - s.lastTraffic > idle {

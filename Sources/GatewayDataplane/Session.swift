@@ -34,6 +34,9 @@ final class Session {
     var connection: ClientConnection?
     /// When the last connection went away (monotonic), while detached.
     var detachedAt: Int64 = 0
+    /// Whether a CONNECT ever attached this session (a login that never connects is
+    /// dropped after auth-timeout instead of the whole reconnect window).
+    var everConnected = false
     var lastTraffic: Int64
     var rxBytes: UInt64 = 0
     var txBytes: UInt64 = 0
@@ -86,6 +89,11 @@ struct SessionTable {
         byCookie[s.cookieKey] = nil
         freeSlots.append(s.slot)
         count -= 1
+    }
+
+    /// Sessions of one user, oldest first.
+    func sessions(ofUser userId: String) -> [Session] {
+        slots.compactMap { $0 }.filter { $0.identity.userId == userId }.sorted { $0.createdMono < $1.createdMono }
     }
 
     func lookup(_ key: CookieKey) -> Session? {

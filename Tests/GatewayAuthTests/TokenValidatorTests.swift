@@ -54,6 +54,16 @@ import Testing
         #expect(withinSkew.rejection == nil)
     }
 
+    @Test func extremeTimestampsAreMalformedNotACrash() async throws {
+        let v = makeValidator(clock: clock)
+        var claims = Mint.claims(now: clock.seconds)
+        claims["exp"] = .int(Int64.max)
+        #expect(code(await v.validate(try await Mint.rs256(claims))) == .malformed)
+        claims = Mint.claims(now: clock.seconds)
+        claims["nbf"] = .int(Int64.min)
+        #expect(code(await v.validate(try await Mint.rs256(claims))) == .malformed)
+    }
+
     @Test func missingExpIsAMissingClaim() async throws {
         let v = makeValidator(clock: clock)
         let r = await v.validate(try await Mint.rs256(Mint.claims(now: clock.seconds, exp: nil)))

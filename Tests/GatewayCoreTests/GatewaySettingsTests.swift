@@ -65,6 +65,20 @@ import Testing
         #expect(e.message.contains("overlaps the client pool"))
     }
 
+    @Test func poolSizeBounds() {
+        guard case .failure(let e) = settings(#"{"network":"0.0.0.0/1"}"#) else { Issue.record("/1 must be refused"); return }
+        #expect(e.message.contains("larger than a pool can be"))
+        #expect((try? settings(#"{"network":"100.64.0.0/10"}"#).get()) != nil)
+        guard case .failure(let e2) = settings(#"{"network":"100.64.0.0/31"}"#) else { Issue.record("/31 must be refused"); return }
+        #expect(e2.message.contains("too small"))
+    }
+
+    @Test func perUserLimit() throws {
+        #expect(try settings(#"{"network":"100.64.0.0/24"}"#).get().advanced.maxSessionsPerUser == 10)
+        let s = try settings(#"{"network":"100.64.0.0/24","advancedSettings":[{"name":"max-sessions-per-user","value":"2"}]}"#).get()
+        #expect(s.advanced.maxSessionsPerUser == 2)
+    }
+
     @Test func unknownKeysAndBadJSON() {
         guard case .failure(let e1) = settings(#"{"network":"100.64.0.0/24","dnsServer":["1.1.1.1"]}"#) else { Issue.record("x"); return }
         #expect(e1.message.contains("unknown key(s) dnsServer"))

@@ -40,6 +40,18 @@ import Testing
         #expect(p.takeRemainder() == Array("CONNECT".utf8))
     }
 
+    @Test func headerFedOneByteAtATime() throws {
+        var p = HTTPRequestParser()
+        let bytes = Array(("GET / HTTP/1.1\r\nX-Long: " + String(repeating: "a", count: 20000) + "\r\nContent-Length: 2\r\n\r\nok").utf8)
+        var got: HTTPRequest?
+        for b in bytes {
+            p.append([b])
+            if let r = try p.next() { got = r }
+        }
+        #expect(got?.body == Array("ok".utf8))
+        #expect(got?.header("x-long")?.count == 20000)
+    }
+
     @Test func connectHasNoBody() throws {
         var p = HTTPRequestParser()
         p.append(Array("CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nCookie: webvpn=x\r\nX-CSTP-Base-MTU: 1500\r\n\r\nSTF\u{1}".utf8))
