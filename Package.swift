@@ -39,7 +39,7 @@ let package = Package(
 
         // --- I/O libraries.
         .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
-        .target(name: "GatewayTLS", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTUN", dependencies: ["GatewayCore", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: [
             "GatewayWire", "GatewayIPC", "CCurl",

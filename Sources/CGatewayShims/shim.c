@@ -44,3 +44,45 @@ int CGatewayShims_accept(int fd, void *addr, unsigned int *addrlen) {
     if (addrlen) *addrlen = len;
     return c;
 }
+
+#define MST_MAX_BATCH 128
+
+int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n) {
+    struct mmsghdr msgs[MST_MAX_BATCH];
+    struct iovec iov[MST_MAX_BATCH];
+    if (n > MST_MAX_BATCH) n = MST_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = d[i].buf;
+        iov[i].iov_len = d[i].cap;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &d[i].addr;
+        msgs[i].msg_hdr.msg_namelen = sizeof(d[i].addr);
+    }
+    int r = recvmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT, NULL);
+    if (r < 0) return -errno;
+    for (int i = 0; i < r; i++) {
+        d[i].len = msgs[i].msg_len;
+        d[i].addrlen = msgs[i].msg_hdr.msg_namelen;
+    }
+    return r;
+}
+
+int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n) {
+    struct mmsghdr msgs[MST_MAX_BATCH];
+    struct iovec iov[MST_MAX_BATCH];
+    if (n > MST_MAX_BATCH) n = MST_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = d[i].buf;
+        iov[i].iov_len = d[i].len;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &d[i].addr;
+        msgs[i].msg_hdr.msg_namelen = d[i].addrlen;
+    }
+    int r = sendmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT);
+    if (r < 0) return -errno;
+    return r;
+}

@@ -27,6 +27,10 @@ static inline int mst_sk_X509_num(const STACK_OF(X509) *sk) { return sk_X509_num
 static inline X509 *mst_sk_X509_value(const STACK_OF(X509) *sk, int i) { return sk_X509_value(sk, i); }
 static inline void mst_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
 static inline long mst_BIO_get_mem_data(BIO *b, char **pp) { return BIO_get_mem_data(b, pp); }
+static inline void mst_BIO_set_retry_read(BIO *b) { BIO_set_retry_read(b); }
+static inline void mst_BIO_clear_retry_flags(BIO *b) { BIO_clear_retry_flags(b); }
+static inline int mst_SSL_set_app_data(SSL *s, void *p) { return SSL_set_app_data(s, p); }
+static inline void *mst_SSL_get_app_data(const SSL *s) { return SSL_get_app_data(s); }
 static inline int mst_ERR_GET_REASON(unsigned long e) { return ERR_GET_REASON(e); }
 
 /* Constants that are macros of a shape Swift does not import. */

@@ -17,6 +17,30 @@ public struct TunnelParameters: Sendable, Equatable {
     public var banner: String?
     public var clientHostname: String?
     public var ipv6Capable: Bool
+    /// DTLS offered to this client, if UDP is enabled and the client asked for
+    /// PSK-NEGOTIATE.
+    public var dtls: DTLSOffer?
+
+    public struct DTLSOffer: Sendable, Equatable {
+        public var port: Int
+        /// Hex of the session id the client must put in its ClientHello.
+        public var appID: String
+        public var dpd: Int
+        public var keepalive: Int
+        public init(port: Int, appID: String, dpd: Int, keepalive: Int) {
+            self.port = port
+            self.appID = appID
+            self.dpd = dpd
+            self.keepalive = keepalive
+        }
+    }
+
+    /// Whether the client's `X-DTLS-CipherSuite` offers the PSK-NEGOTIATE mode (absent
+    /// with `openconnect --no-dtls`).
+    public static func clientOffersPSK(_ request: HTTPRequest) -> Bool {
+        guard let suites = request.header("x-dtls-ciphersuite") else { return false }
+        return suites.split(separator: ":").contains { $0.trimmingSpaces == "PSK-NEGOTIATE" }
+    }
 
     /// Overhead of a DTLS record around one packet with AES-GCM over IPv4:
     /// IP 20 + UDP 8 + DTLS header 13 + explicit nonce 8 + tag 16 + type byte 1.
@@ -48,6 +72,7 @@ public struct TunnelParameters: Sendable, Equatable {
         banner = settings.advanced.banner
         clientHostname = request.header("x-cstp-hostname")
         ipv6Capable = request.header("x-cstp-full-ipv6-capability")?.lowercased() == "true"
+        dtls = nil
     }
 
     /// The response head. Header names after `X-CSTP-`/`X-DTLS-` are matched
@@ -85,6 +110,14 @@ public struct TunnelParameters: Sendable, Equatable {
         add("X-CSTP-Rekey-Method", "none")
         add("X-CSTP-Base-MTU", "\(baseMTU)")
         add("X-CSTP-MTU", "\(mtu)")
+        if let dtls {
+            add("X-DTLS-Port", "\(dtls.port)")
+            add("X-DTLS-App-ID", dtls.appID)
+            add("X-DTLS-CipherSuite", "PSK-NEGOTIATE")
+            add("X-DTLS-DPD", "\(dtls.dpd)")
+            add("X-DTLS-Keepalive", "\(dtls.keepalive)")
+            add("X-DTLS-Rekey-Method", "none")
+        }
         if let banner, !banner.isEmpty { add("X-CSTP-Banner", Self.percentEscape(banner)) }
         h += "\r\n"
         return h

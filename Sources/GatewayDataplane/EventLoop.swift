@@ -47,7 +47,7 @@ final class EventLoop {
 /// stale), the slot in the low 32.
 enum Token {
     enum Kind: UInt8 {
-        case listener = 1, tun, signal, timer, auth, controlListener, control, client
+        case listener = 1, tun, signal, timer, auth, controlListener, control, client, udp
     }
 
     static func make(_ kind: Kind, slot: Int32 = 0, generation: UInt32 = 0) -> UInt64 {

@@ -264,13 +264,24 @@ extension Gateway {
         s.hostname = r.header("x-cstp-hostname")
         s.userAgent = r.header("user-agent") ?? s.userAgent
         c.session = s
+        dropDTLS(s)
         let remaining = s.deadline > 0 ? Int(s.deadline - now) : 0
-        let params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r)
+        var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r)
+        s.dtlsPSK = nil
+        if !settings.disableUdpConnections, TunnelParameters.clientOffersPSK(r),
+           let psk = c.tls.exportKeyingMaterial(label: "EXPORTER-openconnect-psk", length: 32) {
+            s.dtlsPSK = psk
+            params.dtls = .init(port: settings.listenPort, appID: hex(s.id), dpd: settings.advanced.dpd,
+                                keepalive: min(settings.advanced.keepalive, Self.dtlsKeepalive))
+        }
+        s.baseMTU = params.baseMTU
+        s.mtu = params.mtu
         let head = Array(params.responseHead(serverName: "mstunnel \(options.version)").utf8)
         c.phase = .tunnel
         writeRecord(c, head)
         logger.info(reconnect ? "session.reconnected" : "session.connected",
-                    metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)"]))
+                    metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)",
+                                                  "dtls.offered": "\(params.dtls != nil)"]))
         let rest = c.parser.takeRemainder()
         if !rest.isEmpty {
             rest.withUnsafeBytes { receiveCSTP(c, $0, now: now) }

@@ -45,6 +45,8 @@ extension Gateway {
     private func handleFrame(_ c: ClientConnection, _ s: Session, type: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {
         switch CSTP.PacketType(rawValue: type) {
         case .data:
+            // Data over TLS while DTLS is up: the client fell back to TLS (UDP blocked?).
+            if let ch = s.dtls, ch.preferred { ch.preferred = false }
             forwardToTUN(s, payload, now: now)
         case .dpdRequest:
             // Echo the payload: ocserv does, and an MTU probe needs it.
@@ -68,7 +70,7 @@ extension Gateway {
     }
 
     @inline(__always)
-    private func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, now: Int64) {
+    func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, now: Int64) {
         // Only IPv4 packets whose source is this session's own address: a client cannot
         // spoof another client or an internal address.
         guard packet.count >= 20, packet[0] >> 4 == 4 else {
@@ -106,6 +108,19 @@ extension Gateway {
                 counters.dropsNoSession += 1
                 continue
             }
+            if let ch = s.dtls, ch.established, ch.preferred, now - ch.lastReceive <= Self.dtlsQuietSwitch, n <= s.mtu {
+                // DTLS record: type byte right before the packet, in the headroom.
+                let record = base + Self.headroom - 1
+                record.storeBytes(of: CSTP.PacketType.data.rawValue, as: UInt8.self)
+                if case .done = ch.connection.write(record, n + 1) {
+                    s.txBytes &+= UInt64(n)
+                    s.txPackets &+= 1
+                    s.lastTraffic = now
+                    counters.txBytes &+= UInt64(n)
+                    continue
+                }
+                dropDTLS(s)
+            }
             guard n <= CSTP.maxPayload, c.tls.output.freeSpace >= n + CSTP.headerSize + 64 else {
                 counters.dropsQueueFull += 1
                 continue
@@ -131,6 +146,7 @@ extension Gateway {
             s.connection = nil
             closeConnection(c, reason: reason, detach: false)
         }
+        dropDTLS(s)
         pool.release(s.address, owner: s.slot)
         sessions.remove(s)
         var meta: Logger.Metadata = ["reason": "\(reason)", "duration_s": "\(monotonicSeconds() - s.createdMono)",

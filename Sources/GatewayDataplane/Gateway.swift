@@ -50,6 +50,14 @@ public final class Gateway {
     let tls: TLSServerContext
     let tun: TUNDevice
     let listenFd: Int32
+    /// The one UDP socket every session's DTLS shares (same port as TLS).
+    let udpFd: Int32
+    let dtls: DTLSServerContext
+    /// Outgoing DTLS records of this loop turn, sent with one sendmmsg.
+    let udpOut = DatagramBatch(capacity: 128)
+    /// Receive slots for recvmmsg.
+    let udpIn = DatagramBatch(capacity: 64)
+    var sessionsByPeer: [PeerKey: Int32] = [:]
     let signalFd: Int32
     let timerFd: Int32
     var pool: AddressPool
@@ -75,12 +83,15 @@ public final class Gateway {
     struct Counters {
         var totalSessions = 0
         var authFailures = 0
-        var rxBytes: UInt64 = 0
+        var rxBytes: UInt64 = 0  // from clients
         var txBytes: UInt64 = 0
         var dropsNoSession: UInt64 = 0
         var dropsQueueFull: UInt64 = 0
         var dropsSpoofed: UInt64 = 0
         var dropsUnsupported: UInt64 = 0
+        var dropsUnknownDatagram: UInt64 = 0
+        var dtlsHandshakes = 0
+        var dtlsFailures = 0
     }
 
     /// Blocks SIGTERM, SIGINT and SIGHUP so they arrive only through the loop's signalfd.
@@ -116,6 +127,8 @@ public final class Gateway {
         try PATRules(pool: settings.pool, pool6: nil, tunName: tun.name).apply()
 
         listenFd = try Self.listen(address: settings.listenAddress, port: settings.listenPort)
+        udpFd = try Self.bindUDP(address: settings.listenAddress, port: settings.listenPort)
+        dtls = try DTLSServerContext()
 
         var mask = Self.blockSignals()
         signalFd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
@@ -130,6 +143,10 @@ public final class Gateway {
         auth = AuthChannel(socketPath: options.authSocket, loop: loop, logger: logger)
 
         try loop.add(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
+        try loop.add(udpFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.udp))
+        let udp = udpFd
+        let out = udpOut
+        udpOut.flushWhenFull = { out.flush(fd: udp) }
         try loop.add(tun.fd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.tun))
         try loop.add(signalFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.signal))
         try loop.add(timerFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.timer))
@@ -173,6 +190,39 @@ public final class Gateway {
         return fd
     }
 
+    static func bindUDP(address: String, port: Int) throws -> Int32 {
+        let v6 = address.contains(":")
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw DataplaneError("socket(UDP)", errno: errno) }
+        var zero: Int32 = 0
+        // Room for bursts: a few MB each way (FORCE variants need CAP_NET_ADMIN, which
+        // the gateway has; the plain ones are the fallback, capped by the sysctls).
+        var size: Int32 = 4 * 1024 * 1024
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, 4) != 0 { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, 4) }
+        if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, 4) != 0 { setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, 4) }
+        var rc: Int32
+        if v6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, 4)
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = in_port_t(UInt16(port).bigEndian)
+            _ = address.withCString { inet_pton(AF_INET6, $0, &sa.sin6_addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = in_port_t(UInt16(port).bigEndian)
+            _ = address.withCString { inet_pton(AF_INET, $0, &sa.sin_addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        if rc < 0 {
+            let e = errno
+            close(fd)
+            throw DataplaneError("cannot bind UDP [\(address)]:\(port)", errno: e)
+        }
+        return fd
+    }
+
     public var publicKeyPin: String? { tls.publicKeyPin }
     public var tunName: String { tun.name }
 
@@ -202,6 +252,7 @@ public final class Gateway {
         guard let kind = Token.kind(token) else { return }
         switch kind {
         case .listener: acceptClients()
+        case .udp: readUDP()
         case .tun: readTUN()
         case .signal: handleSignals()
         case .timer: tick()
@@ -251,6 +302,7 @@ public final class Gateway {
         control?.shutdown()
         _ = auth.disconnect()
         close(listenFd)
+        close(udpFd)
         close(signalFd)
         close(timerFd)
         PATRules.remove()
@@ -332,6 +384,7 @@ public final class Gateway {
     }
 
     private func flushDirty() {
+        if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
         if dirty.isEmpty { return }
         for c in dirty {
             c.inDirtyList = false
@@ -450,6 +503,9 @@ public final class Gateway {
         if let s = c.session, s.connection === c {
             s.connection = nil
             s.detachedAt = monotonicSeconds()
+            // The client tears DTLS down with the TLS connection and brings both back
+            // on reconnect (with a new key), so the old channel is useless now.
+            dropDTLS(s)
             if wasTunnel && detach {
                 logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
             }
@@ -487,6 +543,21 @@ public final class Gateway {
             case .tunnel:
                 if now - c.lastReceive > dead { closeConnection(c, reason: "dead peer (no traffic for \(dead) s)") }
             case .closed: break
+            }
+        }
+        for s in sessions.all {
+            guard let ch = s.dtls else { continue }
+            if !ch.established {
+                if now - ch.startedAt > 30 {
+                    counters.dtlsFailures += 1
+                    logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))
+                    dropDTLS(s)
+                } else {
+                    ch.connection.handleTimeout()
+                }
+            } else if now - ch.lastReceive > dead {
+                logger.info("dtls.dead", metadata: sessionMetadata(s, ["idle_s": "\(now - ch.lastReceive)"]))
+                dropDTLS(s)
             }
         }
         let reconnect = Int64(settings.advanced.reconnectTimeout)
@@ -554,7 +625,7 @@ public final class Gateway {
             }.map { s in
                 SessionInfo(id: s.handle, userId: s.identity.userId, userName: s.identity.userName, deviceId: s.identity.deviceId,
                             address: s.address.description, remoteAddress: s.remoteAddress, connected: s.connection != nil,
-                            channel: s.connection != nil ? "tls" : "none", connectedAt: s.createdWall,
+                            channel: s.connection == nil ? "none" : (s.dtls.map { $0.established && $0.preferred } ?? false) ? "dtls" : "tls", connectedAt: s.createdWall,
                             expiresAt: s.deadline > 0 ? wallNow + (s.deadline - now) : 0, rxBytes: s.rxBytes, txBytes: s.txBytes,
                             userAgent: s.userAgent, hostname: s.hostname)
             }

@@ -1,4 +1,5 @@
 import GatewayCore
+import GatewayTLS
 import GatewayWire
 
 /// A SHA-256 of a cookie value: the session table's key. The table never holds the
@@ -45,6 +46,13 @@ final class Session {
     var hostname: String?
     var userAgent: String?
     var remoteAddress: String?
+    /// The DTLS-PSK key exported from the TLS connection that carried the latest
+    /// CONNECT; nil when DTLS was not offered.
+    var dtlsPSK: [UInt8]?
+    /// The client's link MTU (X-CSTP-Base-MTU) and tunnel MTU from the latest CONNECT.
+    var baseMTU = 1406
+    var mtu = 1340
+    var dtls: DTLSChannel?
 
     init(slot: Int32, id: [UInt8], cookieKey: CookieKey, identity: Identity, transport: TokenTransport,
          address: IPv4Address, now: Int64, deadline: Int64) {
@@ -62,11 +70,39 @@ final class Session {
     }
 }
 
+/// A session's UDP channel: the DTLS connection and the client address it is bound to.
+final class DTLSChannel {
+    let connection: DTLSConnection
+    let peer: PeerKey
+    let startedAt: Int64
+    var established = false
+    var lastReceive: Int64
+    /// False after the client sent data over TLS while this channel was up (it moved to
+    /// TLS, e.g. UDP got blocked); true again when data arrives over DTLS.
+    var preferred = true
+
+    init(connection: DTLSConnection, peer: PeerKey, now: Int64) {
+        self.connection = connection
+        self.peer = peer
+        startedAt = now
+        lastReceive = now
+    }
+}
+
+/// A UDP peer (address and port), IPv4 kept in its IPv4-mapped IPv6 form.
+struct PeerKey: Hashable {
+    let high: UInt64
+    let low: UInt64
+    let port: UInt16
+}
+
 /// All sessions, by slot (for the pool's O(1) routing) and by cookie hash.
 struct SessionTable {
     private(set) var slots: [Session?] = []
     private var freeSlots: [Int32] = []
     private var byCookie: [CookieKey: Int32] = [:]
+    /// By the 32-byte session id that is the DTLS App-ID (the ClientHello session_id).
+    private var byAppID: [CookieKey: Int32] = [:]
     private(set) var count = 0
 
     mutating func reserveSlot() -> Int32 {
@@ -80,6 +116,7 @@ struct SessionTable {
     mutating func insert(_ s: Session) {
         slots[Int(s.slot)] = s
         byCookie[s.cookieKey] = s.slot
+        byAppID[CookieKey(digest: s.id)] = s.slot
         count += 1
     }
 
@@ -87,6 +124,7 @@ struct SessionTable {
         guard slots[Int(s.slot)] === s else { return }
         slots[Int(s.slot)] = nil
         byCookie[s.cookieKey] = nil
+        byAppID[CookieKey(digest: s.id)] = nil
         freeSlots.append(s.slot)
         count -= 1
     }
@@ -98,6 +136,10 @@ struct SessionTable {
 
     func lookup(_ key: CookieKey) -> Session? {
         byCookie[key].flatMap { slots[Int($0)] }
+    }
+
+    func lookup(appID: CookieKey) -> Session? {
+        byAppID[appID].flatMap { slots[Int($0)] }
     }
 
     @inline(__always)

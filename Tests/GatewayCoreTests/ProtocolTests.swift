@@ -172,3 +172,31 @@ import Testing
         #expect(TunnelParameters.dataMTU(clientBaseMTU: 10, configured: 1434).mtu >= 510)
     }
 }
+
+@Suite struct DTLSClientHelloTests {
+    /// The first 92 bytes of a ClientHello as openconnect 9.01 sends it (protocol doc §6.3).
+    func hello(sessionID: [UInt8], type: UInt8 = 0x16, hsType: UInt8 = 0x01, idLength: UInt8 = 32) -> [UInt8] {
+        var d = [UInt8](repeating: 0, count: 155)
+        d[0] = type; d[1] = 0xFE; d[2] = 0xFF
+        d[13] = hsType
+        d[25] = 0xFE; d[26] = 0xFD
+        for i in 27..<59 { d[i] = UInt8(i) }
+        d[59] = idLength
+        d.replaceSubrange(60..<92, with: sessionID)
+        return d
+    }
+
+    @Test func extractsTheAppID() {
+        let id = (0..<32).map { UInt8($0 * 7 & 0xFF) }
+        hello(sessionID: id).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0).map(Array.init) == id) }
+    }
+
+    @Test func refusesOtherDatagrams() {
+        let id = [UInt8](repeating: 1, count: 32)
+        hello(sessionID: id, type: 0x17).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }
+        hello(sessionID: id, hsType: 0x02).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }
+        hello(sessionID: id, idLength: 16).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }
+        Array(hello(sessionID: id).prefix(91)).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }
+        [UInt8]().withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }
+    }
+}

@@ -4,6 +4,7 @@
 #define CGATEWAYSHIMS_H
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -21,6 +22,22 @@ int CGatewayShims_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// accept4(fd, addr, len, SOCK_NONBLOCK|SOCK_CLOEXEC); returns the fd or -errno.
 /// (accept4 is a GNU extension Swift's Glibc module does not expose.)
 int CGatewayShims_accept(int fd, void *addr, unsigned int *addrlen);
+
+/// One datagram of a batch for recvmmsg/sendmmsg (struct mmsghdr needs _GNU_SOURCE,
+/// which Swift's Glibc module is not built with).
+typedef struct {
+    void *buf;
+    unsigned int cap;       /* buffer size, for receive */
+    unsigned int len;       /* bytes received / to send */
+    struct sockaddr_storage addr;
+    unsigned int addrlen;
+} CGatewayShims_Datagram;
+
+/// recvmmsg(MSG_DONTWAIT) into up to n datagrams. Returns the count or -errno.
+int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n);
+
+/// sendmmsg of n datagrams. Returns how many were sent or -errno.
+int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n);
 
 /// The size of IFNAMSIZ, for buffers.
 int CGatewayShims_ifnamsiz(void);

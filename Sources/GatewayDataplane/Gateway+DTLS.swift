@@ -1,0 +1,167 @@
+import CGatewayShims
+import Glibc
+import GatewayCore
+import GatewayTLS
+import Logging
+
+/// The UDP side: DTLS 1.2 PSK-NEGOTIATE on the TLS port, all sessions on one socket.
+///
+/// A datagram is matched to a session by its source address; a ClientHello from an
+/// unknown address is matched by the session id it carries (the X-DTLS-App-ID the
+/// CONNECT response gave), which also moves a roaming client to its new address.
+extension Gateway {
+    /// Seconds without anything received over DTLS after which packets to the client
+    /// go over TLS instead (the channel may be blocked; TLS always works).
+    static let dtlsQuietSwitch: Int64 = 25
+    /// The DTLS keepalive advertised: short enough to keep NAT bindings and the
+    /// `dtlsQuietSwitch` window alive on an idle tunnel.
+    static let dtlsKeepalive = 20
+
+    func readUDP() {
+        let now = monotonicSeconds()
+        for _ in 0..<16 {
+            let n = Int(CGatewayShims_recvBatch(udpFd, udpIn.slots, Int32(udpIn.capacity)))
+            if n <= 0 { return }
+            for i in 0..<n {
+                let slot = udpIn.slots + i
+                handleDatagram(UnsafeRawBufferPointer(start: slot.pointee.buf, count: Int(slot.pointee.len)),
+                               from: &slot.pointee.addr, length: slot.pointee.addrlen, now: now)
+            }
+            if n < udpIn.capacity { return }
+        }
+    }
+
+    static func peerKey(_ ss: UnsafePointer<sockaddr_storage>) -> PeerKey {
+        ss.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p6 in
+            if ss.pointee.ss_family == sa_family_t(AF_INET6) {
+                var hi: UInt64 = 0, lo: UInt64 = 0
+                withUnsafeBytes(of: p6.pointee.sin6_addr) { b in
+                    for i in 0..<8 { hi = hi << 8 | UInt64(b[i]) }
+                    for i in 8..<16 { lo = lo << 8 | UInt64(b[i]) }
+                }
+                return PeerKey(high: hi, low: lo, port: UInt16(bigEndian: p6.pointee.sin6_port))
+            }
+            return ss.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p4 in
+                let a = UInt64(UInt32(bigEndian: p4.pointee.sin_addr.s_addr))
+                return PeerKey(high: 0, low: 0xFFFF_0000_0000 | a, port: UInt16(bigEndian: p4.pointee.sin_port))
+            }
+        }
+    }
+
+    static func clientHelloSessionID(_ d: UnsafeRawBufferPointer) -> CookieKey? {
+        DTLSClientHello.sessionID(in: d).map { CookieKey(digest: Array($0)) }
+    }
+
+    private func handleDatagram(_ d: UnsafeRawBufferPointer, from ss: UnsafeMutablePointer<sockaddr_storage>, length: UInt32, now: Int64) {
+        let key = Self.peerKey(ss)
+        if let slot = sessionsByPeer[key], let s = sessions.session(at: slot), let ch = s.dtls, ch.peer == key {
+            // A fresh ClientHello from a known address is a client restarting DTLS
+            // (e.g. after its DPD timed out): start over below.
+            if !(ch.established && Self.clientHelloSessionID(d) != nil) {
+                feedDTLS(s, ch, d, now: now)
+                return
+            }
+        }
+        guard let appID = Self.clientHelloSessionID(d) else {
+            counters.dropsUnknownDatagram += 1
+            return
+        }
+        guard !settings.disableUdpConnections, let s = sessions.lookup(appID: appID), let psk = s.dtlsPSK, s.connection != nil else {
+            counters.dropsUnknownDatagram += 1
+            return
+        }
+        dropDTLS(s)
+        let conn: DTLSConnection
+        do {
+            conn = try dtls.makeConnection(psk: psk, peer: ss.pointee, peerLength: length, linkMTU: s.baseMTU, batch: udpOut)
+        } catch {
+            logger.warning("dtls.setup_failed", metadata: sessionMetadata(s, ["error": "\(error)"]))
+            return
+        }
+        let ch = DTLSChannel(connection: conn, peer: key, now: now)
+        s.dtls = ch
+        sessionsByPeer[key] = s.slot
+        counters.dtlsHandshakes += 1
+        feedDTLS(s, ch, d, now: now)
+    }
+
+    private func feedDTLS(_ s: Session, _ ch: DTLSChannel, _ d: UnsafeRawBufferPointer, now: Int64) {
+        ch.connection.feed(d)
+        ch.lastReceive = now
+        if !ch.established {
+            let result = ch.connection.handshake()
+            switch result {
+            case .done:
+                ch.established = true
+                logger.info("dtls.established", metadata: sessionMetadata(s, [
+                    "dtls": "\(ch.connection.protocolVersion) \(ch.connection.cipherName)", "udp.peer": "\(Self.describePeer(ch.peer))"]))
+            case .wantRead, .wantWrite:
+                return
+            case .closed, .failed:
+                counters.dtlsFailures += 1
+                if case .failed(let why) = result {
+                    logger.info("dtls.handshake_failed", metadata: sessionMetadata(s, ["error": "\(why)"]))
+                }
+                dropDTLS(s)
+                return
+            }
+        }
+        let buf = io.baseAddress!
+        while s.dtls === ch {
+            switch ch.connection.read(buf, io.count) {
+            case .done(let n):
+                handleDTLSRecord(s, ch, UnsafeMutableRawBufferPointer(start: buf, count: n), now: now)
+            case .wantRead, .wantWrite:
+                return
+            case .closed:
+                dropDTLS(s)
+                return
+            case .failed:
+                // A record that does not authenticate (garbage, replay) is simply
+                // dropped by OpenSSL; a hard failure ends this channel only.
+                dropDTLS(s)
+                return
+            }
+        }
+    }
+
+    private func handleDTLSRecord(_ s: Session, _ ch: DTLSChannel, _ r: UnsafeMutableRawBufferPointer, now: Int64) {
+        guard let type = r.first else { return }
+        switch CSTP.PacketType(rawValue: type) {
+        case .data:
+            ch.preferred = true
+            forwardToTUN(s, UnsafeRawBufferPointer(rebasing: r[1...]), now: now)
+        case .dpdRequest:
+            // Echo with the same payload: the client's MTU probe only accepts an answer
+            // of its own size and content.
+            r[0] = CSTP.PacketType.dpdResponse.rawValue
+            _ = ch.connection.write(r.baseAddress!, r.count)
+        case .dpdResponse, .keepalive:
+            break
+        case .disconnect:
+            if r.count > 1, r[1] == CSTP.logoffReason {
+                endSession(s, reason: "logoff", clientReason: String(decoding: r[2...].prefix(128).filter { $0 >= 0x20 && $0 < 0x7F }, as: UTF8.self))
+            } else {
+                dropDTLS(s)
+            }
+        case .compressed, .terminate, .none:
+            counters.dropsUnsupported += 1
+        }
+    }
+
+    /// Forgets a session's DTLS channel (the client falls back to TLS and may start a
+    /// new handshake).
+    func dropDTLS(_ s: Session) {
+        guard let ch = s.dtls else { return }
+        s.dtls = nil
+        if sessionsByPeer[ch.peer] == s.slot { sessionsByPeer[ch.peer] = nil }
+    }
+
+    static func describePeer(_ k: PeerKey) -> String {
+        if k.high == 0, k.low >> 32 == 0xFFFF {
+            let a = IPv4Address(UInt32(truncatingIfNeeded: k.low))
+            return "\(a):\(k.port)"
+        }
+        return "[\(IPv6Address(high: k.high, low: k.low))]:\(k.port)"
+    }
+}
