@@ -31,6 +31,7 @@ static inline void mst_BIO_set_retry_read(BIO *b) { BIO_set_retry_read(b); }
 static inline void mst_BIO_clear_retry_flags(BIO *b) { BIO_clear_retry_flags(b); }
 static inline int mst_SSL_set_app_data(SSL *s, void *p) { return SSL_set_app_data(s, p); }
 static inline void *mst_SSL_get_app_data(const SSL *s) { return SSL_get_app_data(s); }
+static inline void mst_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes) { SSL_CTX_set_read_ahead(ctx, yes); }
 static inline int mst_ERR_GET_REASON(unsigned long e) { return ERR_GET_REASON(e); }
 
 /* Constants that are macros of a shape Swift does not import. */

@@ -449,7 +449,7 @@ public final class Gateway {
         var records = 0
         while c.phase != .closed {
             if records == Self.recordsPerWakeup {
-                if c.tls.pending > 0, !c.inReadAgainList {
+                if c.tls.hasPending, !c.inReadAgainList {
                     c.inReadAgainList = true
                     readAgain.append(c)
                 }

@@ -63,8 +63,8 @@ public final class TLSConnection {
         return rc > 0 ? .done(Int(rc)) : classify(rc)
     }
 
-    /// Bytes already decrypted and buffered inside OpenSSL.
-    public var pending: Int { Int(SSL_pending(ssl)) }
+    /// Whether OpenSSL holds bytes (decrypted or read ahead) that epoll cannot see.
+    public var hasPending: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Sends close_notify (best effort, non-blocking).
     public func shutdown() {

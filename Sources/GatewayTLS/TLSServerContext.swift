@@ -21,6 +21,11 @@ public final class TLSServerContext: @unchecked Sendable {
         // Partial writes stay off: one SSL_write is one CSTP frame is one TLS record.
         // Moving buffers are allowed so a retried write may come from a copy.
         _ = mst_SSL_CTX_set_mode(ctx, MST_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | MST_SSL_MODE_RELEASE_BUFFERS)
+        // Read ahead: one recv takes in as many records as have arrived (instead of a
+        // 5-byte header read and a body read per record), so a busy tunnel costs far
+        // fewer syscalls. The buffer is released again when a connection goes idle.
+        mst_SSL_CTX_set_read_ahead(ctx, 1)
+        SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024)
         switch certificate {
         case .pem(let chainPath, let keyPath):
             guard SSL_CTX_use_certificate_chain_file(ctx, chainPath) == 1 else {
