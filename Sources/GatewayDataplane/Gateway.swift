@@ -78,6 +78,7 @@ public final class Gateway {
     var running = true
     var acceptPausedUntil: Int64 = 0
     let startedWall = wallSeconds()
+    let fileLimit: UInt64
     var counters = Counters()
 
     struct Counters {
@@ -109,8 +110,22 @@ public final class Gateway {
         return mask
     }
 
+    /// Raises the open-file soft limit to the hard limit: one descriptor per session,
+    /// and the default soft limit (1024) would cap the gateway far below its design.
+    @discardableResult
+    public static func raiseFileLimit() -> UInt64 {
+        var lim = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else { return 0 }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
+        return UInt64(lim.rlim_cur)
+    }
+
     public init(options: GatewayOptions, logger: Logger) throws {
         Self.blockSignals()
+        fileLimit = Self.raiseFileLimit()
         self.options = options
         self.settings = options.settings
         self.logger = logger
@@ -229,6 +244,7 @@ public final class Gateway {
     /// Runs until SIGTERM or SIGINT.
     public func run() {
         logger.info("gateway.started", metadata: [
+            "open_files.limit": "\(fileLimit)",
             "listen": "[\(settings.listenAddress)]:\(settings.listenPort)", "tun": "\(tun.name)",
             "pool": "\(settings.pool)", "pin": "\(tls.publicKeyPin ?? "?")", "version": "\(options.version)",
         ])
@@ -611,12 +627,17 @@ public final class Gateway {
         case .ping:
             return .ping(PingResponse(process: "mstunnel-server", version: options.version))
         case .serverStatus:
-            return .serverStatus(ServerStatusResponse(
+            var status = ServerStatusResponse(
                 version: options.version, startedAt: startedWall, listenPort: settings.listenPort, tunDevice: tun.name,
                 activeSessions: sessions.count, connectedSessions: sessions.all.filter { $0.connection != nil }.count,
                 totalSessions: counters.totalSessions, authFailures: counters.authFailures, poolSize: pool.capacity,
                 poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
-                txBytes: counters.txBytes, authAvailable: auth.connected))
+                txBytes: counters.txBytes, authAvailable: auth.connected)
+            status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull,
+                                       spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported,
+                                       unknownDatagram: counters.dropsUnknownDatagram)
+            status.dtlsSessions = sessions.all.filter { $0.connection != nil && ($0.dtls.map { $0.established && $0.preferred } ?? false) }.count
+            return .serverStatus(status)
         case .listSessions(let q):
             let now = monotonicSeconds()
             let wallNow = wallSeconds()

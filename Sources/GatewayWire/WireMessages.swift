@@ -120,6 +120,10 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     public var rxBytes: UInt64
     public var txBytes: UInt64
     public var authAvailable: Bool
+    /// Packets dropped, by reason (added in 0.1.1; absent from older servers).
+    public var drops: PacketDrops?
+    /// Sessions whose packets currently travel over DTLS.
+    public var dtlsSessions: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,
@@ -138,6 +142,28 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
         self.rxBytes = rxBytes
         self.txBytes = txBytes
         self.authAvailable = authAvailable
+    }
+}
+
+/// Why packets were dropped; each a running count since start.
+public struct PacketDrops: Codable, Sendable, Equatable {
+    /// To a pool address with no connected session.
+    public var noSession: UInt64
+    /// The client's send queue was full (its TCP window closed).
+    public var queueFull: UInt64
+    /// From a client, with a source address that is not its own.
+    public var spoofed: UInt64
+    /// IPv6 (not yet routed), compressed or malformed.
+    public var unsupported: UInt64
+    /// UDP datagrams that matched no session.
+    public var unknownDatagram: UInt64
+
+    public init(noSession: UInt64, queueFull: UInt64, spoofed: UInt64, unsupported: UInt64, unknownDatagram: UInt64) {
+        self.noSession = noSession
+        self.queueFull = queueFull
+        self.spoofed = spoofed
+        self.unsupported = unsupported
+        self.unknownDatagram = unknownDatagram
     }
 }
 

@@ -80,6 +80,11 @@ struct Server: ParsableCommand {
             address pool:       \(s.poolInUse) of \(s.poolSize) in use, exhausted \(s.poolExhaustedCount) times
             traffic:            \(s.rxBytes) bytes from clients, \(s.txBytes) bytes to clients
             """)
+            if let d = s.dtlsSessions { print("over DTLS:          \(d) sessions") }
+            if let d = s.drops {
+                print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "
+                      + "\(d.unsupported) unsupported, \(d.unknownDatagram) stray datagrams")
+            }
         }
     }
 
