@@ -25,6 +25,29 @@ int CGatewayShims_tunOpen(const char *name, int multiQueue, char *nameOut) {
     return fd;
 }
 
+int CGatewayShims_tunOpenOffload(const char *name, int offload, char *nameOut, int *offloadOut) {
+    *offloadOut = 0;
+    if (offload) {
+        int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) return -errno;
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
+        if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+        if (ioctl(fd, TUNSETIFF, &ifr) == 0) {
+            int size = 10;
+            if (ioctl(fd, TUNSETVNETHDRSZ, &size) == 0 &&
+                ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4)) == 0) {
+                if (nameOut) memcpy(nameOut, ifr.ifr_name, IFNAMSIZ);
+                *offloadOut = 1;
+                return fd;
+            }
+        }
+        close(fd);
+    }
+    return CGatewayShims_tunOpen(name, 0, nameOut);
+}
+
 int CGatewayShims_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     struct ucred cred;
     socklen_t len = sizeof(cred);

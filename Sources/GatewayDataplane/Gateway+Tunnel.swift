@@ -81,60 +81,123 @@ extension Gateway {
             counters.dropsSpoofed += 1
             return
         }
-        let n = write(tun.fd, packet.baseAddress, packet.count)
-        if n > 0 {
-            s.rxBytes &+= UInt64(packet.count)
-            s.rxPackets &+= 1
-            counters.rxBytes &+= UInt64(packet.count)
-            s.lastTraffic = now
+        if tun.offload {
+            writeTUNOffload(packet)
+        } else if write(tun.fd, packet.baseAddress, packet.count) <= 0 {
+            return
+        }
+        s.rxBytes &+= UInt64(packet.count)
+        s.rxPackets &+= 1
+        counters.rxBytes &+= UInt64(packet.count)
+        s.lastTraffic = now
+    }
+
+    /// With TUN offload: TCP segments of one flow that arrive together are merged into
+    /// one large segment (one write, one pass through routing and NAT); anything else is
+    /// written alone behind an empty virtio header.
+    private func writeTUNOffload(_ p: UnsafeRawBufferPointer) {
+        if TCPCoalescer.eligible(p) {
+            if coalescer.active {
+                if coalescer.append(p) { return }
+                flushCoalescer()
+            }
+            coalescer.start(p)
+            return
+        }
+        flushCoalescer()
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { iov in
+            iov[0] = iovec(iov_base: zeroVirtioHeader, iov_len: VirtioNetHeader.size)
+            iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
+            _ = writev(tun.fd, iov.baseAddress, 2)
         }
     }
 
-    /// Drains the TUN in a batch and sends each packet to its session.
+    /// Writes the merged segment being built, if any. Called whenever the flow changes
+    /// and at the end of every loop turn, so nothing waits longer than one turn.
+    func flushCoalescer() {
+        guard coalescer.active else { return }
+        let out = coalescer.finish()
+        _ = write(tun.fd, out.baseAddress, out.count)
+    }
+
+    /// Drains the TUN in a batch and sends each packet to its session. With offload a
+    /// read may be a TCP segment of up to 64 KiB, split here in place into MTU-size
+    /// packets (fewer reads, and one pass through the kernel for the whole segment).
     func readTUN() {
         let base = io.baseAddress!
-        let cap = io.count - Self.headroom
+        let off = Self.tunReadOffset
         let now = monotonicSeconds()
         for _ in 0..<256 {
-            let n = read(tun.fd, base + Self.headroom, cap)
+            let n = read(tun.fd, base + off, io.count - off)
             if n <= 0 { return }
-            let packet = UnsafeRawBufferPointer(start: base + Self.headroom, count: n)
-            guard n >= 20, packet[0] >> 4 == 4 else {
-                counters.dropsUnsupported += 1
+            guard tun.offload else {
+                deliverFromTUN(off, n, now: now)
                 continue
             }
-            let dst = IPv4Address.read(packet, at: 16)
-            guard let owner = pool.owner(of: dst), let s = sessions.session(at: owner), let c = s.connection, c.phase == .tunnel else {
-                counters.dropsNoSession += 1
-                continue
-            }
-            if let ch = s.dtls, ch.established, ch.preferred, now - ch.lastReceive <= Self.dtlsQuietSwitch, n <= s.mtu {
-                // DTLS record: type byte right before the packet, in the headroom.
-                let record = base + Self.headroom - 1
-                record.storeBytes(of: CSTP.PacketType.data.rawValue, as: UInt8.self)
-                if case .done = ch.connection.write(record, n + 1) {
-                    s.txBytes &+= UInt64(n)
-                    s.txPackets &+= 1
-                    s.lastTraffic = now
-                    counters.txBytes &+= UInt64(n)
+            guard n > VirtioNetHeader.size else { continue }
+            let h = VirtioNetHeader(base + off)
+            let packetOffset = off + VirtioNetHeader.size
+            let length = n - VirtioNetHeader.size
+            switch h.gsoType & ~VirtioNetHeader.gsoECN {
+            case VirtioNetHeader.gsoNone:
+                if h.flags & VirtioNetHeader.needsChecksum != 0,
+                   !TUNPacketSplitter.completeChecksum(h, packet: UnsafeMutableRawBufferPointer(start: base + packetOffset, count: length)) {
+                    counters.dropsUnsupported += 1
                     continue
                 }
-                dropDTLS(s)
+                deliverFromTUN(packetOffset, length, now: now)
+            case VirtioNetHeader.gsoTCPv4:
+                let failure = TUNPacketSplitter.segmentTCPv4(h, buffer: io, packetOffset: packetOffset, length: length) { o, l in
+                    deliverFromTUN(o, l, now: now)
+                }
+                if failure != nil { counters.dropsUnsupported += 1 }
+            default:
+                counters.dropsUnsupported += 1
             }
-            guard n <= CSTP.maxPayload, c.tls.output.freeSpace >= n + CSTP.headerSize + 64 else {
-                counters.dropsQueueFull += 1
-                continue
-            }
-            CSTP.writeHeader(base, type: .data, length: n)
-            if case .done = c.tls.write(base, n + CSTP.headerSize) {
+        }
+    }
+
+    /// Sends the IP packet at `io[offset..<offset+n]` to its session. The bytes before
+    /// `offset` are free for the CSTP header or the DTLS type byte.
+    @inline(__always)
+    private func deliverFromTUN(_ offset: Int, _ n: Int, now: Int64) {
+        let base = io.baseAddress!
+        let packet = UnsafeRawBufferPointer(start: base + offset, count: n)
+        guard n >= 20, packet[0] >> 4 == 4 else {
+            counters.dropsUnsupported += 1
+            return
+        }
+        let dst = IPv4Address.read(packet, at: 16)
+        guard let owner = pool.owner(of: dst), let s = sessions.session(at: owner), let c = s.connection, c.phase == .tunnel else {
+            counters.dropsNoSession += 1
+            return
+        }
+        if let ch = s.dtls, ch.established, ch.preferred, now - ch.lastReceive <= Self.dtlsQuietSwitch, n <= s.mtu {
+            let record = base + offset - 1
+            record.storeBytes(of: CSTP.PacketType.data.rawValue, as: UInt8.self)
+            if case .done = ch.connection.write(record, n + 1) {
                 s.txBytes &+= UInt64(n)
                 s.txPackets &+= 1
                 s.lastTraffic = now
                 counters.txBytes &+= UInt64(n)
-                markDirty(c)
-            } else {
-                closeConnection(c, reason: "TLS write failed")
+                return
             }
+            dropDTLS(s)
+        }
+        guard n <= CSTP.maxPayload, c.tls.output.freeSpace >= n + CSTP.headerSize + 64 else {
+            counters.dropsQueueFull += 1
+            return
+        }
+        let frame = base + offset - CSTP.headerSize
+        CSTP.writeHeader(frame, type: .data, length: n)
+        if case .done = c.tls.write(frame, n + CSTP.headerSize) {
+            s.txBytes &+= UInt64(n)
+            s.txPackets &+= 1
+            s.lastTraffic = now
+            counters.txBytes &+= UInt64(n)
+            markDirty(c)
+        } else {
+            closeConnection(c, reason: "TLS write failed")
         }
     }
 

@@ -15,6 +15,8 @@ public struct GatewayOptions: Sendable {
     public var controlSocket: String
     public var controlPolicy: PeerPolicy
     public var tunName: String
+    /// Ask the kernel for TCP segmentation/checksum offload on the TUN (GSO/GRO).
+    public var tunOffload: Bool = true
     public var version: String
     /// Re-reads `admin-settings.json` (SIGHUP). Throws a `ConfigurationError` when invalid.
     public var reload: @Sendable () throws -> GatewaySettings
@@ -74,7 +76,17 @@ public final class Gateway {
     var control: ControlServer?
     /// One buffer for every read: 8 bytes of CSTP headroom + the largest packet/record.
     let io: UnsafeMutableRawBufferPointer
-    static let headroom = CSTP.headerSize
+    /// Where TUN reads land: room before the packet for the CSTP header (8), and with
+    /// offload the 10-byte virtio header sits here too.
+    static let tunReadOffset = 16
+    /// Merges TCP segments on their way into the TUN (offload only).
+    var coalescer = TCPCoalescer()
+    /// An all-zero virtio header (no offload) for packets written alone.
+    let zeroVirtioHeader: UnsafeMutableRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: VirtioNetHeader.size)
+        return p
+    }()
     var running = true
     var acceptPausedUntil: Int64 = 0
     let startedWall = wallSeconds()
@@ -132,9 +144,9 @@ public final class Gateway {
         loop = try EventLoop()
         tls = try TLSServerContext(certificate: options.certificate)
         pool = AddressPool(prefix: options.settings.pool)
-        io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + Self.headroom, alignment: 16)
+        io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
 
-        tun = try TUNDevice(name: options.tunName)
+        tun = try TUNDevice(name: options.tunName, offload: options.tunOffload)
         try tun.configure(address: pool.gatewayAddress, prefix: settings.pool, mtu: settings.advanced.mtu)
         if !NetworkSetup.enableForwarding(ipv6: false) && !NetworkSetup.forwardingEnabled() {
             logger.warning("gateway.forwarding_off", metadata: ["hint": "net.ipv4.ip_forward is 0 and read-only here; clients will not reach the network (set the sysctl on the host or container)"])
@@ -168,7 +180,10 @@ public final class Gateway {
         control = try ControlServer(path: options.controlSocket, policy: options.controlPolicy, loop: loop, logger: logger)
     }
 
-    deinit { io.deallocate() }
+    deinit {
+        io.deallocate()
+        zeroVirtioHeader.deallocate()
+    }
 
     static func listen(address: String, port: Int) throws -> Int32 {
         let v6 = address.contains(":")
@@ -247,6 +262,7 @@ public final class Gateway {
             "open_files.limit": "\(fileLimit)",
             "listen": "[\(settings.listenAddress)]:\(settings.listenPort)", "tun": "\(tun.name)",
             "pool": "\(settings.pool)", "pin": "\(tls.publicKeyPin ?? "?")", "version": "\(options.version)",
+            "tun.offload": "\(tun.offload)",
         ])
         _ = auth.ensureConnected(now: monotonicSeconds())
         while running {
@@ -400,6 +416,7 @@ public final class Gateway {
     }
 
     private func flushDirty() {
+        flushCoalescer()
         if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
         if dirty.isEmpty { return }
         for c in dirty {

@@ -6,10 +6,15 @@ import GatewayCore
 public final class TUNDevice {
     public let fd: Int32
     public let name: String
+    /// Every read and write carries a `VirtioNetHeader`; reads may be TCP segments of
+    /// up to 64 KiB, and writes may be too (see `TUNPacketSplitter`, `TCPCoalescer`).
+    public let offload: Bool
 
-    public init(name: String) throws {
+    public init(name: String, offload: Bool = true) throws {
         var out = [CChar](repeating: 0, count: Int(CGatewayShims_ifnamsiz()))
-        let fd = CGatewayShims_tunOpen(name, 0, &out)
+        var enabled: Int32 = 0
+        let fd = CGatewayShims_tunOpenOffload(name, offload ? 1 : 0, &out, &enabled)
+        self.offload = enabled == 1
         if fd < 0 {
             let e = -fd
             throw NetworkSetupError("cannot create TUN device \(name): \(String(cString: strerror(e)))"

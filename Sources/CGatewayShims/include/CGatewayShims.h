@@ -16,6 +16,12 @@
 /// Writes the kernel's chosen name (IFNAMSIZ bytes) to `nameOut`. Returns the fd or -errno.
 int CGatewayShims_tunOpen(const char *name, int multiQueue, char *nameOut);
 
+/// Like CGatewayShims_tunOpen, and when `offload` is set also asks for a 10-byte
+/// virtio_net_hdr on every packet (IFF_VNET_HDR) with checksum and TCPv4 segmentation
+/// offload. Sets *offloadOut to 1 if that took effect (0 means a plain TUN: the kernel
+/// refused the offload and the device was reopened without it).
+int CGatewayShims_tunOpenOffload(const char *name, int offload, char *nameOut, int *offloadOut);
+
 /// Peer credentials of a connected AF_UNIX socket. Returns 0 or -errno.
 int CGatewayShims_peerCredentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
