@@ -8,6 +8,13 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/if_tun.h>
+#include <netinet/udp.h>
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 
 int CGatewayShims_tunOpen(const char *name, int multiQueue, char *nameOut) {
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
@@ -108,4 +115,65 @@ int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n) {
     int r = sendmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT);
     if (r < 0) return -errno;
     return r;
+}
+
+#define MST_GSO_MAX_SEGS 64
+#define MST_GSO_MAX_BYTES 65000
+
+int CGatewayShims_sendDatagrams(int fd, const unsigned char *arena, const CGatewayShims_OutDatagram *d, int n, int *gso) {
+    struct mmsghdr msgs[MST_MAX_BATCH];
+    struct iovec iov[MST_MAX_BATCH];
+    union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } ctl[MST_MAX_BATCH];
+    int firstOf[MST_MAX_BATCH + 1];
+    int done = 0;
+    while (done < n) {
+        int m = 0, i = done;
+        memset(msgs, 0, sizeof(msgs));
+        while (i < n && m < MST_MAX_BATCH) {
+            int j = i + 1;
+            if (*gso) {
+                unsigned int total = d[i].len;
+                while (j < n && j - i < MST_GSO_MAX_SEGS && d[j].len <= d[i].len && d[j - 1].len == d[i].len &&
+                       d[j].offset == d[j - 1].offset + d[j - 1].len && total + d[j].len <= MST_GSO_MAX_BYTES &&
+                       d[j].addrlen == d[i].addrlen && memcmp(&d[j].addr, &d[i].addr, d[i].addrlen) == 0) {
+                    total += d[j].len;
+                    j++;
+                }
+                iov[m].iov_len = total;
+            } else {
+                iov[m].iov_len = d[i].len;
+            }
+            iov[m].iov_base = (void *)(arena + d[i].offset);
+            msgs[m].msg_hdr.msg_iov = &iov[m];
+            msgs[m].msg_hdr.msg_iovlen = 1;
+            msgs[m].msg_hdr.msg_name = (void *)&d[i].addr;
+            msgs[m].msg_hdr.msg_namelen = d[i].addrlen;
+            if (j - i > 1) {
+                msgs[m].msg_hdr.msg_control = ctl[m].buf;
+                msgs[m].msg_hdr.msg_controllen = sizeof(ctl[m].buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+                c->cmsg_level = SOL_UDP;
+                c->cmsg_type = UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                uint16_t seg = (uint16_t)d[i].len;
+                memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+            }
+            firstOf[m] = i;
+            m++;
+            i = j;
+        }
+        firstOf[m] = i;
+        int r = sendmmsg(fd, msgs, (unsigned int)m, MSG_DONTWAIT);
+        if (r < 0) {
+            int e = errno;
+            if (e == EINTR) continue;
+            if (e == EAGAIN || e == ENOBUFS) return done;
+            if (*gso && (e == EIO || e == EINVAL || e == EOPNOTSUPP)) { *gso = 0; continue; }
+            /* A per-datagram error (unreachable peer): skip the first message. */
+            done = firstOf[1];
+            continue;
+        }
+        done = firstOf[r];
+    }
+    return done;
 }

@@ -56,9 +56,9 @@ public final class Gateway {
     let udpFd: Int32
     let dtls: DTLSServerContext
     /// Outgoing DTLS records of this loop turn, sent with one sendmmsg.
-    let udpOut = DatagramBatch(capacity: 128)
+    let udpOut = DatagramBatch()
     /// Receive slots for recvmmsg.
-    let udpIn = DatagramBatch(capacity: 64)
+    let udpIn = DatagramSlots(capacity: 64)
     var sessionsByPeer: [PeerKey: Int32] = [:]
     let signalFd: Int32
     let timerFd: Int32
@@ -650,7 +650,7 @@ public final class Gateway {
                 totalSessions: counters.totalSessions, authFailures: counters.authFailures, poolSize: pool.capacity,
                 poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
                 txBytes: counters.txBytes, authAvailable: auth.connected)
-            status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull,
+            status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
                                        spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported,
                                        unknownDatagram: counters.dropsUnknownDatagram)
             status.dtlsSessions = sessions.all.filter { $0.connection != nil && ($0.dtls.map { $0.established && $0.preferred } ?? false) }.count

@@ -1,17 +1,12 @@
 import CGatewayShims
 import Glibc
 
-/// Outgoing datagrams collected during one loop turn and sent with one `sendmmsg`.
-/// Fixed slots, allocated once: DTLS records are copied in by the BIO and the batch is
-/// flushed by the owner (or by `flushWhenFull` mid-turn when it fills up).
-public final class DatagramBatch {
+/// Receive slots for one recvmmsg: fixed buffers, allocated once.
+public final class DatagramSlots {
     public static let slotSize = 2048
     public let capacity: Int
-    public private(set) var slots: UnsafeMutablePointer<CGatewayShims_Datagram>
+    public let slots: UnsafeMutablePointer<CGatewayShims_Datagram>
     private let storage: UnsafeMutableRawPointer
-    public private(set) var count = 0
-    /// Called when a record must be added to a full batch; it must empty the batch.
-    public var flushWhenFull: (() -> Void)?
 
     public init(capacity: Int = 64) {
         self.capacity = capacity
@@ -28,37 +23,65 @@ public final class DatagramBatch {
         slots.deallocate()
         storage.deallocate()
     }
+}
 
-    /// Queues one datagram for `address`. False when it cannot be queued (too large,
-    /// or the batch is full and nobody flushed it).
+/// Outgoing datagrams of one loop turn, packed back to back in one arena and sent with
+/// one `sendmmsg`; runs to the same client of equal size leave as UDP GSO sends (the
+/// shape a large TCP segment split into DTLS records has), so the kernel routes,
+/// filters and queues them once instead of once per datagram.
+public final class DatagramBatch {
+    public let arenaSize: Int
+    public let maxDatagrams: Int
+    private let arena: UnsafeMutableRawPointer
+    private let entries: UnsafeMutablePointer<CGatewayShims_OutDatagram>
+    public private(set) var count = 0
+    private var used = 0
+    /// Whether UDP GSO is in use (cleared for good if the kernel refuses it).
+    public private(set) var gso: Bool
+    /// Called when a datagram does not fit; it must empty the batch.
+    public var flushWhenFull: (() -> Void)?
+    /// Datagrams dropped because the socket buffer was full.
+    public private(set) var dropped: UInt64 = 0
+
+    public init(arenaSize: Int = 512 * 1024, maxDatagrams: Int = 512, gso: Bool = true) {
+        self.arenaSize = arenaSize
+        self.maxDatagrams = maxDatagrams
+        self.gso = gso
+        arena = .allocate(byteCount: arenaSize, alignment: 16)
+        entries = .allocate(capacity: maxDatagrams)
+    }
+
+    deinit {
+        arena.deallocate()
+        entries.deallocate()
+    }
+
+    /// Queues one datagram for `address`. False if it cannot be queued (larger than
+    /// the arena, or the batch is full and nobody flushed it).
     @discardableResult
     public func append(_ bytes: UnsafeRawPointer, _ n: Int, to address: UnsafePointer<sockaddr_storage>, length: UInt32) -> Bool {
-        guard n <= Self.slotSize else { return false }
-        if count == capacity { flushWhenFull?() }
-        guard count < capacity else { return false }
-        memcpy(slots[count].buf, bytes, n)
-        slots[count].len = UInt32(n)
-        slots[count].addr = address.pointee
-        slots[count].addrlen = length
+        guard n <= 65507 else { return false }
+        if count == maxDatagrams || used + n > arenaSize { flushWhenFull?() }
+        guard count < maxDatagrams, used + n <= arenaSize else { return false }
+        memcpy(arena + used, bytes, n)
+        entries[count].offset = UInt32(used)
+        entries[count].len = UInt32(n)
+        entries[count].addr = address.pointee
+        entries[count].addrlen = length
+        used += n
         count += 1
         return true
     }
 
-    /// Sends everything queued on `fd`. Datagrams the kernel refuses (full socket
-    /// buffer) are dropped, as a router would.
+    /// Sends everything queued on `fd`. What the kernel refuses (full socket buffer)
+    /// is dropped, as a router would.
     public func flush(fd: Int32) {
-        var sent = 0
-        while sent < count {
-            let r = CGatewayShims_sendBatch(fd, slots + sent, Int32(count - sent))
-            if r <= 0 {
-                if r == -EINTR { continue }
-                if r == 0 || r == -EAGAIN || r == -ENOBUFS { break }
-                // A per-datagram error (e.g. unreachable peer): skip that one.
-                sent += 1
-                continue
-            }
-            sent += Int(r)
-        }
+        guard count > 0 else { return }
+        var useGSO: Int32 = gso ? 1 : 0
+        let sent = CGatewayShims_sendDatagrams(fd, arena.assumingMemoryBound(to: UInt8.self), entries, Int32(count), &useGSO)
+        gso = useGSO == 1
+        if sent >= 0, Int(sent) < count { dropped &+= UInt64(count - Int(sent)) }
         count = 0
+        used = 0
     }
 }

@@ -45,6 +45,22 @@ int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n);
 /// sendmmsg of n datagrams. Returns how many were sent or -errno.
 int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n);
 
+/// One outgoing datagram stored at `offset` in a shared arena.
+typedef struct {
+    unsigned int offset;
+    unsigned int len;
+    struct sockaddr_storage addr;
+    unsigned int addrlen;
+} CGatewayShims_OutDatagram;
+
+/// Sends n datagrams from `arena` with sendmmsg. When `*gso` is set, runs of datagrams
+/// to the same address that are contiguous in the arena and of equal size (the last
+/// may be shorter) go out as one UDP GSO send (UDP_SEGMENT): one trip through the
+/// stack for up to 64 datagrams. If the kernel refuses GSO, *gso is cleared and the
+/// rest goes out one by one. Returns the datagrams handed to the kernel (the rest
+/// were dropped because the socket buffer was full) or -errno.
+int CGatewayShims_sendDatagrams(int fd, const unsigned char *arena, const CGatewayShims_OutDatagram *d, int n, int *gso);
+
 /// The size of IFNAMSIZ, for buffers.
 int CGatewayShims_ifnamsiz(void);
 #endif
