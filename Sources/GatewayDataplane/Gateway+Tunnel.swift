@@ -84,6 +84,7 @@ extension Gateway {
         if tun.offload {
             writeTUNOffload(packet)
         } else if write(tun.fd, packet.baseAddress, packet.count) <= 0 {
+            tunWriteFailed(errno)
             return
         }
         s.rxBytes &+= UInt64(packet.count)
@@ -108,7 +109,7 @@ extension Gateway {
         withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { iov in
             iov[0] = iovec(iov_base: zeroVirtioHeader, iov_len: VirtioNetHeader.size)
             iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
-            _ = writev(tun.fd, iov.baseAddress, 2)
+            if writev(tun.fd, iov.baseAddress, 2) < 0 { tunWriteFailed(errno) }
         }
     }
 
@@ -117,7 +118,16 @@ extension Gateway {
     func flushCoalescer() {
         guard coalescer.active else { return }
         let out = coalescer.finish()
-        _ = write(tun.fd, out.baseAddress, out.count)
+        if write(tun.fd, out.baseAddress, out.count) < 0 { tunWriteFailed(errno) }
+    }
+
+    /// A packet the kernel refused on the TUN: counted, and the first of each kind logged.
+    func tunWriteFailed(_ e: Int32) {
+        counters.dropsTunWrite &+= 1
+        if counters.dropsTunWrite == 1 || e != lastTunWriteErrno {
+            lastTunWriteErrno = e
+            logger.warning("tun.write_failed", metadata: ["errno": "\(e)", "error": "\(String(cString: strerror(e)))"])
+        }
     }
 
     /// Drains the TUN in a batch and sends each packet to its session. With offload a

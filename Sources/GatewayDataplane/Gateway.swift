@@ -92,6 +92,7 @@ public final class Gateway {
     let startedWall = wallSeconds()
     let fileLimit: UInt64
     var counters = Counters()
+    var lastTunWriteErrno: Int32 = 0
 
     struct Counters {
         var totalSessions = 0
@@ -103,6 +104,7 @@ public final class Gateway {
         var dropsSpoofed: UInt64 = 0
         var dropsUnsupported: UInt64 = 0
         var dropsUnknownDatagram: UInt64 = 0
+        var dropsTunWrite: UInt64 = 0
         var dtlsHandshakes = 0
         var dtlsFailures = 0
     }
@@ -651,7 +653,7 @@ public final class Gateway {
                 poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
                 txBytes: counters.txBytes, authAvailable: auth.connected)
             status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
-                                       spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported,
+                                       spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported + counters.dropsTunWrite,
                                        unknownDatagram: counters.dropsUnknownDatagram)
             status.dtlsSessions = sessions.all.filter { $0.connection != nil && ($0.dtls.map { $0.established && $0.preferred } ?? false) }.count
             return .serverStatus(status)
