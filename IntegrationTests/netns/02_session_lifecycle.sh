@@ -43,6 +43,8 @@ check "malformed HTTP gets 400" grep -q '400 Bad Request' "$WORK/garbage.out"
 check "forged cookie gets 401" grep -q '401 Cookie is not acceptable' "$WORK/forged.out"
 { printf 'POST /auth HTTP/1.1\r\nX-Aggregate-Auth: 1\r\nContent-Length: 40\r\n\r\n<config-auth type="auth-reply"><auth><pa'; sleep 1; } | timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect 198.18.0.1:443 > "$WORK/truncxml.out" 2>/dev/null || true
 check "truncated XML gets 400" grep -q '400 Bad Request' "$WORK/truncxml.out"
+{ printf 'POST / HTTP/1.1\r\nX-Aggregate-Auth: 1\r\nContent-Length: 48\r\n\r\n<config-auth type="init"><a\xff="1"/></config-auth>'; sleep 1; } | timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect 198.18.0.1:443 > "$WORK/badutf8.out" 2>/dev/null || true
+check "XML with invalid UTF-8 gets 400" grep -q '400 Bad Request' "$WORK/badutf8.out"
 check "gateway still running" kill -0 "$SERVER_PID"
 
 echo "== session-timeout ends the session and the client is told"

@@ -19,6 +19,9 @@ public struct ConfigAuthMessage: Sendable, Equatable {
     /// Parses a request body. Returns nil when it is not a `config-auth` document.
     public static func parse(_ body: [UInt8]) -> ConfigAuthMessage? {
         guard !body.isEmpty, body.count <= HTTPRequestParser.maxBodyBytes else { return nil }
+        // FoundationXML traps (SIGILL) on element or attribute names that are not valid
+        // UTF-8; refuse such bodies before they reach it.
+        guard String(validating: body, as: UTF8.self) != nil else { return nil }
         let delegate = Delegate()
         let parser = XMLParser(data: Data(body))
         parser.shouldResolveExternalEntities = false

@@ -100,6 +100,13 @@ import Testing
         #expect(ConfigAuthMessage.parse(Array("<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><config-auth type='auth-reply'><auth><password>&e;</password></auth></config-auth>".utf8))?.authFields["password"]?.contains("root") != true)
     }
 
+    @Test func invalidUTF8IsRefusedNotACrash() {
+        var body = Array(#"<config-auth type="init"><a"#.utf8) + [0xFF] + Array(#"="1"/></config-auth>"#.utf8)
+        #expect(ConfigAuthMessage.parse(body) == nil)
+        body = Array("<config-auth type=\"auth-reply\"><auth><password>".utf8) + [0xC3, 0x28] + Array("</password></auth></config-auth>".utf8)
+        #expect(ConfigAuthMessage.parse(body) == nil)
+    }
+
     @Test func escapesFormText() {
         #expect(LoginResponses.tokenForm(message: "<&>").contains("&lt;&amp;&gt;"))
         #expect(LoginResponses.complete(banner: "a\"b").contains("a&quot;b"))
