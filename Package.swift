@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "mstunnel-auth", targets: ["mstunnel-auth"]),
         .executable(name: "mst-dev-issuer", targets: ["mst-dev-issuer"]),
         .executable(name: "mst-cli", targets: ["mst-cli"]),
+        .executable(name: "mst-loadgen", targets: ["mst-loadgen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -54,6 +55,10 @@ let package = Package(
         .target(name: "GatewayLogging", dependencies: [
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        .target(name: "GatewayLoadgen", dependencies: [
+            "GatewayCore", "GatewayTLS", "CGatewayShims",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
 
         // --- Thin executables.
         .executableTarget(name: "mstunnel-server", dependencies: [
@@ -70,6 +75,10 @@ let package = Package(
             "GatewayIPC", "GatewayWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
+        .executableTarget(name: "mst-loadgen", dependencies: [
+            "GatewayLoadgen",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
         .executableTarget(name: "mst-dev-issuer", dependencies: [
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -83,6 +92,7 @@ let package = Package(
                     resources: [.copy("Golden")], swiftSettings: strict),
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS"], swiftSettings: strict),
+        .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayAuthTests", dependencies: [
             "GatewayAuth", "GatewayWire", "GatewayIPC", .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),

@@ -1,0 +1,90 @@
+import Foundation
+import Glibc
+import Testing
+import GatewayTLS
+
+/// The client context against the gateway's own server context, in memory over a
+/// non-blocking socketpair: handshake, pin, one record each way.
+@Suite(.serialized) struct TLSClientTests {
+    @Test func handshakePinAndRecords() throws {
+        let dir = NSTemporaryDirectory() + "mst-loadgen-tls-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=t -keyout \(dir)/k -out \(dir)/c 2>/dev/null"]
+        try p.run()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0)
+
+        let server = try TLSServerContext(certificate: .pem(chain: dir + "/c", key: dir + "/k"))
+        let client = try TLSClientContext()
+        var fds: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let pool = BufferPool(chunkSize: 64 * 1024)
+        let cOut = OutboundBuffer(pool: pool)
+        let sOut = OutboundBuffer(pool: pool)
+        let c = try client.makeConnection(fd: fds[0], output: cOut, serverName: "gw.test")
+        let s = try server.makeConnection(fd: fds[1], output: sOut)
+        var rounds = 0
+        while !(c.isHandshakeDone && s.isHandshakeDone) && rounds < 20 {
+            if !c.isHandshakeDone { _ = c.handshake() }
+            _ = cOut.flush(fd: fds[0])
+            if !s.isHandshakeDone { _ = s.handshake() }
+            _ = sOut.flush(fd: fds[1])
+            rounds += 1
+        }
+        #expect(c.isHandshakeDone && s.isHandshakeDone)
+        #expect(c.peerPublicKeyPin == server.publicKeyPin)
+        #expect(c.protocolVersion == "TLSv1.3")
+
+        let frame: [UInt8] = [0x53, 0x54, 0x46, 0x01, 0x00, 0x02, 0x03, 0x00, 0xAB, 0xCD]
+        #expect(frame.withUnsafeBytes { c.write($0.baseAddress!, $0.count) } == .done(frame.count))
+        _ = cOut.flush(fd: fds[0])
+        var buf = [UInt8](repeating: 0, count: 100)
+        var got: TLSConnection.IOResult = .wantRead
+        for _ in 0..<5 {
+            got = buf.withUnsafeMutableBytes { s.read($0.baseAddress!, $0.count) }
+            if case .done = got { break }
+        }
+        #expect(got == .done(frame.count))
+        #expect(Array(buf.prefix(frame.count)) == frame)
+
+        // A wrong pin is visible as a different value, and a TLS 1.2-only client still connects.
+        let c12ctx = try TLSClientContext(maxVersion12: true)
+        var fds2: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds2) == 0)
+        defer { close(fds2[0]); close(fds2[1]) }
+        let c2 = try c12ctx.makeConnection(fd: fds2[0], output: cOut)
+        let s2 = try server.makeConnection(fd: fds2[1], output: sOut)
+        rounds = 0
+        while !(c2.isHandshakeDone && s2.isHandshakeDone) && rounds < 20 {
+            if !c2.isHandshakeDone { _ = c2.handshake() }
+            _ = cOut.flush(fd: fds2[0])
+            if !s2.isHandshakeDone { _ = s2.handshake() }
+            _ = sOut.flush(fd: fds2[1])
+            rounds += 1
+        }
+        #expect(c2.protocolVersion == "TLSv1.2")
+        #expect(c2.peerPublicKeyPin == server.publicKeyPin)
+    }
+
+    @Test func handshakeAgainstSomethingThatIsNotTLS() throws {
+        let client = try TLSClientContext()
+        var fds: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let out = OutboundBuffer(pool: BufferPool(chunkSize: 64 * 1024))
+        let c = try client.makeConnection(fd: fds[0], output: out)
+        #expect(c.handshake() == .wantRead)
+        _ = out.flush(fd: fds[0])
+        let junk = Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8)
+        _ = junk.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+        guard case .failed = c.handshake() else {
+            Issue.record("expected a handshake failure")
+            return
+        }
+        #expect(c.peerPublicKeyPin == nil)
+    }
+}
