@@ -92,7 +92,12 @@ loadgen() {
     local rc=0
     ip netns exec "$NS_C" "$BIN/mst-loadgen" --url "https://$GW_IP:$PORT/" --pin "$PIN" "${login[@]}" \
         --gateway-pid "$(gateway_pid "$server")" --json "$@" > "$OUT/$name.json" 2> "$OUT/$name.err" || rc=$?
-    echo "  $name: exit $rc ($(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r["sessions"]; print(f"{s[\"established\"]}/{s[\"requested\"]} up, {r[\"connectPhase\"][\"establishedPerSecond\"]:.0f}/s, dropped {s[\"droppedDuringHold\"]}")' "$OUT/$name.json" 2>/dev/null || echo "no report"))"
+    echo "  $name: exit $rc ($(python3 - "$OUT/$name.json" <<'PY' 2>/dev/null || echo "no report"
+import json, sys
+r = json.load(open(sys.argv[1])); s = r["sessions"]
+print("%d/%d up, %.0f/s, dropped %d" % (s["established"], s["requested"], r["connectPhase"]["establishedPerSecond"], s["droppedDuringHold"]))
+PY
+))"
 }
 
 # Each measurement starts a fresh gateway: a process that already served sessions keeps its

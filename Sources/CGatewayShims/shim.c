@@ -99,23 +99,6 @@ int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n) {
     return r;
 }
 
-int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n) {
-    struct mmsghdr msgs[MST_MAX_BATCH];
-    struct iovec iov[MST_MAX_BATCH];
-    if (n > MST_MAX_BATCH) n = MST_MAX_BATCH;
-    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        iov[i].iov_base = d[i].buf;
-        iov[i].iov_len = d[i].len;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &d[i].addr;
-        msgs[i].msg_hdr.msg_namelen = d[i].addrlen;
-    }
-    int r = sendmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT);
-    if (r < 0) return -errno;
-    return r;
-}
 
 #define MST_GSO_MAX_SEGS 64
 #define MST_GSO_MAX_BYTES 65000

@@ -1,3 +1,4 @@
+import GatewayCore
 import Glibc
 
 /// The client side of the login phase: parsing the gateway's HTTP/1.1 responses,
@@ -271,21 +272,8 @@ public enum LoginRequests {
                + "X-CSTP-Base-MTU: 1500\r\nX-CSTP-MTU: 1390\r\nX-CSTP-Address-Type: IPv4\r\n\r\n").utf8)
     }
 
-    public static func xmlEscape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
-    }
+    /// The gateway's own escaping (also drops control characters XML cannot carry).
+    public static func xmlEscape(_ s: String) -> String { LoginResponses.xmlEscape(s) }
 }
 
 /// The tunnel parameters the loadgen acts on, from `HTTP/1.1 200 CONNECTED`.

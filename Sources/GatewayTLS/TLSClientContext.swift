@@ -48,16 +48,7 @@ public final class TLSClientContext: @unchecked Sendable {
                 throw TLSError.drain("SNI \(serverName)")
             }
         }
-        guard let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
-            SSL_free(ssl)
-            throw TLSError.drain("BIO_new_socket")
-        }
-        guard let wbio = OutboundBIO.make(output) else {
-            BIO_free(rbio)
-            SSL_free(ssl)
-            throw TLSError.drain("BIO_new(outbound)")
-        }
-        SSL_set_bio(ssl, rbio, wbio)
+        try TLSConnection.attach(ssl, fd: fd, output: output)
         SSL_set_connect_state(ssl)
         return TLSConnection(ssl: ssl, output: output)
     }

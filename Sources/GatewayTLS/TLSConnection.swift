@@ -15,6 +15,21 @@ public final class TLSConnection {
 
     deinit { SSL_free(ssl) }
 
+    /// Reads straight from the socket, writes into `output` (flushed by the caller, so a
+    /// batch of records leaves in one `send`). Frees `ssl` if it throws.
+    static func attach(_ ssl: OpaquePointer, fd: Int32, output: OutboundBuffer) throws {
+        guard let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
+            SSL_free(ssl)
+            throw TLSError.drain("BIO_new_socket")
+        }
+        guard let wbio = OutboundBIO.make(output) else {
+            BIO_free(rbio)
+            SSL_free(ssl)
+            throw TLSError.drain("BIO_new(outbound)")
+        }
+        SSL_set_bio(ssl, rbio, wbio)
+    }
+
     public enum IOResult: Equatable {
         case done(Int)
         case wantRead

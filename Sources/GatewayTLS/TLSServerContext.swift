@@ -121,16 +121,7 @@ public final class TLSServerContext: @unchecked Sendable {
     public func makeConnection(fd: Int32, output: OutboundBuffer) throws -> TLSConnection {
         ERR_clear_error()
         guard let ssl = SSL_new(ctx) else { throw TLSError.drain("SSL_new") }
-        guard let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
-            SSL_free(ssl)
-            throw TLSError.drain("BIO_new_socket")
-        }
-        guard let wbio = OutboundBIO.make(output) else {
-            BIO_free(rbio)
-            SSL_free(ssl)
-            throw TLSError.drain("BIO_new(outbound)")
-        }
-        SSL_set_bio(ssl, rbio, wbio)
+        try TLSConnection.attach(ssl, fd: fd, output: output)
         SSL_set_accept_state(ssl)
         return TLSConnection(ssl: ssl, output: output)
     }

@@ -42,9 +42,6 @@ typedef struct {
 /// recvmmsg(MSG_DONTWAIT) into up to n datagrams. Returns the count or -errno.
 int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n);
 
-/// sendmmsg of n datagrams. Returns how many were sent or -errno.
-int CGatewayShims_sendBatch(int fd, CGatewayShims_Datagram *d, int n);
-
 /// One outgoing datagram stored at `offset` in a shared arena.
 typedef struct {
     unsigned int offset;
