@@ -30,6 +30,24 @@ check "mst-cli shows channel dtls" test "$(channel)" = dtls
 if ip netns exec "$NS_C" iperf3 -c 198.18.1.2 -t 2 -J > "$WORK/iperf-dtls.json" 2>&1; then pass "iperf3 over DTLS"; else fail "iperf3 over DTLS"; fi
 first_peer=$(grep '"msg":"dtls.established"' "$WORK/server.log" | tail -1 | sed 's/.*"udp.peer":"\([^"]*\)".*/\1/')
 
+echo "== hostile datagrams are dropped, the session is not disturbed"
+ip netns exec "$NS_C" python3 - <<'PY'
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    s.sendto(os.urandom(1 + i * 7 % 1400), ("198.18.0.1", 443))
+# ClientHellos (record type 22, DTLS 1.0 record version, handshake type 1) carrying
+# random 32-byte session ids, truncated and whole.
+for i in range(50):
+    hello = bytes([0x16, 0xfe, 0xff]) + bytes(10) + bytes([1]) + bytes(11) + bytes([0xfe, 0xfd]) + os.urandom(32) + bytes([32]) + os.urandom(32) + bytes(60)
+    s.sendto(hello[: 40 + i * 3], ("198.18.0.1", 443))
+PY
+sleep 0.5
+check "gateway still running after random datagrams" kill -0 "$SERVER_PID"
+check "stray datagrams counted" sh -c "'$BIN/mst-cli' server show status --run-dir '$RUN' | grep -Eq 'dropped packets:.* [1-9][0-9]* stray datagrams'"
+check "ping over DTLS still works" ip netns exec "$NS_C" ping -c 2 -i 0.2 -W 2 198.18.1.2
+check "still on DTLS" test "$(channel)" = dtls
+
 echo "== UDP blocked: traffic moves to TLS"
 ip netns exec "$NS_G" nft -f - <<'NFT'
 table inet mstblock {
