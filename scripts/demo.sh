@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then echo "run as root: sudo $0"; exit 1; fi
 if ! command -v openconnect >/dev/null || ! command -v iperf3 >/dev/null || ! command -v nft >/dev/null; then
     echo "installing the demo's Debian packages (openconnect, iperf3, nftables, …)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev libcurl4-openssl-dev \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev libcurl4-openssl-dev libxml2 \
         openssl openconnect vpnc-scripts iperf3 nftables iproute2 iputils-ping curl python3 >/dev/null
 fi
 swift build
