@@ -35,44 +35,22 @@ mkdir -p "$OUT"
 POOL=100.64.0.0/16
 POOL_MASK=255.255.0.0
 
-mst_start_large() {
-    # mst_state keeps an existing issuer, so tokens minted once stay valid across restarts.
-    mst_state
-    python3 - "$WORK/mst/state/admin-settings.json" <<'PY'
+# Hooks bench/lib.sh calls after rendering each gateway's configuration.
+mst_settings_hook() {
+    python3 - "$1" <<'PY'
 import json, sys
 p = sys.argv[1]; s = json.load(open(p))
 s["network"] = "100.64.0.0/16"
 s["advancedSettings"].append({"name": "max-sessions-per-user", "value": "0"})
 json.dump(s, open(p, "w"), indent=1)
 PY
-    local run=$WORK/mst/run i
-    rm -f "$run/auth.sock" "$run/server.sock"
-    wait_port_free
-    start_bg "$WORK/mst/auth.log" ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$WORK/mst/state" --socket "$run/auth.sock"
-    MST_AUTH_PID=$BG_PID
-    for ((i = 0; i < 100; i++)); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
-    start_bg "$WORK/mst/server.log" ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$WORK/mst/state" --run-dir "$run"
-    MST_SERVER_PID=$BG_PID
-    wait_listen "$MST_SERVER_PID" "$WORK/mst/server.log"
 }
 
-ocserv_start_large() {
-    wait_port_free
-    ocserv_config dtls
+ocserv_config_hook() {
     sed -i -e "s/^max-clients = .*/max-clients = $((LARGE + 100))/" -e "s/^max-same-clients = .*/max-same-clients = 0/" \
-        -e "s/^ipv4-netmask = .*/ipv4-netmask = $POOL_MASK/" "$WORK/ocserv/ocserv.conf"
-    ip netns exec "$NS_G" nft -f - <<NFT
-table ip mstbench_pat {
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        ip saddr $POOL oifname != "vpns*" masquerade
-    }
+        -e "s/^ipv4-netmask = .*/ipv4-netmask = $POOL_MASK/" "$1"
 }
-NFT
-    start_bg "$WORK/ocserv/ocserv.log" ip netns exec "$NS_G" ocserv -f -c "$WORK/ocserv/ocserv.conf"
-    OCSERV_PID=$BG_PID
-    wait_listen "$OCSERV_PID" "$WORK/ocserv/ocserv.log"
-}
+
 
 mint_tokens() {
     local i
@@ -103,27 +81,27 @@ PY
 # Each measurement starts a fresh gateway: a process that already served sessions keeps its
 # heap (malloc does not give freed memory back), which would hide the per-session cost.
 echo "== mstunnel-server"
-mst_start_large
+mst_start  # mst_state keeps the issuer, so the minted tokens stay valid
 echo "  minting $TOKENS tokens"
 mint_tokens
 loadgen mst-rate mstunnel --sessions "$RATE_SESSIONS" --concurrency 32 --hold 0 --logoff
 mst_stop
-mst_start_large
+mst_start  # mst_state keeps the issuer, so the minted tokens stay valid
 loadgen mst-small mstunnel --sessions "$SMALL" --concurrency 32 --hold "$HOLD_SMALL" --logoff
 mst_stop
-mst_start_large
+mst_start  # mst_state keeps the issuer, so the minted tokens stay valid
 loadgen mst-large mstunnel --sessions "$LARGE" --concurrency "$LARGE_CONCURRENCY" --hold "$HOLD_LARGE" --logoff
 mst_stop
 
 echo "== ocserv"
-ocserv_start_large
+ocserv_start dtls
 loadgen ocserv-rate ocserv --sessions "$RATE_SESSIONS" --concurrency 32 --hold 0 --logoff
 ocserv_stop
-ocserv_start_large
+ocserv_start dtls
 loadgen ocserv-small ocserv --sessions "$SMALL" --concurrency 32 --hold "$HOLD_SMALL" --logoff
 if [ "$OCSERV_LARGE" = 1 ]; then
     ocserv_stop
-    ocserv_start_large
+    ocserv_start dtls
     loadgen ocserv-large ocserv --sessions "$LARGE" --concurrency "$LARGE_CONCURRENCY" --hold "$HOLD_LARGE" --logoff
 fi
 ocserv_stop

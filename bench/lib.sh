@@ -318,6 +318,8 @@ CONF
 ocserv_start() { # [MODE]
     wait_port_free
     ocserv_config "${1:-dtls}"
+    # A caller may adjust the rendered config (e.g. bench/connect-memory.sh's larger pool).
+    if declare -F ocserv_config_hook > /dev/null; then ocserv_config_hook "$WORK/ocserv/ocserv.conf"; fi
     # PAT like mstunnel's: the pool is masqueraded towards every interface but the tunnels.
     ip netns exec "$NS_G" nft -f - <<NFT
 table ip mstbench_pat {
@@ -374,6 +376,8 @@ JSON
   ]
 }
 JSON
+    # A caller may adjust the settings (e.g. bench/connect-memory.sh's larger pool).
+    if declare -F mst_settings_hook > /dev/null; then mst_settings_hook "$s/admin-settings.json"; fi
     "$BIN/mstunnel-server" --state-dir "$s" --check-config > "$WORK/mst/check-config.log" 2>&1 || { cat "$WORK/mst/check-config.log" >&2; return 1; }
 }
 
