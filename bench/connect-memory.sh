@@ -32,6 +32,7 @@ mkdir -p "$OUT"
 
 # Big enough pools and limits for LARGE sessions on both gateways; otherwise the settings
 # of the throughput suite (DPD 90 s, keepalive 300 s).
+# shellcheck disable=SC2034  # read by the bench/lib.sh functions
 POOL=100.64.0.0/16
 POOL_MASK=255.255.0.0
 
