@@ -4,8 +4,14 @@
 ///
 /// Addresses reserved: the network address, the gateway's own address (network + 1),
 /// and the broadcast address.
+///
+/// The pool can be renumbered while sessions hold leases (`changePrefix`): leases that
+/// fit the new prefix move into it, the others stay in a *retired* block of their old
+/// prefix until their sessions end. A retired block hands out no new address; it only
+/// keeps routing packets to the sessions that still hold one, so a configuration push
+/// never takes an address away from a connected client.
 public struct AddressPool: Sendable {
-    public let prefix: IPv4Prefix
+    public private(set) var prefix: IPv4Prefix
     public var gatewayAddress: IPv4Address { IPv4Address(prefix.network.value + 1) }
     @usableFromInline var owners: [Int32]
     public private(set) var inUse = 0
@@ -17,6 +23,14 @@ public struct AddressPool: Sendable {
         self.prefix = prefix
         owners = [Int32](repeating: -1, count: Int(prefix.size))
     }
+
+    /// Leases of an earlier prefix, kept until their sessions end.
+    public struct RetiredBlock: Sendable {
+        public let prefix: IPv4Prefix
+        var byAddress: [UInt32: Int32] = [:]
+        public var inUse: Int { byAddress.count }
+    }
+    public private(set) var retired: [RetiredBlock] = []
 
     /// Addresses a client can get.
     public var capacity: Int { owners.count - 3 }
@@ -61,18 +75,71 @@ public struct AddressPool: Sendable {
         return address
     }
 
-    public mutating func release(_ address: IPv4Address, owner: Int32) {
-        guard let i = index(of: address), owners[i] == owner else { return }
-        owners[i] = -1
-        inUse -= 1
+    /// Frees a lease. Returns the prefix of a retired block that this release emptied
+    /// (the caller then removes that prefix's route and NAT rule), else nil.
+    @discardableResult
+    public mutating func release(_ address: IPv4Address, owner: Int32) -> IPv4Prefix? {
+        if let i = index(of: address), owners[i] == owner {
+            owners[i] = -1
+            inUse -= 1
+            return nil
+        }
+        for b in retired.indices where retired[b].byAddress[address.value] == owner {
+            retired[b].byAddress[address.value] = nil
+            if retired[b].byAddress.isEmpty {
+                return retired.remove(at: b).prefix
+            }
+            return nil
+        }
+        return nil
     }
 
     /// The session slot holding `address`, or nil.
     @inlinable
     public func owner(of address: IPv4Address) -> Int32? {
-        guard let i = index(of: address) else { return nil }
-        let o = owners[i]
-        return o >= 0 ? o : nil
+        if let i = index(of: address) {
+            let o = owners[i]
+            if o >= 0 { return o }
+        }
+        return retired.isEmpty ? nil : retiredOwner(of: address)
+    }
+
+    @usableFromInline
+    func retiredOwner(of address: IPv4Address) -> Int32? {
+        for b in retired { if let o = b.byAddress[address.value] { return o } }
+        return nil
+    }
+
+    /// Every prefix that still routes to a client: the current one and the retired
+    /// blocks that hold leases.
+    public var routedPrefixes: [IPv4Prefix] { [prefix] + retired.map(\.prefix) }
+
+    /// Renumbers the pool to `newPrefix` without taking any lease away. Leases inside
+    /// the new prefix (and not on one of its reserved addresses) move into it; the rest
+    /// stay in retired blocks of their old prefixes. Returns the prefixes that are no
+    /// longer routed (a retired or old prefix that ended up with no lease).
+    public mutating func changePrefix(to newPrefix: IPv4Prefix) -> [IPv4Prefix] {
+        precondition(newPrefix.length <= 30, "pool must be /30 or larger (validated earlier)")
+        guard newPrefix != prefix else { return [] }
+        // Every lease, with the prefix it was given from.
+        var leases: [(address: IPv4Address, owner: Int32, from: IPv4Prefix)] = []
+        for (i, o) in owners.enumerated() where o >= 0 {
+            leases.append((IPv4Address(prefix.network.value + UInt32(i)), o, prefix))
+        }
+        for b in retired {
+            for (a, o) in b.byAddress { leases.append((IPv4Address(a), o, b.prefix)) }
+        }
+        let before = Set(routedPrefixes)
+        let oldExhausted = exhaustedCount
+        self = AddressPool(prefix: newPrefix)
+        exhaustedCount = oldExhausted
+        var blocks: [IPv4Prefix: RetiredBlock] = [:]
+        for l in leases {
+            if allocate(owner: l.owner, exactly: l.address) != nil { continue }
+            blocks[l.from, default: RetiredBlock(prefix: l.from)].byAddress[l.address.value] = l.owner
+        }
+        retired = blocks.values.sorted { $0.prefix.network.value < $1.prefix.network.value }
+        return before.subtracting(routedPrefixes).sorted { $0.network.value < $1.network.value }
     }
 }
 

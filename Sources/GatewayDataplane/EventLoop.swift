@@ -81,6 +81,12 @@ func wallSeconds() -> Int64 {
     return Int64(ts.tv_sec)
 }
 
+func wallMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
 func hex(_ bytes: [UInt8]) -> String {
     let digits: [Character] = Array("0123456789abcdef")
     var s = ""

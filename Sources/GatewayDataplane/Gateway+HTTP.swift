@@ -123,6 +123,10 @@ extension Gateway {
         guard !token.isEmpty, token.utf8.count <= 16 * 1024 else {
             counters.authFailures += 1
             logger.notice("login.rejected", metadata: ["peer.address": "\(c.peer)", "transport": "\(transport.rawValue)", "code": "malformed", "reason": "token is empty or larger than 16 KiB"])
+            events.record(.loginRejected, time: wallMilliseconds()) { e in
+                e.clientAddress = c.peer
+                e.reason = "malformed: token is empty or larger than 16 KiB"
+            }
             sendHTTP(c, HTTPResponse(status: 401, reason: "Unauthorized"), close: true)
             return
         }
@@ -148,6 +152,10 @@ extension Gateway {
             counters.authFailures += 1
             logger.notice("login.rejected", metadata: ["peer.address": "\(c.peer)", "transport": "\(transport.rawValue)",
                                                        "code": "\(rejection.code.rawValue)", "reason": "\(rejection.reason)"])
+            events.record(.loginRejected, time: wallMilliseconds()) { e in
+                e.clientAddress = c.peer
+                e.reason = "\(rejection.code.rawValue): \(rejection.reason)"
+            }
             if rejection.code == .issuerUnavailable {
                 sendHTTP(c, HTTPResponse(status: 503, reason: "Service Unavailable", headers: [("X-Reason", "token issuer unavailable")]), close: true)
             } else if case .connect = p.purpose {
@@ -257,6 +265,7 @@ extension Gateway {
             logger.notice("session.address_mismatch", metadata: sessionMetadata(s, ["client.asked": "\(asked)"]))
         }
         let reconnect = s.rxPackets + s.txPackets > 0 || r.header("x-cstp-address") != nil
+        let firstConnect = !s.everConnected
         s.connection = c
         s.detachedAt = 0
         s.everConnected = true
@@ -282,6 +291,7 @@ extension Gateway {
         logger.info(reconnect ? "session.reconnected" : "session.connected",
                     metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)",
                                                   "dtls.offered": "\(params.dtls != nil)"]))
+        if firstConnect { recordEvent(.sessionConnected, s) }
         let rest = c.parser.takeRemainder()
         if !rest.isEmpty {
             rest.withUnsafeBytes { receiveCSTP(c, $0, now: now) }

@@ -220,11 +220,12 @@ extension Gateway {
             closeConnection(c, reason: reason, detach: false)
         }
         dropDTLS(s)
-        pool.release(s.address, owner: s.slot)
+        if let emptied = pool.release(s.address, owner: s.slot) { retiredPrefixEmptied(emptied) }
         sessions.remove(s)
         var meta: Logger.Metadata = ["reason": "\(reason)", "duration_s": "\(monotonicSeconds() - s.createdMono)",
                                      "rx.bytes": "\(s.rxBytes)", "tx.bytes": "\(s.txBytes)"]
         if let clientReason, !clientReason.isEmpty { meta["client.reason"] = "\(clientReason)" }
         logger.info("session.ended", metadata: sessionMetadata(s, meta))
+        recordEvent(.sessionDisconnected, s, reason: reason)
     }
 }

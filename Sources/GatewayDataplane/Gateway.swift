@@ -92,6 +92,8 @@ public final class Gateway {
     let startedWall = wallSeconds()
     let fileLimit: UInt64
     var counters = Counters()
+    /// Session and access events for the agent.
+    let events = SessionEventLog()
     var lastTunWriteErrno: Int32 = 0
 
     struct Counters {
@@ -297,23 +299,6 @@ public final class Gateway {
                 logger.info("gateway.stopping", metadata: ["signal": "\(info.ssi_signo)"])
                 running = false
             }
-        }
-    }
-
-    private func reloadSettings() {
-        do {
-            let new = try options.reload()
-            if new.pool != settings.pool || new.listenPort != settings.listenPort || new.listenAddress != settings.listenAddress {
-                logger.error("gateway.reload_refused", metadata: ["reason": "network, listenPort and listen-address changes need a restart"])
-                return
-            }
-            if new.advanced.mtu != settings.advanced.mtu {
-                try? NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(new.advanced.mtu)"])
-            }
-            settings = new
-            logger.info("gateway.reloaded", metadata: ["routes.include": "\(new.routeIncludes.count)", "routes.exclude": "\(new.routeExcludes.count)"])
-        } catch {
-            logger.error("gateway.reload_failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -535,6 +520,22 @@ public final class Gateway {
         c.session = nil
     }
 
+    func recordEvent(_ type: GatewaySessionEvent.Kind, _ s: Session, reason: String? = nil) {
+        events.record(type, time: wallMilliseconds()) { e in
+            e.userId = s.identity.userId
+            e.userName = s.identity.userName
+            e.deviceId = s.identity.deviceId
+            e.sessionId = s.handle
+            e.clientAddress = s.remoteAddress
+            e.assignedAddress = s.address.description
+            e.reason = reason
+            if type == .sessionDisconnected {
+                e.rxBytes = s.rxBytes
+                e.txBytes = s.txBytes
+            }
+        }
+    }
+
     func sessionMetadata(_ s: Session, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
         var m: Logger.Metadata = ["session.id": "\(s.handle)", "user.id": "\(s.identity.userId)", "user.name": "\(s.identity.userName)",
                                   "client.address": "\(s.address)"]
@@ -657,6 +658,10 @@ public final class Gateway {
                             userAgent: s.userAgent, hostname: s.hostname)
             }
             return .listSessions(ListSessionsResponse(sessions: list))
+        case .applySettings(let r):
+            return .applySettings(applySettings(r))
+        case .sessionEvents(let r):
+            return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
         }

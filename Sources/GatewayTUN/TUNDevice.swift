@@ -110,12 +110,18 @@ public enum NetworkSetup {
 /// nftables table so it never touches the host's other rules.
 public struct PATRules: Sendable {
     public static let table = "mstunnel"
-    public let pool: IPv4Prefix
+    /// The current pool first, then retired prefixes whose sessions still hold leases
+    /// after a renumbering (their traffic must keep leaving with the host's address).
+    public let pools: [IPv4Prefix]
     public let pool6: IPv6Prefix?
     public let tunName: String
 
     public init(pool: IPv4Prefix, pool6: IPv6Prefix?, tunName: String) {
-        self.pool = pool
+        self.init(pools: [pool], pool6: pool6, tunName: tunName)
+    }
+
+    public init(pools: [IPv4Prefix], pool6: IPv6Prefix?, tunName: String) {
+        self.pools = pools
         self.pool6 = pool6
         self.tunName = tunName
     }
@@ -126,7 +132,7 @@ public struct PATRules: Sendable {
         var s = "table inet \(Self.table)\ndelete table inet \(Self.table)\n"
         s += "table inet \(Self.table) {\n"
         s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
-        s += "    ip saddr \(pool) oifname != \"\(tunName)\" masquerade\n"
+        for pool in pools { s += "    ip saddr \(pool) oifname != \"\(tunName)\" masquerade\n" }
         if let pool6 { s += "    ip6 saddr \(pool6) oifname != \"\(tunName)\" masquerade\n" }
         s += "  }\n}\n"
         return s

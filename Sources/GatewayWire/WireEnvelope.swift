@@ -27,6 +27,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "ping": message = .request(.ping(try c.decode(PingRequest.self, forKey: .body)))
             case "serverStatus": message = .request(.serverStatus(try c.decode(ServerStatusRequest.self, forKey: .body)))
             case "listSessions": message = .request(.listSessions(try c.decode(ListSessionsRequest.self, forKey: .body)))
+            case "applySettings": message = .request(.applySettings(try c.decode(ApplySettingsRequest.self, forKey: .body)))
+            case "sessionEvents": message = .request(.sessionEvents(try c.decode(SessionEventsRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -35,6 +37,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "ping": message = .response(.ping(try c.decode(PingResponse.self, forKey: .body)))
             case "serverStatus": message = .response(.serverStatus(try c.decode(ServerStatusResponse.self, forKey: .body)))
             case "listSessions": message = .response(.listSessions(try c.decode(ListSessionsResponse.self, forKey: .body)))
+            case "applySettings": message = .response(.applySettings(try c.decode(ApplySettingsResponse.self, forKey: .body)))
+            case "sessionEvents": message = .response(.sessionEvents(try c.decode(SessionEventsResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -55,6 +59,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .ping(let b): try c.encode(b, forKey: .body)
             case .serverStatus(let b): try c.encode(b, forKey: .body)
             case .listSessions(let b): try c.encode(b, forKey: .body)
+            case .applySettings(let b): try c.encode(b, forKey: .body)
+            case .sessionEvents(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -64,6 +70,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .ping(let b): try c.encode(b, forKey: .body)
             case .serverStatus(let b): try c.encode(b, forKey: .body)
             case .listSessions(let b): try c.encode(b, forKey: .body)
+            case .applySettings(let b): try c.encode(b, forKey: .body)
+            case .sessionEvents(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -88,6 +96,10 @@ public enum WireRequest: Sendable, Equatable {
     case serverStatus(ServerStatusRequest)
     /// cli/agent → gateway: the session table.
     case listSessions(ListSessionsRequest)
+    /// agent → gateway: apply a Server configuration live.
+    case applySettings(ApplySettingsRequest)
+    /// agent → gateway: session and access events since a sequence number.
+    case sessionEvents(SessionEventsRequest)
 
     public var typeName: String {
         switch self {
@@ -95,6 +107,8 @@ public enum WireRequest: Sendable, Equatable {
         case .ping: return "ping"
         case .serverStatus: return "serverStatus"
         case .listSessions: return "listSessions"
+        case .applySettings: return "applySettings"
+        case .sessionEvents: return "sessionEvents"
         }
     }
 }
@@ -104,6 +118,8 @@ public enum WireResponse: Sendable, Equatable {
     case ping(PingResponse)
     case serverStatus(ServerStatusResponse)
     case listSessions(ListSessionsResponse)
+    case applySettings(ApplySettingsResponse)
+    case sessionEvents(SessionEventsResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -113,6 +129,8 @@ public enum WireResponse: Sendable, Equatable {
         case .ping: return "ping"
         case .serverStatus: return "serverStatus"
         case .listSessions: return "listSessions"
+        case .applySettings: return "applySettings"
+        case .sessionEvents: return "sessionEvents"
         case .error: return "error"
         }
     }

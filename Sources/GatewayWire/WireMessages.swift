@@ -231,3 +231,100 @@ public struct WireErrorResponse: Codable, Sendable, Equatable {
         self.message = message
     }
 }
+
+/// agent → gateway: put this Server configuration in force now, without dropping sessions.
+///
+/// The body is the `admin-settings.json` document itself (Graph field names), so the
+/// gateway validates it with exactly the code that reads the file at start.
+public struct ApplySettingsRequest: Codable, Sendable, Equatable {
+    /// The JSON text of the configuration.
+    public var settingsJSON: String
+    /// The control plane's configuration version, echoed in logs and status.
+    public var version: Int64?
+
+    public init(settingsJSON: String, version: Int64? = nil) {
+        self.settingsJSON = settingsJSON
+        self.version = version
+    }
+}
+
+public struct ApplySettingsResponse: Codable, Sendable, Equatable {
+    public var applied: Bool
+    /// The validation error when `applied` is false; names the field.
+    public var error: String?
+    /// Fields that changed but only take effect after a restart (e.g. `listenPort`).
+    public var restartRequired: [String]
+    /// Sessions that were alive before and after the change.
+    public var sessionsKept: Int
+
+    public init(applied: Bool, error: String? = nil, restartRequired: [String] = [], sessionsKept: Int = 0) {
+        self.applied = applied
+        self.error = error
+        self.restartRequired = restartRequired
+        self.sessionsKept = sessionsKept
+    }
+}
+
+/// agent → gateway: session and access events after a sequence number.
+public struct SessionEventsRequest: Codable, Sendable, Equatable {
+    /// Return events with `sequence > after` (0 = from the oldest still held).
+    public var after: UInt64
+    public var limit: Int
+
+    public init(after: UInt64, limit: Int = 500) {
+        self.after = after
+        self.limit = limit
+    }
+}
+
+public struct GatewaySessionEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case sessionConnected
+        case sessionDisconnected
+        case loginRejected
+    }
+    public var sequence: UInt64
+    public var type: Kind
+    /// Milliseconds since 1970.
+    public var time: Int64
+    public var userId: String?
+    public var userName: String?
+    public var deviceId: String?
+    public var sessionId: String?
+    public var clientAddress: String?
+    public var assignedAddress: String?
+    public var reason: String?
+    public var rxBytes: UInt64?
+    public var txBytes: UInt64?
+
+    public init(sequence: UInt64, type: Kind, time: Int64, userId: String? = nil, userName: String? = nil,
+                deviceId: String? = nil, sessionId: String? = nil, clientAddress: String? = nil,
+                assignedAddress: String? = nil, reason: String? = nil, rxBytes: UInt64? = nil, txBytes: UInt64? = nil) {
+        self.sequence = sequence
+        self.type = type
+        self.time = time
+        self.userId = userId
+        self.userName = userName
+        self.deviceId = deviceId
+        self.sessionId = sessionId
+        self.clientAddress = clientAddress
+        self.assignedAddress = assignedAddress
+        self.reason = reason
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+    }
+}
+
+public struct SessionEventsResponse: Codable, Sendable, Equatable {
+    public var events: [GatewaySessionEvent]
+    /// Random per gateway start: when it changes, sequences restarted from 1.
+    public var bootId: String
+    /// Events after `after` that the gateway no longer holds (its ring is bounded).
+    public var missed: UInt64
+
+    public init(events: [GatewaySessionEvent], bootId: String, missed: UInt64) {
+        self.events = events
+        self.bootId = bootId
+        self.missed = missed
+    }
+}

@@ -11,6 +11,14 @@ import Testing
         ("validateToken-rejected", WireEnvelope(id: 8, .response(.validateToken(.rejected(.expired, "token expired 600 s ago"))))),
         ("error", WireEnvelope(id: 9, .response(.error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "unknown request type"))))),
         ("listSessions-request", WireEnvelope(id: 10, .request(.listSessions(ListSessionsRequest(user: "alice"))))),
+        ("applySettings-request", WireEnvelope(id: 11, .request(.applySettings(ApplySettingsRequest(
+            settingsJSON: "{\"network\":\"100.64.0.0/16\"}", version: 3))))),
+        ("applySettings-refused", WireEnvelope(id: 11, .response(.applySettings(ApplySettingsResponse(
+            applied: false, error: "network: 10.0.0.0/33 is not a prefix"))))),
+        ("sessionEvents-response", WireEnvelope(id: 12, .response(.sessionEvents(SessionEventsResponse(
+            events: [GatewaySessionEvent(sequence: 4, type: .sessionConnected, time: 1_800_000_000_000, userId: "oid-1",
+                                         sessionId: "a1b2", assignedAddress: "100.64.0.5")],
+            bootId: "0011223344556677", missed: 2))))),
     ]
 
     func golden(_ name: String) throws -> [UInt8] {
