@@ -25,6 +25,7 @@ WORK=$(mktemp -d /tmp/mstunnel-it.XXXXXX)
 STATE=$WORK/state
 RUN=$WORK/run
 PIDS=()
+EXTRA_NS=()
 FAILS=0
 PASSES=0
 
@@ -39,6 +40,7 @@ cleanup() {
     ip netns del "$NS_G" 2>/dev/null || true
     ip netns del "$NS_I" 2>/dev/null || true
     rm -rf "/etc/netns/$NS_C" "/etc/netns/$NS_G" "/etc/netns/$NS_I"
+    for ns in "${EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
     if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -130,6 +132,40 @@ start_corp() {
     (cd "$WORK/www" && exec ip netns exec "$NS_I" python3 -m http.server 8080 --bind 198.18.1.2) > "$WORK/http.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 50); do ip netns exec "$NS_I" ss -ltn 'sport = :8080' | grep -q LISTEN && break; sleep 0.1; done
+}
+
+# A second client namespace, NS_C2, on its own link to the gateway:
+#   [cli2$$] cli1 198.18.2.2/24 ──── gw2 198.18.2.1/24 [gw$$]
+add_second_client() {
+    NS_C2=mstcli2$$
+    EXTRA_NS+=("$NS_C2")
+    ip netns add "$NS_C2"
+    mkdir -p "/etc/netns/$NS_C2"; : > "/etc/netns/$NS_C2/resolv.conf"
+    ip link add cli1 netns "$NS_C2" type veth peer name gw2 netns "$NS_G"
+    ip -n "$NS_C2" addr add 198.18.2.2/24 dev cli1
+    ip -n "$NS_C2" link set cli1 up; ip -n "$NS_C2" link set lo up
+    ip -n "$NS_G" addr add 198.18.2.1/24 dev gw2; ip -n "$NS_G" link set gw2 up
+}
+
+# oc2 NAME ARGS... : openconnect in NS_C2 (interface tun1); sets OC2_PID.
+oc2() {
+    local name=$1; shift
+    ENVLOG="$WORK/env-$name" ip netns exec "$NS_C2" env ENVLOG="$WORK/env-$name" \
+        openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --script "$WORK/vpnc-wrapper.sh" \
+        --interface tun1 "$@" https://198.18.2.1/ > "$WORK/oc-$name.log" 2>&1 &
+    OC2_PID=$!
+    PIDS+=($OC2_PID)
+}
+
+wait_tunnel2() {
+    local name=$1
+    for _ in $(seq 150); do
+        [ -f "$WORK/env-$name.connect" ] && ip -n "$NS_C2" -4 addr show dev tun1 2>/dev/null | grep -q 'inet 100\.' && return 0
+        kill -0 "$OC2_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "--- openconnect ($name) log:"; tail -20 "$WORK/oc-$name.log"
+    return 1
 }
 
 # A vpnc-script wrapper that records the environment of each call, then configures

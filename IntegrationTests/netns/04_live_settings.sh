@@ -56,18 +56,10 @@ check "NAT covers both prefixes" sh -c "ip netns exec $NS_G nft list table inet 
 check "still listening on 443 (port change waits for a restart)" sh -c "ip netns exec $NS_G ss -ltn 'sport = :443' | grep -q LISTEN"
 
 echo "== a second client gets the new configuration"
-# A second client in its own namespace on the same link.
-NS_C2=mstcli2$$
-ip netns add "$NS_C2"; mkdir -p "/etc/netns/$NS_C2"; : > "/etc/netns/$NS_C2/resolv.conf"
-ip link add cli1 netns "$NS_C2" type veth peer name gw2 netns "$NS_G"
-ip -n "$NS_C2" addr add 198.18.2.2/24 dev cli1; ip -n "$NS_C2" link set cli1 up; ip -n "$NS_C2" link set lo up
-ip -n "$NS_G" addr add 198.18.2.1/24 dev gw2; ip -n "$NS_G" link set gw2 up
-trap 'ip netns del "$NS_C2" 2>/dev/null; rm -rf "/etc/netns/$NS_C2"; cleanup' EXIT
-ENVLOG="$WORK/env-second" ip netns exec "$NS_C2" env ENVLOG="$WORK/env-second" \
-    openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --script "$WORK/vpnc-wrapper.sh" \
-    --interface tun1 --token-mode=oidc --token-secret=@"$WORK/token2.jwt" https://198.18.2.1/ > "$WORK/oc-second.log" 2>&1 &
-SECOND_OC=$!; PIDS+=($SECOND_OC)
-for _ in $(seq 150); do [ -f "$WORK/env-second.connect" ] && ip -n "$NS_C2" -4 addr show dev tun1 2>/dev/null | grep -q 'inet 100\.' && break; sleep 0.1; done
+add_second_client
+oc2 second --token-mode=oidc --token-secret=@"$WORK/token2.jwt"
+SECOND_OC=$OC2_PID
+wait_tunnel2 second || true
 check "second session got an address from the new pool" sh -c "ip -n $NS_C2 -4 -o addr show dev tun1 | grep -q 'inet 100\.65\.0\.'"
 check "second session got the new route" grep -q 'CISCO_SPLIT_INC_0_ADDR=198.18.1.0' "$WORK/env-second.connect"
 check "second session got the new route's /24 mask" grep -q 'CISCO_SPLIT_INC_0_MASKLEN=24' "$WORK/env-second.connect"
