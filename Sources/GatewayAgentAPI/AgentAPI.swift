@@ -1,0 +1,440 @@
+import Foundation
+import GatewayCore
+
+/// The agent ↔ control-plane HTTP API: the JSON bodies both sides encode and decode.
+/// One module so the two can never disagree on a field name. No I/O here.
+///
+/// Endpoints (all under the control plane's HTTPS listener, see docs/control-plane.md):
+///
+///     GET  /agent/v1/ca                         the control plane's CA certificate (PEM), public
+///     POST /agent/v1/enroll                     EnrollmentRequest → EnrollmentResponse   (join token, no client cert)
+///     POST /agent/v1/renew                      RenewalRequest → EnrollmentResponse      (mTLS)
+///     POST /agent/v1/checkin                    CheckinRequest → CheckinResponse         (mTLS)
+///     POST /agent/v1/reports                    ReportBatch → ReportAck                  (mTLS)
+///     PUT  /agent/v1/logCollections/{id}        raw log bytes (text/plain), → 204        (mTLS)
+///     POST /agent/v1/logCollections/{id}/failure LogCollectionFailure → 204              (mTLS)
+///
+/// Errors use the same OData shape as the admin API: `{"error":{"code","message"}}`
+/// (`AgentAPIError`). Dates are ISO 8601 strings in UTC with a `Z`, as in Graph.
+public enum AgentAPI {
+    public static let version = "v1"
+    public static let basePath = "/agent/v1"
+}
+
+/// A Site's one-time join token as an operator copies it:
+/// `mstj1.<tokenId>.<secret>.<caSHA256>`.
+///
+/// `tokenId` names the row on the control plane, `secret` is checked against its stored
+/// SHA-256, and `caSHA256` (hex of the SHA-256 of the CA certificate's DER) lets the agent
+/// trust the control plane's TLS certificate on first contact without any other
+/// distribution step (the kubeadm discovery-hash idea).
+public struct JoinToken: Sendable, Equatable, CustomStringConvertible {
+    public static let prefix = "mstj1"
+    public var tokenId: String
+    public var secret: String
+    public var caSHA256: String
+
+    public init(tokenId: String, secret: String, caSHA256: String) {
+        self.tokenId = tokenId
+        self.secret = secret
+        self.caSHA256 = caSHA256
+    }
+
+    public init(parsing text: String) throws(AgentAPIError) {
+        let parts = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == Self.prefix else {
+            throw AgentAPIError(code: "invalidJoinToken", message: "a join token looks like mstj1.<id>.<secret>.<ca-hash>")
+        }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+        for p in parts.dropFirst() where p.isEmpty || p.count > 128 || !p.allSatisfy({ allowed.contains($0) }) {
+            throw AgentAPIError(code: "invalidJoinToken", message: "join token has an empty, overlong or non-base64url part")
+        }
+        guard parts[3].count == 64, parts[3].allSatisfy({ $0.isHexDigit }) else {
+            throw AgentAPIError(code: "invalidJoinToken", message: "join token's CA hash is not 64 hex digits")
+        }
+        tokenId = String(parts[1])
+        secret = String(parts[2])
+        caSHA256 = parts[3].lowercased()
+    }
+
+    /// The whole token. It is a secret: never log it.
+    public var description: String { "\(Self.prefix).\(tokenId).\(secret).\(caSHA256)" }
+}
+
+// MARK: - Enrollment
+
+public struct EnrollmentRequest: Codable, Sendable, Equatable {
+    /// The whole join token text (`JoinToken.description`). Spent on success.
+    public var joinToken: String
+    /// PKCS#10 request for the agent's own key, PEM. The key never leaves the host.
+    public var csrPEM: String
+    /// Becomes the server's `displayName` in the Site.
+    public var hostname: String
+    public var agentVersion: String
+
+    public init(joinToken: String, csrPEM: String, hostname: String, agentVersion: String) {
+        self.joinToken = joinToken
+        self.csrPEM = csrPEM
+        self.hostname = hostname
+        self.agentVersion = agentVersion
+    }
+}
+
+public struct RenewalRequest: Codable, Sendable, Equatable {
+    public var csrPEM: String
+    public init(csrPEM: String) { self.csrPEM = csrPEM }
+}
+
+public struct EnrollmentResponse: Codable, Sendable, Equatable {
+    /// The `microsoftTunnelServer` id this agent now is.
+    public var serverId: String
+    public var siteId: String
+    /// Leaf first. Its subject CN is the server id.
+    public var certificateChainPEM: String
+    /// The CA that signs agent certificates and the control plane's TLS certificate.
+    public var caCertificatePEM: String
+    /// The leaf's notAfter, ISO 8601.
+    public var notAfter: String
+
+    public init(serverId: String, siteId: String, certificateChainPEM: String, caCertificatePEM: String, notAfter: String) {
+        self.serverId = serverId
+        self.siteId = siteId
+        self.certificateChainPEM = certificateChainPEM
+        self.caCertificatePEM = caCertificatePEM
+        self.notAfter = notAfter
+    }
+}
+
+// MARK: - Check-in (poll)
+
+/// The outcome of applying one configuration version to the gateway.
+public struct ConfigurationApplyResult: Codable, Sendable, Equatable {
+    public var version: Int64
+    public var success: Bool
+    /// The gateway's validation error (or why it could not be reached) when `success` is false.
+    public var message: String?
+    public var dateTime: String
+
+    public init(version: Int64, success: Bool, message: String? = nil, dateTime: String) {
+        self.version = version
+        self.success = success
+        self.message = message
+        self.dateTime = dateTime
+    }
+}
+
+public struct CheckinRequest: Codable, Sendable, Equatable {
+    public var agentVersion: String
+    /// The gateway's version as it answered ping, nil when unreachable.
+    public var serverVersion: String?
+    /// The configuration version in force on the gateway (0: none from the control plane yet).
+    public var appliedConfigurationVersion: Int64
+    /// The last apply attempt, reported until the control plane has seen it.
+    public var lastApply: ConfigurationApplyResult?
+
+    public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?) {
+        self.agentVersion = agentVersion
+        self.serverVersion = serverVersion
+        self.appliedConfigurationVersion = appliedConfigurationVersion
+        self.lastApply = lastApply
+    }
+}
+
+public struct CheckinResponse: Codable, Sendable, Equatable {
+    public var serverId: String
+    public var siteId: String
+    /// Version of the Site's Server configuration (bumps on every change of the
+    /// configuration or of which configuration the Site uses). 0 = the Site has none.
+    public var configurationVersion: Int64
+    /// Present when `configurationVersion` differs from the agent's applied version.
+    public var configuration: AdminSettings?
+    /// The Site's `internalNetworkProbeUrl`, probed by the agent each report.
+    public var internalNetworkProbeUrl: String?
+    /// How often to check in and to send a health report.
+    public var checkinIntervalSeconds: Int
+    public var reportIntervalSeconds: Int
+    public var actions: [AgentAction]
+    /// When the agent should renew its certificate (ISO 8601); nil = no opinion.
+    public var renewAfter: String?
+
+    public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
+                internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,
+                actions: [AgentAction], renewAfter: String?) {
+        self.serverId = serverId
+        self.siteId = siteId
+        self.configurationVersion = configurationVersion
+        self.configuration = configuration
+        self.internalNetworkProbeUrl = internalNetworkProbeUrl
+        self.checkinIntervalSeconds = checkinIntervalSeconds
+        self.reportIntervalSeconds = reportIntervalSeconds
+        self.actions = actions
+        self.renewAfter = renewAfter
+    }
+}
+
+/// Work the control plane asks of the agent. `type` discriminates; unknown types are
+/// skipped by the agent (and logged), so a newer control plane does not break an older agent.
+public struct AgentAction: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// Gather the stack's logs for [startDateTime, endDateTime] and upload them to
+        /// `PUT /agent/v1/logCollections/{id}`.
+        case collectLogs
+    }
+    public var id: String
+    public var type: String
+    public var startDateTime: String?
+    public var endDateTime: String?
+
+    public init(id: String, type: Kind, startDateTime: String? = nil, endDateTime: String? = nil) {
+        self.id = id
+        self.type = type.rawValue
+        self.startDateTime = startDateTime
+        self.endDateTime = endDateTime
+    }
+
+    public var kind: Kind? { Kind(rawValue: type) }
+}
+
+// MARK: - Reports (durable outbox → control plane)
+
+/// One measurement round on the gateway host. Every field the agent could not measure
+/// is nil (never a made-up zero); the control plane evaluates what is present.
+public struct HealthReport: Codable, Sendable, Equatable {
+    /// Host CPU busy, percent of all cores, over the last interval.
+    public var cpuUsagePercent: Double?
+    /// Host memory in use (MemTotal - MemAvailable), percent.
+    public var memoryUsagePercent: Double?
+    /// Free bytes on the file system holding the state directory.
+    public var diskFreeBytes: Int64?
+    /// Tunnel sessions connected now.
+    public var currentConnections: Int64?
+    /// Tunnel bytes per second (both directions) over the last interval.
+    public var throughputBytesPerSecond: Int64?
+    /// Round trip of the agent's last successful control-plane request, ms.
+    public var latencyMilliseconds: Double?
+    public var tlsCertificate: CertificateReport?
+    /// The agent's own mTLS certificate's notAfter, ISO 8601.
+    public var agentCertificateNotAfter: String?
+    public var internalNetworkProbe: ProbeReport?
+    public var gateway: GatewayReport
+    /// Configuration version in force on the gateway.
+    public var appliedConfigurationVersion: Int64
+
+    public init(cpuUsagePercent: Double? = nil, memoryUsagePercent: Double? = nil, diskFreeBytes: Int64? = nil,
+                currentConnections: Int64? = nil, throughputBytesPerSecond: Int64? = nil, latencyMilliseconds: Double? = nil,
+                tlsCertificate: CertificateReport? = nil, agentCertificateNotAfter: String? = nil,
+                internalNetworkProbe: ProbeReport? = nil, gateway: GatewayReport, appliedConfigurationVersion: Int64) {
+        self.cpuUsagePercent = cpuUsagePercent
+        self.memoryUsagePercent = memoryUsagePercent
+        self.diskFreeBytes = diskFreeBytes
+        self.currentConnections = currentConnections
+        self.throughputBytesPerSecond = throughputBytesPerSecond
+        self.latencyMilliseconds = latencyMilliseconds
+        self.tlsCertificate = tlsCertificate
+        self.agentCertificateNotAfter = agentCertificateNotAfter
+        self.internalNetworkProbe = internalNetworkProbe
+        self.gateway = gateway
+        self.appliedConfigurationVersion = appliedConfigurationVersion
+    }
+}
+
+/// The gateway's TLS certificate (`certs/site.crt` or the PFX) as the agent checked it.
+public struct CertificateReport: Codable, Sendable, Equatable {
+    public var subject: String?
+    public var notBefore: String?
+    public var notAfter: String?
+    public var dnsNames: [String]
+    /// Human-readable findings: "no subjectAltName", "validity exceeds 2 years",
+    /// "expired", "chain does not verify: …". Empty = valid.
+    public var problems: [String]
+
+    public init(subject: String?, notBefore: String?, notAfter: String?, dnsNames: [String], problems: [String]) {
+        self.subject = subject
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.dnsNames = dnsNames
+        self.problems = problems
+    }
+}
+
+/// A GET of the Site's `internalNetworkProbeUrl` from the gateway host.
+public struct ProbeReport: Codable, Sendable, Equatable {
+    public var url: String
+    public var reachable: Bool
+    public var statusCode: Int?
+    public var latencyMilliseconds: Double?
+    public var error: String?
+
+    public init(url: String, reachable: Bool, statusCode: Int? = nil, latencyMilliseconds: Double? = nil, error: String? = nil) {
+        self.url = url
+        self.reachable = reachable
+        self.statusCode = statusCode
+        self.latencyMilliseconds = latencyMilliseconds
+        self.error = error
+    }
+}
+
+/// The gateway container's health as seen over its control socket.
+public struct GatewayReport: Codable, Sendable, Equatable {
+    public var reachable: Bool
+    public var version: String?
+    public var uptimeSeconds: Int64?
+    public var poolSize: Int64?
+    public var poolInUse: Int64?
+    /// Is the auth plugin answering the gateway?
+    public var authReachable: Bool?
+    public var error: String?
+
+    public init(reachable: Bool, version: String? = nil, uptimeSeconds: Int64? = nil, poolSize: Int64? = nil,
+                poolInUse: Int64? = nil, authReachable: Bool? = nil, error: String? = nil) {
+        self.reachable = reachable
+        self.version = version
+        self.uptimeSeconds = uptimeSeconds
+        self.poolSize = poolSize
+        self.poolInUse = poolInUse
+        self.authReachable = authReachable
+        self.error = error
+    }
+}
+
+/// A session or access event from the gateway, forwarded by the agent.
+public struct AgentEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case sessionConnected
+        case sessionDisconnected
+        case loginRejected
+    }
+    public var type: Kind
+    public var dateTime: String
+    public var userId: String?
+    public var userName: String?
+    public var deviceId: String?
+    /// Short, non-secret session handle (never the cookie).
+    public var sessionId: String?
+    public var clientAddress: String?
+    public var assignedAddress: String?
+    public var reason: String?
+    public var bytesIn: Int64?
+    public var bytesOut: Int64?
+
+    public init(type: Kind, dateTime: String, userId: String? = nil, userName: String? = nil, deviceId: String? = nil,
+                sessionId: String? = nil, clientAddress: String? = nil, assignedAddress: String? = nil,
+                reason: String? = nil, bytesIn: Int64? = nil, bytesOut: Int64? = nil) {
+        self.type = type
+        self.dateTime = dateTime
+        self.userId = userId
+        self.userName = userName
+        self.deviceId = deviceId
+        self.sessionId = sessionId
+        self.clientAddress = clientAddress
+        self.assignedAddress = assignedAddress
+        self.reason = reason
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+    }
+}
+
+/// One outbox entry. `id` is a UUID the agent assigns when it queues the report; the
+/// control plane stores each id once, so a batch resent after a lost response is
+/// acknowledged again but never counted twice.
+public struct ReportItem: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case health
+        case event
+    }
+    public var id: String
+    public var kind: Kind
+    /// When the agent queued it (the measurement time), ISO 8601.
+    public var createdDateTime: String
+    public var health: HealthReport?
+    public var event: AgentEvent?
+
+    public init(id: String, createdDateTime: String, health: HealthReport) {
+        self.id = id
+        self.kind = .health
+        self.createdDateTime = createdDateTime
+        self.health = health
+        self.event = nil
+    }
+
+    public init(id: String, createdDateTime: String, event: AgentEvent) {
+        self.id = id
+        self.kind = .event
+        self.createdDateTime = createdDateTime
+        self.health = nil
+        self.event = event
+    }
+}
+
+public struct ReportBatch: Codable, Sendable, Equatable {
+    public var items: [ReportItem]
+    /// Reports the agent had to drop because its outbox hit its bound, since the last
+    /// batch the control plane acknowledged (so the loss is visible, not silent).
+    public var droppedSinceLastAck: Int64
+
+    public init(items: [ReportItem], droppedSinceLastAck: Int64 = 0) {
+        self.items = items
+        self.droppedSinceLastAck = droppedSinceLastAck
+    }
+
+    /// Upper bound of items in one POST; the control plane refuses larger batches.
+    public static let maxItems = 500
+}
+
+public struct ReportAck: Codable, Sendable, Equatable {
+    /// Every id of the batch that is now stored (new or already seen): the agent deletes them.
+    public var acknowledged: [String]
+    /// Of those, how many were already stored (a retry).
+    public var duplicates: Int
+
+    public init(acknowledged: [String], duplicates: Int) {
+        self.acknowledged = acknowledged
+        self.duplicates = duplicates
+    }
+}
+
+public struct LogCollectionFailure: Codable, Sendable, Equatable {
+    public var message: String
+    public init(message: String) { self.message = message }
+}
+
+// MARK: - Errors
+
+/// `{"error":{"code":"…","message":"…"}}`, the OData error shape, used by both APIs.
+public struct AgentAPIError: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    public struct Body: Codable, Sendable, Equatable {
+        public var error: AgentAPIError
+        public init(error: AgentAPIError) { self.error = error }
+    }
+}
+
+// MARK: - Dates
+
+public enum GraphDate {
+    /// ISO 8601 with fractional seconds and `Z`, as Graph writes dates.
+    public static func string(_ date: Date) -> String {
+        formatter(fractional: true).string(from: date)
+    }
+
+    /// Accepts with or without fractional seconds.
+    public static func parse(_ text: String) -> Date? {
+        formatter(fractional: true).date(from: text) ?? formatter(fractional: false).date(from: text)
+    }
+
+    // ISO8601DateFormatter is not Sendable; one per call is cheap next to an HTTP request.
+    private static func formatter(fractional: Bool) -> ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
+        return f
+    }
+}
