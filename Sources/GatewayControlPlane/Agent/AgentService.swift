@@ -1,0 +1,170 @@
+import Foundation
+import GatewayAgentAPI
+import GatewayCore
+import Hummingbird
+import Logging
+import X509
+
+/// The agent API's logic, apart from HTTP: enrollment, renewal, check-in, reports, log
+/// uploads. Callers pass the server the mTLS layer authenticated.
+extension ControlPlane {
+    // MARK: - Enrollment
+
+    public func enroll(_ request: EnrollmentRequest) async throws(GraphError) -> EnrollmentResponse {
+        let token: JoinToken
+        do {
+            token = try JoinToken(parsing: request.joinToken)
+        } catch {
+            throw GraphError(.badRequest, code: error.code, error.message)
+        }
+        let log = ["tokenId": "\(token.tokenId)", "hostname": "\(request.hostname.prefix(200))"] as [String: Logger.MetadataValue]
+        func refuse(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> GraphError {
+            logger.notice("agent.enroll.refused", metadata: log.merging(["reason": "\(message)"]) { a, _ in a })
+            return GraphError(status, code: code, message)
+        }
+        guard token.caSHA256 == ca.sha256Hex else {
+            throw refuse(.unauthorized, "invalidJoinToken", "the join token was issued by another control plane (its CA hash does not match this one's)")
+        }
+        let hostname = request.hostname.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !hostname.isEmpty, hostname.count <= 200, !hostname.contains(where: { $0.isNewline }) else {
+            throw refuse(.badRequest, "invalidHostname", "hostname must be 1 to 200 characters on one line")
+        }
+        guard let siteId = try? await store.joinTokenSite(tokenId: token.tokenId) else {
+            throw refuse(.unauthorized, "invalidJoinToken", "unknown join token (it was never issued here, or its Site was deleted)")
+        }
+        let serverId = Secrets.newId()
+        let now = self.now()
+        let cert: Certificate
+        do {
+            cert = try ca.issueAgentCertificate(csrPEM: request.csrPEM, serverId: serverId, lifetime: options.agentCertificateLifetime, now: now)
+        } catch {
+            throw refuse(.badRequest, "invalidCSR", error.message)
+        }
+        let server = ServerRecord(id: serverId, siteId: siteId, displayName: hostname, createdDateTime: now, agentVersion: String(request.agentVersion.prefix(64)))
+        let issued = IssuedCertificate(serial: cert.serialHex, serverId: serverId, notBefore: cert.notValidBefore, notAfter: cert.notValidAfter)
+        let outcome: EnrollmentOutcome
+        do {
+            outcome = try await store.enroll(tokenId: token.tokenId, secretSHA256: Secrets.sha256Hex(Data(token.secret.utf8)), now: now,
+                                             server: server, certificate: issued)
+        } catch {
+            logger.error("agent.enroll.storeFailed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
+            throw GraphError.internalError("enrollment could not be stored")
+        }
+        switch outcome {
+        case .enrolled: break
+        case .unknownToken: throw refuse(.unauthorized, "invalidJoinToken", "unknown join token")
+        case .wrongSecret: throw refuse(.unauthorized, "invalidJoinToken", "the join token's secret is wrong")
+        case .alreadyUsed: throw refuse(.unauthorized, "joinTokenUsed", "the join token was already used (tokens are one-time; create a new one)")
+        case .expired: throw refuse(.unauthorized, "joinTokenExpired", "the join token expired; create a new one")
+        case .siteMissing: throw refuse(.unauthorized, "invalidJoinToken", "the join token's Site no longer exists")
+        }
+        logger.info("agent.enrolled", metadata: log.merging(["server": "\(serverId)", "site": "\(siteId)",
+                                                              "notAfter": "\(GraphDate.string(cert.notValidAfter))"]) { a, _ in a })
+        return EnrollmentResponse(serverId: serverId, siteId: siteId, certificateChainPEM: cert.pemString + "\n" + ca.certificatePEM + "\n",
+                                  caCertificatePEM: ca.certificatePEM, notAfter: GraphDate.string(cert.notValidAfter))
+    }
+
+    // MARK: - Renewal
+
+    public func renew(server: ServerRecord, request: RenewalRequest) async throws -> EnrollmentResponse {
+        let cert: Certificate
+        do {
+            cert = try ca.issueAgentCertificate(csrPEM: request.csrPEM, serverId: server.id, lifetime: options.agentCertificateLifetime, now: now())
+        } catch {
+            logger.notice("agent.renew.refused", metadata: ["server": "\(server.id)", "reason": "\(error.message)"])
+            throw GraphError(.badRequest, code: "invalidCSR", error.message)
+        }
+        try await store.insertCertificate(IssuedCertificate(serial: cert.serialHex, serverId: server.id, notBefore: cert.notValidBefore, notAfter: cert.notValidAfter))
+        logger.info("agent.renewed", metadata: ["server": "\(server.id)", "notAfter": "\(GraphDate.string(cert.notValidAfter))"])
+        return EnrollmentResponse(serverId: server.id, siteId: server.siteId, certificateChainPEM: cert.pemString + "\n" + ca.certificatePEM + "\n",
+                                  caCertificatePEM: ca.certificatePEM, notAfter: GraphDate.string(cert.notValidAfter))
+    }
+
+    // MARK: - Check-in
+
+    /// `certificate` is the one the agent authenticated with; renewAfter is 2/3 into its life.
+    public func checkin(server: ServerRecord, certificate: IssuedCertificate?, request: CheckinRequest) async throws -> CheckinResponse {
+        let now = self.now()
+        var request = request
+        request.agentVersion = String(request.agentVersion.prefix(64))
+        request.serverVersion = request.serverVersion.map { String($0.prefix(64)) }
+        if let apply = request.lastApply, !apply.success {
+            logger.notice("agent.configuration.applyFailed", metadata: [
+                "server": "\(server.id)", "version": "\(apply.version)", "reason": "\(apply.message ?? "none given")",
+            ])
+        }
+        try await store.recordCheckin(serverId: server.id, at: now, request: request)
+        let site = try await store.site(id: server.siteId)
+        let version = site?.effectiveConfigurationVersion ?? 0
+        var configuration: AdminSettings?
+        if version != request.appliedConfigurationVersion, let id = site?.configurationId {
+            configuration = try await store.configuration(id: id)
+        }
+        let actions = try await store.pendingLogCollections(serverId: server.id).map {
+            AgentAction(id: $0.id, type: .collectLogs, startDateTime: GraphDate.string($0.startDateTime), endDateTime: GraphDate.string($0.endDateTime))
+        }
+        let renewAfter = certificate.map { GraphDate.string($0.notAfter.addingTimeInterval(-options.agentCertificateLifetime / 3)) }
+        return CheckinResponse(serverId: server.id, siteId: server.siteId, configurationVersion: version, configuration: configuration,
+                               internalNetworkProbeUrl: site?.internalNetworkProbeUrl, checkinIntervalSeconds: Int(options.checkinInterval),
+                               reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter)
+    }
+
+    // MARK: - Reports
+
+    public func receiveReports(server: ServerRecord, batch: ReportBatch) async throws -> ReportAck {
+        guard batch.items.count <= ReportBatch.maxItems else {
+            throw GraphError(.contentTooLarge, code: "batchTooLarge", "a batch holds at most \(ReportBatch.maxItems) items, got \(batch.items.count)")
+        }
+        for (i, item) in batch.items.enumerated() {
+            guard !item.id.isEmpty, item.id.count <= 128 else {
+                throw GraphError.badRequest("items[\(i)].id must be 1 to 128 characters")
+            }
+            switch item.kind {
+            case .health where item.health == nil: throw GraphError.badRequest("items[\(i)] is kind 'health' without 'health'")
+            case .event where item.event == nil: throw GraphError.badRequest("items[\(i)] is kind 'event' without 'event'")
+            default: break
+            }
+        }
+        if batch.droppedSinceLastAck > 0 {
+            logger.warning("agent.reports.dropped", metadata: ["server": "\(server.id)", "dropped": "\(batch.droppedSinceLastAck)"])
+        }
+        let ack = try await store.storeReports(serverId: server.id, items: batch.items, receivedAt: now())
+        // A retry after a lost answer: worth a line, since it shows the dedupe at work.
+        let level: Logger.Level = ack.duplicates > 0 ? .info : .debug
+        logger.log(level: level, "agent.reports.stored", metadata: [
+            "server": "\(server.id)", "items": "\(batch.items.count)", "new": "\(batch.items.count - ack.duplicates)", "duplicates": "\(ack.duplicates)",
+        ])
+        return ack
+    }
+
+    // MARK: - Log collections
+
+    /// The collection, if it is this server's and still pending.
+    func pendingCollection(_ id: String, server: ServerRecord) async throws -> LogCollectionRecord {
+        guard let record = try await store.logCollection(id: id), record.serverId == server.id else {
+            throw GraphError.notFound("no log collection '\(id)' for this server")
+        }
+        guard record.status == .pending else {
+            throw GraphError.conflict("log collection '\(id)' is already \(record.status.rawValue)")
+        }
+        return record
+    }
+
+    public func storeLogUpload(server: ServerRecord, collectionId: String, bytes: Data) async throws {
+        let record = try await pendingCollection(collectionId, server: server)
+        try StateFiles.ensureDirectory(options.logsDirectory)
+        let path = options.logsDirectory + "/\(record.id).log"
+        try StateFiles.write(bytes, to: path, mode: 0o600)
+        guard try await store.completeLogCollection(id: record.id, sizeInBytes: Int64(bytes.count), blobPath: path, at: now()) else {
+            throw GraphError.conflict("log collection '\(collectionId)' is no longer pending")
+        }
+        logger.info("agent.logs.uploaded", metadata: ["server": "\(server.id)", "collection": "\(record.id)", "bytes": "\(bytes.count)"])
+    }
+
+    public func recordLogFailure(server: ServerRecord, collectionId: String, message: String) async throws {
+        let record = try await pendingCollection(collectionId, server: server)
+        let text = String(message.prefix(1000))
+        _ = try await store.failLogCollection(id: record.id, message: text, at: now())
+        logger.notice("agent.logs.failed", metadata: ["server": "\(server.id)", "collection": "\(record.id)", "reason": "\(text)"])
+    }
+}

@@ -1,0 +1,72 @@
+import Crypto
+import Foundation
+import GatewayAgentAPI
+import GatewayCore
+import Logging
+
+/// One control-plane instance: its storage, CA, admin authentication and settings. The
+/// route files add the HTTP surface on top (Routes+*.swift); `ControlPlaneServer` serves it.
+public final class ControlPlane: Sendable {
+    public let store: any ControlStore
+    public let ca: CertificateAuthority
+    public let authenticator: AdminAuthenticator
+    public let options: ControlPlaneOptions
+    let logger: Logger
+    let now: @Sendable () -> Date
+    /// Key for signing log download URLs; per process, so links die with a restart.
+    let downloadKey: SymmetricKey
+
+    public init(store: any ControlStore, ca: CertificateAuthority, authenticator: AdminAuthenticator, options: ControlPlaneOptions,
+                logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.ca = ca
+        self.authenticator = authenticator
+        self.options = options
+        self.logger = logger
+        self.now = now
+        self.downloadKey = SymmetricKey(size: .bits256)
+    }
+
+    // MARK: - Health
+
+    /// Evaluates one server now.
+    func evaluate(_ server: ServerRecord, site: SiteRecord?, thresholds: [String: ThresholdOverride]) async throws -> HealthEvaluation {
+        let latest = try await store.latestHealth(serverId: server.id)
+        let cert = try await store.latestCertificate(serverId: server.id)
+        return HealthEvaluator.evaluate(HealthInputs(
+            server: server, site: site, latest: latest, agentCertificate: cert, thresholds: thresholds, now: now(),
+            offlineAfter: options.offlineAfter, checkinInterval: options.checkinInterval,
+            agentCertificateLifetime: options.agentCertificateLifetime, expectedVersion: options.version))
+    }
+
+    func thresholdMap() async throws -> [String: ThresholdOverride] {
+        Dictionary(try await store.thresholdOverrides().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    // MARK: - Download URLs
+
+    func downloadSignature(collectionId: String, expires: Int64) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(collectionId)|\(expires)".utf8), using: downloadKey)
+        return Secrets.hex(Array(mac))
+    }
+
+    func downloadURL(collectionId: String) -> String {
+        let expires = Int64(now().addingTimeInterval(options.downloadURLLifetime).timeIntervalSince1970)
+        let sig = downloadSignature(collectionId: collectionId, expires: expires)
+        return "\(options.publicBaseURL)/downloads/logCollections/\(collectionId)?expires=\(expires)&sig=\(sig)"
+    }
+
+    func checkDownload(collectionId: String, expires: String?, sig: String?) -> GraphError? {
+        guard let expires, let seconds = Int64(expires), let sig else {
+            return GraphError.forbidden("the download link is incomplete; ask createDownloadUrl for a new one")
+        }
+        let expected = downloadSignature(collectionId: collectionId, expires: seconds)
+        guard ConstantTime.equal(Array(expected.utf8), Array(sig.lowercased().utf8)) else {
+            return GraphError.forbidden("the download link's signature is not valid (links do not survive a control-plane restart)")
+        }
+        if Double(seconds) < now().timeIntervalSince1970 {
+            return GraphError.forbidden("the download link expired; ask createDownloadUrl for a new one")
+        }
+        return nil
+    }
+}

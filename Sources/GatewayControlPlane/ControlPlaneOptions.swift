@@ -1,0 +1,35 @@
+import Foundation
+
+/// The control plane's version; agents and gateways on another version get a
+/// version-currency warning.
+public enum ControlPlaneVersion {
+    public static let string = "0.1.0"
+}
+
+/// Run-time settings of one control-plane instance (the `serve` options).
+public struct ControlPlaneOptions: Sendable {
+    /// Holds the CA, the TLS identity, the admin token, the database and uploaded logs.
+    public var stateDirectory: String
+    /// `https://host:port` as admins reach this instance; download URLs are built on it.
+    public var publicBaseURL: String
+    public var checkinInterval: TimeInterval = 60
+    public var reportInterval: TimeInterval = 60
+    public var offlineAfter: TimeInterval = 300
+    public var agentCertificateLifetime: TimeInterval = 30 * 24 * 3600
+    /// Largest log upload accepted from an agent.
+    public var maxLogUploadBytes: Int = 64 << 20
+    /// How long a `createDownloadUrl` link works.
+    public var downloadURLLifetime: TimeInterval = 600
+    /// How long uploaded logs are kept available (Graph's `expiryDateTime`).
+    public var logRetention: TimeInterval = 7 * 24 * 3600
+    /// Health reports kept per server for `getHealthMetricTimeSeries` (newest first).
+    public var maxTimeSeriesPoints: Int = 1440
+    public var version: String = ControlPlaneVersion.string
+
+    public init(stateDirectory: String, publicBaseURL: String) {
+        self.stateDirectory = stateDirectory
+        self.publicBaseURL = publicBaseURL
+    }
+
+    var logsDirectory: String { stateDirectory + "/logs" }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import GatewayAuth
+import Hummingbird
+import NIOCore
+
+typealias Handler = @Sendable (Request, ControlRequestContext) async throws -> Response
+
+enum HTTP {
+    static let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
+
+    /// Registers `handlers` on `path` and a 405 (OData error, `Allow` header) for every
+    /// other method, so a wrong verb is told apart from a wrong path.
+    static func route(_ router: Router<ControlRequestContext>, _ path: String, _ handlers: [HTTPRequest.Method: Handler]) {
+        let allowed = methods.filter { handlers[$0] != nil }.map(\.rawValue).joined(separator: ", ")
+        for method in methods {
+            if let handler = handlers[method] {
+                router.on(RouterPath(path), method: method, use: handler)
+            } else {
+                router.on(RouterPath(path), method: method) { request, _ -> Response in
+                    throw GraphError(.methodNotAllowed, code: "MethodNotAllowed",
+                                     "\(request.method.rawValue) is not allowed on this resource (allowed: \(allowed))", headers: ["Allow": allowed])
+                }
+            }
+        }
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func json<T: Encodable>(encodable value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func noContent() -> Response { Response(status: .noContent) }
+
+    /// A Graph collection: `{"@odata.context": …, "value": [...]}`.
+    static func collection(_ items: [[String: JSONValue]], context: String) -> Response {
+        json(.object(["@odata.context": .string("/beta/$metadata#\(context)"), "value": .array(items.map(JSONValue.object))]))
+    }
+
+    /// Reads a JSON request body (up to `GraphBody.maxBytes`), insisting on a JSON
+    /// content type when a body is present.
+    static func body(_ request: Request) async throws -> Data {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: GraphBody.maxBytes)
+        } catch {
+            throw GraphError(.contentTooLarge, code: "RequestEntityTooLarge", "request body larger than \(GraphBody.maxBytes) bytes")
+        }
+        if buffer.readableBytes > 0 {
+            let type = request.headers[.contentType]?.lowercased() ?? ""
+            guard type.hasPrefix("application/json") else {
+                throw GraphError(.unsupportedMediaType, code: "UnsupportedMediaType",
+                                 "send the body as Content-Type: application/json (got '\(type.isEmpty ? "none" : type)')")
+            }
+        }
+        return Data(buffer: buffer)
+    }
+
+    /// Query parameters with percent-decoded names (`%24filter` is `$filter`).
+    static func query(_ request: Request) -> [(String, String)] {
+        request.uri.queryParameters.map { (String($0.key).removingPercentEncoding ?? String($0.key), String($0.value)) }
+    }
+
+    static func parameter(_ context: ControlRequestContext, _ name: String) throws -> String {
+        guard let value = context.parameters.get(name), !value.isEmpty else {
+            throw GraphError.badRequest("missing path parameter '\(name)'")
+        }
+        return value.removingPercentEncoding ?? value
+    }
+}
+
+extension JSONValue {
+    /// Encodes any Codable value into a JSON value (for `$select`/`$filter` and merging).
+    static func from<T: Encodable>(_ value: T) -> JSONValue {
+        guard let data = try? JSONEncoder().encode(value), let v = try? JSONDecoder().decode(JSONValue.self, from: data) else { return .null }
+        return v
+    }
+
+    var objectValue: [String: JSONValue]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    /// Decodes a JSON value into a Codable type.
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(type, from: JSONEncoder().encode(self))
+    }
+}
+
+/// Adds every schema property missing from `object` as null, as Graph answers, and the
+/// entity's `@odata.type`.
+func graphEntity(_ object: [String: JSONValue], schema: GraphSchema) -> [String: JSONValue] {
+    var out = object
+    for f in schema.fields where out[f.name] == nil { out[f.name] = .null }
+    return out
+}
+
+func withODataType(_ object: [String: JSONValue], _ schema: GraphSchema) -> [String: JSONValue] {
+    var out = object
+    out["@odata.type"] = .string("#microsoft.graph.\(schema.entityType)")
+    return out
+}

@@ -1,0 +1,93 @@
+import Foundation
+import GatewayAuth
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+
+/// Everything `mstunnel-control serve` needs, from the command line.
+public struct ServeConfiguration: Sendable {
+    public var stateDirectory: String = "/var/lib/mstunnel-control"
+    public var listenHost: String = "127.0.0.1"
+    public var listenPort: Int = 8443
+    /// SANs of the generated TLS certificate; the first one also names this instance in
+    /// download URLs.
+    public var hostnames: [String] = ["localhost", "127.0.0.1"]
+    /// SQLite file; default `<state-dir>/control.sqlite`.
+    public var databasePath: String?
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    public var adminAuthConfigPath: String?
+    public var adminRole: String = AdminAuthenticator.defaultRole
+    public var checkinInterval: TimeInterval = 60
+    public var reportInterval: TimeInterval = 60
+    public var offlineAfter: TimeInterval = 300
+    public var agentCertificateLifetime: TimeInterval = 30 * 24 * 3600
+
+    public init() {}
+}
+
+/// Builds a control plane from a `ServeConfiguration` (state directory, CA, TLS, admin
+/// token, database) and serves it over HTTPS until SIGTERM/SIGINT.
+public enum ControlPlaneServer {
+    public struct Prepared: Sendable {
+        public let controlPlane: ControlPlane
+        public let tlsConfiguration: TLSConfiguration
+        public let adminTokenPath: String
+    }
+
+    public static func prepare(_ config: ServeConfiguration, logger: Logger) async throws -> Prepared {
+        try StateFiles.ensureDirectory(config.stateDirectory)
+        let ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
+        let tls: ControlPlaneTLS
+        if let certPath = config.tlsCertificatePath {
+            guard let keyPath = config.tlsKeyPath else { throw PKIError("--tls-cert needs --tls-key") }
+            tls = try ControlPlaneTLS.load(certificatePath: certPath, keyPath: keyPath)
+        } else {
+            if config.tlsKeyPath != nil { throw PKIError("--tls-key needs --tls-cert") }
+            tls = try ControlPlaneTLS.loadOrIssue(stateDirectory: config.stateDirectory, ca: ca, hostnames: config.hostnames)
+        }
+        let token = try LocalAdminToken.loadOrCreate(stateDirectory: config.stateDirectory)
+        var validator: TokenValidator?
+        if let path = config.adminAuthConfigPath {
+            let auth = try AuthConfiguration.load(path: path, stateDirectory: config.stateDirectory)
+            let source: any JWKSSource
+            switch auth.keyLocation {
+            case .file(let file): source = FileJWKSSource(path: file)
+            case .jwksURL(let url): source = URLJWKSSource(url: url, fetcher: HTTPFetcher(caBundle: auth.caBundle))
+            case .discovery(let url): source = DiscoveryJWKSSource(discoveryURL: url, expectedIssuer: auth.issuer, fetcher: HTTPFetcher(caBundle: auth.caBundle), logger: logger)
+            }
+            let v = TokenValidator(configuration: auth, source: source, logger: logger)
+            if case .failure(let error) = await v.prefetch() {
+                logger.warning("admin.jwks.unavailable", metadata: ["error": "\(error.message)", "note": "admin JWTs fail until the keys load"])
+            }
+            validator = v
+        }
+        let store = try SQLiteControlStore(path: config.databasePath ?? config.stateDirectory + "/control.sqlite")
+        let host = config.hostnames.first ?? config.listenHost
+        let shownHost = host.contains(":") ? "[\(host)]" : host
+        var options = ControlPlaneOptions(stateDirectory: config.stateDirectory, publicBaseURL: "https://\(shownHost):\(config.listenPort)")
+        options.checkinInterval = config.checkinInterval
+        options.reportInterval = config.reportInterval
+        options.offlineAfter = config.offlineAfter
+        options.agentCertificateLifetime = config.agentCertificateLifetime
+        let controlPlane = ControlPlane(store: store, ca: ca,
+                                        authenticator: AdminAuthenticator(localToken: token, validator: validator, requiredRole: config.adminRole),
+                                        options: options, logger: logger)
+        return Prepared(controlPlane: controlPlane, tlsConfiguration: try tls.serverConfiguration(clientCA: ca),
+                        adminTokenPath: LocalAdminToken.path(stateDirectory: config.stateDirectory))
+    }
+
+    /// The HTTPS application (not started). `onServerRunning` gets the bound channel
+    /// (tests read the port from it).
+    public static func application(_ prepared: Prepared, host: String, port: Int, logger: Logger,
+                                   onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        Application(router: prepared.controlPlane.router(),
+                    server: try .tls(.http1(), configuration: TLSChannelConfiguration(
+                        tlsConfiguration: prepared.tlsConfiguration,
+                        customVerificationCallback: ClientCertificateVerifier.callback(ca: prepared.controlPlane.ca))),
+                    configuration: .init(address: .hostname(host, port: port), serverName: "mstunnel-control"),
+                    onServerRunning: onServerRunning, logger: logger)
+    }
+}

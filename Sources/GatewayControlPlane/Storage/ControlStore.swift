@@ -1,0 +1,77 @@
+import Foundation
+import GatewayAgentAPI
+import GatewayCore
+
+/// Everything the control plane keeps. A protocol so a PostgreSQL implementation can
+/// follow for several control-plane instances; `SQLiteControlStore` is the default.
+///
+/// Methods that must be atomic (spending a join token and creating the server; storing a
+/// report batch; bumping Site versions with a configuration change) are single calls, so
+/// an implementation runs each in one transaction.
+public protocol ControlStore: Sendable {
+    // MARK: Server configurations (Graph microsoftTunnelConfiguration, stored as AdminSettings)
+    func listConfigurations() async throws -> [AdminSettings]
+    func configuration(id: String) async throws -> AdminSettings?
+    func insertConfiguration(_ configuration: AdminSettings) async throws
+    /// Replaces the configuration and bumps the version of every Site using it. False if missing.
+    func updateConfiguration(_ configuration: AdminSettings) async throws -> Bool
+    /// Refused (`inUse`) while a Site uses it.
+    func deleteConfiguration(id: String) async throws -> DeleteOutcome
+
+    // MARK: Sites
+    func listSites() async throws -> [SiteRecord]
+    func site(id: String) async throws -> SiteRecord?
+    func insertSite(_ site: SiteRecord) async throws
+    /// Replaces the Site's properties. When `configurationId` changes, the version bumps.
+    /// Returns the stored record, nil if missing.
+    func updateSite(_ site: SiteRecord) async throws -> SiteRecord?
+    /// Refused (`inUse`) while servers are enrolled in it.
+    func deleteSite(id: String) async throws -> DeleteOutcome
+    func recordUpgradeRequest(siteId: String, at: Date) async throws -> Bool
+
+    // MARK: Servers
+    func listServers(siteId: String?) async throws -> [ServerRecord]
+    func server(id: String) async throws -> ServerRecord?
+    func renameServer(id: String, displayName: String) async throws -> Bool
+    /// Deletes the server and revokes its certificates.
+    func deleteServer(id: String) async throws -> Bool
+    func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
+
+    // MARK: Join tokens and enrollment
+    func insertJoinToken(_ token: JoinTokenRecord) async throws
+    /// In one transaction: checks the token (known, secret, unused, unexpired, Site present),
+    /// spends it, creates the server and records its certificate.
+    func enroll(tokenId: String, secretSHA256: String, now: Date, server: ServerRecord, certificate: IssuedCertificate) async throws -> EnrollmentOutcome
+    /// The Site a token belongs to (for logs and error messages); nil if unknown.
+    func joinTokenSite(tokenId: String) async throws -> String?
+
+    // MARK: Agent certificates
+    func insertCertificate(_ certificate: IssuedCertificate) async throws
+    func certificate(serial: String) async throws -> IssuedCertificate?
+    /// The most recently issued certificate of a server.
+    func latestCertificate(serverId: String) async throws -> IssuedCertificate?
+
+    // MARK: Health thresholds (overrides of the defaults)
+    func thresholdOverrides() async throws -> [ThresholdOverride]
+    func setThresholdOverride(_ value: ThresholdOverride) async throws
+
+    // MARK: Reports
+    /// Stores each item whose id was never seen; returns every id (new or seen) and the
+    /// number already seen.
+    func storeReports(serverId: String, items: [ReportItem], receivedAt: Date) async throws -> ReportAck
+    func latestHealth(serverId: String) async throws -> HealthSample?
+    func healthSamples(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [HealthSample]
+    func eventCount(serverId: String) async throws -> Int
+    /// A server's session/access events in time order, oldest first, within [from, to].
+    func events(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [StoredEvent]
+
+    // MARK: Log collections
+    func insertLogCollection(_ record: LogCollectionRecord) async throws
+    func logCollection(id: String) async throws -> LogCollectionRecord?
+    func listLogCollections() async throws -> [LogCollectionRecord]
+    func pendingLogCollections(serverId: String) async throws -> [LogCollectionRecord]
+    /// pending → completed; false if it was not pending.
+    func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool
+    /// pending → failed; false if it was not pending.
+    func failLogCollection(id: String, message: String, at: Date) async throws -> Bool
+}

@@ -1,0 +1,436 @@
+import Foundation
+import GRDB
+import GatewayAgentAPI
+import GatewayCore
+
+/// `ControlStore` on SQLite through GRDB: a WAL-mode `DatabasePool` for a file (readers
+/// never wait for the writer), a `DatabaseQueue` in memory for tests.
+public final class SQLiteControlStore: ControlStore {
+    let writer: any DatabaseWriter
+
+    /// Opens (creating if needed) the database file and migrates it.
+    public convenience init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.foreignKeysEnabled = true
+        try self.init(writer: DatabasePool(path: path, configuration: config))
+    }
+
+    /// An in-memory database (tests).
+    public static func inMemory() throws -> SQLiteControlStore {
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        return try SQLiteControlStore(writer: DatabaseQueue(configuration: config))
+    }
+
+    init(writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try SQLiteMigrations.migrator.migrate(writer)
+    }
+
+    // MARK: - JSON columns
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+
+    static func time(_ date: Date) -> Double { date.timeIntervalSince1970 }
+    static func date(_ value: Double?) -> Date? { value.map { Date(timeIntervalSince1970: $0) } }
+
+    // MARK: - Configurations
+
+    public func listConfigurations() async throws -> [AdminSettings] {
+        try await writer.read { db in
+            try String.fetchAll(db, sql: "SELECT body FROM configurations ORDER BY displayName, id").map {
+                try Self.decode(AdminSettings.self, $0)
+            }
+        }
+    }
+
+    public func configuration(id: String) async throws -> AdminSettings? {
+        try await writer.read { db in
+            try String.fetchOne(db, sql: "SELECT body FROM configurations WHERE id = ?", arguments: [id]).map {
+                try Self.decode(AdminSettings.self, $0)
+            }
+        }
+    }
+
+    public func insertConfiguration(_ configuration: AdminSettings) async throws {
+        let body = try Self.encode(configuration)
+        try await writer.write { db in
+            try db.execute(sql: "INSERT INTO configurations (id, displayName, body) VALUES (?, ?, ?)",
+                           arguments: [configuration.id, configuration.displayName ?? "", body])
+        }
+    }
+
+    public func updateConfiguration(_ configuration: AdminSettings) async throws -> Bool {
+        let body = try Self.encode(configuration)
+        return try await writer.write { db in
+            try db.execute(sql: "UPDATE configurations SET displayName = ?, body = ? WHERE id = ?",
+                           arguments: [configuration.displayName ?? "", body, configuration.id])
+            guard db.changesCount > 0 else { return false }
+            // Every Site using it now has a new configuration version to hand out.
+            try db.execute(sql: "UPDATE sites SET configurationVersion = configurationVersion + 1 WHERE configurationId = ?",
+                           arguments: [configuration.id])
+            return true
+        }
+    }
+
+    public func deleteConfiguration(id: String) async throws -> DeleteOutcome {
+        try await writer.write { db in
+            let users = try String.fetchAll(db, sql: "SELECT id FROM sites WHERE configurationId = ? ORDER BY id", arguments: [id])
+            if !users.isEmpty { return .inUse(users) }
+            try db.execute(sql: "DELETE FROM configurations WHERE id = ?", arguments: [id])
+            return db.changesCount > 0 ? .deleted : .notFound
+        }
+    }
+
+    // MARK: - Sites
+
+    static func site(_ row: Row) throws -> SiteRecord {
+        var site = try decode(SiteRecord.self, row["body"])
+        site.configurationId = row["configurationId"]
+        site.configurationVersion = row["configurationVersion"]
+        site.upgradeRequestedDateTime = date(row["upgradeRequestedAt"])
+        return site
+    }
+
+    public func listSites() async throws -> [SiteRecord] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM sites").map(Self.site).sorted { ($0.displayName, $0.id) < ($1.displayName, $1.id) }
+        }
+    }
+
+    public func site(id: String) async throws -> SiteRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM sites WHERE id = ?", arguments: [id]).map(Self.site)
+        }
+    }
+
+    public func insertSite(_ site: SiteRecord) async throws {
+        let body = try Self.encode(site)
+        try await writer.write { db in
+            try db.execute(sql: "INSERT INTO sites (id, body, configurationId, configurationVersion) VALUES (?, ?, ?, ?)",
+                           arguments: [site.id, body, site.configurationId, site.configurationId == nil ? 0 : 1])
+        }
+    }
+
+    public func updateSite(_ site: SiteRecord) async throws -> SiteRecord? {
+        let body = try Self.encode(site)
+        return try await writer.write { db in
+            guard let old = try Row.fetchOne(db, sql: "SELECT * FROM sites WHERE id = ?", arguments: [site.id]).map(Self.site) else {
+                return nil
+            }
+            let bump: Int64 = old.configurationId == site.configurationId ? 0 : 1
+            try db.execute(sql: "UPDATE sites SET body = ?, configurationId = ?, configurationVersion = configurationVersion + ? WHERE id = ?",
+                           arguments: [body, site.configurationId, bump, site.id])
+            return try Row.fetchOne(db, sql: "SELECT * FROM sites WHERE id = ?", arguments: [site.id]).map(Self.site)
+        }
+    }
+
+    public func deleteSite(id: String) async throws -> DeleteOutcome {
+        try await writer.write { db in
+            let servers = try String.fetchAll(db, sql: "SELECT id FROM servers WHERE siteId = ? ORDER BY id", arguments: [id])
+            if !servers.isEmpty { return .inUse(servers) }
+            try db.execute(sql: "DELETE FROM sites WHERE id = ?", arguments: [id])
+            return db.changesCount > 0 ? .deleted : .notFound
+        }
+    }
+
+    public func recordUpgradeRequest(siteId: String, at: Date) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE sites SET upgradeRequestedAt = ? WHERE id = ?", arguments: [Self.time(at), siteId])
+            return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Servers
+
+    static func server(_ row: Row) throws -> ServerRecord {
+        let lastApply: String? = row["lastApply"]
+        return ServerRecord(
+            id: row["id"], siteId: row["siteId"], displayName: row["displayName"], deploymentMode: row["deploymentMode"],
+            createdDateTime: date(row["createdAt"]) ?? Date(timeIntervalSince1970: 0),
+            lastCheckinDateTime: date(row["lastCheckinAt"]), agentVersion: row["agentVersion"], serverVersion: row["serverVersion"],
+            appliedConfigurationVersion: row["appliedConfigurationVersion"],
+            lastApply: try lastApply.map { try decode(ConfigurationApplyResult.self, $0) })
+    }
+
+    public func listServers(siteId: String?) async throws -> [ServerRecord] {
+        try await writer.read { db in
+            if let siteId {
+                return try Row.fetchAll(db, sql: "SELECT * FROM servers WHERE siteId = ? ORDER BY displayName, id", arguments: [siteId]).map(Self.server)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM servers ORDER BY displayName, id").map(Self.server)
+        }
+    }
+
+    public func server(id: String) async throws -> ServerRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM servers WHERE id = ?", arguments: [id]).map(Self.server)
+        }
+    }
+
+    public func renameServer(id: String, displayName: String) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE servers SET displayName = ? WHERE id = ?", arguments: [displayName, id])
+            return db.changesCount > 0
+        }
+    }
+
+    public func deleteServer(id: String) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "DELETE FROM servers WHERE id = ?", arguments: [id])
+            let deleted = db.changesCount > 0
+            try db.execute(sql: "UPDATE issued_certificates SET revoked = 1 WHERE serverId = ?", arguments: [id])
+            return deleted
+        }
+    }
+
+    public func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws {
+        let lastApply = try request.lastApply.map { try Self.encode($0) }
+        try await writer.write { db in
+            try db.execute(sql: """
+                UPDATE servers SET lastCheckinAt = ?, agentVersion = ?, serverVersion = ?, appliedConfigurationVersion = ?,
+                    lastApply = COALESCE(?, lastApply)
+                WHERE id = ?
+                """, arguments: [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply, serverId])
+        }
+    }
+
+    // MARK: - Join tokens and enrollment
+
+    public func insertJoinToken(_ token: JoinTokenRecord) async throws {
+        try await writer.write { db in
+            try db.execute(sql: "INSERT INTO join_tokens (id, siteId, secretSHA256, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [token.id, token.siteId, token.secretSHA256, Self.time(token.createdDateTime), Self.time(token.expirationDateTime)])
+        }
+    }
+
+    public func joinTokenSite(tokenId: String) async throws -> String? {
+        try await writer.read { db in
+            try String.fetchOne(db, sql: "SELECT siteId FROM join_tokens WHERE id = ?", arguments: [tokenId])
+        }
+    }
+
+    public func enroll(tokenId: String, secretSHA256: String, now: Date, server: ServerRecord, certificate: IssuedCertificate) async throws -> EnrollmentOutcome {
+        try await writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE id = ?", arguments: [tokenId]) else {
+                return .unknownToken
+            }
+            let stored: String = row["secretSHA256"]
+            guard ConstantTime.equal(Array(stored.utf8), Array(secretSHA256.utf8)) else { return .wrongSecret }
+            if (row["usedAt"] as Double?) != nil { return .alreadyUsed }
+            if let expires = Self.date(row["expiresAt"]), expires <= now { return .expired }
+            let siteId: String = row["siteId"]
+            guard server.siteId == siteId else { return .siteMissing }
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sites WHERE id = ?", arguments: [siteId]) != nil else { return .siteMissing }
+            // Spend first, conditionally: a concurrent enrollment with the same token that
+            // got here too finds usedAt set and changes nothing.
+            try db.execute(sql: "UPDATE join_tokens SET usedAt = ?, usedByServerId = ? WHERE id = ? AND usedAt IS NULL",
+                           arguments: [Self.time(now), server.id, tokenId])
+            guard db.changesCount == 1 else { return .alreadyUsed }
+            try db.execute(sql: """
+                INSERT INTO servers (id, siteId, displayName, deploymentMode, createdAt, agentVersion, appliedConfigurationVersion)
+                VALUES (?, ?, ?, ?, ?, ?, 0)
+                """, arguments: [server.id, server.siteId, server.displayName, server.deploymentMode, Self.time(server.createdDateTime), server.agentVersion])
+            try Self.insertCertificate(certificate, db)
+            return .enrolled
+        }
+    }
+
+    // MARK: - Certificates
+
+    static func insertCertificate(_ c: IssuedCertificate, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO issued_certificates (serial, serverId, notBefore, notAfter, revoked) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [c.serial, c.serverId, time(c.notBefore), time(c.notAfter), c.revoked])
+    }
+
+    static func certificate(_ row: Row) -> IssuedCertificate {
+        IssuedCertificate(serial: row["serial"], serverId: row["serverId"],
+                          notBefore: date(row["notBefore"]) ?? .distantPast, notAfter: date(row["notAfter"]) ?? .distantPast,
+                          revoked: row["revoked"])
+    }
+
+    public func insertCertificate(_ certificate: IssuedCertificate) async throws {
+        try await writer.write { db in try Self.insertCertificate(certificate, db) }
+    }
+
+    public func certificate(serial: String) async throws -> IssuedCertificate? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM issued_certificates WHERE serial = ?", arguments: [serial]).map(Self.certificate)
+        }
+    }
+
+    public func latestCertificate(serverId: String) async throws -> IssuedCertificate? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM issued_certificates WHERE serverId = ? ORDER BY notBefore DESC, rowid DESC LIMIT 1",
+                             arguments: [serverId]).map(Self.certificate)
+        }
+    }
+
+    // MARK: - Thresholds
+
+    public func thresholdOverrides() async throws -> [ThresholdOverride] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM health_thresholds ORDER BY id").map {
+                ThresholdOverride(id: $0["id"], healthyThreshold: $0["healthyThreshold"], unhealthyThreshold: $0["unhealthyThreshold"])
+            }
+        }
+    }
+
+    public func setThresholdOverride(_ value: ThresholdOverride) async throws {
+        try await writer.write { db in
+            try db.execute(sql: """
+                INSERT INTO health_thresholds (id, healthyThreshold, unhealthyThreshold) VALUES (?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET healthyThreshold = excluded.healthyThreshold, unhealthyThreshold = excluded.unhealthyThreshold
+                """, arguments: [value.id, value.healthyThreshold, value.unhealthyThreshold])
+        }
+    }
+
+    // MARK: - Reports
+
+    public func storeReports(serverId: String, items: [ReportItem], receivedAt: Date) async throws -> ReportAck {
+        // Encode outside the transaction; the write lock is held only for the inserts.
+        var encoded: [(ReportItem, String?, Double)] = []
+        for item in items {
+            let when = (GraphDateParsing.parse(item.createdDateTime) ?? receivedAt).timeIntervalSince1970
+            switch item.kind {
+            case .health: encoded.append((item, try item.health.map { try Self.encode($0) }, when))
+            case .event: encoded.append((item, try item.event.map { try Self.encode($0) }, when))
+            }
+        }
+        let rows = encoded
+        return try await writer.write { db in
+            var acknowledged: [String] = []
+            var duplicates = 0
+            for (item, body, when) in rows {
+                try db.execute(sql: "INSERT OR IGNORE INTO report_ids (id, serverId, receivedAt) VALUES (?, ?, ?)",
+                               arguments: [item.id, serverId, Self.time(receivedAt)])
+                acknowledged.append(item.id)
+                guard db.changesCount == 1 else {
+                    duplicates += 1
+                    continue
+                }
+                guard let body else { continue }
+                switch item.kind {
+                case .health:
+                    try db.execute(sql: "INSERT INTO health_reports (serverId, dateTime, reportId, body) VALUES (?, ?, ?, ?)",
+                                   arguments: [serverId, when, item.id, body])
+                case .event:
+                    try db.execute(sql: "INSERT INTO events (serverId, dateTime, type, reportId, body) VALUES (?, ?, ?, ?, ?)",
+                                   arguments: [serverId, when, item.event?.type.rawValue ?? "", item.id, body])
+                }
+            }
+            return ReportAck(acknowledged: acknowledged, duplicates: duplicates)
+        }
+    }
+
+    static func sample(_ row: Row) throws -> HealthSample {
+        HealthSample(serverId: row["serverId"], dateTime: date(row["dateTime"]) ?? .distantPast,
+                     report: try decode(HealthReport.self, row["body"]))
+    }
+
+    public func latestHealth(serverId: String) async throws -> HealthSample? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM health_reports WHERE serverId = ? ORDER BY dateTime DESC, rowid DESC LIMIT 1",
+                             arguments: [serverId]).map(Self.sample)
+        }
+    }
+
+    public func healthSamples(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [HealthSample] {
+        let lower = from.map(Self.time) ?? -Double.greatestFiniteMagnitude
+        let upper = to.map(Self.time) ?? Double.greatestFiniteMagnitude
+        return try await writer.read { db in
+            // The newest `limit` samples in the range, returned oldest first.
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM (SELECT rowid AS r, * FROM health_reports WHERE serverId = ? AND dateTime >= ? AND dateTime <= ?
+                               ORDER BY dateTime DESC, r DESC LIMIT ?) ORDER BY dateTime, r
+                """, arguments: [serverId, lower, upper, limit]).map(Self.sample)
+        }
+    }
+
+    public func eventCount(serverId: String) async throws -> Int {
+        try await writer.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events WHERE serverId = ?", arguments: [serverId]) ?? 0
+        }
+    }
+
+    public func events(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [StoredEvent] {
+        try await writer.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT reportId, body FROM events WHERE serverId = ? AND dateTime >= ? AND dateTime <= ?
+                ORDER BY dateTime, rowid LIMIT ?
+                """, arguments: [serverId, from.map(Self.time) ?? -Double.greatestFiniteMagnitude,
+                                 to.map(Self.time) ?? Double.greatestFiniteMagnitude, max(0, limit)])
+            return rows.compactMap { row -> StoredEvent? in
+                let body: String = row["body"]
+                // A row that no longer decodes (written by a future version) is skipped, not fatal.
+                guard let event = try? JSONDecoder().decode(AgentEvent.self, from: Data(body.utf8)) else { return nil }
+                return StoredEvent(id: row["reportId"], serverId: serverId, event: event)
+            }
+        }
+    }
+
+    // MARK: - Log collections
+
+    static func logCollection(_ row: Row) -> LogCollectionRecord {
+        let status: String = row["status"]
+        return LogCollectionRecord(
+            id: row["id"], serverId: row["serverId"], siteId: row["siteId"], status: LogCollectionRecord.Status(rawValue: status) ?? .failed,
+            startDateTime: date(row["startDateTime"]) ?? .distantPast, endDateTime: date(row["endDateTime"]) ?? .distantPast,
+            sizeInBytes: row["sizeInBytes"], requestDateTime: date(row["requestDateTime"]) ?? .distantPast,
+            expiryDateTime: date(row["expiryDateTime"]) ?? .distantPast, failureMessage: row["failureMessage"], blobPath: row["blobPath"])
+    }
+
+    public func insertLogCollection(_ r: LogCollectionRecord) async throws {
+        try await writer.write { db in
+            try db.execute(sql: """
+                INSERT INTO log_collections (id, serverId, siteId, status, startDateTime, endDateTime, sizeInBytes, requestDateTime, expiryDateTime)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [r.id, r.serverId, r.siteId, r.status.rawValue, Self.time(r.startDateTime), Self.time(r.endDateTime),
+                                 r.sizeInBytes, Self.time(r.requestDateTime), Self.time(r.expiryDateTime)])
+        }
+    }
+
+    public func logCollection(id: String) async throws -> LogCollectionRecord? {
+        try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM log_collections WHERE id = ?", arguments: [id]).map(Self.logCollection)
+        }
+    }
+
+    public func listLogCollections() async throws -> [LogCollectionRecord] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM log_collections ORDER BY requestDateTime DESC, id").map(Self.logCollection)
+        }
+    }
+
+    public func pendingLogCollections(serverId: String) async throws -> [LogCollectionRecord] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM log_collections WHERE serverId = ? AND status = 'pending' ORDER BY requestDateTime",
+                             arguments: [serverId]).map(Self.logCollection)
+        }
+    }
+
+    public func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE log_collections SET status = 'completed', sizeInBytes = ?, blobPath = ?, finishedAt = ? WHERE id = ? AND status = 'pending'",
+                           arguments: [sizeInBytes, blobPath, Self.time(at), id])
+            return db.changesCount > 0
+        }
+    }
+
+    public func failLogCollection(id: String, message: String, at: Date) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE log_collections SET status = 'failed', failureMessage = ?, finishedAt = ? WHERE id = ? AND status = 'pending'",
+                           arguments: [message, Self.time(at), id])
+            return db.changesCount > 0
+        }
+    }
+}

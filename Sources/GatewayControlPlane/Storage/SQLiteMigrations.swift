@@ -1,0 +1,99 @@
+import GRDB
+
+/// The SQLite schema, as numbered migrations: a migration that shipped is never edited,
+/// a change is a new migration appended here.
+enum SQLiteMigrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            // Graph bodies are kept as JSON text beside the columns we query on, so a
+            // property added to the API needs no migration.
+            try db.execute(sql: """
+                CREATE TABLE configurations (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    displayName TEXT NOT NULL,
+                    body TEXT NOT NULL
+                );
+                CREATE TABLE sites (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    body TEXT NOT NULL,
+                    configurationId TEXT REFERENCES configurations(id) ON DELETE RESTRICT,
+                    configurationVersion INTEGER NOT NULL DEFAULT 0,
+                    upgradeRequestedAt REAL
+                );
+                CREATE INDEX sites_configuration ON sites(configurationId);
+                CREATE TABLE servers (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE RESTRICT,
+                    displayName TEXT NOT NULL,
+                    deploymentMode TEXT NOT NULL,
+                    createdAt REAL NOT NULL,
+                    lastCheckinAt REAL,
+                    agentVersion TEXT,
+                    serverVersion TEXT,
+                    appliedConfigurationVersion INTEGER NOT NULL DEFAULT 0,
+                    lastApply TEXT
+                );
+                CREATE INDEX servers_site ON servers(siteId);
+                CREATE TABLE join_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                    secretSHA256 TEXT NOT NULL,
+                    createdAt REAL NOT NULL,
+                    expiresAt REAL NOT NULL,
+                    usedAt REAL,
+                    usedByServerId TEXT
+                );
+                CREATE TABLE issued_certificates (
+                    serial TEXT PRIMARY KEY NOT NULL,
+                    serverId TEXT NOT NULL,
+                    notBefore REAL NOT NULL,
+                    notAfter REAL NOT NULL,
+                    revoked INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX issued_certificates_server ON issued_certificates(serverId, notBefore);
+                CREATE TABLE health_thresholds (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    healthyThreshold INTEGER NOT NULL,
+                    unhealthyThreshold INTEGER NOT NULL
+                );
+                CREATE TABLE health_reports (
+                    serverId TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+                    dateTime REAL NOT NULL,
+                    reportId TEXT NOT NULL,
+                    body TEXT NOT NULL
+                );
+                CREATE INDEX health_reports_server_time ON health_reports(serverId, dateTime);
+                CREATE TABLE events (
+                    serverId TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+                    dateTime REAL NOT NULL,
+                    type TEXT NOT NULL,
+                    reportId TEXT NOT NULL,
+                    body TEXT NOT NULL
+                );
+                CREATE INDEX events_server_time ON events(serverId, dateTime);
+                CREATE TABLE report_ids (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    serverId TEXT NOT NULL,
+                    receivedAt REAL NOT NULL
+                );
+                CREATE TABLE log_collections (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    serverId TEXT NOT NULL,
+                    siteId TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    startDateTime REAL NOT NULL,
+                    endDateTime REAL NOT NULL,
+                    sizeInBytes INTEGER NOT NULL DEFAULT 0,
+                    requestDateTime REAL NOT NULL,
+                    expiryDateTime REAL NOT NULL,
+                    failureMessage TEXT,
+                    blobPath TEXT,
+                    finishedAt REAL
+                );
+                CREATE INDEX log_collections_server ON log_collections(serverId, status);
+                """)
+        }
+        return migrator
+    }
+}

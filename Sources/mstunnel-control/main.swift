@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import GatewayControlPlane
+import GatewayLogging
+import Hummingbird
+import Logging
+
+/// `mstunnel-control`: the self-hosted control plane (docs/control-plane.md).
+@main
+struct MstunnelControl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mstunnel-control",
+        abstract: "Self-hosted control plane: Graph-shaped admin API, agent enrollment and check-in, health.",
+        version: ControlPlaneVersion.string,
+        subcommands: [Serve.self, AdminToken.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the admin and agent APIs over HTTPS.")
+
+    @Option(help: "State directory (CA, TLS identity, admin token, database, uploaded logs).")
+    var stateDir = "/var/lib/mstunnel-control"
+
+    @Option(help: "Address and port to listen on, HOST:PORT.")
+    var listen = "127.0.0.1:8443"
+
+    @Option(name: .customLong("hostname"), help: "Name or IP address in the generated TLS certificate; repeatable (default: localhost and 127.0.0.1).")
+    var hostnames: [String] = []
+
+    @Option(help: "SQLite database file (default: <state-dir>/control.sqlite).")
+    var database: String?
+
+    @Option(help: "Operator TLS certificate chain (PEM, leaf first) instead of one from the control plane's CA.")
+    var tlsCert: String?
+
+    @Option(help: "Private key (PEM) of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "auth.json of the issuer whose JWTs are accepted as admin credentials (optional).")
+    var adminAuthConfig: String?
+
+    @Option(help: "Value the admin JWT's 'roles' claim must contain.")
+    var adminRole = "MSTunnel.Admin"
+
+    @Option(help: "Seconds between agent check-ins.")
+    var checkinInterval = 60
+
+    @Option(help: "Seconds between agent health reports.")
+    var reportInterval = 60
+
+    @Option(help: "A server without a check-in for this many seconds is offline.")
+    var offlineAfter = 300
+
+    @Option(help: "Lifetime of agent client certificates, seconds (default 30 days).")
+    var agentCertLifetime = 30 * 24 * 3600
+
+    func validate() throws {
+        guard checkinInterval >= 1, reportInterval >= 1 else { throw ValidationError("intervals must be at least 1 second") }
+        guard offlineAfter > checkinInterval else { throw ValidationError("--offline-after must be longer than --checkin-interval") }
+        // Short lifetimes are for tests of expiry and renewal; nothing below a second.
+        guard agentCertLifetime >= 1 else { throw ValidationError("--agent-cert-lifetime must be at least 1 second") }
+        _ = try Self.split(listen)
+    }
+
+    static func split(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, got '\(text)'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    func run() async throws {
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel-control")
+        let (host, port) = try Self.split(listen)
+        var config = ServeConfiguration()
+        config.stateDirectory = stateDir
+        config.listenHost = host
+        config.listenPort = port
+        if !hostnames.isEmpty { config.hostnames = hostnames }
+        config.databasePath = database
+        config.tlsCertificatePath = tlsCert
+        config.tlsKeyPath = tlsKey
+        config.adminAuthConfigPath = adminAuthConfig
+        config.adminRole = adminRole
+        config.checkinInterval = TimeInterval(checkinInterval)
+        config.reportInterval = TimeInterval(reportInterval)
+        config.offlineAfter = TimeInterval(offlineAfter)
+        config.agentCertificateLifetime = TimeInterval(agentCertLifetime)
+        let prepared: ControlPlaneServer.Prepared
+        do {
+            prepared = try await ControlPlaneServer.prepare(config, logger: logger)
+        } catch {
+            logger.critical("control.start.failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        logger.info("control.starting", metadata: [
+            "listen": "\(host):\(port)", "stateDir": "\(stateDir)", "adminToken": "\(prepared.adminTokenPath)",
+            "caSHA256": "\(prepared.controlPlane.ca.sha256Hex)", "version": "\(ControlPlaneVersion.string)",
+        ])
+        let app = try ControlPlaneServer.application(prepared, host: host, port: port, logger: logger)
+        // Hummingbird's service group stops gracefully on SIGTERM and SIGINT.
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        logger.info("control.stopped")
+    }
+}
+
+struct AdminToken: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin-token",
+        abstract: "Print the local admin token (created by the first 'serve'), for 'Authorization: Bearer'.")
+
+    @Option(help: "State directory of the control plane.")
+    var stateDir = "/var/lib/mstunnel-control"
+
+    @Flag(help: "Print only the file's path, not the token.")
+    var pathOnly = false
+
+    func run() throws {
+        let path = LocalAdminToken.path(stateDirectory: stateDir)
+        if pathOnly {
+            print(path)
+            return
+        }
+        do {
+            print(try LocalAdminToken.read(stateDirectory: stateDir))
+        } catch {
+            FileHandle.standardError.write(Data("mstunnel-control: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

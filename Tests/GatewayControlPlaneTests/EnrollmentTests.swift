@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+import GatewayAgentAPI
+@testable import GatewayControlPlane
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import SwiftASN1
+import Testing
+@_spi(FixedExpiryValidationTime) import X509
+
+@Suite struct EnrollmentTests {
+    func enrollBody(_ token: String, _ key: AgentKey, hostname: String = "gw1") throws -> String {
+        let request = EnrollmentRequest(joinToken: token, csrPEM: try key.csrPEM(), hostname: hostname, agentVersion: ControlPlaneVersion.string)
+        return String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+    }
+
+    @Test func enrollIssuesACertificateThatVerifiesAgainstTheCA() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let token = try await Fixtures.joinToken(client, siteId: siteId)
+            let parsed = try JoinToken(parsing: token)
+            #expect(parsed.caSHA256 == env.controlPlane.ca.sha256Hex)
+
+            let key = AgentKey()
+            let (status, body) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, key), headers: [.contentType: "application/json"])
+            #expect(status == .ok)
+            let response = try #require(try body?.decode(EnrollmentResponse.self))
+            #expect(response.siteId == siteId)
+            let chain = try PEMDocument.parseMultiple(pemString: response.certificateChainPEM).map { try Certificate(pemDocument: $0) }
+            let leaf = try #require(chain.first)
+            #expect(leaf.publicKey == Certificate.PublicKey(key.key.publicKey))
+            #expect(env.controlPlane.ca.signed(leaf))
+            #expect(leaf.subject.description.contains(response.serverId))
+            let eku = try #require(try leaf.extensions.extendedKeyUsage)
+            #expect(eku.contains(.clientAuth))
+
+            // Chain verification with swift-certificates, at the control plane's time.
+            let roots = CertificateStore([env.controlPlane.ca.certificate])
+            let now = env.clock.now()
+            var verifier = Verifier(rootCertificates: roots) { RFC5280Policy(fixedExpiryValidationTime: now) }
+            let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore())
+            guard case .validCertificate = result else {
+                Issue.record("agent certificate does not verify against the CA: \(result)")
+                return
+            }
+
+            // The server appears in the Site with its hostname.
+            let (_, servers) = try await client.admin(.get, ControlPlane.sitesPath + "/\(siteId)/microsoftTunnelServers")
+            let list = servers?["value"]?.array ?? []
+            #expect(list.count == 1)
+            #expect(list.first?["displayName"]?.string == "gw1")
+            #expect(list.first?["id"]?.string == response.serverId)
+        }
+    }
+
+    @Test func joinTokenIsOneTime() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let token = try await Fixtures.joinToken(client, siteId: siteId)
+            let (s1, _) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(s1 == .ok)
+            let (s2, e2) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, AgentKey(), hostname: "gw2"), headers: [.contentType: "application/json"])
+            #expect(s2 == .unauthorized)
+            #expect(e2?.errorCode == "joinTokenUsed")
+            #expect(try await env.store.listServers(siteId: siteId).count == 1)
+        }
+    }
+
+    @Test func joinTokenExpires() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let token = try await Fixtures.joinToken(client, siteId: siteId, minutes: 5)
+            env.clock.advance(301)
+            let (status, error) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(status == .unauthorized)
+            #expect(error?.errorCode == "joinTokenExpired")
+        }
+    }
+
+    @Test func refusesForgedSecretsBadCSRsAndOtherCAs() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let good = try JoinToken(parsing: try await Fixtures.joinToken(client, siteId: siteId))
+            let forged = JoinToken(tokenId: good.tokenId, secret: "wrong-secret", caSHA256: good.caSHA256)
+            let (s1, e1) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(forged.description, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(s1 == .unauthorized)
+            #expect(e1?.errorMessage.contains("secret") == true)
+
+            let otherCA = JoinToken(tokenId: good.tokenId, secret: good.secret, caSHA256: String(repeating: "0", count: 64))
+            let (s2, _) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(otherCA.description, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(s2 == .unauthorized)
+
+            let badCSR = EnrollmentRequest(joinToken: good.description, csrPEM: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----", hostname: "gw", agentVersion: "1")
+            let (s3, e3) = try await client.admin(.post, AgentAPI.basePath + "/enroll", String(decoding: try JSONEncoder().encode(badCSR), as: UTF8.self), headers: [.contentType: "application/json"])
+            #expect(s3 == .badRequest)
+            #expect(e3?.errorCode == "invalidCSR")
+
+            // The good token was not spent by the failures.
+            let (s4, _) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(good.description, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(s4 == .ok)
+        }
+    }
+
+    @Test func agentEndpointsNeedAClientCertificate() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (status, error) = try await client.admin(.post, AgentAPI.basePath + "/checkin", "{}", headers: [.contentType: "application/json"])
+            #expect(status == .unauthorized)
+            #expect(error?.errorMessage.contains("client certificate") == true)
+            let (caStatus, _) = try await client.admin(.get, AgentAPI.basePath + "/ca", headers: [:])
+            #expect(caStatus == .ok)
+        }
+    }
+}
