@@ -1,0 +1,147 @@
+import Foundation
+import GatewayAgentAPI
+import Logging
+
+extension AgentRunner {
+    enum CheckinEnd { case done, reenrolled }
+
+    /// One check-in: report state, take the answer's schedule, configuration, renewal
+    /// time and actions.
+    func checkin() -> CheckinEnd {
+        let now = Date()
+        // Someone ran `enroll --force` while we were running: start over with that identity.
+        if let current = try? AgentInfo.load(options.paths), current != info { return .reenrolled }
+
+        // An expired agent certificate cannot authenticate; say what to do, retry slowly
+        // (the operator may re-enroll, or the clock may have been wrong).
+        if let expired = agentCertificateExpiry(now: now) {
+            nextCheckin = now.addingTimeInterval(Self.expiredRetryInterval)
+            return expired
+        }
+
+        let serverVersion = try? gateway.ping().get().version
+        let applied = database.appliedConfigurationVersion
+        let lastApply = database.lastApplyReported ? nil : database.lastApply
+        let request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
+                                     appliedConfigurationVersion: applied, lastApply: lastApply)
+        let response: CheckinResponse
+        do {
+            response = try client.checkin(request)
+        } catch {
+            checkinFailed(error, now: now)
+            return .done
+        }
+
+        if checkinProblem != nil {
+            logger.info("agent.checkin.recovered", metadata: ["after": "\(checkinBackoff.failures) failed attempts"])
+        }
+        checkinProblem = nil
+        checkinBackoff.reset()
+        var state: [StateKey: String?] = [
+            .lastCheckinDateTime: GraphDate.string(now), .lastCheckinSuccessDateTime: GraphDate.string(now), .lastCheckinResult: "ok",
+        ]
+        if lastApply != nil { state[.lastApplyReported] = "1" }
+        try? database.set(state)
+        logger.debug("agent.checkin", metadata: ["configurationVersion": "\(response.configurationVersion)", "actions": "\(response.actions.count)"])
+
+        if response.serverId != info.serverId {
+            logger.warning("agent.checkin.server-mismatch", metadata: ["expected": "\(info.serverId)", "got": "\(response.serverId)"])
+        }
+        // The control plane is trusted to pick sensible intervals (tests use 1 s); the
+        // bounds only guard against a zero or absurd value.
+        checkinInterval = Double(min(max(response.checkinIntervalSeconds, 1), 3600))
+        reportInterval = Double(min(max(response.reportIntervalSeconds, 1), 3600))
+        checkinBackoff.cap = checkinInterval
+        probeURL = response.internalNetworkProbeUrl
+        nextCheckin = Date().addingTimeInterval(Jitter.around(checkinInterval))
+        // A shorter report interval than the one in use takes effect now, not after the old one.
+        nextReport = min(nextReport, Date().addingTimeInterval(Jitter.around(reportInterval)))
+
+        applyConfiguration(from: response)
+        renewIfDue(response.renewAfter)
+        for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {
+            if !database.isActionDone(action.id) { pendingActions.append(action) }
+        }
+        return .done
+    }
+
+    func checkinFailed(_ error: ControlPlaneError, now: Date) {
+        let delay = checkinBackoff.next()
+        nextCheckin = now.addingTimeInterval(delay)
+        let text = "\(error)"
+        try? database.set([.lastCheckinDateTime: GraphDate.string(now), .lastCheckinResult: text])
+        // One line per change of state, not one per retry.
+        guard text != checkinProblem else { return }
+        checkinProblem = text
+        var metadata: Logger.Metadata = ["error": "\(text)", "retry": "backoff from 1 s up to \(Int(checkinBackoff.cap)) s"]
+        if error.status == 401 || error.status == 403 {
+            metadata["hint"] = "the control plane does not accept this agent's certificate (server deleted or certificate revoked?); enroll again: mstunnel-agent enroll --force --control-url \(info.controlPlaneUrl) --join-token-file FILE"
+        }
+        logger.error("agent.checkin.failed", metadata: metadata)
+    }
+
+    /// Reads the agent certificate's expiry; logs and returns `.done` when it has expired.
+    func agentCertificateExpiry(now: Date) -> CheckinEnd? {
+        guard let data = AtomicFile.read(options.paths.agentCertificate),
+              let cert = try? AgentCertificateInfo.load(certificatePEM: String(decoding: data, as: UTF8.self)) else {
+            let text = "cannot read the agent certificate \(options.paths.agentCertificate); enroll again: mstunnel-agent enroll --force --control-url \(info.controlPlaneUrl) --join-token-file FILE"
+            if identityProblem != text { identityProblem = text; logger.error("agent.certificate.unreadable", metadata: ["error": "\(text)"]) }
+            agentCertificateNotAfter = nil
+            return .done
+        }
+        agentCertificateNotAfter = cert.notAfter
+        guard now > cert.notAfter else {
+            identityProblem = nil
+            return nil
+        }
+        let text = "agent certificate expired at \(GraphDate.string(cert.notAfter)); enroll again with a new join token: mstunnel-agent enroll --force --control-url \(info.controlPlaneUrl) --join-token-file FILE"
+        if identityProblem != text {
+            identityProblem = text
+            logger.error("agent.certificate.expired", metadata: ["error": "\(text)", "retry": "every \(Int(Self.expiredRetryInterval)) s"])
+        }
+        return .done
+    }
+
+    func applyConfiguration(from response: CheckinResponse) {
+        let decision = ApplyDecision.decide(response: response, appliedVersion: database.appliedConfigurationVersion,
+                                            lastApply: database.lastApply, lastApplyPermanent: database.lastApplyPermanent)
+        switch decision {
+        case .nothing, .alreadyRejected:
+            return
+        case .missingBody(let version):
+            logger.warning("agent.config.missing", metadata: ["version": "\(version)", "detail": "check-in announced a new configuration version without the configuration"])
+        case .apply(let version, let settings):
+            logger.info("agent.config.applying", metadata: ["version": "\(version)", "from": "\(database.appliedConfigurationVersion)"])
+            let outcome = applier.apply(version: version, settings: settings)
+            do {
+                try database.recordApply(outcome)
+            } catch {
+                logger.error("agent.config.record-failed", metadata: ["error": "\(error.message)"])
+            }
+            // Tell the control plane the outcome now rather than one interval later.
+            nextCheckin = min(nextCheckin, Date().addingTimeInterval(1))
+        }
+    }
+
+    /// Renews the agent certificate once the control plane's `renewAfter` has passed.
+    func renewIfDue(_ renewAfter: String?) {
+        guard let text = renewAfter, let due = GraphDate.parse(text), Date() >= due else { return }
+        logger.info("agent.renew.starting", metadata: ["renewAfter": "\(text)"])
+        do throws(AgentError) {
+            let keyAndCSR = try AgentKeyAndCSR.generate(commonName: HostName.current())
+            let response: EnrollmentResponse
+            do {
+                response = try client.renew(RenewalRequest(csrPEM: keyAndCSR.csrPEM))
+            } catch {
+                throw AgentError("renewal request failed: \(error)")
+            }
+            let issued = try Enrollment.checkIssued(response, publicKeyDER: keyAndCSR.publicKeyDER)
+            try AgentFiles.installRenewed(options.paths, keyPEM: keyAndCSR.privateKeyPEM, chainPEM: response.certificateChainPEM)
+            agentCertificateNotAfter = issued.notAfter
+            logger.info("agent.renewed", metadata: ["notAfter": "\(GraphDate.string(issued.notAfter))"])
+        } catch {
+            // The old certificate is untouched; the next check-in tries again.
+            logger.error("agent.renew.failed", metadata: ["error": "\(error.message)", "retry": "at the next check-in"])
+        }
+    }
+}

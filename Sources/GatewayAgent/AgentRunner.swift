@@ -1,0 +1,164 @@
+import Foundation
+import GatewayAgentAPI
+import Logging
+
+public struct RunOptions: Sendable {
+    public var paths: AgentPaths
+    public var runDirectory: String
+    public var logDirectory: String
+    public var outboxMax: Int
+
+    public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000) {
+        self.paths = paths
+        self.runDirectory = runDirectory
+        self.logDirectory = logDirectory
+        self.outboxMax = outboxMax
+    }
+}
+
+/// `mstunnel-agent run`: the poll loop.
+///
+/// Threading: the agent is one plain thread running one loop. Every step (a check-in, a
+/// report batch, a gateway call, a log upload) is blocking I/O done in order; there is no
+/// Swift concurrency in the agent at all, so a slow control plane can never starve a
+/// cooperative thread pool, and the order of effects (store, then send, then delete) is
+/// simply program order. Signals only set a flag (`StopSignal`): the current step
+/// finishes, then the loop returns and the process exits 0.
+///
+/// Schedule (each step has its own next-due time; the loop sleeps until the earliest):
+/// - check-in every `checkinIntervalSeconds` ± 10 %, backoff 1 s → interval on failure;
+/// - gateway session events every 5 s into the outbox;
+/// - a health report into the outbox every `reportIntervalSeconds` ± 10 %;
+/// - the outbox drained whenever it has rows, backoff 1 s → 60 s on failure;
+/// - pending actions (log collections) one at a time between the other steps.
+public final class AgentRunner {
+    let options: RunOptions
+    var logger: Logger
+    let stop: StopSignal
+
+    // Set up per session (a re-enrollment while running starts a new one).
+    var info: AgentInfo!
+    var database: AgentDatabase!
+    var outbox: Outbox!
+    var client: ControlPlaneClient!
+    let gateway: GatewayControl
+    var health: HealthCollector!
+    var events: SessionEventPump!
+    var applier: ConfigApplier!
+
+    // Schedule.
+    var checkinInterval: Double = 60
+    var reportInterval: Double = 60
+    var nextCheckin = Date()
+    var nextEvents = Date()
+    var nextReport = Date()
+    var nextSend = Date()
+    var checkinBackoff = Backoff(initial: 1, cap: 60)
+    var sendBackoff = Backoff(initial: 1, cap: 60)
+    static let eventsInterval: Double = 5
+    /// How often to look again when the agent certificate has expired.
+    static let expiredRetryInterval: Double = 300
+
+    // Facts from the last check-in.
+    var probeURL: String?
+    var pendingActions: [AgentAction] = []
+    var batchLimit = ReportBatch.maxItems
+    var agentCertificateNotAfter: Date?
+
+    // Log-once-per-state-change memory.
+    var checkinProblem: String?
+    var sendProblem: String?
+    var identityProblem: String?
+    var lastCertificateNote: String?
+
+    public init(options: RunOptions, logger: Logger, stop: StopSignal) {
+        self.options = options
+        self.logger = logger
+        self.stop = stop
+        self.gateway = GatewayControl(runDirectory: options.runDirectory)
+    }
+
+    enum SessionEnd { case stopped, reenrolled }
+
+    /// Runs until SIGTERM/SIGINT. Throws only for what needs an operator before the loop
+    /// can start at all (not enrolled, unreadable database).
+    public func run() throws(AgentError) {
+        while !stop.isStopped {
+            try startSession()
+            switch loop() {
+            case .stopped: break
+            case .reenrolled:
+                logger.info("agent.reenrolled", metadata: ["detail": "agent-info.json changed; starting over with the new identity"])
+                continue
+            }
+        }
+        logger.info("agent.stopped")
+    }
+
+    func startSession() throws(AgentError) {
+        let paths = options.paths
+        guard let info = try AgentInfo.load(paths) else {
+            throw AgentError("not enrolled: \(paths.agentInfo) does not exist; run: mstunnel-agent enroll --control-url https://HOST:PORT --join-token-file FILE")
+        }
+        self.info = info
+        if let note = AgentFiles.recoverPendingRenewal(paths) {
+            logger.warning("agent.renew.recovered", metadata: ["detail": "\(note)"])
+        }
+        database = try AgentDatabase(path: paths.database)
+        outbox = Outbox(database: database, maxRows: options.outboxMax)
+        if let discarded = try database.adopt(serverId: info.serverId, outbox: outbox), discarded > 0 {
+            logger.warning("agent.outbox.discarded", metadata: ["count": "\(discarded)", "reason": "re-enrolled as server \(info.serverId)"])
+        }
+        client = ControlPlaneClient(baseURL: info.controlPlaneUrl, trust: .caFile(paths.controlCA),
+                                    clientCertificateFile: paths.agentCertificate, clientKeyFile: paths.agentKey, logger: logger)
+        health = HealthCollector(paths: paths, gateway: gateway)
+        events = SessionEventPump(outbox: outbox, gateway: gateway, logger: logger)
+        let gateway = self.gateway
+        applier = ConfigApplier(paths: paths, logger: logger, sendToGateway: { gateway.applySettings($0) })
+        logger[metadataKey: "serverId"] = "\(info.serverId)"
+        let now = Date()
+        nextCheckin = now
+        nextEvents = now
+        nextReport = now.addingTimeInterval(10)
+        nextSend = now
+        pendingActions = []
+        checkinBackoff.reset()
+        sendBackoff.reset()
+        logger.info("agent.started", metadata: [
+            "version": "\(AgentVersion.string)", "siteId": "\(info.siteId)", "controlPlane": "\(info.controlPlaneUrl)",
+            "stateDir": "\(paths.stateDirectory)", "runDir": "\(options.runDirectory)", "logDir": "\(options.logDirectory)",
+            "appliedConfigurationVersion": "\(database.appliedConfigurationVersion)", "outboxDepth": "\(outbox.depth())",
+        ])
+    }
+
+    func loop() -> SessionEnd {
+        while !stop.isStopped {
+            var now = Date()
+            if now >= nextCheckin {
+                if checkin() == .reenrolled { return .reenrolled }
+            }
+            if stop.isStopped { break }
+            now = Date()
+            if now >= nextEvents {
+                if events.poll() > 0 { nextSend = min(nextSend, now) }
+                nextEvents = now.addingTimeInterval(Self.eventsInterval)
+            }
+            if stop.isStopped { break }
+            now = Date()
+            if now >= nextReport {
+                queueHealthReport()
+                nextReport = Date().addingTimeInterval(Jitter.around(reportInterval))
+            }
+            if stop.isStopped { break }
+            if Date() >= nextSend { drainOutbox() }
+            if stop.isStopped { break }
+            if !pendingActions.isEmpty {
+                handleAction(pendingActions.removeFirst())
+                continue
+            }
+            let wake = [nextCheckin, nextEvents, nextReport, nextSend].min()!
+            stop.wait(seconds: wake.timeIntervalSinceNow)
+        }
+        return .stopped
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Glibc
+
+/// Crash-safe file replacement: readers (the gateway, a later agent run) see either the
+/// old file or the new one, never a torn write, even across a power cut.
+public enum AtomicFile {
+    /// Writes `data` to a temp file in the same directory (so `rename` stays on one file
+    /// system), sets `mode` before any byte is written (a key is never world-readable, not
+    /// even for a moment), fsyncs it, renames it over `path`, then fsyncs the directory so
+    /// the rename itself is durable.
+    public static func write(_ data: Data, to path: String, mode: mode_t) throws(AgentError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw AgentError("cannot create \(temp): \(errnoText())") }
+        var ok = false
+        defer {
+            if !ok { unlink(temp) }
+        }
+        // open() applies the umask; fchmod makes the mode exactly what was asked.
+        guard fchmod(fd, mode) == 0 else {
+            let e = errnoText(); close(fd)
+            throw AgentError("cannot chmod \(temp): \(e)")
+        }
+        let written: Bool = data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+        guard written else {
+            let e = errnoText(); close(fd)
+            throw AgentError("cannot write \(temp): \(e)")
+        }
+        guard fsync(fd) == 0 else {
+            let e = errnoText(); close(fd)
+            throw AgentError("cannot fsync \(temp): \(e)")
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else { throw AgentError("cannot rename \(temp) to \(path): \(errnoText())") }
+        ok = true
+        syncDirectory(directory)
+    }
+
+    /// Renames and makes the rename durable.
+    public static func move(_ from: String, to: String) throws(AgentError) {
+        guard rename(from, to) == 0 else { throw AgentError("cannot rename \(from) to \(to): \(errnoText())") }
+        syncDirectory((to as NSString).deletingLastPathComponent)
+    }
+
+    static func syncDirectory(_ directory: String) {
+        let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    /// Creates the directory (and parents) if needed and sets its mode; an existing
+    /// directory's mode is corrected too, so `private/` is 0700 even if someone made it first.
+    public static func ensureDirectory(_ path: String, mode: mode_t) throws(AgentError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw AgentError("\(path) exists and is not a directory") }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw AgentError("cannot create directory \(path): \(error.localizedDescription)")
+            }
+        }
+        guard chmod(path, mode) == 0 else { throw AgentError("cannot chmod \(path): \(errnoText())") }
+    }
+
+    /// Reads a whole small file; nil when it does not exist or cannot be read.
+    public static func read(_ path: String) -> Data? {
+        FileManager.default.contents(atPath: path)
+    }
+}
+
+func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import GatewayAgent
+import GatewayLogging
+import Logging
+
+/// The management agent: enrolls this gateway into a Site, then keeps it in line with the
+/// control plane (configuration, health, events, logs). See docs/agent.md.
+@main
+struct MstunnelAgent: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mstunnel-agent",
+        abstract: "mstunnel management agent: enrollment, configuration, health and log upload.",
+        version: AgentVersion.string,
+        subcommands: [Enroll.self, Run.self, Status.self])
+}
+
+struct StateDirOption: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: "State directory (default: $MSTUNNEL_DIR or /etc/mstunnel).")
+    var stateDir: String?
+
+    var paths: AgentPaths { AgentPaths.resolve(stateDir) }
+}
+
+struct Enroll: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Join this gateway to a Site with a one-time join token.")
+
+    @Option(name: .customLong("control-url"), help: "The control plane, https://HOST:PORT.")
+    var controlURL: String
+
+    @Option(name: .customLong("join-token"), help: "The Site's join token (prefer --join-token-file or $MSTUNNEL_JOIN_TOKEN: arguments are visible in ps).")
+    var joinToken: String?
+
+    @Option(name: .customLong("join-token-file"), help: "File holding the join token.")
+    var joinTokenFile: String?
+
+    @Flag(help: "Enroll again even if this host is already enrolled (replaces its identity).")
+    var force = false
+
+    @OptionGroup var state: StateDirOption
+
+    func run() throws {
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel-agent")
+        do {
+            let token = try resolveToken()
+            let info = try Enrollment(controlURL: controlURL, joinToken: token, paths: state.paths, force: force, logger: logger).run()
+            print("enrolled: server \(info.serverId) in site \(info.siteId) (\(info.controlPlaneUrl))")
+        } catch {
+            FileHandle.standardError.write(Data("mstunnel-agent enroll: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// Exactly one source; the token itself never reaches a log line.
+    func resolveToken() throws(AgentError) -> String {
+        let env = ProcessInfo.processInfo.environment["MSTUNNEL_JOIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if joinToken != nil && joinTokenFile != nil {
+            throw AgentError("give the join token once: --join-token or --join-token-file")
+        }
+        if let joinToken { return joinToken }
+        if let joinTokenFile {
+            guard let data = FileManager.default.contents(atPath: joinTokenFile) else {
+                throw AgentError("cannot read the join token file \(joinTokenFile)")
+            }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let env { return env }
+        throw AgentError("no join token: use --join-token-file FILE, --join-token TOKEN or MSTUNNEL_JOIN_TOKEN")
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the agent loop (check-in, configuration, health, events, logs).")
+
+    @OptionGroup var state: StateDirOption
+
+    @Option(name: .customLong("run-dir"), help: "Runtime directory with the gateway's control socket server.sock.")
+    var runDir = "/run/mstunnel"
+
+    @Option(name: .customLong("log-dir"), help: "Directory of the stack's log files, for log collection.")
+    var logDir = "/var/log/mstunnel"
+
+    @Option(name: .customLong("outbox-max"), help: "Most reports kept while the control plane is unreachable; the oldest are dropped (and counted) beyond.")
+    var outboxMax = 100_000
+
+    func validate() throws {
+        guard outboxMax >= 100 else { throw ValidationError("--outbox-max must be at least 100") }
+    }
+
+    func run() throws {
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel-agent")
+        let stop = StopSignal()
+        stop.install()
+        let runner = AgentRunner(options: RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax),
+                                 logger: logger, stop: stop)
+        do {
+            try runner.run()
+        } catch {
+            logger.critical("agent.cannot-start", metadata: ["error": "\(error.message)"])
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show enrollment, configuration and outbox state.")
+
+    @OptionGroup var state: StateDirOption
+
+    @Flag(help: "JSON output.")
+    var json = false
+
+    func run() throws {
+        let status = AgentStatus.gather(paths: state.paths)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let data = (try? encoder.encode(status)) ?? Data("{}".utf8)
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(status.text)
+        }
+        if !status.enrolled { throw ExitCode(3) }
+    }
+}

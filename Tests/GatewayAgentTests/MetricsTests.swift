@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+@testable import GatewayAgent
+
+@Suite struct MetricsTests {
+    @Test func procStatDeltas() throws {
+        let a = try #require(CPUTimes.parse(procStat: """
+            cpu  100 0 100 700 100 0 0 0 0 0
+            cpu0 50 0 50 350 50 0 0 0 0 0
+            intr 12345
+            """))
+        #expect(a == CPUTimes(busy: 200, total: 1000))
+        let b = try #require(CPUTimes.parse(procStat: "cpu  150 10 140 1000 100 0 0 0 0 0\n"))
+        // busy +100 of total +400 → 25 %.
+        #expect(CPUTimes.usagePercent(from: a, to: b) == 25)
+        #expect(CPUTimes.usagePercent(from: b, to: b) == nil)
+        #expect(CPUTimes.usagePercent(from: b, to: a) == nil)
+        #expect(CPUTimes.parse(procStat: "garbage\n") == nil)
+        #expect(CPUTimes.parse(procStat: "cpu  x y z\n") == nil)
+    }
+
+    @Test func meminfo() {
+        let text = """
+            MemTotal:       16000000 kB
+            MemFree:          500000 kB
+            MemAvailable:    4000000 kB
+            Buffers:          100000 kB
+            """
+        #expect(MemoryInfo.usagePercent(procMeminfo: text) == 75)
+        #expect(MemoryInfo.usagePercent(procMeminfo: "MemTotal: 100 kB\n") == nil)
+        #expect(MemoryInfo.usagePercent(procMeminfo: "") == nil)
+        #expect(MemoryInfo.usagePercent(procMeminfo: "MemTotal: 0 kB\nMemAvailable: 0 kB") == nil)
+    }
+
+    @Test func diskFreeIsMeasuredOrNil() {
+        #expect((DiskSpace.freeBytes(path: NSTemporaryDirectory()) ?? -1) >= 0)
+        #expect(DiskSpace.freeBytes(path: "/nonexistent/\(UUID().uuidString)") == nil)
+    }
+
+    @Test func throughputNeedsTwoSamplesOfOneBoot() {
+        let t0 = Date(timeIntervalSince1970: 1000)
+        #expect(HealthCollector.rate(previous: nil, startedAt: 1, bytes: 100, now: t0) == nil)
+        #expect(HealthCollector.rate(previous: (1, 1000, t0), startedAt: 1, bytes: 3000, now: t0 + 10) == 200)
+        // Gateway restarted: counters start over, no rate this round.
+        #expect(HealthCollector.rate(previous: (1, 1000, t0), startedAt: 2, bytes: 3000, now: t0 + 10) == nil)
+        #expect(HealthCollector.rate(previous: (1, 5000, t0), startedAt: 1, bytes: 3000, now: t0 + 10) == nil)
+    }
+
+    @Test func backoffDoublesToTheCapAndJitterStaysWithinTenPercent() {
+        var b = Backoff(initial: 1, cap: 10)
+        #expect([b.next(), b.next(), b.next(), b.next(), b.next()] == [1, 2, 4, 8, 10])
+        b.reset()
+        #expect(b.next() == 1)
+        #expect(abs(Jitter.around(100, random: 1) - 110) < 1e-9)
+        #expect(abs(Jitter.around(100, random: -1) - 90) < 1e-9)
+        #expect(abs(Jitter.around(100, random: 7) - 110) < 1e-9)
+    }
+}
