@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "mst-dev-issuer", targets: ["mst-dev-issuer"]),
         .executable(name: "mst-cli", targets: ["mst-cli"]),
         .executable(name: "mst-loadgen", targets: ["mst-loadgen"]),
+        .executable(name: "mstunnel-control", targets: ["mstunnel-control"]),
+        .executable(name: "mstunnel-agent", targets: ["mstunnel-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -25,6 +27,13 @@ let package = Package(
         // Already in the graph through jwt-kit; named here because GatewayAuth hashes with
         // Crypto and mst-dev-issuer generates RSA keys with CryptoExtras.
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+        // Control plane: HTTP(S) server, its CA, its database.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
     ],
     targets: [
         // --- C shims: the only places C is imported from.
@@ -37,6 +46,8 @@ let package = Package(
         // --- Pure libraries (no I/O).
         .target(name: "GatewayCore", swiftSettings: strict),
         .target(name: "GatewayWire", swiftSettings: strict),
+        // The agent <-> control plane HTTP API bodies, shared by both sides.
+        .target(name: "GatewayAgentAPI", dependencies: ["GatewayCore"], swiftSettings: strict),
 
         // --- I/O libraries.
         .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
@@ -58,6 +69,28 @@ let package = Package(
         .target(name: "GatewayLoadgen", dependencies: [
             "GatewayCore", "GatewayTLS", "CGatewayShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+        // The control plane: Graph-shaped admin API, agent API, CA, storage.
+        .target(name: "GatewayControlPlane", dependencies: [
+            "GatewayCore", "GatewayAgentAPI", "GatewayAuth",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        // The management agent: enrollment, poll loop, outbox, metrics, log upload.
+        .target(name: "GatewayAgent", dependencies: [
+            "GatewayCore", "GatewayAgentAPI", "GatewayWire", "GatewayIPC", "CCurl",
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // --- Thin executables.
@@ -86,6 +119,18 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
+        .executableTarget(name: "mstunnel-control", dependencies: [
+            "GatewayControlPlane", "GatewayLogging",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "mstunnel-agent", dependencies: [
+            "GatewayAgent", "GatewayLogging",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
         // --- Tests.
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
@@ -93,6 +138,24 @@ let package = Package(
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
+        .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),
+        .testTarget(name: "GatewayAgentAPITests", dependencies: ["GatewayAgentAPI", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewayControlPlaneTests", dependencies: [
+            "GatewayControlPlane", "GatewayAgentAPI", "GatewayCore", "GatewayAuth",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .testTarget(name: "GatewayAgentTests", dependencies: [
+            "GatewayAgent", "GatewayAgentAPI", "GatewayCore", "GatewayWire",
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         .testTarget(name: "GatewayAuthTests", dependencies: [
             "GatewayAuth", "GatewayWire", "GatewayIPC", .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Control plane + agent + gateway, all real processes:
+#   [corp]  mstunnel-control on 198.18.1.2:8443 (HTTPS, its own CA), the internal probe page
+#   [gw]    mstunnel-agent (enrolled with a join token), mstunnel-server, mstunnel-auth,
+#           tinyproxy on 127.0.0.1 for the proxy checks
+#   [cli]   the stock openconnect client (and a second client in [cli2])
+# An admin creates a Server configuration and a Site, gets a join token; the agent enrolls,
+# writes admin-settings.json, the gateway starts from it; a configuration change is pushed
+# while a client is connected (the session survives, a new session gets the new route);
+# health, metrics, time series and a log collection are visible through the Graph-shaped
+# API; the control plane goes down and comes back and every queued report arrives once;
+# a bad join token, an expired agent certificate and proxies (plain and authenticated).
+source "$(dirname "$0")/../lib.sh"
+
+CONTROL=$WORK/control
+CP=https://198.18.1.2:8443
+API=$CP/beta/deviceManagement
+LOGS=$WORK/logs
+mkdir -p "$CONTROL" "$LOGS"
+
+setup_namespaces
+make_pki
+make_issuer
+make_script_wrapper
+start_corp
+
+start_control() {
+    ip netns exec "$NS_I" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-control" serve --state-dir "$CONTROL" \
+        --listen 198.18.1.2:8443 --hostname 198.18.1.2 --checkin-interval 1 --report-interval 1 \
+        --offline-after 15 --agent-cert-lifetime "${CERT_LIFETIME:-3600}" >> "$WORK/control.log" 2>&1 &
+    CONTROL_PID=$!
+    PIDS+=($CONTROL_PID)
+    for _ in $(seq 150); do
+        ip netns exec "$NS_I" ss -ltn 'sport = :8443' | grep -q LISTEN && return 0
+        kill -0 "$CONTROL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "control plane did not start:"; tail -20 "$WORK/control.log"; return 1
+}
+
+# api METHOD PATH [JSON] : the admin API as an operator calls it (curl, the control
+# plane's CA, the local admin token). Prints the body; fails on HTTP >= 400.
+api() {
+    local method=$1 path=$2 body=${3:-}
+    local args=(-sS --cacert "$CONTROL/ca.crt" -H "Authorization: Bearer $(cat "$CONTROL/admin-token")" -X "$method" -w '\n%{http_code}')
+    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data "$body")
+    local out code
+    out=$(ip netns exec "$NS_I" curl "${args[@]}" "$API$path")
+    code=${out##*$'\n'}
+    printf '%s' "${out%$'\n'*}"
+    [ "$code" -lt 400 ]
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+agent_run() {
+    ip netns exec "$NS_G" env MSTUNNEL_LOG_DIR="$LOGS" "$@" "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" \
+        --log-dir "$LOGS" >> "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    PIDS+=($AGENT_PID)
+}
+stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+# wait_for WHAT TRIES CMD... : runs CMD (a command or a function of this script) every
+# 0.2 s until it succeeds; a pass, or a fail after TRIES attempts (the test goes on).
+wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
+server_json() { api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER"; }
+server_listed() { local out; out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers") && echo "$out" | grep -q "$SERVER" && echo "$out" | grep -q lastCheckinDateTime; }
+status_is() { server_json | grep -Eq "\"tunnelServerHealthStatus\" *: *\"($1)\""; }
+metric_is() { api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetrics" "{\"metricNames\":[\"$1\"]}" | python3 -c "import json,sys; v=json.load(sys.stdin)['value']; sys.exit(0 if v and v[0]['value'] == $2 else 1)"; }
+log_collection_done() { api GET "/microsoftTunnelServerLogCollectionResponses/$LC" | grep -Eq '"status" *: *"completed"'; }
+outbox_depth() { ip netns exec "$NS_G" "$BIN/mstunnel-agent" status --state-dir "$STATE" --json | json 'd["outboxDepth"]'; }
+outbox_empty() { test "$(outbox_depth)" = 0; }
+
+echo "== control plane: first start"
+CERT_LIFETIME=3600 start_control
+check "CA and admin token created, 0600" sh -c "test \"\$(stat -c %a '$CONTROL/admin-token')\" = 600 && test \"\$(stat -c %a '$CONTROL/ca.key')\" = 600"
+check "anonymous read refused (401)" sh -c "ip netns exec $NS_I curl -s -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' $API/microsoftTunnelSites | grep -q 401"
+check "wrong admin token refused (401)" sh -c "ip netns exec $NS_I curl -s -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' -H 'Authorization: Bearer nope' $API/microsoftTunnelSites | grep -q 401"
+
+echo "== admin: Server configuration, Site, join token"
+if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"cfg","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/25"],"listenPort":443,"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"}]}'); then
+    pass "configuration created"; CFG=$(echo "$out" | json 'd["id"]')
+else fail "configuration created: $out"; fi
+rules=$(python3 -c 'import json; print(json.dumps({"displayName":"big","network":"100.64.0.0/24","routeIncludes":["198.19.%d.%d/32" % (i//250, i%250) for i in range(501)]}))')
+if out=$(api POST /microsoftTunnelConfigurations "$rules"); then fail "501 split rules refused"; else
+    check "501 split rules refused with the count" sh -c "echo '$out' | grep -q 501"
+fi
+if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"bad","network":"100.64.0.0/33"}'); then fail "bad CIDR refused"; else
+    check "bad CIDR refused, OData error names it" sh -c "echo '$out' | grep -q '\"error\"' && echo '$out' | grep -q '100.64.0.0/33'"
+fi
+if out=$(api POST /microsoftTunnelSites "{\"displayName\":\"site1\",\"internalNetworkProbeUrl\":\"http://198.18.1.2:8080/\",\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}"); then
+    pass "site created"; SITE=$(echo "$out" | json 'd["id"]')
+else fail "site created: $out"; fi
+if out=$(api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{"expirationMinutes":30}'); then
+    pass "join token issued"; echo "$out" | json 'd["joinToken"]' > "$WORK/join.token"
+else fail "join token issued: $out"; fi
+
+echo "== a bad join token is refused, nothing written"
+python3 - "$WORK/join.token" > "$WORK/bad.token" <<'PY'
+import sys
+p = open(sys.argv[1]).read().strip().split(".")
+p[2] = "A" * len(p[2])
+print(".".join(p))
+PY
+if ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/bad.token" --state-dir "$STATE" > "$WORK/enroll-bad.log" 2>&1; then
+    fail "bad join token refused"
+else pass "bad join token refused"; fi
+check "the refusal says why" grep -qi 'join token' "$WORK/enroll-bad.log"
+check "no identity written" test ! -e "$STATE/agent-info.json"
+check "the token is not echoed" sh -c "! grep -q \"\$(cut -d. -f3 '$WORK/bad.token')\" '$WORK/enroll-bad.log'"
+
+echo "== enrollment"
+if ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join.token" --state-dir "$STATE" > "$WORK/enroll.log" 2>&1; then
+    pass "agent enrolled"; else fail "agent enrolled"; cat "$WORK/enroll.log"; fi
+check "agent-info.json written" test -s "$STATE/agent-info.json"
+check "agent key is 0600" sh -c "test \"\$(stat -c %a '$STATE/private/agent.key')\" = 600"
+SERVER=$(json 'd["serverId"]' < "$STATE/agent-info.json")
+check "agent certificate chains to the control plane's CA" openssl verify -CAfile "$CONTROL/ca.crt" "$STATE/certs/agent.crt"
+if ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join.token" --state-dir "$WORK/other-state" > "$WORK/enroll-reuse.log" 2>&1; then
+    fail "join token is one-time"; else pass "join token is one-time"; fi
+cp -a "$STATE" "$WORK/state-first-identity"
+
+echo "== the agent writes the configuration, the gateway starts from it"
+rm -f "$STATE/admin-settings.json"
+agent_run
+wait_for "admin-settings.json written by the agent" 100 test -s "$STATE/admin-settings.json"
+check "it carries the Site's configuration" grep -q '198.18.1.0/25' "$STATE/admin-settings.json"
+MSTUNNEL_LOG_DIR=$LOGS start_stack
+printf %s "$(mint --oid 0b1f7a3e-0000-4000-8000-000000000051 --upn fay@corp.test)" > "$WORK/token.jwt"
+printf %s "$(mint --oid 0b1f7a3e-0000-4000-8000-000000000052 --upn gus@corp.test)" > "$WORK/token2.jwt"
+oc first --token-mode=oidc --token-secret=@"$WORK/token.jwt"
+FIRST_OC=$OC_PID
+if wait_tunnel first; then pass "client connected"; else fail "client connected"; fi
+check "first session has the /25 route" grep -q 'CISCO_SPLIT_INC_0_MASKLEN=25' "$WORK/env-first.connect"
+addr1=$(ip -n "$NS_C" -4 -o addr show dev tun0 | awk '{print $4}' | cut -d/ -f1)
+
+echo "== the server in its Site: check-in, health, metrics"
+wait_for "server listed with a recent check-in" 50 server_listed
+wait_for "server is healthy or warning (not unknown/offline)" 100 status_is 'healthy|warning'
+has_metrics() { api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetrics" '{"metricNames":["cpuUsage","memoryUsage","diskSpace","latency"]}' | python3 -c "import json,sys; v={m['name'] for m in json.load(sys.stdin)['value']}; sys.exit(0 if v == {'cpuUsage','memoryUsage','diskSpace','latency'} else 1)"; }
+wait_for "getHealthMetrics: cpu, memory, disk and latency reported" 100 has_metrics
+if out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/healthChecks"); then
+    check "health checks explain each status (internal probe reachable)" sh -c "echo '$out' | grep -q '198.18.1.2:8080/ reachable'"
+else fail "healthChecks: $out"; fi
+wait_for "current connections = 1 reported" 100 metric_is currentConnections 1
+
+echo "== a configuration change reaches the gateway; the connected session survives"
+if api PATCH "/microsoftTunnelConfigurations/$CFG" '{"routeIncludes":["198.18.1.0/24"],"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"},{"name":"banner","value":"pushed by the control plane"}]}' >/dev/null; then
+    pass "configuration patched"; else fail "configuration patched"; fi
+wait_for "gateway applied the new configuration" 100 grep -q '"msg":"settings.applied"' "$WORK/server.log"
+wait_for "admin-settings.json updated on disk" 50 grep -q '198.18.1.0/24' "$STATE/admin-settings.json"
+check "connected client still running" kill -0 "$FIRST_OC"
+check "connected session still pings corp" ip netns exec "$NS_C" ping -c 2 -i 0.2 -W 2 198.18.1.2
+check "connected session kept its address" sh -c "ip -n $NS_C -4 -o addr show dev tun0 | grep -q 'inet $addr1/'"
+add_second_client
+oc2 second --token-mode=oidc --token-secret=@"$WORK/token2.jwt"
+if wait_tunnel2 second; then pass "second client connected"; else fail "second client connected"; fi
+check "new session gets the new /24 route" grep -q 'CISCO_SPLIT_INC_0_MASKLEN=24' "$WORK/env-second.connect"
+check "new session sees the pushed banner" grep -q 'pushed by the control plane' "$WORK/oc-second.log"
+
+echo "== log collection"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ); start=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%SZ)
+if out=$(api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/createServerLogCollectionRequest" "{\"startDateTime\":\"$start\",\"endDateTime\":\"$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)\"}"); then
+    pass "log collection requested"; LC=$(echo "$out" | json 'd["id"]')
+else fail "log collection requested: $out"; fi
+wait_for "log collection completed" 100 log_collection_done
+if out=$(api POST "/microsoftTunnelServerLogCollectionResponses/$LC/createDownloadUrl" ''); then
+    URL=$(echo "$out" | json 'd["value"]')
+    ip netns exec "$NS_I" curl -sS --cacert "$CONTROL/ca.crt" "$URL" > "$WORK/collected.log" || true
+    check "collected logs contain the gateway's settings.applied line" grep -q 'settings.applied' "$WORK/collected.log"
+    check "collected logs contain the agent's lines" grep -q 'mstunnel-agent' "$WORK/collected.log"
+    check "no token in the collected logs" sh -c "! grep -q 'eyJ' '$WORK/collected.log'"
+else fail "download URL: $out"; fi
+
+echo "== control plane down: the gateway keeps serving, reports queue, then arrive once"
+stop_pid "$CONTROL_PID"
+sleep 1
+stop_oc   # a session ends during the outage: its event must arrive later
+sleep 6
+check "gateway still serves during the outage" ip netns exec "$NS_C2" ping -c 2 -i 0.2 -W 2 198.18.1.2
+depth=$(outbox_depth)
+check "reports queued in the outbox during the outage ($depth)" test "$depth" -ge 4
+stop_pid "$AGENT_PID"   # the agent restarts during the outage too: the queue is durable
+agent_run
+sleep 2
+start_control
+wait_for "outbox drained after recovery" 100 outbox_empty
+api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetricTimeSeries" '{"metricName":"cpuUsage"}' > "$WORK/series.json" || true
+check "time series has no duplicate points" python3 -c "
+import json,sys
+v=json.load(open('$WORK/series.json'))['value']
+t=[p['dateTime'] for p in v]
+sys.exit(0 if len(t) == len(set(t)) and len(t) >= 10 else 1)"
+check "time series covers the outage (no gap > 5 s)" python3 -c "
+import json,sys,datetime
+v=json.load(open('$WORK/series.json'))['value']
+t=sorted(datetime.datetime.fromisoformat(p['dateTime'].replace('Z','+00:00')) for p in v)
+gaps=[(b-a).total_seconds() for a,b in zip(t,t[1:])]
+sys.exit(0 if gaps and max(gaps) <= 5 else 1)"
+api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/sessionEvents" > "$WORK/events.json" || true
+check "the session that ended during the outage arrived as one event" python3 -c "
+import json,sys
+v=json.load(open('$WORK/events.json'))['value']
+ended=[e for e in v if e['type']=='sessionDisconnected' and e['userName']=='fay@corp.test']
+sys.exit(0 if len(ended)==1 and ended[0]['bytesIn'] is not None else 1)"
+check "each connect event is there exactly once" python3 -c "
+import json,sys
+v=json.load(open('$WORK/events.json'))['value']
+c=sorted(e['userName'] for e in v if e['type']=='sessionConnected')
+ids=[e['id'] for e in v]
+sys.exit(0 if c==['fay@corp.test','gus@corp.test'] and len(ids)==len(set(ids)) else 1)"
+
+echo "== proxies"
+cat > "$WORK/tinyproxy.conf" <<CONF
+Port 8888
+Listen 127.0.0.1
+Timeout 60
+Allow 127.0.0.1
+ConnectPort 8443
+LogFile "$WORK/tinyproxy.log"
+LogLevel Connect
+PidFile "$WORK/tinyproxy.pid"
+CONF
+sed -e 's/^Port 8888/Port 8889/' -e "s#tinyproxy.log#tinyproxy-auth.log#" -e "s#tinyproxy.pid#tinyproxy-auth.pid#" "$WORK/tinyproxy.conf" > "$WORK/tinyproxy-auth.conf"
+echo 'BasicAuth proxyuser proxypass' >> "$WORK/tinyproxy-auth.conf"
+ip netns exec "$NS_G" tinyproxy -d -c "$WORK/tinyproxy.conf" > /dev/null 2>&1 & PIDS+=($!)
+ip netns exec "$NS_G" tinyproxy -d -c "$WORK/tinyproxy-auth.conf" > /dev/null 2>&1 & PIDS+=($!)
+sleep 0.5
+stop_pid "$AGENT_PID"
+agent_run https_proxy=http://127.0.0.1:8888
+wait_for "check-ins go through the proxy" 50 grep -q 'CONNECT.*198.18.1.2:8443' "$WORK/tinyproxy.log"
+stop_pid "$AGENT_PID"
+: > "$WORK/agent-authproxy.log"
+ip netns exec "$NS_G" env https_proxy=http://127.0.0.1:8889 timeout 5 "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" > "$WORK/agent-authproxy.log" 2>&1 || true
+check "an authenticating proxy (407) is refused with a clear error" grep -q '407' "$WORK/agent-authproxy.log"
+ip netns exec "$NS_G" env https_proxy=http://proxyuser:proxypass@127.0.0.1:8889 timeout 5 "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" > "$WORK/agent-credproxy.log" 2>&1 || true
+check "proxy credentials in https_proxy are refused" grep -qi 'authenticated prox' "$WORK/agent-credproxy.log"
+check "the proxy password is not logged" sh -c "! grep -q proxypass '$WORK/agent-credproxy.log'"
+agent_run
+
+echo "== expired agent certificate"
+# The first identity, issued with a short lifetime by a restarted control plane, left
+# to expire: the control plane refuses it and the agent says what to do.
+stop_pid "$CONTROL_PID"
+CERT_LIFETIME=3 start_control
+if out=$(api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{}'); then echo "$out" | json 'd["joinToken"]' > "$WORK/join2.token"; fi
+ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join2.token" --state-dir "$WORK/short-state" > "$WORK/enroll-short.log" 2>&1 || true
+sleep 4
+ip netns exec "$NS_G" timeout 5 "$BIN/mstunnel-agent" run --state-dir "$WORK/short-state" --run-dir "$RUN" > "$WORK/agent-expired.log" 2>&1 || true
+check "expired certificate: the agent says so and how to re-enroll" sh -c "grep -qi 'expired' '$WORK/agent-expired.log' && grep -q 'enroll' '$WORK/agent-expired.log'"
+
+echo "== offline after no check-ins"
+stop_pid "$AGENT_PID"
+wait_for "server shows offline without check-ins" 150 status_is offline
+
+check "no admin token, join token or bearer token in any log" sh -c "! grep -h -e \"\$(cat '$CONTROL/admin-token')\" -e \"\$(cut -d. -f3 '$WORK/join.token')\" -e 'eyJ' '$WORK/control.log' '$WORK/agent.log' '$WORK/server.log' '$WORK/auth.log'"
+summary
