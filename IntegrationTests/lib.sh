@@ -168,6 +168,49 @@ wait_tunnel2() {
     return 1
 }
 
+# --- Control plane and agent -------------------------------------------------------
+# mstunnel-control runs in the corporate namespace on 198.18.1.2:8443 with its own CA;
+# the agent runs in the gateway namespace beside the gateway.
+CONTROL=$WORK/control
+CP=https://198.18.1.2:8443
+API=$CP/beta/deviceManagement
+LOGS=$WORK/logs
+mkdir -p "$CONTROL" "$LOGS"
+
+start_control() {
+    ip netns exec "$NS_I" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-control" serve --state-dir "$CONTROL" \
+        --listen 198.18.1.2:8443 --hostname 198.18.1.2 --checkin-interval 1 --report-interval 1 \
+        --offline-after 15 --agent-cert-lifetime "${CERT_LIFETIME:-3600}" >> "$WORK/control.log" 2>&1 &
+    CONTROL_PID=$!
+    PIDS+=($CONTROL_PID)
+    for _ in $(seq 150); do
+        ip netns exec "$NS_I" ss -ltn 'sport = :8443' | grep -q LISTEN && return 0
+        kill -0 "$CONTROL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "control plane did not start:"; tail -20 "$WORK/control.log"; return 1
+}
+# api METHOD PATH [JSON] : the admin API as an operator calls it (curl, the control
+# plane's CA, the local admin token). Prints the body; fails on HTTP >= 400.
+api() {
+    local method=$1 path=$2 body=${3:-}
+    local args=(-sS --cacert "$CONTROL/ca.crt" -H "Authorization: Bearer $(cat "$CONTROL/admin-token")" -X "$method" -w '\n%{http_code}')
+    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data "$body")
+    local out code
+    out=$(ip netns exec "$NS_I" curl "${args[@]}" "$API$path")
+    code=${out##*$'\n'}
+    printf '%s' "${out%$'\n'*}"
+    [ "$code" -lt 400 ]
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+agent_run() {
+    ip netns exec "$NS_G" env MSTUNNEL_LOG_DIR="$LOGS" "$@" "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" \
+        --log-dir "$LOGS" >> "$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    PIDS+=($AGENT_PID)
+}
+stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+
 # A vpnc-script wrapper that records the environment of each call, then configures
 # the interface with the real vpnc-script.
 make_script_wrapper() {

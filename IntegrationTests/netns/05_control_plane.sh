@@ -12,53 +12,12 @@
 # a bad join token, an expired agent certificate and proxies (plain and authenticated).
 source "$(dirname "$0")/../lib.sh"
 
-CONTROL=$WORK/control
-CP=https://198.18.1.2:8443
-API=$CP/beta/deviceManagement
-LOGS=$WORK/logs
-mkdir -p "$CONTROL" "$LOGS"
-
 setup_namespaces
 make_pki
 make_issuer
 make_script_wrapper
 start_corp
 
-start_control() {
-    ip netns exec "$NS_I" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-control" serve --state-dir "$CONTROL" \
-        --listen 198.18.1.2:8443 --hostname 198.18.1.2 --checkin-interval 1 --report-interval 1 \
-        --offline-after 15 --agent-cert-lifetime "${CERT_LIFETIME:-3600}" >> "$WORK/control.log" 2>&1 &
-    CONTROL_PID=$!
-    PIDS+=($CONTROL_PID)
-    for _ in $(seq 150); do
-        ip netns exec "$NS_I" ss -ltn 'sport = :8443' | grep -q LISTEN && return 0
-        kill -0 "$CONTROL_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "control plane did not start:"; tail -20 "$WORK/control.log"; return 1
-}
-
-# api METHOD PATH [JSON] : the admin API as an operator calls it (curl, the control
-# plane's CA, the local admin token). Prints the body; fails on HTTP >= 400.
-api() {
-    local method=$1 path=$2 body=${3:-}
-    local args=(-sS --cacert "$CONTROL/ca.crt" -H "Authorization: Bearer $(cat "$CONTROL/admin-token")" -X "$method" -w '\n%{http_code}')
-    [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data "$body")
-    local out code
-    out=$(ip netns exec "$NS_I" curl "${args[@]}" "$API$path")
-    code=${out##*$'\n'}
-    printf '%s' "${out%$'\n'*}"
-    [ "$code" -lt 400 ]
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-agent_run() {
-    ip netns exec "$NS_G" env MSTUNNEL_LOG_DIR="$LOGS" "$@" "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" \
-        --log-dir "$LOGS" >> "$WORK/agent.log" 2>&1 &
-    AGENT_PID=$!
-    PIDS+=($AGENT_PID)
-}
-stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 # wait_for WHAT TRIES CMD... : runs CMD (a command or a function of this script) every
 # 0.2 s until it succeeds; a pass, or a fail after TRIES attempts (the test goes on).
 wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
@@ -237,16 +196,30 @@ check "proxy credentials in https_proxy are refused" grep -qi 'authenticated pro
 check "the proxy password is not logged" sh -c "! grep -q proxypass '$WORK/agent-credproxy.log'"
 agent_run
 
-echo "== expired agent certificate"
-# The first identity, issued with a short lifetime by a restarted control plane, left
-# to expire: the control plane refuses it and the agent says what to do.
+echo "== agent certificate renewal, and an expired certificate"
+# A control plane issuing 9-second certificates: a second agent identity renews before
+# expiry and keeps checking in past its first certificate's end; a copy of the first
+# certificate, left to expire, is refused and the agent says how to recover.
 stop_pid "$CONTROL_PID"
-CERT_LIFETIME=3 start_control
+CERT_LIFETIME=9 start_control
 if out=$(api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{}'); then echo "$out" | json 'd["joinToken"]' > "$WORK/join2.token"; fi
-ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join2.token" --state-dir "$WORK/short-state" > "$WORK/enroll-short.log" 2>&1 || true
-sleep 4
-ip netns exec "$NS_G" timeout 5 "$BIN/mstunnel-agent" run --state-dir "$WORK/short-state" --run-dir "$RUN" > "$WORK/agent-expired.log" 2>&1 || true
-check "expired certificate: the agent says so and how to re-enroll" sh -c "grep -qi 'expired' '$WORK/agent-expired.log' && grep -q 'enroll' '$WORK/agent-expired.log'"
+if ip netns exec "$NS_G" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join2.token" --state-dir "$WORK/short-state" > "$WORK/enroll-short.log" 2>&1; then
+    pass "second identity enrolled"; else fail "second identity enrolled"; cat "$WORK/enroll-short.log"; fi
+cp -a "$WORK/short-state" "$WORK/short-state-first-cert"
+first_serial=$(openssl x509 -noout -serial -in "$WORK/short-state/certs/agent.crt")
+# Its own run dir: this identity must not drive the test's gateway.
+ip netns exec "$NS_G" "$BIN/mstunnel-agent" run --state-dir "$WORK/short-state" --run-dir "$WORK/no-gateway" > "$WORK/agent-short.log" 2>&1 &
+SHORT_PID=$!; PIDS+=($SHORT_PID)
+sleep 13
+check "renewed before expiry (agent.renewed)" grep -q '"msg":"agent.renewed"' "$WORK/agent-short.log"
+check "renewed certificate is a new one" sh -c "test \"\$(openssl x509 -noout -serial -in '$WORK/short-state/certs/agent.crt')\" != '$first_serial'"
+check "renewed certificate chains to the CA" openssl verify -CAfile "$CONTROL/ca.crt" "$WORK/short-state/certs/agent.crt"
+check "no expiry error while renewing on time" sh -c "! grep -q 'agent.certificate.expired' '$WORK/agent-short.log'"
+stop_pid "$SHORT_PID"
+ip netns exec "$NS_G" timeout 5 "$BIN/mstunnel-agent" run --state-dir "$WORK/short-state-first-cert" --run-dir "$WORK/no-gateway" > "$WORK/agent-expired.log" 2>&1 || true
+check "expired certificate: the agent says so and how to re-enroll" sh -c "grep -q 'agent.certificate.expired' '$WORK/agent-expired.log' && grep -q 'enroll' '$WORK/agent-expired.log'"
+stop_pid "$CONTROL_PID"
+CERT_LIFETIME=3600 start_control
 
 echo "== offline after no check-ins"
 stop_pid "$AGENT_PID"
