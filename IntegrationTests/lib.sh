@@ -177,10 +177,11 @@ API=$CP/beta/deviceManagement
 LOGS=$WORK/logs
 mkdir -p "$CONTROL" "$LOGS"
 
+# start_control [EXTRA SERVE OPTIONS…] (CERT_LIFETIME: agent certificate lifetime, s)
 start_control() {
     ip netns exec "$NS_I" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-control" serve --state-dir "$CONTROL" \
         --listen 198.18.1.2:8443 --hostname 198.18.1.2 --checkin-interval 1 --report-interval 1 \
-        --offline-after 15 --agent-cert-lifetime "${CERT_LIFETIME:-3600}" >> "$WORK/control.log" 2>&1 &
+        --offline-after 15 --agent-cert-lifetime "${CERT_LIFETIME:-3600}" "$@" >> "$WORK/control.log" 2>&1 &
     CONTROL_PID=$!
     PIDS+=($CONTROL_PID)
     for _ in $(seq 150); do

@@ -219,7 +219,17 @@ stop_pid "$SHORT_PID"
 ip netns exec "$NS_G" timeout 5 "$BIN/mstunnel-agent" run --state-dir "$WORK/short-state-first-cert" --run-dir "$WORK/no-gateway" > "$WORK/agent-expired.log" 2>&1 || true
 check "expired certificate: the agent says so and how to re-enroll" sh -c "grep -q 'agent.certificate.expired' '$WORK/agent-expired.log' && grep -q 'enroll' '$WORK/agent-expired.log'"
 stop_pid "$CONTROL_PID"
-CERT_LIFETIME=3600 start_control
+CERT_LIFETIME=3600 start_control --admin-auth-config "$STATE/auth.json"
+
+echo "== admin bearer tokens from the issuer: the admin role is required"
+code_with() { ip netns exec "$NS_I" curl -s -o /dev/null -w '%{http_code}' --cacert "$CONTROL/ca.crt" -H "Authorization: Bearer $1" "$API/microsoftTunnelSites"; }
+admin_jwt=$(mint --oid 0b1f7a3e-0000-4000-8000-0000000000a1 --upn admin@corp.test --claim-json roles='["MSTunnel.Admin"]')
+user_jwt=$(mint --oid 0b1f7a3e-0000-4000-8000-0000000000a2 --upn user@corp.test --claim-json roles='["Tunnel.Users"]')
+old_jwt=$(mint --oid 0b1f7a3e-0000-4000-8000-0000000000a1 --upn admin@corp.test --claim-json roles='["MSTunnel.Admin"]' --exp-in -600)
+check "JWT with the admin role: 200" test "$(code_with "$admin_jwt")" = 200
+check "JWT without the admin role: 403" test "$(code_with "$user_jwt")" = 403
+check "expired admin JWT: 401" test "$(code_with "$old_jwt")" = 401
+check "the local admin token still works" api GET /microsoftTunnelSites
 
 echo "== offline after no check-ins"
 stop_pid "$AGENT_PID"
