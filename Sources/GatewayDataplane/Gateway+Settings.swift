@@ -41,8 +41,10 @@ extension Gateway {
             ])
             return ApplySettingsResponse(applied: true, restartRequired: restart, sessionsKept: sessions.count)
         } catch {
+            // The document was good; the host refused a step. Nothing changed, and the
+            // same version may well work next time (e.g. a transient nft failure).
             logger.error("settings.apply_failed", metadata: ["error": "\(error)"])
-            return ApplySettingsResponse(applied: false, error: "\(error)")
+            return ApplySettingsResponse(applied: false, error: "the gateway host could not be changed: \(error)", retryable: true)
         }
     }
 
@@ -60,8 +62,9 @@ extension Gateway {
         }
     }
 
-    /// Puts validated settings in force. Host changes (TUN address, NAT rules, MTU) are
-    /// made first; if one fails nothing of the in-memory state has changed.
+    /// Puts validated settings in force. Host changes (MTU, TUN address, NAT rules) are
+    /// made first and undone if a later one fails, so on a thrown error neither the host
+    /// nor the in-memory state has changed.
     private func put(_ requested: GatewaySettings) throws -> [String] {
         var new = requested
         let restart = Self.restartOnlyChanges(from: settings, to: new)
@@ -71,11 +74,17 @@ extension Gateway {
         new.listenAddress = settings.listenAddress
         new.ipv6Pool = settings.ipv6Pool
 
-        if new.pool != settings.pool {
-            try renumberPool(to: new.pool)
-        }
-        if new.advanced.mtu != settings.advanced.mtu {
+        let oldMTU = settings.advanced.mtu
+        if new.advanced.mtu != oldMTU {
             try NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(new.advanced.mtu)"])
+        }
+        if new.pool != settings.pool {
+            do {
+                try renumberPool(to: new.pool)
+            } catch {
+                if new.advanced.mtu != oldMTU { try? NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(oldMTU)"]) }
+                throw error
+            }
         }
         settings = new
         return restart
@@ -86,9 +95,16 @@ extension Gateway {
     /// without leases lose their address on the TUN.
     private func renumberPool(to prefix: IPv4Prefix) throws {
         var next = pool
+        let alreadyRouted = pool.routedPrefixes.contains(prefix)
         let gone = next.changePrefix(to: prefix)
         try NetworkSetup.ip(["addr", "replace", "\(next.gatewayAddress)/\(prefix.length)", "dev", tun.name])
-        try PATRules(pools: next.routedPrefixes, pool6: nil, tunName: tun.name).apply()
+        do {
+            try PATRules(pools: next.routedPrefixes, pool6: nil, tunName: tun.name).apply()
+        } catch {
+            // Undo the address so the host matches the unchanged pool.
+            if !alreadyRouted { removeTunPrefix(prefix) }
+            throw error
+        }
         pool = next
         for old in gone { removeTunPrefix(old) }
         logger.info("pool.renumbered", metadata: [

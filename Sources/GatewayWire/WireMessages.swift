@@ -256,12 +256,17 @@ public struct ApplySettingsResponse: Codable, Sendable, Equatable {
     public var restartRequired: [String]
     /// Sessions that were alive before and after the change.
     public var sessionsKept: Int
+    /// When `applied` is false: true if the document was fine but the host could not be
+    /// changed (an `ip`/`nft` step failed), so sending the same version again may work;
+    /// false or absent if the document itself was refused.
+    public var retryable: Bool?
 
-    public init(applied: Bool, error: String? = nil, restartRequired: [String] = [], sessionsKept: Int = 0) {
+    public init(applied: Bool, error: String? = nil, restartRequired: [String] = [], sessionsKept: Int = 0, retryable: Bool? = nil) {
         self.applied = applied
         self.error = error
         self.restartRequired = restartRequired
         self.sessionsKept = sessionsKept
+        self.retryable = retryable
     }
 }
 
