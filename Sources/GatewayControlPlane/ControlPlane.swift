@@ -36,11 +36,61 @@ public final class ControlPlane: Sendable {
         return HealthEvaluator.evaluate(HealthInputs(
             server: server, site: site, latest: latest, agentCertificate: cert, thresholds: thresholds, now: now(),
             offlineAfter: options.offlineAfter, checkinInterval: options.checkinInterval,
-            agentCertificateLifetime: options.agentCertificateLifetime, expectedVersion: options.version))
+            agentCertificateLifetime: options.agentCertificateLifetime, expectedVersion: options.version,
+            reportInterval: options.reportInterval))
     }
 
     func thresholdMap() async throws -> [String: ThresholdOverride] {
         Dictionary(try await store.thresholdOverrides().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    // MARK: - Retention
+
+    /// One retention pass: health reports, events and report ids older than
+    /// `options.retention`, and log collections past their expiry with their files.
+    @discardableResult
+    public func pruneOnce() async throws -> PruneOutcome {
+        let now = self.now()
+        let outcome = try await store.prune(olderThan: now.addingTimeInterval(-options.retention), expiredBefore: now)
+        removeLogBlobs(outcome.blobPaths)
+        if outcome.healthReports + outcome.events + outcome.reportIds + outcome.logCollections > 0 {
+            logger.info("retention.pruned", metadata: [
+                "healthReports": "\(outcome.healthReports)", "events": "\(outcome.events)", "reportIds": "\(outcome.reportIds)",
+                "logCollections": "\(outcome.logCollections)",
+            ])
+        }
+        return outcome
+    }
+
+    /// Runs `pruneOnce` now and every `options.retentionInterval` until the task is cancelled.
+    public func runRetention() async {
+        while !Task.isCancelled {
+            do {
+                try await pruneOnce()
+            } catch {
+                logger.error("retention.failed", metadata: ["error": "\(error)"])
+            }
+            do {
+                try await Task.sleep(for: .seconds(options.retentionInterval))
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// Removes uploaded log files; only files inside the logs directory are touched.
+    func removeLogBlobs(_ paths: [String]) {
+        let directory = URL(fileURLWithPath: options.logsDirectory).standardizedFileURL.path + "/"
+        for path in paths {
+            let full = URL(fileURLWithPath: path).standardizedFileURL.path
+            guard full.hasPrefix(directory) else {
+                logger.warning("logs.blob.outsideDirectory", metadata: ["path": "\(path)"])
+                continue
+            }
+            if unlink(full) != 0, errno != ENOENT {
+                logger.warning("logs.blob.removeFailed", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+            }
+        }
     }
 
     // MARK: - Download URLs

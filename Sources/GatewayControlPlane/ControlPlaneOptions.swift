@@ -22,8 +22,15 @@ public struct ControlPlaneOptions: Sendable {
     public var downloadURLLifetime: TimeInterval = 600
     /// How long uploaded logs are kept available (Graph's `expiryDateTime`).
     public var logRetention: TimeInterval = 7 * 24 * 3600
-    /// Health reports kept per server for `getHealthMetricTimeSeries` (newest first).
+    /// Most points one `getHealthMetricTimeSeries` answer holds (the newest in the window).
     public var maxTimeSeriesPoints: Int = 1440
+    /// Most events one `sessionEvents` answer holds.
+    public var maxSessionEvents: Int = 10_000
+    /// Health reports, session events and report ids older than this are deleted by the
+    /// retention task (`--retention-days`).
+    public var retention: TimeInterval = 30 * 24 * 3600
+    /// How often the retention task runs (also once at start).
+    public var retentionInterval: TimeInterval = 600
     public var version: String = ControlPlaneVersion.string
 
     public init(stateDirectory: String, publicBaseURL: String) {

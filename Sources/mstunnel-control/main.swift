@@ -55,11 +55,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Lifetime of agent client certificates, seconds (default 30 days).")
     var agentCertLifetime = 30 * 24 * 3600
 
+    @Option(help: "Days health reports, session events and report ids are kept (pruned every 10 minutes).")
+    var retentionDays = 30
+
     func validate() throws {
         guard checkinInterval >= 1, reportInterval >= 1 else { throw ValidationError("intervals must be at least 1 second") }
         guard offlineAfter > checkinInterval else { throw ValidationError("--offline-after must be longer than --checkin-interval") }
         // Short lifetimes are for tests of expiry and renewal; nothing below a second.
         guard agentCertLifetime >= 1 else { throw ValidationError("--agent-cert-lifetime must be at least 1 second") }
+        guard (1...36500).contains(retentionDays) else { throw ValidationError("--retention-days must be 1 to 36500") }
         _ = try Self.split(listen)
     }
 
@@ -90,6 +94,7 @@ struct Serve: AsyncParsableCommand {
         config.reportInterval = TimeInterval(reportInterval)
         config.offlineAfter = TimeInterval(offlineAfter)
         config.agentCertificateLifetime = TimeInterval(agentCertLifetime)
+        config.retentionDays = retentionDays
         let prepared: ControlPlaneServer.Prepared
         do {
             prepared = try await ControlPlaneServer.prepare(config, logger: logger)
@@ -102,8 +107,14 @@ struct Serve: AsyncParsableCommand {
             "caSHA256": "\(prepared.controlPlane.ca.sha256Hex)", "version": "\(ControlPlaneVersion.string)",
         ])
         let app = try ControlPlaneServer.application(prepared, host: host, port: port, logger: logger)
-        // Hummingbird's service group stops gracefully on SIGTERM and SIGINT.
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        // Hummingbird's service group stops gracefully on SIGTERM and SIGINT; the retention
+        // task (once now, then every 10 minutes) is cancelled when it returns.
+        let controlPlane = prepared.controlPlane
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await controlPlane.runRetention() }
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            group.cancelAll()
+        }
         logger.info("control.stopped")
     }
 }

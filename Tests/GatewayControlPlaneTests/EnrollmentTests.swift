@@ -106,6 +106,37 @@ import Testing
         }
     }
 
+    /// The token is checked before the CSR is even looked at: a bad token with a bad CSR
+    /// is a token error, never `invalidCSR` (which would mean signing work was attempted).
+    @Test func tokenIsCheckedBeforeTheCSR() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let good = try JoinToken(parsing: try await Fixtures.joinToken(client, siteId: siteId, minutes: 5))
+            let badCSR = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----"
+            func enroll(_ token: String) async throws -> (HTTPResponse.Status, String) {
+                let body = EnrollmentRequest(joinToken: token, csrPEM: badCSR, hostname: "gw", agentVersion: "1")
+                let (status, error) = try await client.admin(.post, AgentAPI.basePath + "/enroll", String(decoding: try JSONEncoder().encode(body), as: UTF8.self),
+                                                             headers: [.contentType: "application/json"])
+                return (status, error?.errorCode ?? "")
+            }
+            let forged = JoinToken(tokenId: good.tokenId, secret: "wrong-secret", caSHA256: good.caSHA256)
+            #expect(try await enroll(forged.description) == (.unauthorized, "invalidJoinToken"))
+            let unknown = JoinToken(tokenId: "no-such-token", secret: good.secret, caSHA256: good.caSHA256)
+            #expect(try await enroll(unknown.description) == (.unauthorized, "invalidJoinToken"))
+            // Valid token, bad CSR: now the CSR is the problem, and the token is not spent.
+            #expect(try await enroll(good.description) == (.badRequest, "invalidCSR"))
+            let (ok, _) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(good.description, AgentKey()), headers: [.contentType: "application/json"])
+            #expect(ok == .ok)
+            #expect(try await enroll(good.description) == (.unauthorized, "joinTokenUsed"))
+
+            let expiring = try await Fixtures.joinToken(client, siteId: siteId, minutes: 5)
+            env.clock.advance(301)
+            #expect(try await enroll(expiring) == (.unauthorized, "joinTokenExpired"))
+            #expect(try await env.store.listServers(siteId: siteId).count == 1)
+        }
+    }
+
     @Test func agentEndpointsNeedAClientCertificate() async throws {
         let env = try TestEnv()
         try await env.app().test(.router) { client in

@@ -77,6 +77,40 @@ import Testing
         #expect(check(expiring, "tlsCertificate")?.status != .healthy)
     }
 
+    func inputs(received: TimeInterval, dated: TimeInterval? = nil, report: HealthReport = Fixtures.healthReport(),
+                lastCheckin: TimeInterval? = 0) -> HealthInputs {
+        var i = inputs(report: report, lastCheckin: lastCheckin)
+        i.latest = HealthSample(serverId: "v", dateTime: i.now.addingTimeInterval(-(dated ?? received)),
+                                receivedDateTime: i.now.addingTimeInterval(-received), report: report)
+        i.reportInterval = 60
+        return i
+    }
+
+    @Test func staleHealthReportWhileCheckingInIsAWarning() {
+        let fresh = HealthEvaluator.evaluate(inputs(received: 100))
+        #expect(check(fresh, "healthReport")?.status == .healthy)
+        #expect(fresh.status == .healthy)
+        let stale = HealthEvaluator.evaluate(inputs(received: 200))
+        #expect(stale.status == .warning)
+        #expect(check(stale, "healthReport")?.status == .warning)
+        #expect(check(stale, "healthReport")?.message.contains("200 s ago") == true)
+        // The receive time counts, not the agent's date on the report.
+        #expect(check(HealthEvaluator.evaluate(inputs(received: 10, dated: 5000)), "healthReport")?.status == .healthy)
+        // Offline: the check-in says it all; the report age does not add a warning.
+        let offline = HealthEvaluator.evaluate(inputs(received: 1000, lastCheckin: 400))
+        #expect(offline.status == .offline)
+        #expect(check(offline, "healthReport")?.status == .unknown)
+    }
+
+    @Test func certificateExpiryIsEvaluatedNowNotAtReportTime() {
+        // The report is 20 days old (stale too); its TLS certificate expired yesterday.
+        let now = start.addingTimeInterval(1000)
+        let notAfter = GraphDate.string(now.addingTimeInterval(-86400))
+        let e = HealthEvaluator.evaluate(inputs(received: 20 * 86400, report: Fixtures.healthReport(tlsNotAfter: notAfter)))
+        #expect(check(e, "tlsCertificate")?.status == .unhealthy)
+        #expect(check(e, "tlsCertificate")?.message.contains("expired") == true)
+    }
+
     @Test func thresholdValidation() {
         #expect(HealthMetric.cpuUsage.validate(healthy: 80, unhealthy: 70) != nil)
         #expect(HealthMetric.diskSpace.validate(healthy: 2, unhealthy: 3) != nil)

@@ -27,12 +27,14 @@ final class TestEnv: Sendable {
     let clock: TestClock
     let stateDirectory: String
 
-    init(validator: TokenValidator? = nil, certLifetime: TimeInterval = 3600, sharedCA: CertificateAuthority? = nil) throws {
+    init(validator: TokenValidator? = nil, certLifetime: TimeInterval = 3600, sharedCA: CertificateAuthority? = nil,
+         configure: (inout ControlPlaneOptions) -> Void = { _ in }) throws {
         clock = TestClock()
         stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("mstc-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         var options = ControlPlaneOptions(stateDirectory: stateDirectory, publicBaseURL: "https://localhost:8443")
         options.agentCertificateLifetime = certLifetime
+        configure(&options)
         let clock = self.clock
         controlPlane = ControlPlane(
             store: try SQLiteControlStore.inMemory(), ca: try sharedCA ?? CertificateAuthority.create(now: clock.now()),

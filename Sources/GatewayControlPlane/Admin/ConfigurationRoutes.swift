@@ -10,7 +10,7 @@ import Hummingbird
 extension ControlPlane {
     static let configurationsPath = "/beta/deviceManagement/microsoftTunnelConfigurations"
 
-    func addConfigurationRoutes(_ router: Router<ControlRequestContext>) {
+    func addConfigurationRoutes(_ router: RouteTable) {
         let schema = GraphSchemas.configuration
         HTTP.route(router, Self.configurationsPath, [
             .get: { request, _ in

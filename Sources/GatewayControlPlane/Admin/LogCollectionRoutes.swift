@@ -10,7 +10,7 @@ extension ControlPlane {
     static let logCollectionsPath = "/beta/deviceManagement/microsoftTunnelServerLogCollectionResponses"
     static let downloadsPath = "/downloads/logCollections"
 
-    func addLogCollectionRoutes(_ router: Router<ControlRequestContext>) {
+    func addLogCollectionRoutes(_ router: RouteTable) {
         let schema = GraphSchemas.logCollection
         HTTP.route(router, Self.logCollectionsPath, [
             .get: { request, _ in
@@ -42,7 +42,7 @@ extension ControlPlane {
         HTTP.route(router, Self.downloadsPath + "/{id}", [
             .get: { request, context in
                 let id = try HTTP.parameter(context, "id")
-                let q = Dictionary(HTTP.query(request), uniquingKeysWith: { a, _ in a })
+                let q = Dictionary(try HTTP.query(request), uniquingKeysWith: { a, _ in a })
                 if let error = self.checkDownload(collectionId: id, expires: q["expires"], sig: q["sig"]) { throw error }
                 guard let record = try await self.store.logCollection(id: id), record.status == .completed, let path = record.blobPath,
                       let data = FileManager.default.contents(atPath: path) else {

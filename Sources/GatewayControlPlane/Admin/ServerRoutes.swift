@@ -6,7 +6,7 @@ import Hummingbird
 /// `/beta/deviceManagement/microsoftTunnelSites/{siteId}/microsoftTunnelServers` and the
 /// server actions. `tunnelServerHealthStatus` is evaluated at read time.
 extension ControlPlane {
-    func addServerRoutes(_ router: Router<ControlRequestContext>) {
+    func addServerRoutes(_ router: RouteTable) {
         let schema = GraphSchemas.server
         let base = Self.sitesPath + "/{siteId}/microsoftTunnelServers"
         HTTP.route(router, base, [
@@ -49,7 +49,8 @@ extension ControlPlane {
                 let (_, server) = try await self.requireServer(context)
                 // From here on the server's agent certificate is refused (its row is gone
                 // and the certificates are marked revoked).
-                guard try await self.store.deleteServer(id: server.id) else { throw Self.serverNotFound(server.id) }
+                guard let blobs = try await self.store.deleteServer(id: server.id) else { throw Self.serverNotFound(server.id) }
+                self.removeLogBlobs(blobs)
                 return HTTP.noContent()
             },
         ])
@@ -116,21 +117,31 @@ extension ControlPlane {
             },
         ])
         // Extension: the session and access events the server's agent forwarded, oldest
-        // first; `startDateTime`/`endDateTime` bound the window, `$filter`/`$select`/`$top`
-        // work as on every collection (e.g. `$filter=type eq 'sessionDisconnected'`).
+        // first. At most `maxSessionEvents` per answer: without `startDateTime` the newest
+        // ones (up to `endDateTime`), with it the first ones from it (to page forward).
+        // `$filter`/`$select`/`$top` work as on every collection (e.g.
+        // `$filter=type eq 'sessionDisconnected'`, pushed into the query); `$top` keeps the
+        // newest N without `startDateTime`, the first N with it.
         HTTP.route(router, base + "/{serverId}/sessionEvents", [
             .get: { request, context in
                 let (site, server) = try await self.requireServer(context)
-                let parameters = HTTP.query(request)
+                let parameters = try HTTP.query(request)
                 let query = try ODataQuery(parameters: parameters, schema: GraphSchemas.sessionEvent)
                 func date(_ name: String) throws(GraphError) -> Date? {
                     guard let text = parameters.first(where: { $0.0 == name })?.1 else { return nil }
                     guard let d = GraphDateParsing.parse(text) else { throw GraphError.validation("\(name): not an ISO 8601 date-time: '\(text)'") }
                     return d
                 }
-                let events = try await self.store.events(serverId: server.id, from: try date("startDateTime"), to: try date("endDateTime"),
-                                                         limit: self.options.maxTimeSeriesPoints * 10)
-                let items: [[String: JSONValue]] = events.map { stored in
+                let from = try date("startDateTime")
+                let newest = from == nil
+                let type = query.filter?.requiredEquality(property: "type")
+                var limit = self.options.maxSessionEvents
+                // When the database applies the whole filter, $top can be its limit too.
+                let wholeFilterInQuery = query.filter == nil || type.map { query.filter == .compare(property: "type", op: .eq, literal: .string($0)) } == true
+                if let top = query.top, wholeFilterInQuery { limit = min(limit, top) }
+                let events = try await self.store.events(serverId: server.id, from: from, to: try date("endDateTime"),
+                                                         type: type, newest: newest, limit: limit)
+                var items: [[String: JSONValue]] = events.map { stored in
                     let e = stored.event
                     var o: [String: JSONValue] = ["id": .string(stored.id), "type": .string(e.type.rawValue), "dateTime": .string(e.dateTime)]
                     for (k, v) in [("userId", e.userId), ("userName", e.userName), ("deviceId", e.deviceId), ("sessionId", e.sessionId),
@@ -141,7 +152,9 @@ extension ControlPlane {
                     o["bytesOut"] = e.bytesOut.map { .int($0) } ?? .null
                     return o
                 }
-                return HTTP.collection(query.apply(to: items),
+                if let filter = query.filter { items = items.filter { filter.matches($0) } }
+                if let top = query.top { items = newest ? Array(items.suffix(top)) : Array(items.prefix(top)) }
+                return HTTP.collection(items.map(query.project),
                                        context: "deviceManagement/microsoftTunnelSites('\(site.id)')/microsoftTunnelServers('\(server.id)')/sessionEvents")
             },
         ])

@@ -9,7 +9,7 @@ extension ControlPlane {
     static let sitesPath = "/beta/deviceManagement/microsoftTunnelSites"
     static let configurationNavigation = "microsoftTunnelConfiguration"
 
-    func addSiteRoutes(_ router: Router<ControlRequestContext>) {
+    func addSiteRoutes(_ router: RouteTable) {
         let schema = GraphSchemas.site
         let expandable = [Self.configurationNavigation]
         HTTP.route(router, Self.sitesPath, [

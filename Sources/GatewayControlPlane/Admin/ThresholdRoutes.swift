@@ -7,7 +7,7 @@ import Hummingbird
 extension ControlPlane {
     static let thresholdsPath = "/beta/deviceManagement/microsoftTunnelHealthThresholds"
 
-    func addThresholdRoutes(_ router: Router<ControlRequestContext>) {
+    func addThresholdRoutes(_ router: RouteTable) {
         let schema = GraphSchemas.healthThreshold
         HTTP.route(router, Self.thresholdsPath, [
             .get: { request, _ in

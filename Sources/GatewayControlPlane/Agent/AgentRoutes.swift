@@ -8,7 +8,7 @@ import X509
 /// certificate; everything else needs the agent certificate this CA issued, for a server
 /// that still exists.
 extension ControlPlane {
-    func addAgentRoutes(_ router: Router<ControlRequestContext>) {
+    func addAgentRoutes(_ router: RouteTable) {
         let base = AgentAPI.basePath
         HTTP.route(router, base + "/ca", [
             .get: { _, _ in
@@ -47,17 +47,7 @@ extension ControlPlane {
             .put: { request, context in
                 let (server, _) = try await self.authenticateAgent(request, context)
                 let id = try HTTP.parameter(context, "id")
-                _ = try await self.pendingCollection(id, server: server)
-                var request = request
-                let buffer: ByteBuffer
-                do {
-                    buffer = try await request.collectBody(upTo: self.options.maxLogUploadBytes)
-                } catch {
-                    let message = "log upload larger than \(self.options.maxLogUploadBytes) bytes"
-                    try? await self.recordLogFailure(server: server, collectionId: id, message: message)
-                    throw GraphError(.contentTooLarge, code: "RequestEntityTooLarge", message)
-                }
-                try await self.storeLogUpload(server: server, collectionId: id, bytes: Data(buffer: buffer))
+                try await self.receiveLogUpload(server: server, collectionId: id, body: request.body)
                 return HTTP.noContent()
             },
         ])
@@ -80,7 +70,7 @@ extension ControlPlane {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch {
-            throw GraphError(.contentTooLarge, code: "RequestEntityTooLarge", "request body larger than \(limit) bytes")
+            throw HTTP.bodyError(error, limit: limit)
         }
         do {
             return try JSONDecoder().decode(type, from: Data(buffer: buffer))

@@ -3,6 +3,7 @@ import GatewayAgentAPI
 import GatewayCore
 import Hummingbird
 import Logging
+import NIOCore
 import X509
 
 /// The agent API's logic, apart from HTTP: enrollment, renewal, check-in, reports, log
@@ -29,11 +30,24 @@ extension ControlPlane {
         guard !hostname.isEmpty, hostname.count <= 200, !hostname.contains(where: { $0.isNewline }) else {
             throw refuse(.badRequest, "invalidHostname", "hostname must be 1 to 200 characters on one line")
         }
-        guard let siteId = try? await store.joinTokenSite(tokenId: token.tokenId) else {
-            throw refuse(.unauthorized, "invalidJoinToken", "unknown join token (it was never issued here, or its Site was deleted)")
+        // The token is checked (constant-time secret compare, unused, unexpired, Site
+        // present) before any signing work; `store.enroll` checks it again as it spends it
+        // in the same transaction that creates the server.
+        let secretDigest = Secrets.sha256Hex(Data(token.secret.utf8))
+        let now = self.now()
+        let check: JoinTokenCheck
+        do {
+            check = try await store.checkJoinToken(tokenId: token.tokenId, secretSHA256: secretDigest, now: now)
+        } catch {
+            logger.error("agent.enroll.storeFailed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
+            throw GraphError.internalError("enrollment could not be checked")
+        }
+        let siteId: String
+        switch check {
+        case .valid(let site): siteId = site
+        case .refused(let outcome): throw Self.enrollmentRefusal(outcome, refuse)
         }
         let serverId = Secrets.newId()
-        let now = self.now()
         let cert: Certificate
         do {
             cert = try ca.issueAgentCertificate(csrPEM: request.csrPEM, serverId: serverId, lifetime: options.agentCertificateLifetime, now: now)
@@ -44,24 +58,28 @@ extension ControlPlane {
         let issued = IssuedCertificate(serial: cert.serialHex, serverId: serverId, notBefore: cert.notValidBefore, notAfter: cert.notValidAfter)
         let outcome: EnrollmentOutcome
         do {
-            outcome = try await store.enroll(tokenId: token.tokenId, secretSHA256: Secrets.sha256Hex(Data(token.secret.utf8)), now: now,
+            outcome = try await store.enroll(tokenId: token.tokenId, secretSHA256: secretDigest, now: now,
                                              server: server, certificate: issued)
         } catch {
             logger.error("agent.enroll.storeFailed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
             throw GraphError.internalError("enrollment could not be stored")
         }
-        switch outcome {
-        case .enrolled: break
-        case .unknownToken: throw refuse(.unauthorized, "invalidJoinToken", "unknown join token")
-        case .wrongSecret: throw refuse(.unauthorized, "invalidJoinToken", "the join token's secret is wrong")
-        case .alreadyUsed: throw refuse(.unauthorized, "joinTokenUsed", "the join token was already used (tokens are one-time; create a new one)")
-        case .expired: throw refuse(.unauthorized, "joinTokenExpired", "the join token expired; create a new one")
-        case .siteMissing: throw refuse(.unauthorized, "invalidJoinToken", "the join token's Site no longer exists")
-        }
+        if outcome != .enrolled { throw Self.enrollmentRefusal(outcome, refuse) }
         logger.info("agent.enrolled", metadata: log.merging(["server": "\(serverId)", "site": "\(siteId)",
                                                               "notAfter": "\(GraphDate.string(cert.notValidAfter))"]) { a, _ in a })
         return EnrollmentResponse(serverId: serverId, siteId: siteId, certificateChainPEM: cert.pemString + "\n" + ca.certificatePEM + "\n",
                                   caCertificatePEM: ca.certificatePEM, notAfter: GraphDate.string(cert.notValidAfter))
+    }
+
+    static func enrollmentRefusal(_ outcome: EnrollmentOutcome,
+                                  _ refuse: (HTTPResponse.Status, String, String) -> GraphError) -> GraphError {
+        switch outcome {
+        case .enrolled, .unknownToken: return refuse(.unauthorized, "invalidJoinToken", "unknown join token (it was never issued here, or its Site was deleted)")
+        case .wrongSecret: return refuse(.unauthorized, "invalidJoinToken", "the join token's secret is wrong")
+        case .alreadyUsed: return refuse(.unauthorized, "joinTokenUsed", "the join token was already used (tokens are one-time; create a new one)")
+        case .expired: return refuse(.unauthorized, "joinTokenExpired", "the join token expired; create a new one")
+        case .siteMissing: return refuse(.unauthorized, "invalidJoinToken", "the join token's Site no longer exists")
+        }
     }
 
     // MARK: - Renewal
@@ -148,6 +166,27 @@ extension ControlPlane {
             throw GraphError.conflict("log collection '\(id)' is already \(record.status.rawValue)")
         }
         return record
+    }
+
+    /// Collects an upload body (at most `maxLogUploadBytes`, exactly) and stores it. Only a
+    /// body over the limit marks the collection failed; a body cut short (client gone,
+    /// timeout) leaves it pending so the agent's retry can still complete it.
+    func receiveLogUpload(server: ServerRecord, collectionId: String, body: RequestBody) async throws {
+        _ = try await pendingCollection(collectionId, server: server)
+        let limit = options.maxLogUploadBytes
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch let error where HTTP.isTooLarge(error) {
+            let message = "log upload larger than \(limit) bytes"
+            try? await recordLogFailure(server: server, collectionId: collectionId, message: message)
+            throw GraphError(.contentTooLarge, code: "RequestEntityTooLarge", message)
+        } catch {
+            logger.notice("agent.logs.interrupted", metadata: ["server": "\(server.id)", "collection": "\(collectionId)", "error": "\(error)"])
+            throw GraphError(.badRequest, code: "IncompleteBody",
+                             "the log upload was not received completely; log collection '\(collectionId)' stays pending, send it again")
+        }
+        try await storeLogUpload(server: server, collectionId: collectionId, bytes: Data(buffer: buffer))
     }
 
     public func storeLogUpload(server: ServerRecord, collectionId: String, bytes: Data) async throws {

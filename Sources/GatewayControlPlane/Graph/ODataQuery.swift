@@ -63,8 +63,11 @@ struct ODataQuery: Sendable {
 
 /// A parsed `$filter`: comparisons (`eq ne gt ge lt le`) of a property with a literal,
 /// `startswith(prop,'x')`, `contains(prop,'x')`, joined with `and`, `or`, `not`, parentheses.
+/// A comparison of a dateTime property with a date-time literal (unquoted, as OData writes
+/// it: `lastCheckinDateTime gt 2026-11-01T00:00:00Z`, or quoted) compares instants.
 indirect enum ODataFilter: Sendable, Equatable {
     case compare(property: String, op: Operator, literal: JSONValue)
+    case compareDate(property: String, op: Operator, date: Date)
     case function(name: String, property: String, argument: String)
     case and(ODataFilter, ODataFilter)
     case or(ODataFilter, ODataFilter)
@@ -84,6 +87,16 @@ indirect enum ODataFilter: Sendable, Equatable {
         return result
     }
 
+    /// The string `property` must equal for the filter to match, when the filter is that
+    /// comparison or an `and` containing it (so the store can narrow the query with it).
+    func requiredEquality(property: String) -> String? {
+        switch self {
+        case .compare(property, .eq, .string(let value)): return value
+        case .and(let a, let b): return a.requiredEquality(property: property) ?? b.requiredEquality(property: property)
+        default: return nil
+        }
+    }
+
     func matches(_ item: [String: JSONValue]) -> Bool {
         switch self {
         case .and(let a, let b): return a.matches(item) && b.matches(item)
@@ -97,6 +110,10 @@ indirect enum ODataFilter: Sendable, Equatable {
             case "endswith": return value.hasSuffix(arg)
             default: return value.contains(arg)
             }
+        case .compareDate(let property, let op, let date):
+            guard let text = item[property]?.stringValue, let value = GraphDateParsing.parse(text) else { return op == .ne }
+            let order = value < date ? -1 : (value > date ? 1 : 0)
+            return Self.holds(op, order)
         case .compare(let property, let op, let literal):
             let value = item[property] ?? .null
             switch op {
@@ -104,13 +121,20 @@ indirect enum ODataFilter: Sendable, Equatable {
             case .ne: return !Self.equal(value, literal)
             default:
                 guard let order = Self.order(value, literal) else { return false }
-                switch op {
-                case .gt: return order > 0
-                case .ge: return order >= 0
-                case .lt: return order < 0
-                default: return order <= 0
-                }
+                return Self.holds(op, order)
             }
+        }
+    }
+
+    /// Whether `op` holds for a comparison result (-1, 0, 1).
+    static func holds(_ op: Operator, _ order: Int) -> Bool {
+        switch op {
+        case .eq: return order == 0
+        case .ne: return order != 0
+        case .gt: return order > 0
+        case .ge: return order >= 0
+        case .lt: return order < 0
+        case .le: return order <= 0
         }
     }
 
@@ -142,7 +166,7 @@ indirect enum ODataFilter: Sendable, Equatable {
     // MARK: - Tokens
 
     struct Token: Equatable {
-        enum Kind { case word, string, number, open, close, comma }
+        enum Kind { case word, string, number, dateTime, open, close, comma }
         var kind: Kind
         var text: String
     }
@@ -174,6 +198,16 @@ indirect enum ODataFilter: Sendable, Equatable {
                 }
                 if !closed { throw GraphError.unsupportedQuery("$filter: unterminated string literal") }
                 tokens.append(Token(kind: .string, text: s))
+                continue
+            }
+            // An unquoted date-time literal: starts `dddd-dd-dd`, runs over [0-9A-Za-z:.+-].
+            if i + 10 <= chars.count, (0..<10).allSatisfy({ k in k == 4 || k == 7 ? chars[i + k] == "-" : (chars[i + k].isASCII && chars[i + k].isNumber) }) {
+                var s = ""
+                while i < chars.count, chars[i].isASCII, chars[i].isLetter || chars[i].isNumber || ":.+-".contains(chars[i]) {
+                    s.append(chars[i])
+                    i += 1
+                }
+                tokens.append(Token(kind: .dateTime, text: s))
                 continue
             }
             if c.isNumber || c == "-" {
@@ -265,6 +299,20 @@ indirect enum ODataFilter: Sendable, Equatable {
                 throw GraphError.unsupportedQuery("$filter: operator '\(opToken.text)' is not supported (supported: eq, ne, gt, ge, lt, le, and, or, not, startswith, endswith, contains)")
             }
             guard let lit = next() else { throw GraphError.unsupportedQuery("$filter: expected a value after '\(opToken.text)'") }
+            let isDateTimeField = schema.field(token.text)?.type == .dateTime
+            if lit.kind == .dateTime {
+                guard isDateTimeField else {
+                    throw GraphError.unsupportedQuery("$filter: '\(token.text)' is not a dateTime property; quote text literals ('\(lit.text)')")
+                }
+                guard let date = GraphDateParsing.parse(lit.text) else {
+                    throw GraphError.unsupportedQuery("$filter: '\(lit.text)' is not an ISO 8601 date-time with a zone (e.g. 2026-11-01T00:00:00Z; send '+' as %2B)")
+                }
+                return .compareDate(property: token.text, op: op, date: date)
+            }
+            // A quoted date-time compared with a dateTime property compares instants too.
+            if isDateTimeField, lit.kind == .string, let date = GraphDateParsing.parse(lit.text) {
+                return .compareDate(property: token.text, op: op, date: date)
+            }
             return .compare(property: token.text, op: op, literal: try literal(lit))
         }
 

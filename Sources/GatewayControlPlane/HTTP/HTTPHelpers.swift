@@ -10,7 +10,7 @@ enum HTTP {
 
     /// Registers `handlers` on `path` and a 405 (OData error, `Allow` header) for every
     /// other method, so a wrong verb is told apart from a wrong path.
-    static func route(_ router: Router<ControlRequestContext>, _ path: String, _ handlers: [HTTPRequest.Method: Handler]) {
+    static func route(_ router: some RouterMethods<ControlRequestContext>, _ path: String, _ handlers: [HTTPRequest.Method: Handler]) {
         let allowed = methods.filter { handlers[$0] != nil }.map(\.rawValue).joined(separator: ", ")
         for method in methods {
             if let handler = handlers[method] {
@@ -22,6 +22,11 @@ enum HTTP {
                 }
             }
         }
+    }
+
+    /// Registers through the route table (admin paths land on the authenticated /beta group).
+    static func route(_ table: RouteTable, _ path: String, _ handlers: [HTTPRequest.Method: Handler]) {
+        table.route(path, handlers)
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
@@ -53,7 +58,7 @@ enum HTTP {
         do {
             buffer = try await request.collectBody(upTo: GraphBody.maxBytes)
         } catch {
-            throw GraphError(.contentTooLarge, code: "RequestEntityTooLarge", "request body larger than \(GraphBody.maxBytes) bytes")
+            throw bodyError(error, limit: GraphBody.maxBytes)
         }
         if buffer.readableBytes > 0 {
             let type = request.headers[.contentType]?.lowercased() ?? ""
@@ -65,9 +70,47 @@ enum HTTP {
         return Data(buffer: buffer)
     }
 
-    /// Query parameters with percent-decoded names (`%24filter` is `$filter`).
-    static func query(_ request: Request) -> [(String, String)] {
-        request.uri.queryParameters.map { (String($0.key).removingPercentEncoding ?? String($0.key), String($0.value)) }
+    /// True for the error of a body over the collection limit (and nothing else: a client
+    /// that disconnects or times out mid-body is not "too large").
+    static func isTooLarge(_ error: any Error) -> Bool {
+        if error is NIOTooManyBytesError { return true }
+        if let e = error as? any HTTPResponseError, e.status == .contentTooLarge { return true }
+        return false
+    }
+
+    /// The answer to a body that could not be collected: 413 when over `limit`, else 400.
+    static func bodyError(_ error: any Error, limit: Int) -> GraphError {
+        if isTooLarge(error) {
+            return GraphError(.contentTooLarge, code: "RequestEntityTooLarge", "request body larger than \(limit) bytes")
+        }
+        return GraphError(.badRequest, code: "IncompleteBody", "the request body could not be read completely")
+    }
+
+    /// Query parameters, names and values decoded as a form (`application/x-www-form-urlencoded`):
+    /// `+` is a space, then percent-decoding (`%24filter` is `$filter`, `%2B` a literal `+`).
+    /// Malformed percent-encoding is a 400 rather than a guess.
+    static func query(_ request: Request) throws(GraphError) -> [(String, String)] {
+        try query(request.uri.query)
+    }
+
+    static func query(_ raw: String?) throws(GraphError) -> [(String, String)] {
+        guard let raw, !raw.isEmpty else { return [] }
+        var out: [(String, String)] = []
+        for pair in raw.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = try formDecode(parts[0])
+            let value = parts.count > 1 ? try formDecode(parts[1]) : ""
+            out.append((name, value))
+        }
+        return out
+    }
+
+    static func formDecode(_ text: Substring) throws(GraphError) -> String {
+        let spaced = text.replacingOccurrences(of: "+", with: " ")
+        guard let decoded = spaced.removingPercentEncoding else {
+            throw GraphError.badRequest("query string: malformed percent-encoding in '\(text.prefix(100))'")
+        }
+        return decoded
     }
 
     static func parameter(_ context: ControlRequestContext, _ name: String) throws -> String {

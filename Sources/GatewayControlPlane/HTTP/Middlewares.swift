@@ -40,16 +40,64 @@ struct ODataErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Admin authentication for everything under `/beta/`, and the audit line of every admin
-/// write. No anonymous reads: even an unknown `/beta` path needs credentials first.
-struct AdminAuthMiddleware: RouterMiddleware {
+/// Refuses, before routing, request paths that could be spelled to look like one thing
+/// and route as another: empty segments (`//beta/…`, `/beta//x` — the router skips them),
+/// dot segments (`.`, `..`, also percent-encoded), percent-encoded `/` or `\`, malformed
+/// percent-encoding and control characters. One trailing `/` is allowed. Answers 400.
+struct CanonicalPathMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
-    let authenticator: AdminAuthenticator
-    let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/beta/") || request.uri.path == "/beta" else {
-            return try await next(request, context)
+        if let problem = Self.problem(request.uri.path) {
+            throw GraphError(.badRequest, code: "BadRequest", "request path refused: \(problem)")
+        }
+        return try await next(request, context)
+    }
+
+    /// Why `path` is refused, nil when it is canonical.
+    static func problem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "it must start with '/'" }
+        guard path != "/" else { return nil }
+        var segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        if segments.count > 1, segments.last?.isEmpty == true { segments.removeLast() }
+        for segment in segments {
+            if segment.isEmpty { return "empty path segment ('//')" }
+            guard let decoded = String(segment).removingPercentEncoding else { return "malformed percent-encoding" }
+            if decoded == "." || decoded == ".." { return "dot segment ('\(decoded)')" }
+            if decoded.contains("/") || decoded.contains("\\") { return "encoded '/' or '\\' in a path segment" }
+            if decoded.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return "control character in the path" }
+        }
+        return nil
+    }
+}
+
+/// Admin authentication and the audit line of every admin write.
+///
+/// Installed twice: on the `/beta` route group (`scope: .group`), so every matched admin
+/// route is authenticated however the raw path was spelled; and on the router
+/// (`scope: .pathPrefix`) for requests whose first path segment is `beta`, so even an unknown
+/// `/beta` path needs credentials before it gets its 404 (no anonymous probing). The outer
+/// instance authenticates and audits; the group instance then sees `context.admin` set and
+/// passes through, or authenticates itself if the outer one did not.
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = ControlRequestContext
+    enum Scope: Sendable { case pathPrefix, group }
+    let authenticator: AdminAuthenticator
+    let logger: Logger
+    var scope: Scope = .group
+
+    /// True when the path's first segment is `beta` (percent-decoded, any case).
+    static func isAdminPath(_ path: String) -> Bool {
+        guard let first = path.split(separator: "/").first else { return false }
+        return (String(first).removingPercentEncoding ?? String(first)).lowercased() == "beta"
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        switch scope {
+        case .pathPrefix:
+            guard Self.isAdminPath(request.uri.path) else { return try await next(request, context) }
+        case .group:
+            if context.admin != nil { return try await next(request, context) }
         }
         let principal: AdminPrincipal
         switch await authenticator.authenticate(authorization: request.headers[.authorization]) {

@@ -55,10 +55,13 @@ public struct HealthInputs: Sendable {
     public var agentCertificateLifetime: TimeInterval
     /// The control plane's version: agents and gateways on another version get a warning.
     public var expectedVersion: String
+    /// How often agents are told to send health reports; a report older than 3 of these
+    /// while the server still checks in is a warning.
+    public var reportInterval: TimeInterval
 
     public init(server: ServerRecord, site: SiteRecord?, latest: HealthSample?, agentCertificate: IssuedCertificate?,
                 thresholds: [String: ThresholdOverride], now: Date, offlineAfter: TimeInterval, checkinInterval: TimeInterval,
-                agentCertificateLifetime: TimeInterval, expectedVersion: String) {
+                agentCertificateLifetime: TimeInterval, expectedVersion: String, reportInterval: TimeInterval = 60) {
         self.server = server
         self.site = site
         self.latest = latest
@@ -69,6 +72,7 @@ public struct HealthInputs: Sendable {
         self.checkinInterval = checkinInterval
         self.agentCertificateLifetime = agentCertificateLifetime
         self.expectedVersion = expectedVersion
+        self.reportInterval = reportInterval
     }
 }
 
@@ -104,10 +108,10 @@ public enum HealthEvaluator {
         }
 
         let report = input.latest?.report
-        let reportDate = input.latest?.dateTime ?? now
-        if report == nil {
-            checks.append(HealthCheck(id: "healthReport", status: .unknown, message: "no health report received yet"))
-        }
+        // Metrics that depend on time (certificate expiry) are evaluated now, not at the
+        // time the agent put on its report.
+        let reportDate = now
+        checks.append(reportAge(input, offline: offline))
 
         // Threshold metrics.
         for metric in HealthMetric.allCases {
@@ -154,6 +158,28 @@ public enum HealthEvaluator {
             }
         }
         return HealthEvaluation(status: status, checks: checks)
+    }
+
+    /// How old the latest health report is, by when it was received. Stale (older than
+    /// 3 × the report interval) while the server still checks in → warning: the agent is
+    /// alive but its health reports do not arrive, so the metrics shown are old.
+    static func reportAge(_ input: HealthInputs, offline: Bool) -> HealthCheck {
+        let id = "healthReport"
+        guard let latest = input.latest else {
+            return HealthCheck(id: id, status: .unknown, message: "no health report received yet")
+        }
+        let age = max(0, input.now.timeIntervalSince(latest.receivedDateTime))
+        let value = "\(Int(age))"
+        let limit = 3 * input.reportInterval
+        if age > limit {
+            if offline {
+                return HealthCheck(id: id, status: .unknown, message: "last health report received \(Int(age)) s ago (server offline)", value: value)
+            }
+            return HealthCheck(id: id, status: .warning,
+                               message: "last health report received \(Int(age)) s ago although the server checks in; reports are expected every \(Int(input.reportInterval)) s (stale after \(Int(limit)) s)",
+                               value: value)
+        }
+        return HealthCheck(id: id, status: .healthy, message: "last health report received \(Int(age)) s ago", value: value)
     }
 
     static func tlsCertificate(_ report: HealthReport?, at date: Date, thresholds: [String: ThresholdOverride]) -> HealthCheck {

@@ -24,6 +24,8 @@ public struct ServeConfiguration: Sendable {
     public var reportInterval: TimeInterval = 60
     public var offlineAfter: TimeInterval = 300
     public var agentCertificateLifetime: TimeInterval = 30 * 24 * 3600
+    /// Health reports, session events and report ids are kept this many days.
+    public var retentionDays: Int = 30
 
     public init() {}
 }
@@ -38,6 +40,7 @@ public enum ControlPlaneServer {
     }
 
     public static func prepare(_ config: ServeConfiguration, logger: Logger) async throws -> Prepared {
+        // 0700, also when the directory already existed (it holds the CA key and the database).
         try StateFiles.ensureDirectory(config.stateDirectory)
         let ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
         let tls: ControlPlaneTLS
@@ -72,6 +75,8 @@ public enum ControlPlaneServer {
         options.reportInterval = config.reportInterval
         options.offlineAfter = config.offlineAfter
         options.agentCertificateLifetime = config.agentCertificateLifetime
+        options.retention = TimeInterval(config.retentionDays) * 24 * 3600
+        try StateFiles.ensureDirectory(options.logsDirectory)
         let controlPlane = ControlPlane(store: store, ca: ca,
                                         authenticator: AdminAuthenticator(localToken: token, validator: validator, requiredRole: config.adminRole),
                                         options: options, logger: logger)

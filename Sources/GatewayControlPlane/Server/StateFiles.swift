@@ -3,14 +3,17 @@ import Foundation
 /// Files in the state directory: written whole (temp file + rename) with their mode set
 /// before any content lands, so a secret is never readable by others, not even briefly.
 enum StateFiles {
+    /// The temp file has a random name and is created exclusively (`O_EXCL`, never through
+    /// a symlink: `O_NOFOLLOW`) with mode 0600, so concurrent writers of the same path
+    /// never share one and nothing planted beforehand is written through; `mode` is set
+    /// before the rename.
     static func write(_ data: Data, to path: String, mode: mode_t) throws {
-        let tmp = path + ".tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        let tmp = path + ".tmp." + Secrets.hex((0..<8).map { _ in UInt8.random(in: 0...255) })
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw PKIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        fchmod(fd, mode)
-        var ok = true
+        var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buf in
-            guard let base = buf.baseAddress else { return }
+            guard ok, let base = buf.baseAddress else { return }
             var off = 0
             while off < buf.count {
                 let n = Foundation.write(fd, base.advanced(by: off), buf.count - off)
@@ -21,23 +24,29 @@ enum StateFiles {
         if fsync(fd) != 0 { ok = false }
         close(fd)
         guard ok, rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
             unlink(tmp)
-            throw PKIError("cannot write \(path): \(String(cString: strerror(errno)))")
+            throw PKIError("cannot write \(path): \(reason)")
         }
     }
 
-    /// Creates `path` (and parents) as a directory only the owner can enter.
+    /// Makes `path` (and parents) a directory only the owner can enter: created with `mode`,
+    /// and an existing one is set to `mode` too (a state directory made by hand, or by an
+    /// older version, is tightened at start).
     static func ensureDirectory(_ path: String, mode: mode_t = 0o700) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw PKIError("\(path) exists and is not a directory") }
-            return
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: NSNumber(value: mode)])
+            } catch {
+                throw PKIError("cannot create \(path): \(error.localizedDescription)")
+            }
         }
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: NSNumber(value: mode)])
-        } catch {
-            throw PKIError("cannot create \(path): \(error.localizedDescription)")
+        guard chmod(path, mode) == 0 else {
+            throw PKIError("cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -33,8 +33,10 @@ public protocol ControlStore: Sendable {
     func listServers(siteId: String?) async throws -> [ServerRecord]
     func server(id: String) async throws -> ServerRecord?
     func renameServer(id: String, displayName: String) async throws -> Bool
-    /// Deletes the server and revokes its certificates.
-    func deleteServer(id: String) async throws -> Bool
+    /// Deletes the server, revokes its certificates and deletes its log collections.
+    /// Nil if there was no such server; otherwise the blob files of the deleted log
+    /// collections, for the caller to remove.
+    func deleteServer(id: String) async throws -> [String]?
     func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
 
     // MARK: Join tokens and enrollment
@@ -42,8 +44,9 @@ public protocol ControlStore: Sendable {
     /// In one transaction: checks the token (known, secret, unused, unexpired, Site present),
     /// spends it, creates the server and records its certificate.
     func enroll(tokenId: String, secretSHA256: String, now: Date, server: ServerRecord, certificate: IssuedCertificate) async throws -> EnrollmentOutcome
-    /// The Site a token belongs to (for logs and error messages); nil if unknown.
-    func joinTokenSite(tokenId: String) async throws -> String?
+    /// Checks a token without spending it (known, secret, unused, unexpired, Site present),
+    /// so no signing work is done for a bad one; `enroll` checks again when it spends it.
+    func checkJoinToken(tokenId: String, secretSHA256: String, now: Date) async throws -> JoinTokenCheck
 
     // MARK: Agent certificates
     func insertCertificate(_ certificate: IssuedCertificate) async throws
@@ -56,14 +59,17 @@ public protocol ControlStore: Sendable {
     func setThresholdOverride(_ value: ThresholdOverride) async throws
 
     // MARK: Reports
-    /// Stores each item whose id was never seen; returns every id (new or seen) and the
-    /// number already seen.
+    /// Stores each item whose id was never seen from this server; returns every id (new or
+    /// seen) and the number already seen. Item times later than `receivedAt` are clamped to it.
     func storeReports(serverId: String, items: [ReportItem], receivedAt: Date) async throws -> ReportAck
+    /// The health report received last (by receive time, not the agent's clock).
     func latestHealth(serverId: String) async throws -> HealthSample?
     func healthSamples(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [HealthSample]
     func eventCount(serverId: String) async throws -> Int
-    /// A server's session/access events in time order, oldest first, within [from, to].
-    func events(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [StoredEvent]
+    /// A server's session/access events within [from, to] (and of `type`, compared
+    /// case-insensitively, when given), at most `limit`: the newest ones when `newest`, else
+    /// the oldest ones; returned in time order, oldest first.
+    func events(serverId: String, from: Date?, to: Date?, type: String?, newest: Bool, limit: Int) async throws -> [StoredEvent]
 
     // MARK: Log collections
     func insertLogCollection(_ record: LogCollectionRecord) async throws
@@ -74,4 +80,10 @@ public protocol ControlStore: Sendable {
     func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool
     /// pending → failed; false if it was not pending.
     func failLogCollection(id: String, message: String, at: Date) async throws -> Bool
+
+    // MARK: Retention
+    /// Deletes health reports and events dated before `olderThan`, report ids received
+    /// before it, and log collections whose expiry is before `expiredBefore` (returning their
+    /// blob files for the caller to remove).
+    func prune(olderThan: Date, expiredBefore: Date) async throws -> PruneOutcome
 }

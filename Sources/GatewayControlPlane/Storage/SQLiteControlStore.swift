@@ -8,12 +8,42 @@ import GatewayCore
 public final class SQLiteControlStore: ControlStore {
     let writer: any DatabaseWriter
 
-    /// Opens (creating if needed) the database file and migrates it.
+    /// Opens (creating if needed) the database file and migrates it. The file and its
+    /// `-wal`/`-shm` companions are owner-only (0600): they hold user names, device ids and
+    /// client addresses. The file is created 0600 before SQLite opens it (SQLite gives the
+    /// companions the database file's mode), and existing files are set to 0600.
     public convenience init(path: String) throws {
+        try Self.restrictFile(path, create: true)
         var config = Configuration()
         config.busyMode = .timeout(5)
         config.foreignKeysEnabled = true
-        try self.init(writer: DatabasePool(path: path, configuration: config))
+        let pool = try DatabasePool(path: path, configuration: config)
+        try self.init(writer: pool)
+        for companion in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            try Self.restrictFile(companion, create: false)
+        }
+    }
+
+    /// Sets `path` to 0600; creates it empty (0600, exclusively, not through a symlink) when
+    /// `create` and it does not exist. A missing file is left alone otherwise.
+    static func restrictFile(_ path: String, create: Bool) throws {
+        if create {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                close(fd)
+            } else if errno != EEXIST {
+                throw DatabaseFileError(path: path, reason: String(cString: strerror(errno)))
+            }
+        }
+        if chmod(path, 0o600) != 0, errno != ENOENT {
+            throw DatabaseFileError(path: path, reason: String(cString: strerror(errno)))
+        }
+    }
+
+    struct DatabaseFileError: Error, CustomStringConvertible {
+        var path: String
+        var reason: String
+        var description: String { "cannot create or restrict \(path): \(reason)" }
     }
 
     /// An in-memory database (tests).
@@ -184,12 +214,14 @@ public final class SQLiteControlStore: ControlStore {
         }
     }
 
-    public func deleteServer(id: String) async throws -> Bool {
+    public func deleteServer(id: String) async throws -> [String]? {
         try await writer.write { db in
             try db.execute(sql: "DELETE FROM servers WHERE id = ?", arguments: [id])
             let deleted = db.changesCount > 0
             try db.execute(sql: "UPDATE issued_certificates SET revoked = 1 WHERE serverId = ?", arguments: [id])
-            return deleted
+            let blobs = try String.fetchAll(db, sql: "SELECT blobPath FROM log_collections WHERE serverId = ? AND blobPath IS NOT NULL", arguments: [id])
+            try db.execute(sql: "DELETE FROM log_collections WHERE serverId = ?", arguments: [id])
+            return deleted ? blobs : nil
         }
     }
 
@@ -213,24 +245,30 @@ public final class SQLiteControlStore: ControlStore {
         }
     }
 
-    public func joinTokenSite(tokenId: String) async throws -> String? {
-        try await writer.read { db in
-            try String.fetchOne(db, sql: "SELECT siteId FROM join_tokens WHERE id = ?", arguments: [tokenId])
+    public func checkJoinToken(tokenId: String, secretSHA256: String, now: Date) async throws -> JoinTokenCheck {
+        try await writer.read { db in try Self.checkJoinToken(db, tokenId: tokenId, secretSHA256: secretSHA256, now: now) }
+    }
+
+    /// The token checks, shared by the pre-check and the spending transaction.
+    static func checkJoinToken(_ db: Database, tokenId: String, secretSHA256: String, now: Date) throws -> JoinTokenCheck {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE id = ?", arguments: [tokenId]) else {
+            return .refused(.unknownToken)
         }
+        let stored: String = row["secretSHA256"]
+        guard ConstantTime.equal(Array(stored.utf8), Array(secretSHA256.utf8)) else { return .refused(.wrongSecret) }
+        if (row["usedAt"] as Double?) != nil { return .refused(.alreadyUsed) }
+        if let expires = date(row["expiresAt"]), expires <= now { return .refused(.expired) }
+        let siteId: String = row["siteId"]
+        guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sites WHERE id = ?", arguments: [siteId]) != nil else { return .refused(.siteMissing) }
+        return .valid(siteId: siteId)
     }
 
     public func enroll(tokenId: String, secretSHA256: String, now: Date, server: ServerRecord, certificate: IssuedCertificate) async throws -> EnrollmentOutcome {
         try await writer.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE id = ?", arguments: [tokenId]) else {
-                return .unknownToken
+            switch try Self.checkJoinToken(db, tokenId: tokenId, secretSHA256: secretSHA256, now: now) {
+            case .refused(let outcome): return outcome
+            case .valid(let siteId): guard server.siteId == siteId else { return .siteMissing }
             }
-            let stored: String = row["secretSHA256"]
-            guard ConstantTime.equal(Array(stored.utf8), Array(secretSHA256.utf8)) else { return .wrongSecret }
-            if (row["usedAt"] as Double?) != nil { return .alreadyUsed }
-            if let expires = Self.date(row["expiresAt"]), expires <= now { return .expired }
-            let siteId: String = row["siteId"]
-            guard server.siteId == siteId else { return .siteMissing }
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sites WHERE id = ?", arguments: [siteId]) != nil else { return .siteMissing }
             // Spend first, conditionally: a concurrent enrollment with the same token that
             // got here too finds usedAt set and changes nothing.
             try db.execute(sql: "UPDATE join_tokens SET usedAt = ?, usedByServerId = ? WHERE id = ? AND usedAt IS NULL",
@@ -300,7 +338,8 @@ public final class SQLiteControlStore: ControlStore {
         // Encode outside the transaction; the write lock is held only for the inserts.
         var encoded: [(ReportItem, String?, Double)] = []
         for item in items {
-            let when = (GraphDateParsing.parse(item.createdDateTime) ?? receivedAt).timeIntervalSince1970
+            // The agent's clock is trusted only up to now: a time in the future is clamped.
+            let when = min(GraphDateParsing.parse(item.createdDateTime) ?? receivedAt, receivedAt).timeIntervalSince1970
             switch item.kind {
             case .health: encoded.append((item, try item.health.map { try Self.encode($0) }, when))
             case .event: encoded.append((item, try item.event.map { try Self.encode($0) }, when))
@@ -311,8 +350,8 @@ public final class SQLiteControlStore: ControlStore {
             var acknowledged: [String] = []
             var duplicates = 0
             for (item, body, when) in rows {
-                try db.execute(sql: "INSERT OR IGNORE INTO report_ids (id, serverId, receivedAt) VALUES (?, ?, ?)",
-                               arguments: [item.id, serverId, Self.time(receivedAt)])
+                try db.execute(sql: "INSERT OR IGNORE INTO report_ids (serverId, id, receivedAt) VALUES (?, ?, ?)",
+                               arguments: [serverId, item.id, Self.time(receivedAt)])
                 acknowledged.append(item.id)
                 guard db.changesCount == 1 else {
                     duplicates += 1
@@ -321,8 +360,8 @@ public final class SQLiteControlStore: ControlStore {
                 guard let body else { continue }
                 switch item.kind {
                 case .health:
-                    try db.execute(sql: "INSERT INTO health_reports (serverId, dateTime, reportId, body) VALUES (?, ?, ?, ?)",
-                                   arguments: [serverId, when, item.id, body])
+                    try db.execute(sql: "INSERT INTO health_reports (serverId, dateTime, reportId, body, receivedAt) VALUES (?, ?, ?, ?, ?)",
+                                   arguments: [serverId, when, item.id, body, Self.time(receivedAt)])
                 case .event:
                     try db.execute(sql: "INSERT INTO events (serverId, dateTime, type, reportId, body) VALUES (?, ?, ?, ?, ?)",
                                    arguments: [serverId, when, item.event?.type.rawValue ?? "", item.id, body])
@@ -334,12 +373,12 @@ public final class SQLiteControlStore: ControlStore {
 
     static func sample(_ row: Row) throws -> HealthSample {
         HealthSample(serverId: row["serverId"], dateTime: date(row["dateTime"]) ?? .distantPast,
-                     report: try decode(HealthReport.self, row["body"]))
+                     receivedDateTime: date(row["receivedAt"]), report: try decode(HealthReport.self, row["body"]))
     }
 
     public func latestHealth(serverId: String) async throws -> HealthSample? {
         try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM health_reports WHERE serverId = ? ORDER BY dateTime DESC, rowid DESC LIMIT 1",
+            try Row.fetchOne(db, sql: "SELECT * FROM health_reports WHERE serverId = ? ORDER BY receivedAt DESC, rowid DESC LIMIT 1",
                              arguments: [serverId]).map(Self.sample)
         }
     }
@@ -362,14 +401,23 @@ public final class SQLiteControlStore: ControlStore {
         }
     }
 
-    public func events(serverId: String, from: Date?, to: Date?, limit: Int) async throws -> [StoredEvent] {
-        try await writer.read { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT reportId, body FROM events WHERE serverId = ? AND dateTime >= ? AND dateTime <= ?
-                ORDER BY dateTime, rowid LIMIT ?
-                """, arguments: [serverId, from.map(Self.time) ?? -Double.greatestFiniteMagnitude,
-                                 to.map(Self.time) ?? Double.greatestFiniteMagnitude, max(0, limit)])
-            return rows.compactMap { row -> StoredEvent? in
+    public func events(serverId: String, from: Date?, to: Date?, type: String?, newest: Bool, limit: Int) async throws -> [StoredEvent] {
+        var sql = "SELECT rowid AS r, reportId, dateTime, body FROM events WHERE serverId = ? AND dateTime >= ? AND dateTime <= ?"
+        var arguments: StatementArguments = [serverId, from.map(Self.time) ?? -Double.greatestFiniteMagnitude,
+                                             to.map(Self.time) ?? Double.greatestFiniteMagnitude]
+        if let type {
+            sql += " AND type = ? COLLATE NOCASE"
+            _ = arguments.append(contentsOf: [type])
+        }
+        let direction = newest ? "DESC" : "ASC"
+        sql += " ORDER BY dateTime \(direction), r \(direction) LIMIT ?"
+        _ = arguments.append(contentsOf: [max(0, limit)])
+        let query = sql
+        let args = arguments
+        return try await writer.read { db in
+            let rows = try Row.fetchAll(db, sql: query, arguments: args)
+            let ordered = newest ? Array(rows.reversed()) : rows
+            return ordered.compactMap { row -> StoredEvent? in
                 let body: String = row["body"]
                 // A row that no longer decodes (written by a future version) is skipped, not fatal.
                 guard let event = try? JSONDecoder().decode(AgentEvent.self, from: Data(body.utf8)) else { return nil }
@@ -431,6 +479,27 @@ public final class SQLiteControlStore: ControlStore {
             try db.execute(sql: "UPDATE log_collections SET status = 'failed', failureMessage = ?, finishedAt = ? WHERE id = ? AND status = 'pending'",
                            arguments: [message, Self.time(at), id])
             return db.changesCount > 0
+        }
+    }
+
+    // MARK: - Retention
+
+    public func prune(olderThan: Date, expiredBefore: Date) async throws -> PruneOutcome {
+        let cutoff = Self.time(olderThan)
+        let expiry = Self.time(expiredBefore)
+        return try await writer.write { db in
+            var outcome = PruneOutcome()
+            try db.execute(sql: "DELETE FROM health_reports WHERE dateTime < ?", arguments: [cutoff])
+            outcome.healthReports = db.changesCount
+            try db.execute(sql: "DELETE FROM events WHERE dateTime < ?", arguments: [cutoff])
+            outcome.events = db.changesCount
+            try db.execute(sql: "DELETE FROM report_ids WHERE receivedAt < ?", arguments: [cutoff])
+            outcome.reportIds = db.changesCount
+            outcome.blobPaths = try String.fetchAll(db, sql: "SELECT blobPath FROM log_collections WHERE expiryDateTime < ? AND blobPath IS NOT NULL",
+                                                    arguments: [expiry])
+            try db.execute(sql: "DELETE FROM log_collections WHERE expiryDateTime < ?", arguments: [expiry])
+            outcome.logCollections = db.changesCount
+            return outcome
         }
     }
 }

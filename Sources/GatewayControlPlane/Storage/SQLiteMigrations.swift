@@ -94,6 +94,37 @@ enum SQLiteMigrations {
                 CREATE INDEX log_collections_server ON log_collections(serverId, status);
                 """)
         }
+        migrator.registerMigration("v2") { db in
+            // Report ids are unique per server, not globally: one server's ids must never
+            // make another's reports look like duplicates. SQLite cannot change a primary
+            // key in place, so the table is rebuilt.
+            try db.execute(sql: """
+                CREATE TABLE report_ids_v2 (
+                    serverId TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    receivedAt REAL NOT NULL,
+                    PRIMARY KEY (serverId, id)
+                );
+                INSERT OR IGNORE INTO report_ids_v2 (serverId, id, receivedAt) SELECT serverId, id, receivedAt FROM report_ids;
+                DROP TABLE report_ids;
+                ALTER TABLE report_ids_v2 RENAME TO report_ids;
+                CREATE INDEX report_ids_received ON report_ids(receivedAt);
+                """)
+            // Health reports are ordered by when they arrived, not by the agent's clock
+            // (a report dated in the future must not stay "latest" forever); the agent's
+            // time is kept, clamped to the receive time. Rows from v1 get their own time,
+            // clamped to the migration's time, as their receive time.
+            try db.execute(sql: """
+                ALTER TABLE health_reports ADD COLUMN receivedAt REAL NOT NULL DEFAULT 0;
+                UPDATE health_reports SET receivedAt = MIN(dateTime, CAST(strftime('%s', 'now') AS REAL));
+                UPDATE health_reports SET dateTime = receivedAt WHERE dateTime > receivedAt;
+                CREATE INDEX health_reports_server_received ON health_reports(serverId, receivedAt);
+                CREATE INDEX health_reports_time ON health_reports(dateTime);
+                UPDATE events SET dateTime = CAST(strftime('%s', 'now') AS REAL) WHERE dateTime > CAST(strftime('%s', 'now') AS REAL);
+                CREATE INDEX events_time ON events(dateTime);
+                CREATE INDEX log_collections_expiry ON log_collections(expiryDateTime);
+                """)
+        }
         return migrator
     }
 }

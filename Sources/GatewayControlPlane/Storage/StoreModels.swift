@@ -109,11 +109,15 @@ public struct ThresholdOverride: Sendable, Equatable {
 
 public struct HealthSample: Sendable, Equatable {
     public var serverId: String
+    /// The agent's time of the report, never later than `receivedDateTime`.
     public var dateTime: Date
+    /// When the control plane received it (orders "latest" and drives the report-age check).
+    public var receivedDateTime: Date
     public var report: HealthReport
-    public init(serverId: String, dateTime: Date, report: HealthReport) {
+    public init(serverId: String, dateTime: Date, receivedDateTime: Date? = nil, report: HealthReport) {
         self.serverId = serverId
         self.dateTime = dateTime
+        self.receivedDateTime = receivedDateTime ?? dateTime
         self.report = report
     }
 }
@@ -154,6 +158,23 @@ public enum DeleteOutcome: Sendable, Equatable {
     case notFound
     /// Still referenced; the ids that reference it.
     case inUse([String])
+}
+
+/// A join token checked before enrollment does any work: valid (for this Site) or why not.
+public enum JoinTokenCheck: Sendable, Equatable {
+    case valid(siteId: String)
+    case refused(EnrollmentOutcome)
+}
+
+/// What one retention pass deleted.
+public struct PruneOutcome: Sendable, Equatable {
+    public var healthReports = 0
+    public var events = 0
+    public var reportIds = 0
+    public var logCollections = 0
+    /// Blob files of the deleted log collections (the caller removes them).
+    public var blobPaths: [String] = []
+    public init() {}
 }
 
 public enum EnrollmentOutcome: Sendable, Equatable {
