@@ -150,9 +150,10 @@ let package = Package(
             .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: strict),
         .testTarget(name: "GatewayAgentTests", dependencies: [
-            "GatewayAgent", "GatewayAgentAPI", "GatewayCore", "GatewayWire",
+            "GatewayAgent", "GatewayAgentAPI", "GatewayCore", "GatewayWire", "GatewayIPC",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),

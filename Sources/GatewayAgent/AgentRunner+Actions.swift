@@ -44,7 +44,7 @@ extension AgentRunner {
             ])
             markDone(action, "uploaded \(collected.lines) lines")
         } catch {
-            if error.isPermanent {
+            if error.closesLogCollection {
                 // The collection is gone or closed on the control plane: retrying won't help.
                 logger.warning("agent.logs.upload-refused", metadata: ["id": "\(action.id)", "error": "\(error)"])
                 markDone(action, "refused: \(error)")

@@ -102,7 +102,7 @@ extension AgentRunner {
         return .done
     }
 
-    func applyConfiguration(from response: CheckinResponse) {
+    func applyConfiguration(from response: CheckinResponse, now: Date = Date()) {
         let decision = ApplyDecision.decide(response: response, appliedVersion: database.appliedConfigurationVersion,
                                             lastApply: database.lastApply, lastApplyPermanent: database.lastApplyPermanent)
         switch decision {
@@ -111,15 +111,24 @@ extension AgentRunner {
         case .missingBody(let version):
             logger.warning("agent.config.missing", metadata: ["version": "\(version)", "detail": "check-in announced a new configuration version without the configuration"])
         case .apply(let version, let settings):
+            // A retryable failure of this version is tried again at the next regular
+            // check-in, not at the one that follows 1 s later only to report it.
+            if let retry = applyRetryNotBefore, retry.version == version, now < retry.at { return }
+            applyRetryNotBefore = nil
             logger.info("agent.config.applying", metadata: ["version": "\(version)", "from": "\(database.appliedConfigurationVersion)"])
-            let outcome = applier.apply(version: version, settings: settings)
+            let outcome = applier.apply(version: version, settings: settings, now: now)
             do {
                 try database.recordApply(outcome)
             } catch {
                 logger.error("agent.config.record-failed", metadata: ["error": "\(error.message)"])
             }
+            if !outcome.inForce && !outcome.permanent {
+                // Half an interval: past the 1 s follow-up, before the next regular
+                // check-in whatever its jitter (± 10 %).
+                applyRetryNotBefore = (version, now.addingTimeInterval(checkinInterval / 2))
+            }
             // Tell the control plane the outcome now rather than one interval later.
-            nextCheckin = min(nextCheckin, Date().addingTimeInterval(1))
+            nextCheckin = min(nextCheckin, now.addingTimeInterval(1))
         }
     }
 

@@ -7,12 +7,17 @@ public struct RunOptions: Sendable {
     public var runDirectory: String
     public var logDirectory: String
     public var outboxMax: Int
+    /// Primary gids accepted for the process listening on `<run-dir>/server.sock`, beyond
+    /// root and the agent's own uid (`--gateway-gid`); see `GatewayControl`.
+    public var gatewayGIDs: Set<UInt32>
 
-    public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000) {
+    public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000,
+                gatewayGIDs: Set<UInt32> = []) {
         self.paths = paths
         self.runDirectory = runDirectory
         self.logDirectory = logDirectory
         self.outboxMax = outboxMax
+        self.gatewayGIDs = gatewayGIDs
     }
 }
 
@@ -53,6 +58,9 @@ public final class AgentRunner {
     var nextEvents = Date()
     var nextReport = Date()
     var nextSend = Date()
+    /// End of the current send backoff (set by `sendFailed`): queuing more reports never
+    /// brings the next send before it.
+    var sendRetryNotBefore = Date.distantPast
     var checkinBackoff = Backoff(initial: 1, cap: 60)
     var sendBackoff = Backoff(initial: 1, cap: 60)
     static let eventsInterval: Double = 5
@@ -63,6 +71,9 @@ public final class AgentRunner {
     var probeURL: String?
     var pendingActions: [AgentAction] = []
     var batchLimit = ReportBatch.maxItems
+    /// After a failure that may pass (gateway timeout, `retryable` host step): the version
+    /// and the time before which it is not applied again.
+    var applyRetryNotBefore: (version: Int64, at: Date)?
     var agentCertificateNotAfter: Date?
 
     // Log-once-per-state-change memory.
@@ -75,7 +86,7 @@ public final class AgentRunner {
         self.options = options
         self.logger = logger
         self.stop = stop
-        self.gateway = GatewayControl(runDirectory: options.runDirectory)
+        self.gateway = GatewayControl(runDirectory: options.runDirectory, allowedGIDs: options.gatewayGIDs, logger: logger)
     }
 
     enum SessionEnd { case stopped, reenrolled }
@@ -121,6 +132,8 @@ public final class AgentRunner {
         nextEvents = now
         nextReport = now.addingTimeInterval(10)
         nextSend = now
+        sendRetryNotBefore = .distantPast
+        applyRetryNotBefore = nil
         pendingActions = []
         checkinBackoff.reset()
         sendBackoff.reset()
@@ -140,7 +153,7 @@ public final class AgentRunner {
             if stop.isStopped { break }
             now = Date()
             if now >= nextEvents {
-                if events.poll() > 0 { nextSend = min(nextSend, now) }
+                if events.poll() > 0 { reportsQueued(now: now) }
                 nextEvents = now.addingTimeInterval(Self.eventsInterval)
             }
             if stop.isStopped { break }

@@ -93,6 +93,13 @@ public struct ConfigApplier {
         switch sendToGateway(ApplySettingsRequest(settingsJSON: String(decoding: document, as: UTF8.self), version: version)) {
         case .success(let response):
             guard response.applied else {
+                if response.retryable == true {
+                    // The document was fine; a host step (`ip`/`nft`) failed. The same
+                    // version is sent again at the next check-in.
+                    return fail("the gateway could not put the configuration in force (will retry): \(response.error ?? "no reason given")",
+                                permanent: false)
+                }
+                // `retryable` false or absent (an older gateway): the document itself was refused.
                 return fail("the gateway refused the configuration: \(response.error ?? "no reason given")", permanent: true)
             }
             if !response.restartRequired.isEmpty {

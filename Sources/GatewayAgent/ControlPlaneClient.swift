@@ -17,6 +17,8 @@ public final class ControlPlaneClient {
     private var environment: [String: String]
     /// The proxy last logged, so the choice is logged when it changes, not per request.
     private var loggedProxy: String??
+    /// The HTTP exchange itself; libcurl in production, a fake in tests (the only seam).
+    var transport: (CurlRequest) -> Result<CurlResponse, ControlPlaneError> = { CurlTransport.perform($0) }
 
     public init(baseURL: String, trust: TLSTrust, clientCertificateFile: String? = nil, clientKeyFile: String? = nil,
                 logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -131,7 +133,7 @@ public final class ControlPlaneClient {
             ])
         }
         let response: CurlResponse
-        switch CurlTransport.perform(request) {
+        switch transport(request) {
         case .success(let r): response = r
         case .failure(let e): throw e
         }

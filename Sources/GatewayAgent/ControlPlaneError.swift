@@ -23,6 +23,19 @@ public enum ControlPlaneError: Error, Sendable, Equatable, CustomStringConvertib
         }
     }
 
+    /// The control plane itself said this log collection can never take an upload: it does
+    /// not exist for this server (404 `ResourceNotFound`), it is no longer pending (409
+    /// `Conflict`), or the body is over its limit (413). Only our own OData error bodies
+    /// count: a load balancer's or proxy's 4xx says nothing about the collection, and
+    /// marking the action done on one would lose the collection.
+    public var closesLogCollection: Bool {
+        guard case .api(let status, let e) = self else { return false }
+        switch (status, e.code) {
+        case (404, "ResourceNotFound"), (409, "Conflict"), (413, _): return true
+        default: return false
+        }
+    }
+
     /// The HTTP status when the server answered at all.
     public var status: Int? {
         switch self {
@@ -31,9 +44,26 @@ public enum ControlPlaneError: Error, Sendable, Equatable, CustomStringConvertib
         }
     }
 
-    /// A 4xx other than 408/429 will not get better by resending the same request.
-    public var isPermanent: Bool {
-        guard let s = status else { return false }
-        return (400 ..< 500).contains(s) && s != 408 && s != 429
+    /// The control plane itself refused a `POST /agent/v1/reports` because of what the
+    /// batch holds, in its own OData words (GatewayControlPlane, `receiveReports` and the
+    /// body decoder of the agent routes):
+    /// - 400 `BadRequest` whose message names the batch: `items[i]…` (an item it will never
+    ///   accept) or `ReportBatch: …` (a field that does not decode);
+    /// - 413 `batchTooLarge` (more items than it takes) or 413 `RequestEntityTooLarge` (the
+    ///   body is over its byte limit).
+    ///
+    /// Anything else — another status, a 4xx without an OData body (load balancer, proxy,
+    /// an HTML error page), another code, no answer at all — says nothing about the
+    /// reports, so the batch is kept and retried with backoff.
+    public var blamesReportBatch: Bool {
+        guard case .api(let status, let error) = self else { return false }
+        switch (status, error.code) {
+        case (400, "BadRequest"):
+            return error.message.hasPrefix("items[") || error.message.hasPrefix("ReportBatch:")
+        case (413, "batchTooLarge"), (413, "RequestEntityTooLarge"):
+            return true
+        default:
+            return false
+        }
     }
 }

@@ -9,8 +9,10 @@ public enum TLSTrust: Sendable, Equatable {
     case caPEM(Data)
     /// The host's default CA store.
     case system
-    /// No verification at all. Used for exactly one request: fetching the control plane's
-    /// CA at enrollment, whose bytes are then checked against the join token's hash.
+    /// No verification at all. Used for exactly two requests: fetching the control plane's
+    /// CA at enrollment, whose bytes are then checked against the join token's hash; and the
+    /// internal network probe (`NetworkProbe`), which only measures reachability and sends
+    /// nothing but a bare GET.
     case insecureUnverified
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import GatewayIPC
 import GatewayWire
 import Glibc
+import Logging
 
 /// Why a call to the gateway's control socket did not get an answer.
 public enum GatewayCallError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -11,12 +12,16 @@ public enum GatewayCallError: Error, Sendable, Equatable, CustomStringConvertibl
     case refused(code: Int, message: String)
     /// Timeout, broken connection, unexpected answer.
     case failed(String)
+    /// Something listens on the socket, but not as a user the agent trusts to be the
+    /// gateway (see `GatewayControl.peerRefusal`): nothing was sent to it.
+    case untrustedPeer(String)
 
     public var description: String {
         switch self {
         case .notRunning(let s): return "gateway not running (\(s))"
         case .refused(let code, let message): return "gateway refused the request (wire error \(code)): \(message)"
         case .failed(let s): return "gateway control socket: \(s)"
+        case .untrustedPeer(let s): return "gateway control socket not trusted: \(s)"
         }
     }
 }
@@ -24,13 +29,37 @@ public enum GatewayCallError: Error, Sendable, Equatable, CustomStringConvertibl
 /// Calls on the gateway's control socket `<run-dir>/server.sock`, one short connection per
 /// call (the gateway is an event loop; a held-open idle connection buys nothing), with a
 /// receive timeout so a wedged gateway cannot stall the agent's loop.
+///
+/// Who is listening is checked before anything is sent. Whoever can create `server.sock`
+/// (write access to the run directory, or the socket removed while the gateway is down)
+/// could otherwise pose as the gateway: it would receive every configuration the agent
+/// applies (`applySettings` carries the whole Server configuration) and could feed the
+/// agent made-up health and session events. So after connecting, the listener's
+/// credentials (SO_PEERCRED: the uid/gid the listening process had when it called
+/// listen(2), which the kernel records and the peer cannot fake) must be root, the
+/// agent's own uid, or a primary gid the operator allowed with `--gateway-gid`.
 public struct GatewayControl: Sendable {
     public let socketPath: String
     public var timeoutSeconds: Double
+    /// Primary gids (beyond root and the agent's own uid) accepted for the listener.
+    public var allowedGIDs: Set<UInt32>
+    let peerLog: PeerCheckLog?
 
-    public init(runDirectory: String, timeoutSeconds: Double = 10) {
+    public init(runDirectory: String, timeoutSeconds: Double = 10, allowedGIDs: Set<UInt32> = [], logger: Logger? = nil) {
         self.socketPath = runDirectory + "/server.sock"
         self.timeoutSeconds = timeoutSeconds
+        self.allowedGIDs = allowedGIDs
+        self.peerLog = logger.map(PeerCheckLog.init)
+    }
+
+    /// The trust policy for the process listening on the control socket, as a pure
+    /// function: nil when it may be talked to, else the reason it may not. Root, the
+    /// agent's own (effective) uid, or a gid in `allowedGIDs`.
+    public static func peerRefusal(_ peer: PeerCredentials, ownUID: UInt32, allowedGIDs: Set<UInt32>) -> String? {
+        if peer.uid == 0 || peer.uid == ownUID || allowedGIDs.contains(peer.gid) { return nil }
+        let groups = allowedGIDs.isEmpty ? "no --gateway-gid given" : "allowed gids \(allowedGIDs.sorted().map(String.init).joined(separator: ","))"
+        return "the listener runs as uid \(peer.uid) gid \(peer.gid) (pid \(peer.pid)): not root, not the agent's uid \(ownUID), "
+            + "and its gid is not allowed (\(groups)); nothing was sent to it, since it could be posing as the gateway"
     }
 
     public func ping() -> Result<PingResponse, GatewayCallError> {
@@ -73,6 +102,19 @@ public struct GatewayControl: Sendable {
         } catch {
             return .failure(.failed("\(error)"))
         }
+        // Before anything is sent: is the listener someone we trust to be the gateway?
+        let peer: PeerCredentials
+        do {
+            peer = try PeerCredentials.of(fd: connection.fd)
+        } catch {
+            return .failure(.failed("cannot read the listener's credentials on \(socketPath): \(error)"))
+        }
+        if let reason = Self.peerRefusal(peer, ownUID: UInt32(geteuid()), allowedGIDs: allowedGIDs) {
+            let text = "\(socketPath): \(reason)"
+            peerLog?.note(refusal: text)
+            return .failure(.untrustedPeer(text))
+        }
+        peerLog?.note(refusal: nil)
         connection.setReceiveTimeout(seconds: timeoutSeconds)
         do {
             let response = try connection.call(request)
@@ -82,6 +124,35 @@ public struct GatewayControl: Sendable {
             return .failure(.failed("no answer to \(request.typeName) within \(Int(timeoutSeconds)) s"))
         } catch {
             return .failure(.failed("\(request.typeName): \(error)"))
+        }
+    }
+}
+
+/// Logs a refused control-socket listener once per change (first refusal, a different
+/// listener, trusted again), not at every call; calls come from the agent's loop thread,
+/// the lock only keeps the type honestly Sendable.
+final class PeerCheckLog: @unchecked Sendable {
+    // @unchecked: `last` is only touched under `lock`.
+    private let lock = Mutex()
+    private var last: String?
+    let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    /// `refusal` nil: the listener was trusted.
+    func note(refusal: String?) {
+        let changed: Bool = lock.withLock {
+            defer { last = refusal }
+            return last != refusal
+        }
+        guard changed else { return }
+        if let refusal {
+            logger.error("agent.gateway.untrusted", metadata: [
+                "error": "\(refusal)",
+                "hint": "run mstunnel-server as root or as the agent's user, or allow its group with --gateway-gid GID",
+            ])
+        } else {
+            logger.info("agent.gateway.trusted", metadata: ["detail": "the control socket's listener is trusted again"])
         }
     }
 }

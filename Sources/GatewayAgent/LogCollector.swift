@@ -11,7 +11,8 @@ import Glibc
 /// such as a multi-line message) follows the line before it.
 public struct LogCollector: Sendable {
     public var logDirectory: String
-    /// Upper bound of the upload; beyond it lines are counted and a last line says so.
+    /// Upper bound of the upload, the trailer included; beyond it lines are counted and a
+    /// last line says so (room for that line is kept, so the body never exceeds this).
     public var maxBytes: Int
 
     public init(logDirectory: String, maxBytes: Int = 64 << 20) {
@@ -44,6 +45,9 @@ public struct LogCollector: Sendable {
         let startMs = Int64((start.timeIntervalSince1970 * 1000).rounded(.down))
         let endMs = Int64((end.timeIntervalSince1970 * 1000).rounded(.down))
 
+        // The trailer counts against maxBytes too (the control plane refuses a body over its
+        // limit, 64 MiB, with 413): room for the longest trailer is kept free for lines.
+        let lineBudget = max(0, maxBytes - Self.trailer(truncated: Int.max, maxBytes: maxBytes).utf8.count)
         var entries: [(ms: Int64, order: Int, text: String)] = []
         var bytes = 0
         var truncated = 0
@@ -66,7 +70,7 @@ public struct LogCollector: Sendable {
                 previousIncluded = true
                 previousMs = ms
                 let text = process + " " + line
-                if bytes + text.utf8.count + 1 > maxBytes {
+                if bytes + text.utf8.count + 1 > lineBudget {
                     truncated += 1
                     return
                 }
@@ -84,9 +88,15 @@ public struct LogCollector: Sendable {
             out.append(0x0A)
         }
         if truncated > 0 {
-            out.append(contentsOf: "mstunnel-agent log collection truncated: \(truncated) more matching lines not included (limit \(maxBytes) bytes)\n".utf8)
+            // Only shorter than the room kept when maxBytes is smaller than a trailer.
+            out.append(contentsOf: Self.trailer(truncated: truncated, maxBytes: maxBytes).utf8.prefix(max(0, maxBytes - out.count)))
         }
         return Collected(text: out, lines: entries.count, files: used, truncatedLines: truncated)
+    }
+
+    /// The last line when lines were left out.
+    static func trailer(truncated: Int, maxBytes: Int) -> String {
+        "mstunnel-agent log collection truncated: \(truncated) more matching lines not included (limit \(maxBytes) bytes)\n"
     }
 
     private func rank(_ name: String) -> Int { name.hasSuffix(".1") ? 0 : 1 }

@@ -112,6 +112,18 @@ public struct Outbox: Sendable {
         }
     }
 
+    /// Deletes one report the control plane refused on its own and counts it as dropped
+    /// (sent as `droppedSinceLastAck`), in one transaction.
+    public func dropRefused(id: String) throws(AgentError) {
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
+            guard db.changesCount > 0 else { return }
+            let previous = Int64(try String.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?",
+                                                     arguments: [StateKey.droppedReports.rawValue]) ?? "0") ?? 0
+            try AgentDatabase.set(db, .droppedReports, String(previous + 1))
+        }
+    }
+
     public func depth() -> Int {
         (try? database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox") ?? 0 }) ?? 0
     }

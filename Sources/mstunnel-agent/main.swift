@@ -84,6 +84,10 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("outbox-max"), help: "Most reports kept while the control plane is unreachable; the oldest are dropped (and counted) beyond.")
     var outboxMax = 100_000
 
+    @Option(name: .customLong("gateway-gid"),
+            help: "Also trust a control-socket listener whose primary gid is GID (repeatable); root and the agent's own uid are always trusted.")
+    var gatewayGID: [UInt32] = []
+
     func validate() throws {
         guard outboxMax >= 100 else { throw ValidationError("--outbox-max must be at least 100") }
     }
@@ -93,7 +97,8 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "mstunnel-agent")
         let stop = StopSignal()
         stop.install()
-        let runner = AgentRunner(options: RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax),
+        let runner = AgentRunner(options: RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax,
+                                                    gatewayGIDs: Set(gatewayGID)),
                                  logger: logger, stop: stop)
         do {
             try runner.run()

@@ -97,6 +97,72 @@ import Testing
         }
     }
 
+    @Test(arguments: [Bool?.none, false])
+    func aRefusedDocumentIsPermanent(_ retryable: Bool?) {
+        let dir = TempDir()
+        let paths = AgentPaths(stateDirectory: dir.path)
+        let applier = ConfigApplier(paths: paths, logger: .init(label: "test")) { _ in
+            .success(ApplySettingsResponse(applied: false, error: "dnsServers: not an address", retryable: retryable))
+        }
+        let outcome = applier.apply(version: 11, settings: settings())
+        #expect(!outcome.inForce)
+        #expect(outcome.permanent)
+        #expect(outcome.result.message?.contains("dnsServers: not an address") == true)
+        #expect(!FileManager.default.fileExists(atPath: paths.adminSettings))
+    }
+
+    /// `applied: false, retryable: true`: the document was fine but a host step failed;
+    /// the same version is applied again at the next check-in.
+    @Test func aRetryableGatewayFailureIsNotPermanent() throws {
+        let dir = TempDir()
+        let paths = AgentPaths(stateDirectory: dir.path)
+        let applier = ConfigApplier(paths: paths, logger: .init(label: "test")) { _ in
+            .success(ApplySettingsResponse(applied: false, error: "nft: table inet mstunnel: Operation not permitted", retryable: true))
+        }
+        let outcome = applier.apply(version: 12, settings: settings())
+        #expect(!outcome.inForce)
+        #expect(!outcome.permanent)
+        #expect(!outcome.result.success)
+        #expect(outcome.result.message?.contains("Operation not permitted") == true)
+        #expect(!FileManager.default.fileExists(atPath: paths.adminSettings))
+
+        let db = try AgentDatabase(path: dir.path + "/agent/agent.sqlite")
+        try db.recordApply(outcome)
+        #expect(ApplyDecision.decide(response: response(version: 12, settings()), appliedVersion: 3, lastApply: db.lastApply,
+                                     lastApplyPermanent: db.lastApplyPermanent) == .apply(version: 12, settings: settings()))
+    }
+
+    /// The check-in that follows an apply 1 s later only reports the outcome; a failure
+    /// that may pass is applied again at the next regular check-in, not every second.
+    @Test func aRetryableFailureWaitsForTheNextRegularCheckin() throws {
+        let dir = TempDir()
+        let paths = AgentPaths(stateDirectory: dir.path)
+        let runner = AgentRunner(options: RunOptions(paths: paths, runDirectory: dir.path + "/run"), logger: .init(label: "test"), stop: StopSignal())
+        runner.database = try AgentDatabase(path: dir.path + "/agent/agent.sqlite")
+        var calls = 0
+        var answer = ApplySettingsResponse(applied: false, error: "ip route: Network is unreachable", retryable: true)
+        runner.applier = ConfigApplier(paths: paths, logger: .init(label: "test")) { _ in
+            calls += 1
+            return .success(answer)
+        }
+        runner.checkinInterval = 60
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        runner.applyConfiguration(from: response(version: 13, settings()), now: t0)
+        #expect(calls == 1)
+        #expect(runner.database.lastApplyPermanent == false)
+        runner.applyConfiguration(from: response(version: 13, settings()), now: t0.addingTimeInterval(1))
+        #expect(calls == 1)
+        // A different version is not held back.
+        runner.applyConfiguration(from: response(version: 14, settings()), now: t0.addingTimeInterval(2))
+        #expect(calls == 2)
+        answer = ApplySettingsResponse(applied: true)
+        runner.applyConfiguration(from: response(version: 14, settings()), now: t0.addingTimeInterval(2 + 54))
+        #expect(calls == 3)
+        #expect(runner.database.appliedConfigurationVersion == 14)
+        runner.applyConfiguration(from: response(version: 14, settings()), now: t0.addingTimeInterval(2 + 55))
+        #expect(calls == 3)
+    }
+
     @Test func transientGatewayErrorIsRetryable() {
         let dir = TempDir()
         let applier = ConfigApplier(paths: AgentPaths(stateDirectory: dir.path), logger: .init(label: "test")) { _ in

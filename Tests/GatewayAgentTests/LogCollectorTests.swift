@@ -54,6 +54,37 @@ import Testing
         #expect(String(decoding: result.text, as: UTF8.self).contains("truncated"))
     }
 
+    /// The trailer counts against the limit: the control plane refuses a body one byte
+    /// over its limit (413), so "limit + trailer" would lose the whole collection.
+    @Test(arguments: [60, 300, 1000, 4000, 11_000])
+    func bodyWithTrailerStaysWithinTheLimit(_ maxBytes: Int) throws {
+        let dir = TempDir()
+        let lines = (0 ..< 100).map { line("2026-11-21T10:00:00.\(String(format: "%03d", $0))Z", String(repeating: "x", count: 50)) }
+        _ = FileManager.default.createFile(atPath: dir.path + "/a.log", contents: Data(lines.joined(separator: "\n").utf8))
+        let result = try LogCollector(logDirectory: dir.path, maxBytes: maxBytes)
+            .collect(start: GraphDate.parse("2026-11-21T10:00:00Z")!, end: GraphDate.parse("2026-11-21T10:00:01Z")!)
+        #expect(result.truncatedLines > 0)
+        #expect(result.lines + result.truncatedLines == 100)
+        #expect(result.text.count <= maxBytes)
+        let text = String(decoding: result.text, as: UTF8.self)
+        if maxBytes >= 200 {
+            // Room for the whole trailer line, after whole log lines.
+            #expect(text.hasSuffix("mstunnel-agent log collection truncated: \(result.truncatedLines) more matching lines not included (limit \(maxBytes) bytes)\n"))
+            #expect(text.split(separator: "\n").count == result.lines + 1)
+        }
+    }
+
+    @Test func everythingThatFitsComesWithoutTrailer() throws {
+        let dir = TempDir()
+        let lines = (0 ..< 100).map { line("2026-11-21T10:00:00.\(String(format: "%03d", $0))Z", String(repeating: "x", count: 50)) }
+        _ = FileManager.default.createFile(atPath: dir.path + "/a.log", contents: Data(lines.joined(separator: "\n").utf8))
+        let result = try LogCollector(logDirectory: dir.path, maxBytes: 64 << 10)
+            .collect(start: GraphDate.parse("2026-11-21T10:00:00Z")!, end: GraphDate.parse("2026-11-21T10:00:01Z")!)
+        #expect(result.lines == 100)
+        #expect(result.truncatedLines == 0)
+        #expect(!String(decoding: result.text, as: UTF8.self).contains("truncated"))
+    }
+
     @Test func missingDirectoryAndBadWindowAreErrors() {
         let start = Date(timeIntervalSince1970: 100)
         #expect(throws: AgentError.self) { try LogCollector(logDirectory: "/nonexistent/\(UUID())").collect(start: start, end: start + 1) }
