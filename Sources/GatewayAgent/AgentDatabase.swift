@@ -140,4 +140,8 @@ public enum StateKey: String, Sendable, CaseIterable {
     case lastCheckinSuccessDateTime
     /// "ok" or the error text of the last check-in.
     case lastCheckinResult
+    /// The intervals of the last check-in answer, so an agent restarted while the control
+    /// plane is unreachable keeps measuring at the same cadence.
+    case checkinIntervalSeconds
+    case reportIntervalSeconds
 }

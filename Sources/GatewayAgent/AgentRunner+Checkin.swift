@@ -51,6 +51,7 @@ extension AgentRunner {
         // bounds only guard against a zero or absurd value.
         checkinInterval = Double(min(max(response.checkinIntervalSeconds, 1), 3600))
         reportInterval = Double(min(max(response.reportIntervalSeconds, 1), 3600))
+        try? database.set([.checkinIntervalSeconds: String(Int(checkinInterval)), .reportIntervalSeconds: String(Int(reportInterval))])
         checkinBackoff.cap = checkinInterval
         probeURL = response.internalNetworkProbeUrl
         nextCheckin = Date().addingTimeInterval(Jitter.around(checkinInterval))

@@ -127,10 +127,14 @@ public final class AgentRunner {
         let gateway = self.gateway
         applier = ConfigApplier(paths: paths, logger: logger, sendToGateway: { gateway.applySettings($0) })
         logger[metadataKey: "serverId"] = "\(info.serverId)"
+        // Until the control plane answers, the intervals it gave last time (if any).
+        if let c = database.int(.checkinIntervalSeconds), (1...3600).contains(c) { checkinInterval = Double(c) }
+        if let r = database.int(.reportIntervalSeconds), (1...3600).contains(r) { reportInterval = Double(r) }
         let now = Date()
         nextCheckin = now
         nextEvents = now
-        nextReport = now.addingTimeInterval(10)
+        // The first report waits for a CPU sample interval (at most 10 s).
+        nextReport = now.addingTimeInterval(min(10, reportInterval))
         nextSend = now
         sendRetryNotBefore = .distantPast
         applyRetryNotBefore = nil
