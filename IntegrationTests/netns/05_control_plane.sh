@@ -34,6 +34,7 @@ CERT_LIFETIME=3600 start_control
 check "CA and admin token created, 0600" sh -c "test \"\$(stat -c %a '$CONTROL/admin-token')\" = 600 && test \"\$(stat -c %a '$CONTROL/ca.key')\" = 600"
 check "anonymous read refused (401)" sh -c "ip netns exec $NS_I curl -s -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' $API/microsoftTunnelSites | grep -q 401"
 check "path tricks do not skip admin auth (//beta, /./beta)" sh -c "for p in //beta/deviceManagement/microsoftTunnelSites /./beta/deviceManagement/microsoftTunnelSites /beta//deviceManagement/microsoftTunnelSites; do c=\$(ip netns exec $NS_I curl -s --path-as-is -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' $CP\$p); case \$c in 400|401) ;; *) exit 1;; esac; done"
+check "web console served with a strict CSP" sh -c "ip netns exec $NS_I curl -sS -D - -o /dev/null --cacert '$CONTROL/ca.crt' $CP/console | grep -qi \"^content-security-policy: default-src 'none'\""
 check "wrong admin token refused (401)" sh -c "ip netns exec $NS_I curl -s -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' -H 'Authorization: Bearer nope' $API/microsoftTunnelSites | grep -q 401"
 
 echo "== admin: Server configuration, Site, join token"

@@ -3,7 +3,7 @@ import Hummingbird
 /// Where routes are registered. Admin paths (`/beta…`) go on the `/beta` route group,
 /// which carries the admin authentication middleware, so no admin route can be reached
 /// without it whatever the spelling of the raw path; everything else (agent API with its
-/// own mTLS check, signed downloads, `/healthz`) on the router itself.
+/// own mTLS check, signed downloads, `/healthz`, the `/console` page) on the router itself.
 struct RouteTable {
     static let adminPrefix = "/beta"
     let router: Router<ControlRequestContext>
@@ -20,7 +20,8 @@ struct RouteTable {
 }
 
 extension ControlPlane {
-    /// The whole HTTP surface: admin API under /beta, agent API under /agent/v1, log downloads.
+    /// The whole HTTP surface: admin API under /beta, agent API under /agent/v1, log downloads,
+    /// the admin web console's page at /console (no data in it; it calls /beta with a token).
     /// Middlewares come first because Hummingbird binds them to routes as they are added.
     public func router() -> Router<ControlRequestContext> {
         router(refuseAmbiguousPaths: true, authenticateBetaPrefix: true)
@@ -43,6 +44,7 @@ extension ControlPlane {
         addThresholdRoutes(routes)
         addLogCollectionRoutes(routes)
         addAgentRoutes(routes)
+        addConsoleRoutes(routes)
         routes.route("/healthz", [
             .get: { _, _ in HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version)])) },
         ])
