@@ -42,6 +42,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "CGatewayShims", path: "Sources/CGatewayShims"),
+        // libcurl plumbing shared by the auth plugin and the agent.
+        .target(name: "GatewayCurl", dependencies: ["CCurl"], swiftSettings: strict),
 
         // --- Pure libraries (no I/O).
         .target(name: "GatewayCore", swiftSettings: strict),
@@ -54,7 +56,7 @@ let package = Package(
         .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTUN", dependencies: ["GatewayCore", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: [
-            "GatewayWire", "GatewayIPC", "CCurl",
+            "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
@@ -85,7 +87,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The management agent: enrollment, poll loop, outbox, metrics, log upload.
         .target(name: "GatewayAgent", dependencies: [
-            "GatewayCore", "GatewayAgentAPI", "GatewayWire", "GatewayIPC", "CCurl",
+            "GatewayCore", "GatewayAgentAPI", "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "Crypto", package: "swift-crypto"),

@@ -1,4 +1,5 @@
 import CCurl
+import GatewayCurl
 import Foundation
 
 /// How the peer's TLS certificate is checked.
@@ -57,16 +58,12 @@ public struct CurlResponse: Sendable {
 /// `curl_easy_perform` here blocks only the agent's own thread, never a Swift concurrency
 /// worker. Nothing in the agent runs on the cooperative pool.
 public enum CurlTransport {
-    /// libcurl's global state must be set up once before any thread uses it; a static
-    /// let is initialised exactly once, thread-safely.
-    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
-
     public static func perform(_ request: CurlRequest, userAgent: String = "mstunnel-agent/\(AgentVersion.string)") -> Result<CurlResponse, ControlPlaneError> {
-        guard globalInit == CURLE_OK else { return .failure(.transport("curl_global_init failed")) }
+        guard Curl.globalInit == CURLE_OK else { return .failure(.transport("curl_global_init failed")) }
         guard let curl = curl_easy_init() else { return .failure(.transport("curl_easy_init failed")) }
         defer { curl_easy_cleanup(curl) }
 
-        let sink = ResponseSink(limit: request.maxResponseBytes)
+        let sink = CurlBodySink(limit: request.maxResponseBytes)
         let sinkPointer = Unmanaged.passRetained(sink)
         defer { sinkPointer.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -138,7 +135,7 @@ public enum CurlTransport {
                     set(mst_curl_setopt_off_t(curl, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bodyBytes.count)))
                 }
                 if let headerList { set(mst_curl_setopt_pointer(curl, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList))) }
-                set(mst_curl_setopt_write_function(curl, responseSinkWrite))
+                set(mst_curl_setopt_write_function(curl, curlBodySinkWrite))
                 set(mst_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, sinkPointer.toOpaque()))
                 if rc != CURLE_OK { return rc }
                 return curl_easy_perform(curl)
@@ -169,28 +166,4 @@ public enum CurlTransport {
         _ = mst_curl_getinfo_off_t(curl, CURLINFO_TOTAL_TIME_T, &totalMicros)
         return .success(CurlResponse(status: status, body: Data(sink.body), roundTripMilliseconds: Double(totalMicros) / 1000))
     }
-}
-
-/// Accumulates a response body for the C write callback, which only gets a raw pointer.
-private final class ResponseSink {
-    var body: [UInt8] = []
-    var overflowed = false
-    let limit: Int
-    init(limit: Int) { self.limit = limit }
-}
-
-/// Returning fewer bytes than given aborts the transfer: the size limit for bodies
-/// without a Content-Length.
-private let responseSinkWrite: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, user in
-    guard let user else { return 0 }
-    let sink = Unmanaged<ResponseSink>.fromOpaque(user).takeUnretainedValue()
-    let n = size * count
-    if sink.body.count + n > sink.limit {
-        sink.overflowed = true
-        return 0
-    }
-    if let data, n > 0 {
-        data.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
-    }
-    return n
 }

@@ -1,4 +1,5 @@
 import CCurl
+import GatewayCurl
 import Foundation
 
 /// Why a key fetch failed. Never the client's fault: the gateway answers 503 for these.
@@ -26,9 +27,6 @@ public struct HTTPFetcher: Sendable {
         self.caBundle = caBundle
     }
 
-    /// libcurl's global state must be set up once before any thread uses it; a static
-    /// let is initialised exactly once, thread-safely.
-    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
 
     public func get(_ url: String) async throws(KeySourceError) -> Data {
         let result: Result<Data, KeySourceError> = await withCheckedContinuation { continuation in
@@ -43,7 +41,7 @@ public struct HTTPFetcher: Sendable {
 
     /// The blocking fetch; public for callers that are already on their own thread.
     public func getBlocking(_ url: String) -> Result<Data, KeySourceError> {
-        guard Self.globalInit == CURLE_OK else {
+        guard Curl.globalInit == CURLE_OK else {
             return .failure(KeySourceError("GET \(url): curl_global_init failed"))
         }
         guard let curl = curl_easy_init() else {
@@ -51,7 +49,7 @@ public struct HTTPFetcher: Sendable {
         }
         defer { curl_easy_cleanup(curl) }
 
-        let sink = BodySink(limit: maxBytes)
+        let sink = CurlBodySink(limit: maxBytes)
         let sinkPointer = Unmanaged.passRetained(sink)
         defer { sinkPointer.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -85,7 +83,7 @@ public struct HTTPFetcher: Sendable {
                     set(mst_curl_setopt_string(curl, CURLOPT_CAPATH, "/etc/ssl/certs"))
                 }
             }
-            set(mst_curl_setopt_write_function(curl, bodySinkWrite))
+            set(mst_curl_setopt_write_function(curl, curlBodySinkWrite))
             set(mst_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, sinkPointer.toOpaque()))
             if rc != CURLE_OK { return rc }
             return curl_easy_perform(curl)
@@ -109,28 +107,4 @@ public struct HTTPFetcher: Sendable {
         }
         return .success(Data(sink.body))
     }
-}
-
-/// Accumulates a response body for the C write callback, which only gets a raw pointer.
-private final class BodySink {
-    var body: [UInt8] = []
-    var overflowed = false
-    let limit: Int
-    init(limit: Int) { self.limit = limit }
-}
-
-/// curl's write callback. Returning fewer bytes than given aborts the transfer, which is
-/// how the size limit is enforced when the server sends no Content-Length.
-private let bodySinkWrite: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, user in
-    guard let user else { return 0 }
-    let sink = Unmanaged<BodySink>.fromOpaque(user).takeUnretainedValue()
-    let n = size * count
-    if sink.body.count + n > sink.limit {
-        sink.overflowed = true
-        return 0
-    }
-    if let data, n > 0 {
-        data.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
-    }
-    return n
 }
