@@ -147,26 +147,9 @@ add_second_client() {
     ip -n "$NS_G" addr add 198.18.2.1/24 dev gw2; ip -n "$NS_G" link set gw2 up
 }
 
-# oc2 NAME ARGS... : openconnect in NS_C2 (interface tun1); sets OC2_PID.
-oc2() {
-    local name=$1; shift
-    ENVLOG="$WORK/env-$name" ip netns exec "$NS_C2" env ENVLOG="$WORK/env-$name" \
-        openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --script "$WORK/vpnc-wrapper.sh" \
-        --interface tun1 "$@" https://198.18.2.1/ > "$WORK/oc-$name.log" 2>&1 &
-    OC2_PID=$!
-    PIDS+=($OC2_PID)
-}
-
-wait_tunnel2() {
-    local name=$1
-    for _ in $(seq 150); do
-        [ -f "$WORK/env-$name.connect" ] && ip -n "$NS_C2" -4 addr show dev tun1 2>/dev/null | grep -q 'inet 100\.' && return 0
-        kill -0 "$OC2_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "--- openconnect ($name) log:"; tail -20 "$WORK/oc-$name.log"
-    return 1
-}
+# oc2 NAME ARGS... / wait_tunnel2 NAME: oc / wait_tunnel for the second client (tun1).
+oc2() { local first=${OC_PID:-}; oc_in "$NS_C2" tun1 198.18.2.1 "$@"; OC2_PID=$OC_PID; OC_PID=$first; }
+wait_tunnel2() { OC_PID=$OC2_PID wait_tunnel_in "$NS_C2" tun1 'inet 100\.' "$1"; }
 
 # --- Control plane and agent -------------------------------------------------------
 # mstunnel-control runs in the corporate namespace on 198.18.1.2:8443 with its own CA;
@@ -223,26 +206,31 @@ SH
     chmod +x "$WORK/vpnc-wrapper.sh"
 }
 
-# oc NAME ARGS... : starts openconnect in the client namespace in the background.
-oc() {
-    local name=$1; shift
-    ENVLOG="$WORK/env-$name" ip netns exec "$NS_C" env ENVLOG="$WORK/env-$name" \
+# oc_in NS IFACE GATEWAY NAME ARGS... : starts openconnect in NS in the background; sets OC_PID.
+oc_in() {
+    local ns=$1 iface=$2 gw=$3 name=$4; shift 4
+    ENVLOG="$WORK/env-$name" ip netns exec "$ns" env ENVLOG="$WORK/env-$name" \
         openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --script "$WORK/vpnc-wrapper.sh" \
-        --interface tun0 "$@" https://198.18.0.1/ > "$WORK/oc-$name.log" 2>&1 &
+        --interface "$iface" "$@" "https://$gw/" > "$WORK/oc-$name.log" 2>&1 &
     OC_PID=$!
     PIDS+=($OC_PID)
 }
 
-wait_tunnel() {
-    local name=$1
+# wait_tunnel_in NS IFACE ADDR-PATTERN NAME : waits for the connect script and the address.
+wait_tunnel_in() {
+    local ns=$1 iface=$2 pattern=$3 name=$4
     for _ in $(seq 150); do
-        [ -f "$WORK/env-$name.connect" ] && ip -n "$NS_C" -4 addr show dev tun0 2>/dev/null | grep -q 'inet 100\.64\.' && return 0
+        [ -f "$WORK/env-$name.connect" ] && ip -n "$ns" -4 addr show dev "$iface" 2>/dev/null | grep -q "$pattern" && return 0
         kill -0 "$OC_PID" 2>/dev/null || break
         sleep 0.1
     done
     echo "--- openconnect ($name) log:"; tail -20 "$WORK/oc-$name.log"; echo "--- server log:"; tail -20 "$WORK/server.log"
     return 1
 }
+
+# oc NAME ARGS... / wait_tunnel NAME : the first client (tun0) against 198.18.0.1.
+oc() { oc_in "$NS_C" tun0 198.18.0.1 "$@"; }
+wait_tunnel() { wait_tunnel_in "$NS_C" tun0 'inet 100\.64\.' "$1"; }
 
 stop_oc() {
     kill -INT "$OC_PID" 2>/dev/null || true
