@@ -86,7 +86,7 @@ public final class DTLSConnection {
         switch SSL_get_error(ssl, rc) {
         case SSL_ERROR_WANT_READ: return .wantRead
         case SSL_ERROR_WANT_WRITE: return .wantWrite
-        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_ZERO_RETURN: ERR_clear_error(); return .closed
         default: return .failed(OpenSSLErrors.drain())
         }
     }
@@ -97,10 +97,11 @@ public final class DTLSConnection {
         return rc == 1 ? .done(0) : classify(rc)
     }
 
-    /// One record's plaintext (type byte + payload).
+    /// One record's plaintext (type byte + payload). No `ERR_clear_error` first (it was
+    /// ~2 % of the data path's CPU): every outcome that leaves entries on OpenSSL's error
+    /// queue drains it (`classify`), so the queue is empty whenever a record comes.
     @inline(__always)
     public func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) -> TLSConnection.IOResult {
-        ERR_clear_error()
         let rc = SSL_read(ssl, buffer, Int32(count))
         return rc > 0 ? .done(Int(rc)) : classify(rc)
     }
@@ -108,7 +109,6 @@ public final class DTLSConnection {
     /// One record out (into the batch).
     @inline(__always)
     public func write(_ buffer: UnsafeRawPointer, _ count: Int) -> TLSConnection.IOResult {
-        ERR_clear_error()
         let rc = SSL_write(ssl, buffer, Int32(count))
         return rc > 0 ? .done(Int(rc)) : classify(rc)
     }
