@@ -401,7 +401,7 @@ mst_start() {
     MST_AUTH_PID=$BG_PID
     for ((i = 0; i < 100; i++)); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
     [ -S "$run/auth.sock" ] || { echo "mstunnel-auth did not start" >&2; cat "$WORK/mst/auth.log" >&2; return 1; }
-    start_bg "$WORK/mst/server.log" ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$WORK/mst/state" --run-dir "$run"
+    start_bg "$WORK/mst/server.log" ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$WORK/mst/state" --run-dir "$run" ${MST_SERVER_ARGS:-}
     MST_SERVER_PID=$BG_PID
     wait_listen "$MST_SERVER_PID" "$WORK/mst/server.log"
 }
