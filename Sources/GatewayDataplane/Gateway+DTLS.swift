@@ -22,6 +22,7 @@ extension Gateway {
         for _ in 0..<16 {
             let n = Int(CGatewayShims_recvBatch(udpFd, udpIn.slots, Int32(udpIn.capacity)))
             if n <= 0 { return }
+            turnWork &+= n
             for i in 0..<n {
                 let slot = udpIn.slots + i
                 handleDatagram(UnsafeRawBufferPointer(start: slot.pointee.buf, count: Int(slot.pointee.len)),

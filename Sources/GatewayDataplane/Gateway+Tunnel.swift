@@ -81,16 +81,30 @@ extension Gateway {
             counters.dropsSpoofed += 1
             return
         }
-        if tun.offload {
-            writeTUNOffload(packet)
-        } else if write(tun.fd, packet.baseAddress, packet.count) <= 0 {
-            tunWriteFailed(errno)
-            return
+        if !(options.ackFilter && ackFilter.offer(packet, write: { writeTUN($0) })) {
+            writeTUN(packet)
         }
         s.rxBytes &+= UInt64(packet.count)
         s.rxPackets &+= 1
         counters.rxBytes &+= UInt64(packet.count)
         s.lastTraffic = now
+    }
+
+    /// One IP packet to the TUN (merged with its neighbours when offload allows).
+    @inline(__always)
+    private func writeTUN(_ p: UnsafeRawBufferPointer) {
+        if tun.offload {
+            writeTUNOffload(p)
+        } else if write(tun.fd, p.baseAddress, p.count) <= 0 {
+            tunWriteFailed(errno)
+        }
+    }
+
+    /// Writes what this loop turn still holds for the TUN: ACKs the filter kept back,
+    /// then the merged segment being built.
+    func flushTUNWrites() {
+        if ackFilter.heldCount > 0 { ackFilter.drain { writeTUN($0) } }
+        flushCoalescer()
     }
 
     /// With TUN offload: TCP segments of one flow that arrive together are merged into
@@ -137,9 +151,16 @@ extension Gateway {
         let base = io.baseAddress!
         let off = Self.tunReadOffset
         let now = monotonicSeconds()
+        defer {
+            // ACKs held back by the filter leave with this batch.
+            if ackFilterOut.heldCount > 0 {
+                ackFilterOut.drain { sendToClient(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, now: now) }
+            }
+        }
         for _ in 0..<256 {
             let n = read(tun.fd, base + off, io.count - off)
             if n <= 0 { return }
+            turnWork &+= 1
             guard tun.offload else {
                 deliverFromTUN(off, n, now: now)
                 continue
@@ -167,12 +188,25 @@ extension Gateway {
         }
     }
 
-    /// Sends the IP packet at `io[offset..<offset+n]` to its session. The bytes before
-    /// `offset` are free for the CSTP header or the DTLS type byte.
+    /// Sends the IP packet at `io[offset..<offset+n]` to its session, unless the ACK
+    /// filter holds it back (a pure ACK that a later one may supersede).
     @inline(__always)
     private func deliverFromTUN(_ offset: Int, _ n: Int, now: Int64) {
-        let base = io.baseAddress!
-        let packet = UnsafeRawBufferPointer(start: base + offset, count: n)
+        let p = io.baseAddress! + offset
+        if options.ackFilter, n <= TCPAckFilter.maxPacket,
+           ackFilterOut.offer(UnsafeRawBufferPointer(start: p, count: n), write: {
+               sendToClient(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, now: now)
+           }) {
+            return
+        }
+        sendToClient(p, n, now: now)
+    }
+
+    /// Sends the IP packet at `p` (`n` bytes) to its session. The 8 bytes before `p` are
+    /// free for the CSTP header or the DTLS type byte.
+    @inline(__always)
+    private func sendToClient(_ p: UnsafeMutableRawPointer, _ n: Int, now: Int64) {
+        let packet = UnsafeRawBufferPointer(start: p, count: n)
         guard n >= 20, packet[0] >> 4 == 4 else {
             counters.dropsUnsupported += 1
             return
@@ -183,7 +217,7 @@ extension Gateway {
             return
         }
         if let ch = s.dtls, ch.established, ch.preferred, now - ch.lastReceive <= Self.dtlsQuietSwitch, n <= s.mtu {
-            let record = base + offset - 1
+            let record = p - 1
             record.storeBytes(of: CSTP.PacketType.data.rawValue, as: UInt8.self)
             if case .done = ch.connection.write(record, n + 1) {
                 s.txBytes &+= UInt64(n)
@@ -198,7 +232,7 @@ extension Gateway {
             counters.dropsQueueFull += 1
             return
         }
-        let frame = base + offset - CSTP.headerSize
+        let frame = p - CSTP.headerSize
         CSTP.writeHeader(frame, type: .data, length: n)
         if case .done = c.tls.write(frame, n + CSTP.headerSize) {
             s.txBytes &+= UInt64(n)

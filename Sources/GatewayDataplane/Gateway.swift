@@ -17,6 +17,17 @@ public struct GatewayOptions: Sendable {
     public var tunName: String
     /// Ask the kernel for TCP segmentation/checksum offload on the TUN (GSO/GRO).
     public var tunOffload: Bool = true
+    /// Drop pure TCP ACKs that a later ACK of the same flow in the same batch makes
+    /// redundant, both ways through the tunnel (`TCPAckFilter`).
+    public var ackFilter: Bool = true
+    /// Microseconds the loop pauses after a busy turn before it polls again (0: never).
+    /// Under load, the next turn then finds several times more packets waiting, and every
+    /// per-turn cost shrinks per byte: fewer wakeups and context switches, larger
+    /// recvmmsg batches, larger merged TUN writes, fewer ACKs that survive the filter. It
+    /// is what NICs do with interrupt moderation (`ethtool -C … rx-usecs`). Light
+    /// traffic never waits: the pause only follows turns with `busyTurn` items of work.
+    /// Measured in docs/performance.md, latency included.
+    public var coalesceMicros: UInt32 = 200
     public var version: String
     /// Re-reads `admin-settings.json` (SIGHUP). Throws a `ConfigurationError` when invalid.
     public var reload: @Sendable () throws -> GatewaySettings
@@ -81,6 +92,11 @@ public final class Gateway {
     static let tunReadOffset = 16
     /// Merges TCP segments on their way into the TUN (offload only).
     var coalescer = TCPCoalescer()
+    /// Holds clients' pure ACKs back within a loop turn (`options.ackFilter`).
+    var ackFilter = TCPAckFilter()
+    /// Holds pure ACKs to clients back within one TUN read batch, with room in front of
+    /// each for the CSTP header.
+    var ackFilterOut = TCPAckFilter(headroom: 16)
     /// An all-zero virtio header (no offload) for packets written alone.
     let zeroVirtioHeader: UnsafeMutableRawPointer = {
         let p = UnsafeMutableRawPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
@@ -95,6 +111,11 @@ public final class Gateway {
     /// Session and access events for the agent.
     let events = SessionEventLog()
     var lastTunWriteErrno: Int32 = 0
+    /// Tunnel packets, datagrams and TUN reads handled in this loop turn.
+    var turnWork = 0
+    /// A turn with at least this much tunnel work counts as busy (and is followed by the
+    /// coalescing pause). A ping, a keepalive or a login never is.
+    static let busyTurn = 8
 
     struct Counters {
         var totalSessions = 0
@@ -253,7 +274,8 @@ public final class Gateway {
             "open_files.limit": "\(fileLimit)",
             "listen": "[\(settings.listenAddress)]:\(settings.listenPort)", "tun": "\(tun.name)",
             "pool": "\(settings.pool)", "pin": "\(tls.publicKeyPin ?? "?")", "version": "\(options.version)",
-            "tun.offload": "\(tun.offload)",
+            "tun.offload": "\(tun.offload)", "ack_filter": "\(options.ackFilter)",
+            "coalesce_us": "\(options.coalesceMicros)",
         ])
         _ = auth.ensureConnected(now: monotonicSeconds())
         while running {
@@ -267,6 +289,10 @@ public final class Gateway {
                 }
             }
             flushDirty()
+            // Coalescing, as a NIC moderates its interrupts: after a busy turn, let the
+            // next batch gather before polling again (see `GatewayOptions.coalesceMicros`).
+            if turnWork >= Self.busyTurn, options.coalesceMicros > 0 { usleep(options.coalesceMicros) }
+            turnWork = 0
         }
         shutdown()
     }
@@ -390,7 +416,7 @@ public final class Gateway {
     }
 
     private func flushDirty() {
-        flushCoalescer()
+        flushTUNWrites()
         if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
         if dirty.isEmpty { return }
         for c in dirty {
@@ -463,6 +489,7 @@ public final class Gateway {
                 return
             }
             records += 1
+            if c.phase == .tunnel { turnWork &+= 1 }
             switch c.tls.read(buf, cap) {
             case .done(let n):
                 c.lastReceive = now
@@ -643,6 +670,7 @@ public final class Gateway {
             status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
                                        spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported + counters.dropsTunWrite,
                                        unknownDatagram: counters.dropsUnknownDatagram)
+            status.acksCoalesced = ackFilter.superseded + ackFilterOut.superseded
             status.dtlsSessions = sessions.all.filter { $0.connection != nil && ($0.dtls.map { $0.established && $0.preferred } ?? false) }.count
             return .serverStatus(status)
         case .listSessions(let q):

@@ -124,6 +124,9 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     public var drops: PacketDrops?
     /// Sessions whose packets currently travel over DTLS.
     public var dtlsSessions: Int?
+    /// Pure TCP ACKs not forwarded (to the network or to a client) because a later ACK of
+    /// the same flow in the same batch superseded them (added in 0.1.2).
+    public var acksCoalesced: UInt64?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

@@ -81,6 +81,7 @@ struct Server: ParsableCommand {
             traffic:            \(s.rxBytes) bytes from clients, \(s.txBytes) bytes to clients
             """)
             if let d = s.dtlsSessions { print("over DTLS:          \(d) sessions") }
+            if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "
                       + "\(d.unsupported) unsupported, \(d.unknownDatagram) stray datagrams")

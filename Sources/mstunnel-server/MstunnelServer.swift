@@ -32,6 +32,12 @@ struct MstunnelServer: ParsableCommand {
     @Option(help: "A group id allowed on the control socket besides root and our own uid (repeatable).")
     var allowGid: [UInt32] = []
 
+    @Flag(help: "Write every TCP ACK from clients to the TUN, even those a later ACK of the same flow in the same batch makes redundant (see docs/performance.md).")
+    var noAckFilter = false
+
+    @Option(help: "Microseconds to let packets gather after a busy loop turn, like a NIC's interrupt moderation (0 turns it off; see docs/performance.md).")
+    var coalesceUs: UInt32 = 200
+
     @Flag(help: "Validate the state directory and exit.")
     var checkConfig = false
 
@@ -56,10 +62,16 @@ struct MstunnelServer: ParsableCommand {
             return
         }
         try? FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-        let options = GatewayOptions(
+        var options = GatewayOptions(
             settings: settings, certificate: certificate, authSocket: authSocket ?? runDir + "/auth.sock",
             controlSocket: controlSocket ?? runDir + "/server.sock", controlPolicy: PeerPolicy(allowedGIDs: Set(allowGid)),
             tunName: tunName, version: Self.version, reload: { try state.loadSettings() })
+        options.ackFilter = !noAckFilter
+        guard coalesceUs <= 10_000 else {
+            logger.critical("config.invalid", metadata: ["error": "--coalesce-us must be 0...10000 microseconds, not \(coalesceUs)"])
+            throw ExitCode(2)
+        }
+        options.coalesceMicros = coalesceUs
         let gateway: Gateway
         do {
             gateway = try Gateway(options: options, logger: logger)

@@ -4,7 +4,7 @@ import Testing
 /// Builds TCP/IPv4 packets with correct checksums.
 enum PacketFactory {
     static func tcp(payload: [UInt8], seq: UInt32, flags: UInt8 = 0x10, id: UInt16 = 100, options: [UInt8] = [],
-                    srcPort: UInt16 = 5201, dstPort: UInt16 = 40000, window: UInt16 = 500) -> [UInt8] {
+                    srcPort: UInt16 = 5201, dstPort: UInt16 = 40000, window: UInt16 = 500, ack: UInt32 = 0x1122_3344) -> [UInt8] {
         let tcpHL = 20 + options.count
         var p = [UInt8](repeating: 0, count: 20 + tcpHL + payload.count)
         let total = p.count
@@ -14,7 +14,7 @@ enum PacketFactory {
         p[16] = 100; p[17] = 64; p[18] = 0; p[19] = 5
         p[20] = UInt8(srcPort >> 8); p[21] = UInt8(srcPort & 0xFF); p[22] = UInt8(dstPort >> 8); p[23] = UInt8(dstPort & 0xFF)
         p[24] = UInt8(seq >> 24); p[25] = UInt8(seq >> 16 & 0xFF); p[26] = UInt8(seq >> 8 & 0xFF); p[27] = UInt8(seq & 0xFF)
-        p[28] = 0x11; p[29] = 0x22; p[30] = 0x33; p[31] = 0x44
+        p[28] = UInt8(ack >> 24); p[29] = UInt8(ack >> 16 & 0xFF); p[30] = UInt8(ack >> 8 & 0xFF); p[31] = UInt8(ack & 0xFF)
         p[32] = UInt8(tcpHL / 4) << 4; p[33] = flags; p[34] = UInt8(window >> 8); p[35] = UInt8(window & 0xFF)
         p.replaceSubrange(40..<(40 + options.count), with: options)
         p.replaceSubrange((20 + tcpHL)..., with: payload)
