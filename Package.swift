@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
                     resources: [.copy("Golden")], swiftSettings: strict),
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
-        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS"], swiftSettings: strict),
+        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayAgentAPITests", dependencies: ["GatewayAgentAPI", "GatewayCore"], swiftSettings: strict),

@@ -33,6 +33,11 @@ if ip netns exec "$NS_C" iperf3 -c 198.18.1.2 -t 2 -J > "$WORK/iperf-dtls.json" 
 if ip netns exec "$NS_C" iperf3 -c 198.18.1.2 -t 2 -R -J > "$WORK/iperf-dtls-down.json" 2>&1; then pass "iperf3 download over DTLS"; else fail "iperf3 download over DTLS"; fi
 acks=$("$BIN/mst-cli" server show status --run-dir "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("acksCoalesced", 0))')
 check "ACK filter dropped superseded ACKs during the download ($acks)" test "${acks:-0}" -gt 0
+# The gateway seals records to the stock client (GnuTLS) itself once the client has sent
+# one: the download above went through that path, byte-exact.
+direct=$("$BIN/mst-cli" server show status --run-dir "$RUN" --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("dtlsDirectSessions", 0))')
+check "DTLS records to the client sealed directly (sessions: $direct)" test "${direct:-0}" -eq 1
+check "no fallback to libssl records logged" sh -c "! grep -q dtls.direct_records_unavailable '$WORK/server.log'"
 first_peer=$(grep '"msg":"dtls.established"' "$WORK/server.log" | tail -1 | sed 's/.*"udp.peer":"\([^"]*\)".*/\1/')
 
 echo "== hostile datagrams are dropped, the session is not disturbed"

@@ -111,6 +111,7 @@ extension Gateway {
         while s.dtls === ch {
             switch ch.connection.read(buf, io.count) {
             case .done(let n):
+                if !ch.recordPathNoted { noteRecordPath(s, ch) }
                 handleDTLSRecord(s, ch, UnsafeMutableRawBufferPointer(start: buf, count: n), now: now)
             case .wantRead, .wantWrite:
                 return
@@ -123,6 +124,15 @@ extension Gateway {
                 dropDTLS(s)
                 return
             }
+        }
+    }
+
+    /// After the channel's first record from the client: says how records to it are
+    /// sealed when that is not the gateway's own fast path.
+    private func noteRecordPath(_ s: Session, _ ch: DTLSChannel) {
+        ch.recordPathNoted = true
+        if options.dtlsDirectRecords, let why = ch.connection.directWriteUnavailable {
+            logger.warning("dtls.direct_records_unavailable", metadata: sessionMetadata(s, ["reason": "\(why)"]))
         }
     }
 

@@ -80,6 +80,8 @@ final class DTLSChannel {
     /// False after the client sent data over TLS while this channel was up (it moved to
     /// TLS, e.g. UDP got blocked); true again when data arrives over DTLS.
     var preferred = true
+    /// Whether the record path was checked after the first record (see `noteRecordPath`).
+    var recordPathNoted = false
 
     init(connection: DTLSConnection, peer: PeerKey, now: Int64) {
         self.connection = connection

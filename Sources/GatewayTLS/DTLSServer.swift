@@ -10,7 +10,12 @@ public final class DTLSServerContext: @unchecked Sendable {
     // @unchecked: the SSL_CTX is configured once in init and only read afterwards.
     let ctx: OpaquePointer
 
-    public init() throws {
+    /// Whether established channels seal application data themselves
+    /// (`DTLSRecordSealer`) instead of going through `SSL_write`.
+    public let directRecords: Bool
+
+    public init(directRecords: Bool = true) throws {
+        self.directRecords = directRecords
         _ = mst_OPENSSL_init_ssl()
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(DTLS_server_method()) else { throw TLSError.drain("SSL_CTX_new(DTLS)") }
@@ -40,7 +45,7 @@ public final class DTLSServerContext: @unchecked Sendable {
                                batch: DatagramBatch) throws -> DTLSConnection {
         ERR_clear_error()
         guard let ssl = SSL_new(ctx) else { throw TLSError.drain("SSL_new(DTLS)") }
-        let conn = DTLSConnection(ssl: ssl, psk: psk, peer: peer, peerLength: peerLength, batch: batch)
+        let conn = DTLSConnection(ssl: ssl, psk: psk, peer: peer, peerLength: peerLength, batch: batch, directRecords: directRecords)
         guard let bio = BIO_new(DatagramBIO.method) else {
             throw TLSError.drain("BIO_new(datagram)")
         }
@@ -62,16 +67,62 @@ public final class DTLSConnection {
     let psk: [UInt8]
     public internal(set) var peer: sockaddr_storage
     public let peerLength: UInt32
-    unowned let batch: DatagramBatch
+    // unowned(unsafe): the loop's batch outlives every connection (the gateway owns
+    // both), and a checked unowned reference cost a retain/release per record.
+    unowned(unsafe) let batch: DatagramBatch
     /// The datagram being processed; the BIO hands it to OpenSSL once.
     var input: UnsafeRawBufferPointer?
+    /// The newest (epoch, sequence) among the records OpenSSL has written: where the
+    /// direct record path continues.
+    private var lastWritten: (epoch: UInt16, sequence: UInt64)?
+    /// Seals application data without `SSL_write` once the client has proven, by
+    /// sending a record, that it completed the handshake (so OpenSSL will not need to
+    /// retransmit its last flight, the only records it would still write).
+    private var sealer: DTLSRecordSealer?
+    private var directWrite: DirectWrite
+    private enum DirectWrite { case pending, unavailable }
+    /// Why records go through `SSL_write` after all (unsupported cipher…), for the log.
+    public private(set) var directWriteUnavailable: String?
 
-    init(ssl: OpaquePointer, psk: [UInt8], peer: sockaddr_storage, peerLength: UInt32, batch: DatagramBatch) {
+    init(ssl: OpaquePointer, psk: [UInt8], peer: sockaddr_storage, peerLength: UInt32, batch: DatagramBatch, directRecords: Bool) {
         self.ssl = ssl
         self.psk = psk
         self.peer = peer
         self.peerLength = peerLength
         self.batch = batch
+        directWrite = directRecords ? .pending : .unavailable
+        if !directRecords { directWriteUnavailable = "turned off" }
+    }
+
+    /// Whether application data is sealed by `DTLSRecordSealer` rather than `SSL_write`.
+    public var sealsDirectly: Bool { sealer != nil }
+
+    /// Notes the sequence numbers of the records in a datagram OpenSSL wrote.
+    func noteWritten(_ p: UnsafeRawPointer, _ n: Int) {
+        var off = 0
+        while off + DTLSRecordSealer.headerSize <= n {
+            let epoch = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: off + 3, as: UInt16.self))
+            let high = UInt64(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: off + 5, as: UInt16.self)))
+            let low = UInt64(UInt32(bigEndian: p.loadUnaligned(fromByteOffset: off + 7, as: UInt32.self)))
+            let sequence = high << 32 | low
+            if let last = lastWritten, (last.epoch, last.sequence) >= (epoch, sequence) {} else {
+                lastWritten = (epoch, sequence)
+            }
+            off += DTLSRecordSealer.headerSize + Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: off + 11, as: UInt16.self)))
+        }
+    }
+
+    private func startDirectWrite() {
+        directWrite = .unavailable  // tried once, whatever the outcome
+        guard let last = lastWritten, last.epoch > 0 else {
+            directWriteUnavailable = "no encrypted record from OpenSSL to continue from"
+            return
+        }
+        do {
+            sealer = try DTLSRecordSealer.make(ssl: ssl, epoch: last.epoch, sequence: last.sequence + 1)
+        } catch {
+            directWriteUnavailable = "\(error)"
+        }
     }
 
     deinit { SSL_free(ssl) }
@@ -103,14 +154,30 @@ public final class DTLSConnection {
     @inline(__always)
     public func read(_ buffer: UnsafeMutableRawPointer, _ count: Int) -> TLSConnection.IOResult {
         let rc = SSL_read(ssl, buffer, Int32(count))
-        return rc > 0 ? .done(Int(rc)) : classify(rc)
+        guard rc > 0 else { return classify(rc) }
+        if case .pending = directWrite { startDirectWrite() }
+        return .done(Int(rc))
     }
 
     /// One record out (into the batch).
     @inline(__always)
     public func write(_ buffer: UnsafeRawPointer, _ count: Int) -> TLSConnection.IOResult {
+        if let sealer { return writeDirect(sealer, type: 23, buffer, count) }
         let rc = SSL_write(ssl, buffer, Int32(count))
         return rc > 0 ? .done(Int(rc)) : classify(rc)
+    }
+
+    @inline(__always)
+    private func writeDirect(_ sealer: DTLSRecordSealer, type: UInt8, _ buffer: UnsafeRawPointer, _ count: Int) -> TLSConnection.IOResult {
+        guard count <= 16384 else { return .failed("DTLS record of \(count) bytes") }
+        // A datagram the batch cannot take is lost, as one the network drops.
+        guard let out = batch.reserve(sealer.sealedSize(count)) else { return .done(count) }
+        (out + sealer.prefix).copyMemory(from: buffer, byteCount: count)
+        guard let size = sealer.seal(type: type, at: out, plaintextLength: count) else {
+            return .failed("DTLS record sealing failed (sequence exhausted or cipher error)")
+        }
+        withUnsafePointer(to: &peer) { batch.commit(size, to: $0, length: peerLength) }
+        return .done(count)
     }
 
     /// Retransmits a handshake flight if its timer ran out.
@@ -121,6 +188,13 @@ public final class DTLSConnection {
     }
 
     public func shutdown() {
+        if let sealer {
+            // OpenSSL's own sequence number is behind ours: its alert would look like a
+            // replay to the client. close_notify is a warning-level alert (1, 0).
+            let alert: [UInt8] = [1, 0]
+            _ = writeDirect(sealer, type: 21, alert, alert.count)
+            return
+        }
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
         ERR_clear_error()
@@ -158,6 +232,7 @@ enum DatagramBIO {
             guard let bio, let data, length >= 0, let raw = BIO_get_data(bio) else { return -1 }
             let conn = Unmanaged<DTLSConnection>.fromOpaque(raw).takeUnretainedValue()
             mst_BIO_clear_retry_flags(bio)
+            conn.noteWritten(data, Int(length))
             withUnsafePointer(to: &conn.peer) { peer in
                 _ = conn.batch.append(data, Int(length), to: peer, length: conn.peerLength)
             }

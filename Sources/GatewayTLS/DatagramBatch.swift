@@ -60,17 +60,44 @@ public final class DatagramBatch {
     /// the arena, or the batch is full and nobody flushed it).
     @discardableResult
     public func append(_ bytes: UnsafeRawPointer, _ n: Int, to address: UnsafePointer<sockaddr_storage>, length: UInt32) -> Bool {
-        guard n <= 65507 else { return false }
+        guard let out = reserve(n) else { return false }
+        memcpy(out, bytes, n)
+        commit(n, to: address, length: length)
+        return true
+    }
+
+    /// Room for one datagram of up to `n` bytes, to be written in place and queued with
+    /// `commit`; nil if there is none (flushing first when the batch is full).
+    @inline(__always)
+    public func reserve(_ n: Int) -> UnsafeMutableRawPointer? {
+        guard n <= 65507 else { return nil }
         if count == maxDatagrams || used + n > arenaSize { flushWhenFull?() }
-        guard count < maxDatagrams, used + n <= arenaSize else { return false }
-        memcpy(arena + used, bytes, n)
+        guard count < maxDatagrams, used + n <= arenaSize else { return nil }
+        return arena + used
+    }
+
+    /// Queues the `n` bytes written at the last `reserve` (at most what it reserved).
+    @inline(__always)
+    public func commit(_ n: Int, to address: UnsafePointer<sockaddr_storage>, length: UInt32) {
         entries[count].offset = UInt32(used)
         entries[count].len = UInt32(n)
         entries[count].addr = address.pointee
         entries[count].addrlen = length
         used += n
         count += 1
-        return true
+    }
+
+    /// The queued datagrams, oldest first (tests, diagnostics).
+    public func forEachQueued(_ body: (UnsafeRawBufferPointer) -> Void) {
+        for i in 0..<count {
+            body(UnsafeRawBufferPointer(start: arena + Int(entries[i].offset), count: Int(entries[i].len)))
+        }
+    }
+
+    /// Drops everything queued without sending it.
+    public func discardQueued() {
+        count = 0
+        used = 0
     }
 
     /// Sends everything queued on `fd`. What the kernel refuses (full socket buffer)

@@ -127,6 +127,9 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// Pure TCP ACKs not forwarded (to the network or to a client) because a later ACK of
     /// the same flow in the same batch superseded them (added in 0.1.2).
     public var acksCoalesced: UInt64?
+    /// Of `dtlsSessions`, those whose records the gateway seals itself rather than
+    /// through libssl (added in 0.1.3; see docs/performance.md).
+    public var dtlsDirectSessions: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

@@ -80,7 +80,9 @@ struct Server: ParsableCommand {
             address pool:       \(s.poolInUse) of \(s.poolSize) in use, exhausted \(s.poolExhaustedCount) times
             traffic:            \(s.rxBytes) bytes from clients, \(s.txBytes) bytes to clients
             """)
-            if let d = s.dtlsSessions { print("over DTLS:          \(d) sessions") }
+            if let d = s.dtlsSessions {
+                print("over DTLS:          \(d) sessions" + (s.dtlsDirectSessions.map { " (\($0) with records sealed directly)" } ?? ""))
+            }
             if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "

@@ -35,6 +35,9 @@ struct MstunnelServer: ParsableCommand {
     @Flag(help: "Write every TCP ACK from clients to the TUN, even those a later ACK of the same flow in the same batch makes redundant (see docs/performance.md).")
     var noAckFilter = false
 
+    @Flag(help: "Encrypt DTLS records to clients through OpenSSL's SSL_write instead of the gateway's own record sealer (same cipher, slower; see docs/performance.md).")
+    var noDtlsDirectRecords = false
+
     @Option(help: "Microseconds to let packets gather after a busy loop turn, like a NIC's interrupt moderation (0 turns it off; see docs/performance.md).")
     var coalesceUs: UInt32 = 200
 
@@ -67,6 +70,7 @@ struct MstunnelServer: ParsableCommand {
             controlSocket: controlSocket ?? runDir + "/server.sock", controlPolicy: PeerPolicy(allowedGIDs: Set(allowGid)),
             tunName: tunName, version: Self.version, reload: { try state.loadSettings() })
         options.ackFilter = !noAckFilter
+        options.dtlsDirectRecords = !noDtlsDirectRecords
         guard coalesceUs <= 10_000 else {
             logger.critical("config.invalid", metadata: ["error": "--coalesce-us must be 0...10000 microseconds, not \(coalesceUs)"])
             throw ExitCode(2)
