@@ -6,7 +6,8 @@
 #
 # For each direction (up = client -> corp, down = corp -> client) it records
 # `perf record -e cpu-clock -g` of the gateway's process tree for PERF_SECS (default 6) in
-# the middle of a DURATION-second iperf3 run (default 10), then prints the samples grouped by
+# the middle of a DURATION-second iperf3 run (default 10; PERF_CALLGRAPH="--call-graph dwarf"
+# for full call chains through Swift code, which keeps no frame pointers), then prints the samples grouped by
 # the system call they were taken under (or user space), and how many of those were softirq
 # work (packet processing the kernel did on the back of that system call: forwarding, NAT,
 # the peer namespace's receive). Raw perf.data files stay in OUT (default a temp dir).
@@ -60,7 +61,7 @@ for dir in ${DIRS:-up down}; do
     perf stat -x, -e context-switches,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_readv \
         -p "$pids" -o "$OUT/stat-$SERVER-$MODE-$dir.csv" -- sleep "$PERF_SECS" 2> /dev/null &
     spid=$!
-    perf record -q -e cpu-clock -g -p "$pids" -o "$OUT/perf-$SERVER-$MODE-$dir.data" -- sleep "$PERF_SECS" 2> /dev/null
+    perf record -q -e cpu-clock ${PERF_CALLGRAPH:--g} -p "$pids" -o "$OUT/perf-$SERVER-$MODE-$dir.data" -- sleep "$PERF_SECS" 2> /dev/null
     wait "$spid" || true
     wait "$ipid" || true
     t1=$(tree_ticks "$gw")
