@@ -97,6 +97,21 @@ public final class DTLSConnection {
     /// Whether application data is sealed by `DTLSRecordSealer` rather than `SSL_write`.
     public var sealsDirectly: Bool { sealer != nil }
 
+    /// Whether a datagram OpenSSL wrote must not leave: once the sealer has taken over,
+    /// a record of OpenSSL's in the sealer's epoch (a retransmitted Finished after a
+    /// reordered or replayed client Finished, an alert) would carry a sequence number the
+    /// sealer has used, and under ChaCha20-Poly1305 reuse its nonce. The client already
+    /// has the handshake's last flight, so nothing is lost by dropping it.
+    func suppressedAfterSealing(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
+        guard let sealer else { return false }
+        var off = 0
+        while off + DTLSRecordSealer.headerSize <= n {
+            if UInt16(bigEndian: p.loadUnaligned(fromByteOffset: off + 3, as: UInt16.self)) >= sealer.epoch { return true }
+            off += DTLSRecordSealer.headerSize + Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: off + 11, as: UInt16.self)))
+        }
+        return false
+    }
+
     /// Notes the sequence numbers of the records in a datagram OpenSSL wrote.
     func noteWritten(_ p: UnsafeRawPointer, _ n: Int) {
         var off = 0
@@ -232,6 +247,7 @@ enum DatagramBIO {
             guard let bio, let data, length >= 0, let raw = BIO_get_data(bio) else { return -1 }
             let conn = Unmanaged<DTLSConnection>.fromOpaque(raw).takeUnretainedValue()
             mst_BIO_clear_retry_flags(bio)
+            if conn.suppressedAfterSealing(data, Int(length)) { return length }
             conn.noteWritten(data, Int(length))
             withUnsafePointer(to: &conn.peer) { peer in
                 _ = conn.batch.append(data, Int(length), to: peer, length: conn.peerLength)

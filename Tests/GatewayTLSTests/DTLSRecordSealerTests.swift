@@ -118,7 +118,9 @@ import Testing
         #expect(!pair.server.sealsDirectly)
         var first: [UInt8] = [0x00] + Array("through libssl".utf8)
         #expect(pair.server.write(&first, first.count) == .done(first.count))
-        for d in pair.takeServerOutput() { d.withUnsafeBytes { pair.client.deliver($0) } }
+        let viaLibssl = pair.takeServerOutput()
+        try #require(viaLibssl.count == 1)
+        viaLibssl[0].withUnsafeBytes { pair.client.deliver($0) }
         #expect(pair.client.read() == first)
 
         // The client's first record switches the server to sealing records itself.
@@ -130,7 +132,17 @@ import Testing
         #expect(pair.server.sealsDirectly)
         #expect(pair.server.directWriteUnavailable == nil)
 
+        // Anything OpenSSL itself would still encrypt now (a retransmitted Finished, an
+        // alert) must not leave: it would reuse the sealer's sequence numbers (and, with
+        // ChaCha20-Poly1305, a nonce).
+        var stray: [UInt8] = [0x00, 0xEE]
+        #expect(SSL_write(pair.server.ssl, &stray, 2) == 2)
+        ERR_clear_error()
+        #expect(pair.takeServerOutput().isEmpty)
+
         let gcm = cipher.contains("GCM")
+        // The sealer continues right after OpenSSL's last record.
+        var expectedSequence: UInt64? = viaLibssl[0][5..<11].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } + 1
         for i in 0..<300 {
             let n = [1, 2, 15, 16, 17, 100, 1400, 1435][i % 8]
             var record = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
@@ -139,6 +151,11 @@ import Testing
             try #require(out.count == 1)
             #expect(out[0].count == 13 + (gcm ? 8 : 0) + n + 16, "record size for \(n) bytes")
             #expect(Array(out[0][0..<3]) == [23, 0xFE, 0xFD])
+            // Consecutive sequence numbers, no gaps (epoch 1).
+            let es = out[0][3..<11].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(es >> 48 == 1)
+            if let e = expectedSequence { #expect(es & 0xFFFF_FFFF_FFFF == e) }
+            expectedSequence = (es & 0xFFFF_FFFF_FFFF) + 1
             out[0].withUnsafeBytes { pair.client.deliver($0) }
             #expect(pair.client.read() == record, "record \(i) of \(n) bytes")
         }
