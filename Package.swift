@@ -138,6 +138,7 @@ let package = Package(
         .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
                     resources: [.copy("Golden")], swiftSettings: strict),
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
+        .testTarget(name: "GatewayTUNTests", dependencies: ["GatewayTUN"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),

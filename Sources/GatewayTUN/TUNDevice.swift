@@ -57,30 +57,30 @@ public enum NetworkSetup {
         try run("/usr/sbin/nft", ["-f", "-"], input: script, fallback: "/sbin/nft")
     }
 
+    /// Runs `path` (or `fallback` when `path` is not executable) with `args`, `input` on
+    /// stdin; throws with the tool's stderr when it fails. Spawned directly
+    /// (`CGatewayShims_runTool`), not through a shell, so arguments are never reparsed.
     static func run(_ path: String, _ args: [String], input: String?, fallback: String) throws {
-        let exe = FileManager.default.isExecutableFile(atPath: path) ? path : fallback
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        let inPipe = Pipe()
-        if input != nil { p.standardInput = inPipe }
-        do {
-            try p.run()
-        } catch {
-            throw NetworkSetupError("cannot run \(exe): \(error.localizedDescription)")
+        let exe = access(path, X_OK) == 0 ? path : fallback
+        var argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) }
+        argv.append(nil)
+        defer { for a in argv { free(a) } }
+        var errText = [CChar](repeating: 0, count: 4096)
+        var errLen = 0
+        let bytes = Array((input ?? "").utf8)
+        let status = bytes.withUnsafeBufferPointer { inBuf in
+            CGatewayShims_runTool(exe, &argv, input == nil ? nil : inBuf.baseAddress, inBuf.count,
+                                  &errText, errText.count, &errLen)
         }
-        if let input {
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inPipe.fileHandleForWriting.close()
+        if status < 0 {
+            throw NetworkSetupError("cannot run \(exe): \(String(cString: strerror(-status)))")
         }
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        if p.terminationStatus != 0 {
-            let text = String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw NetworkSetupError("\(URL(fileURLWithPath: exe).lastPathComponent) \(args.joined(separator: " ")) failed: \(text)")
+        if status != 0 {
+            let text = String(decoding: errText.prefix(errLen).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let name = exe.split(separator: "/").last.map(String.init) ?? exe
+            throw NetworkSetupError("\(name) \(args.joined(separator: " ")) failed"
+                + (text.isEmpty ? " with exit status \(status)" : ": \(text)"))
         }
     }
 

@@ -58,6 +58,13 @@ typedef struct {
 /// were dropped because the socket buffer was full) or -errno.
 int CGatewayShims_sendDatagrams(int fd, const unsigned char *arena, const CGatewayShims_OutDatagram *d, int n, int *gso);
 
+/// Runs the program at `path` with `argv` (NULL-terminated; no shell, no PATH search),
+/// `input` on its stdin (none when NULL), stdout discarded, and the first `errCap` bytes
+/// of its stderr in `errBuf` (`*errLen` of them). Waits for it and returns its exit
+/// status, 128 + the signal that killed it, or -errno when it could not be started.
+int CGatewayShims_runTool(const char *path, char *const argv[], const unsigned char *input,
+                          size_t inputLen, char *errBuf, size_t errCap, size_t *errLen);
+
 /// The size of IFNAMSIZ, for buffers.
 int CGatewayShims_ifnamsiz(void);
 #endif
