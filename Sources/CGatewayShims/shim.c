@@ -81,14 +81,14 @@ int CGatewayShims_recvBatch(int fd, CGatewayShims_Datagram *d, int n) {
     struct mmsghdr msgs[MST_MAX_BATCH];
     struct iovec iov[MST_MAX_BATCH];
     if (n > MST_MAX_BATCH) n = MST_MAX_BATCH;
-    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+    // Every field set by assignment, no memset first: zeroing the whole array on every
+    // call showed as ~100 instructions per packet under callgrind.
     for (int i = 0; i < n; i++) {
         iov[i].iov_base = d[i].buf;
         iov[i].iov_len = d[i].cap;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &d[i].addr;
-        msgs[i].msg_hdr.msg_namelen = sizeof(d[i].addr);
+        msgs[i].msg_hdr = (struct msghdr){
+            .msg_name = &d[i].addr, .msg_namelen = sizeof(d[i].addr), .msg_iov = &iov[i], .msg_iovlen = 1};
+        msgs[i].msg_len = 0;
     }
     int r = recvmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT, NULL);
     if (r < 0) return -errno;
@@ -111,9 +111,11 @@ int CGatewayShims_sendDatagrams(int fd, const unsigned char *arena, const CGatew
     int done = 0;
     while (done < n) {
         int m = 0, i = done;
-        memset(msgs, 0, sizeof(msgs));
         while (i < n && m < MST_MAX_BATCH) {
             int j = i + 1;
+            // Cleared one entry at a time, as it is used: a memset of the whole array per
+            // call cost more than building the messages (callgrind).
+            msgs[m] = (struct mmsghdr){0};
             if (*gso) {
                 unsigned int total = d[i].len;
                 while (j < n && j - i < MST_GSO_MAX_SEGS && d[j].len <= d[i].len && d[j - 1].len == d[i].len &&

@@ -26,7 +26,7 @@ final class DTLSRecordSealer {
     let kind: Kind
     let epoch: UInt16
     /// The next record's sequence number (48 bits).
-    private(set) var sequence: UInt64
+    @exclusivity(unchecked) private(set) var sequence: UInt64  // bumped per record; see DatagramBatch.count
     private let ctx: OpaquePointer
     /// The 13-byte AAD and the one-entry parameter list that hands it to the cipher,
     /// built once: per record only the bytes change.

@@ -65,7 +65,9 @@ public final class DTLSServerContext: @unchecked Sendable {
 public final class DTLSConnection {
     let ssl: OpaquePointer
     let psk: [UInt8]
-    public internal(set) var peer: sockaddr_storage
+    // Unchecked exclusivity: taken by pointer once per record (`withUnsafePointer`) and
+    // only replaced between records on roaming; see DatagramBatch.count.
+    @exclusivity(unchecked) public internal(set) var peer: sockaddr_storage
     public let peerLength: UInt32
     // unowned(unsafe): the loop's batch outlives every connection (the gateway owns
     // both), and a checked unowned reference cost a retain/release per record.
@@ -78,7 +80,7 @@ public final class DTLSConnection {
     /// Seals application data without `SSL_write` once the client has proven, by
     /// sending a record, that it completed the handshake (so OpenSSL will not need to
     /// retransmit its last flight, the only records it would still write).
-    private var sealer: DTLSRecordSealer?
+    @exclusivity(unchecked) private var sealer: DTLSRecordSealer?  // read per record; see DatagramBatch.count
     private var directWrite: DirectWrite
     private enum DirectWrite { case pending, unavailable }
     /// Why records go through `SSL_write` after all (unsupported cipher…), for the log.
