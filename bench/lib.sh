@@ -249,9 +249,9 @@ wait_port_free() {
     return 1
 }
 
-wait_listen() { # PID LOG
+wait_listen() { # PID LOG (LISTEN_WAIT: tenths of a second to wait, default 150)
     local i
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < ${LISTEN_WAIT:-150}; i++)); do
         ip netns exec "$NS_G" ss -Hltn "sport = :$PORT" | grep -q LISTEN && return 0
         pid_is_ours "$1" || break
         sleep 0.1
@@ -401,7 +401,9 @@ mst_start() {
     MST_AUTH_PID=$BG_PID
     for ((i = 0; i < 100; i++)); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
     [ -S "$run/auth.sock" ] || { echo "mstunnel-auth did not start" >&2; cat "$WORK/mst/auth.log" >&2; return 1; }
-    start_bg "$WORK/mst/server.log" ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$WORK/mst/state" --run-dir "$run" ${MST_SERVER_ARGS:-}
+    # MST_SERVER_WRAP: a command to run the server under (bench/callgrind.sh: valgrind).
+    # shellcheck disable=SC2086
+    start_bg "$WORK/mst/server.log" ip netns exec "$NS_G" ${MST_SERVER_WRAP:-} "$BIN/mstunnel-server" --state-dir "$WORK/mst/state" --run-dir "$run" ${MST_SERVER_ARGS:-}
     MST_SERVER_PID=$BG_PID
     wait_listen "$MST_SERVER_PID" "$WORK/mst/server.log"
 }
