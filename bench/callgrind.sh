@@ -21,8 +21,7 @@ DURATION=${DURATION:-5}
 TOP=${TOP:-30}
 case $MODE in dtls | tls) ;; *) echo "MODE must be dtls or tls" >&2; exit 2 ;; esac
 case $DIR in down | up) ;; *) echo "DIR must be down or up" >&2; exit 2 ;; esac
-command -v valgrind > /dev/null || { echo "missing valgrind (apt-get install valgrind)" >&2; exit 1; }
-BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/.build-bench/release}
+for t in valgrind callgrind_annotate objcopy; do command -v "$t" > /dev/null || { echo "missing $t (apt-get install valgrind binutils)" >&2; exit 1; }; done
 [ -x "$BIN/mstunnel-server" ] || { echo "missing $BIN/mstunnel-server: swift build -c release --scratch-path .build-bench" >&2; exit 1; }
 bench_init
 OUT=${OUT:-$(mktemp -d /tmp/mstunnel-callgrind.XXXXXX)}
