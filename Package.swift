@@ -84,6 +84,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            // The development issuer signs tokens (JWTKit) and hashes local passwords (PBKDF2).
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: strict),
         // The management agent: enrollment, poll loop, outbox, metrics, log upload.
         .target(name: "GatewayAgent", dependencies: [
@@ -128,7 +131,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "mstunnel-agent", dependencies: [
-            "GatewayAgent", "GatewayLogging",
+            "GatewayAgent", "GatewayAgentAPI", "GatewayLogging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),

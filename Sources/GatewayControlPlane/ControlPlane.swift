@@ -15,15 +15,18 @@ public final class ControlPlane: Sendable {
     let now: @Sendable () -> Date
     /// Key for signing log download URLs; per process, so links die with a restart.
     let downloadKey: SymmetricKey
+    /// The development issuer, in standalone mode with `--dev-issuer` only.
+    public let devIssuer: DevIssuer?
 
     public init(store: any ControlStore, ca: CertificateAuthority, authenticator: AdminAuthenticator, options: ControlPlaneOptions,
-                logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+                logger: Logger, devIssuer: DevIssuer? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.ca = ca
         self.authenticator = authenticator
         self.options = options
         self.logger = logger
         self.now = now
+        self.devIssuer = devIssuer
         self.downloadKey = SymmetricKey(size: .bits256)
     }
 

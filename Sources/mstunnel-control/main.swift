@@ -58,7 +58,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days health reports, session events and report ids are kept (pruned every 10 minutes).")
     var retentionDays = 30
 
+    @Flag(help: "Serve a development OpenID issuer with local users (standalone mode only; not with --admin-auth-config). See docs/identity.md.")
+    var devIssuer = false
+
     func validate() throws {
+        if devIssuer, adminAuthConfig != nil {
+            throw ValidationError("--dev-issuer is for standalone mode: it is off when an external issuer is configured (--admin-auth-config)")
+        }
         guard checkinInterval >= 1, reportInterval >= 1 else { throw ValidationError("intervals must be at least 1 second") }
         guard offlineAfter > checkinInterval else { throw ValidationError("--offline-after must be longer than --checkin-interval") }
         // Short lifetimes are for tests of expiry and renewal; nothing below a second.
@@ -95,6 +101,7 @@ struct Serve: AsyncParsableCommand {
         config.offlineAfter = TimeInterval(offlineAfter)
         config.agentCertificateLifetime = TimeInterval(agentCertLifetime)
         config.retentionDays = retentionDays
+        config.devIssuer = devIssuer
         let prepared: ControlPlaneServer.Prepared
         do {
             prepared = try await ControlPlaneServer.prepare(config, logger: logger)
@@ -102,10 +109,13 @@ struct Serve: AsyncParsableCommand {
             logger.critical("control.start.failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        logger.info("control.starting", metadata: [
+        var started: Logger.Metadata = [
             "listen": "\(host):\(port)", "stateDir": "\(stateDir)", "adminToken": "\(prepared.adminTokenPath)",
             "caSHA256": "\(prepared.controlPlane.ca.sha256Hex)", "version": "\(ControlPlaneVersion.string)",
-        ])
+            "console": "\(prepared.controlPlane.options.publicBaseURL)/console",
+        ]
+        if let issuer = prepared.controlPlane.devIssuer { started["devIssuer"] = "\(issuer.issuer)" }
+        logger.info("control.starting", metadata: started)
         let app = try ControlPlaneServer.application(prepared, host: host, port: port, logger: logger)
         // Hummingbird's service group stops gracefully on SIGTERM and SIGINT; the retention
         // task (once now, then every 10 minutes) is cancelled when it returns.

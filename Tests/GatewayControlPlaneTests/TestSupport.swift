@@ -28,7 +28,7 @@ final class TestEnv: Sendable {
     let stateDirectory: String
 
     init(validator: TokenValidator? = nil, certLifetime: TimeInterval = 3600, sharedCA: CertificateAuthority? = nil,
-         configure: (inout ControlPlaneOptions) -> Void = { _ in }) throws {
+         devIssuer: DevIssuer? = nil, configure: (inout ControlPlaneOptions) -> Void = { _ in }) throws {
         clock = TestClock()
         stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("mstc-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
@@ -39,7 +39,7 @@ final class TestEnv: Sendable {
         controlPlane = ControlPlane(
             store: try SQLiteControlStore.inMemory(), ca: try sharedCA ?? CertificateAuthority.create(now: clock.now()),
             authenticator: AdminAuthenticator(localToken: Self.adminToken, validator: validator),
-            options: options, logger: quietLogger, now: { clock.now() })
+            options: options, logger: quietLogger, devIssuer: devIssuer, now: { clock.now() })
     }
 
     deinit { try? FileManager.default.removeItem(atPath: stateDirectory) }

@@ -29,6 +29,17 @@ extension ControlPlane {
                 return try HTTP.json(encodable: try await self.renew(server: server, request: body))
             },
         ])
+        // The server leaves its Site (mst-cli uninstall): its record goes, its certificates
+        // are refused from then on, as when an admin deletes it.
+        HTTP.route(router, base + "/leave", [
+            .post: { request, context in
+                let (server, _) = try await self.authenticateAgent(request, context)
+                guard let blobs = try await self.store.deleteServer(id: server.id) else { throw Self.serverNotFound(server.id) }
+                self.removeLogBlobs(blobs)
+                self.logger.notice("server.left", metadata: ["serverId": "\(server.id)", "siteId": "\(server.siteId)", "name": "\(server.displayName)"])
+                return HTTP.noContent()
+            },
+        ])
         HTTP.route(router, base + "/checkin", [
             .post: { request, context in
                 let (server, cert) = try await self.authenticateAgent(request, context)

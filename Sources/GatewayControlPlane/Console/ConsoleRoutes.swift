@@ -72,5 +72,7 @@ enum Console {
 extension ControlPlane {
     func addConsoleRoutes(_ router: RouteTable) {
         router.route(Console.path, [.get: { _, _ in Console.response() }])
+        // A person who types the bare address lands on the console, not on a JSON 404.
+        router.route("/", [.get: { _, _ in Response(status: .found, headers: [.location: Console.path, .cacheControl: "no-store"]) }])
     }
 }

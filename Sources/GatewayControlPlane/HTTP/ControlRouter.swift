@@ -45,6 +45,7 @@ extension ControlPlane {
         addLogCollectionRoutes(routes)
         addAgentRoutes(routes)
         addConsoleRoutes(routes)
+        addDevIssuerRoutes(routes)
         routes.route("/healthz", [
             .get: { _, _ in HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version)])) },
         ])

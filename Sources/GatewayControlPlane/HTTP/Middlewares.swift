@@ -92,6 +92,14 @@ struct AdminAuthMiddleware: RouterMiddleware {
         return (String(first).removingPercentEncoding ?? String(first)).lowercased() == "beta"
     }
 
+    /// Graph actions that are POSTs but change nothing: not audited as writes.
+    static let readActions: Set<String> = ["getHealthMetrics", "getHealthMetricTimeSeries"]
+
+    static func isReadAction(_ path: String) -> Bool {
+        guard let last = path.split(separator: "/").last else { return false }
+        return readActions.contains(String(last))
+    }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         switch scope {
         case .pathPrefix:
@@ -110,7 +118,7 @@ struct AdminAuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.admin = principal
-        let isWrite = request.method != .get && request.method != .head
+        let isWrite = request.method != .get && request.method != .head && !Self.isReadAction(request.uri.path)
         do {
             let response = try await next(request, context)
             if isWrite {

@@ -26,6 +26,8 @@ public struct ServeConfiguration: Sendable {
     public var agentCertificateLifetime: TimeInterval = 30 * 24 * 3600
     /// Health reports, session events and report ids are kept this many days.
     public var retentionDays: Int = 30
+    /// Serve the development issuer (standalone mode only; refused with `adminAuthConfigPath`).
+    public var devIssuer = false
 
     public init() {}
 }
@@ -40,6 +42,11 @@ public enum ControlPlaneServer {
     }
 
     public static func prepare(_ config: ServeConfiguration, logger: Logger) async throws -> Prepared {
+        if config.devIssuer, config.adminAuthConfigPath != nil {
+            throw PKIError("--dev-issuer is for standalone mode: it is off when an external issuer is configured (--admin-auth-config)")
+        }
+        // Before anything is created: a busy port must not leave a fresh state directory behind.
+        try ListenCheck.check(host: config.listenHost, port: config.listenPort)
         // 0700, also when the directory already existed (it holds the CA key and the database).
         try StateFiles.ensureDirectory(config.stateDirectory)
         let ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
@@ -77,9 +84,11 @@ public enum ControlPlaneServer {
         options.agentCertificateLifetime = config.agentCertificateLifetime
         options.retention = TimeInterval(config.retentionDays) * 24 * 3600
         try StateFiles.ensureDirectory(options.logsDirectory)
+        let devIssuer = config.devIssuer
+            ? try await DevIssuer.loadOrCreate(stateDirectory: config.stateDirectory, baseURL: options.publicBaseURL) : nil
         let controlPlane = ControlPlane(store: store, ca: ca,
                                         authenticator: AdminAuthenticator(localToken: token, validator: validator, requiredRole: config.adminRole),
-                                        options: options, logger: logger)
+                                        options: options, logger: logger, devIssuer: devIssuer)
         return Prepared(controlPlane: controlPlane, tlsConfiguration: try tls.serverConfiguration(clientCA: ca),
                         adminTokenPath: LocalAdminToken.path(stateDirectory: config.stateDirectory))
     }
