@@ -78,6 +78,16 @@ public enum AtomicFile {
         guard chmod(path, mode) == 0 else { throw AgentError("cannot chmod \(path): \(errnoText())") }
     }
 
+    /// `private/`: created 0700; an existing one may stay group-readable (0750: in the
+    /// containers the gateway reads `private/site.key` through the stack's group, while the
+    /// agent's own key inside is 0600), but anything wider (group-writable, any access for
+    /// others) is tightened to 0700.
+    public static func ensurePrivateDirectory(_ path: String) throws(AgentError) {
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_mode & 0o027 == 0 { return }
+        try ensureDirectory(path, mode: 0o700)
+    }
+
     /// Reads a whole small file; nil when it does not exist or cannot be read.
     public static func read(_ path: String) -> Data? {
         FileManager.default.contents(atPath: path)

@@ -84,6 +84,13 @@ public final class ControlPlaneClient {
                                      LogCollectionFailure(message: message), mutualTLS: true)
     }
 
+    /// Removes this server from its Site; its certificate is refused afterwards.
+    public func leave() throws(ControlPlaneError) {
+        let _: EmptyReply = try json("POST", "/leave", EmptyBody(), mutualTLS: true)
+    }
+
+    struct EmptyBody: Encodable {}
+
     // MARK: - Plumbing
 
     struct EmptyReply: Decodable {}

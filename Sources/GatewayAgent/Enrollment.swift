@@ -115,7 +115,7 @@ enum AgentFiles {
             try AtomicFile.ensureDirectory(paths.stateDirectory, mode: 0o755)
         }
         try AtomicFile.ensureDirectory(paths.certsDirectory, mode: 0o755)
-        try AtomicFile.ensureDirectory(paths.privateDirectory, mode: 0o700)
+        try AtomicFile.ensurePrivateDirectory(paths.privateDirectory)
     }
 
     static func pendingKey(_ paths: AgentPaths) -> String { paths.agentKey + ".new" }

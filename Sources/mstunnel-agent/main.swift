@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatewayAgent
+import GatewayAgentAPI
 import GatewayLogging
 import Logging
 
@@ -12,7 +13,7 @@ struct MstunnelAgent: ParsableCommand {
         commandName: "mstunnel-agent",
         abstract: "mstunnel management agent: enrollment, configuration, health and log upload.",
         version: AgentVersion.string,
-        subcommands: [Enroll.self, Run.self, Status.self])
+        subcommands: [Enroll.self, Run.self, Status.self, Leave.self])
 }
 
 struct StateDirOption: ParsableArguments {
@@ -117,8 +118,27 @@ struct Status: ParsableCommand {
     @Flag(help: "JSON output.")
     var json = false
 
+    @Option(name: .customLong("healthy-within"),
+            help: "Health check: exit 1 unless the last successful check-in is at most SECONDS old (the container health check uses 300).")
+    var healthyWithin: Int?
+
     func run() throws {
         let status = AgentStatus.gather(paths: state.paths)
+        if let healthyWithin {
+            // One line for `podman healthcheck run` / `podman inspect`, then the verdict.
+            guard status.enrolled else { print("unhealthy: not enrolled"); throw ExitCode(1) }
+            guard let last = status.lastSuccessfulCheckinDateTime, let at = GraphDate.parse(last) else {
+                print("unhealthy: no successful check-in yet (last result: \(status.lastCheckinResult ?? "none"))")
+                throw ExitCode(1)
+            }
+            let age = Int(Date().timeIntervalSince(at))
+            guard age <= healthyWithin else {
+                print("unhealthy: last successful check-in \(age) s ago (limit \(healthyWithin) s); last result: \(status.lastCheckinResult ?? "none")")
+                throw ExitCode(1)
+            }
+            print("healthy: last successful check-in \(age) s ago")
+            return
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -128,5 +148,34 @@ struct Status: ParsableCommand {
             print(status.text)
         }
         if !status.enrolled { throw ExitCode(3) }
+    }
+}
+
+struct Leave: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove this server from its Site in the control plane (mst-cli uninstall calls this); the agent's certificate is refused afterwards.")
+
+    @OptionGroup var state: StateDirOption
+
+    func run() throws {
+        GatewayLog.bootstrap()
+        let logger = Logger(label: "mstunnel-agent")
+        let paths = state.paths
+        do {
+            guard let info = try AgentInfo.load(paths) else {
+                print("not enrolled: nothing to leave")
+                return
+            }
+            let client = ControlPlaneClient(baseURL: info.controlPlaneUrl, trust: .caFile(paths.controlCA),
+                                            clientCertificateFile: paths.agentCertificate, clientKeyFile: paths.agentKey, logger: logger)
+            try client.leave()
+            print("server \(info.serverId) left Site \(info.siteId) (\(info.controlPlaneUrl))")
+        } catch let error as ControlPlaneError {
+            FileHandle.standardError.write(Data("mstunnel-agent leave: \(error)\n".utf8))
+            throw ExitCode(1)
+        } catch let error as AgentError {
+            FileHandle.standardError.write(Data("mstunnel-agent leave: \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

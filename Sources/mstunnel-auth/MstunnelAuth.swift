@@ -4,6 +4,7 @@ import Foundation
 import GatewayAuth
 import GatewayIPC
 import GatewayLogging
+import GatewayWire
 import Logging
 
 /// The authentication plugin: validates access tokens for the gateway over a Unix socket.
@@ -32,9 +33,30 @@ struct MstunnelAuth: AsyncParsableCommand {
     @Flag(name: .customLong("check-config"), help: "Validate the configuration and exit (0 valid, 1 not).")
     var checkConfig = false
 
+    @Flag(name: .customLong("health-check"), help: "Ping the running plugin on --socket and exit (0 it answered, 1 not): the container health check.")
+    var healthCheck = false
+
     func run() async throws {
         let stateDirectory = stateDir ?? ProcessInfo.processInfo.environment["MSTUNNEL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/mstunnel"
         let configPath = config ?? URL(fileURLWithPath: stateDirectory).appendingPathComponent("auth.json").path
+
+        if healthCheck {
+            do {
+                let connection = try WireConnection.connect(path: socket)
+                connection.setReceiveTimeout(seconds: 5)
+                guard case .ping(let pong) = try connection.call(.ping(PingRequest())) else {
+                    print("unhealthy: \(socket) answered something other than a ping")
+                    throw ExitCode(1)
+                }
+                print("healthy: \(pong.process) \(pong.version) answers on \(socket)")
+                return
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                print("unhealthy: \(socket): \(error)")
+                throw ExitCode(1)
+            }
+        }
 
         if checkConfig {
             // Plain text for a human at a terminal (mst-cli, setup script), not JSON logs.

@@ -12,7 +12,8 @@ import Logging
 struct MstunnelServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mstunnel-server",
-        abstract: "The mstunnel VPN gateway: TLS dataplane, one TUN, IP pool, split tunnel, PAT.")
+        abstract: "The mstunnel VPN gateway: TLS dataplane, one TUN, IP pool, split tunnel, PAT.",
+        version: MstunnelServer.version)
 
     @Option(help: "State directory with admin-settings.json and the site certificate (env MSTUNNEL_DIR).")
     var stateDir: String = ProcessInfo.processInfo.environment["MSTUNNEL_DIR"] ?? "/etc/mstunnel"
@@ -44,6 +45,9 @@ struct MstunnelServer: ParsableCommand {
     @Flag(help: "Validate the state directory and exit.")
     var checkConfig = false
 
+    @Flag(help: "If admin-settings.json is not there yet (the agent writes it after enrollment), wait for it instead of exiting.")
+    var waitForSettings = false
+
     static let version = "0.1.0"
 
     func run() throws {
@@ -51,6 +55,7 @@ struct MstunnelServer: ParsableCommand {
         GatewayLog.bootstrap()
         let logger = Logger(label: "mstunnel.server")
         let state = StateDirectory(path: stateDir)
+        if waitForSettings { Self.waitForFile(stateDir + "/admin-settings.json", logger: logger) }
         let settings: GatewaySettings
         let certificate: TLSServerContext.CertificateSource
         do {
@@ -84,5 +89,31 @@ struct MstunnelServer: ParsableCommand {
             throw ExitCode(1)
         }
         gateway.run()
+    }
+
+    /// Polls once a second (a file appearing once at install time does not deserve inotify),
+    /// saying what it waits for at the start and then every minute. The stop signals are
+    /// blocked already (the gateway takes them through its loop), so they are collected here.
+    static func waitForFile(_ path: String, logger: Logger) {
+        var waited = 0
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGINT)
+        while !FileManager.default.fileExists(atPath: path) {
+            if waited % 60 == 0 {
+                logger.notice("config.waiting", metadata: [
+                    "file": "\(path)", "waitedSeconds": "\(waited)",
+                    "hint": "the agent writes it once enrolled; see `podman logs mstunnel-agent`",
+                ])
+            }
+            var second = timespec(tv_sec: 1, tv_nsec: 0)
+            let signal = sigtimedwait(&mask, nil, &second)
+            if signal == SIGTERM || signal == SIGINT {
+                logger.info("gateway.stopped", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")", "while": "waiting for settings"])
+                Foundation.exit(0)
+            }
+            waited += 1
+        }
     }
 }
