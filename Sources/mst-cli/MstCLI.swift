@@ -3,19 +3,29 @@ import Foundation
 import GatewayIPC
 import GatewayWire
 
-/// Operator CLI on the gateway host. This first version reads the running stack over its
-/// control sockets; container lifecycle verbs (start/stop/logs) come with the installer.
+/// Operator CLI on the gateway host, after Microsoft's `mst-cli`: the containers
+/// (`agent|server status|start|stop|restart|logs`), the running gateway over its control
+/// socket (`server show …`), `uninstall` and `diagnose`. It finds the install through
+/// `/opt/mstunnel/.env` (written by deploy/mstunnel-setup; `MSTUNNEL_INSTALL_DIR`).
 @main
 struct MstCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mst-cli",
-        abstract: "Inspect the mstunnel gateway on this host.",
-        subcommands: [Server.self, Auth.self])
+        abstract: "Operate the mstunnel gateway on this host.",
+        version: "0.1.0",
+        subcommands: [Agent.self, Server.self, Auth.self, Uninstall.self, Diagnose.self])
+}
+
+/// A failure at run time (not a usage mistake): printed as `Error: …` with what to do, exit 1,
+/// no usage text. Usage mistakes stay ArgumentParser's ValidationError (exit 64).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 struct SocketOptions: ParsableArguments {
-    @Option(help: "Runtime directory holding the sockets.")
-    var runDir: String = ProcessInfo.processInfo.environment["MSTUNNEL_RUN_DIR"] ?? "/run/mstunnel"
+    @Option(help: "Runtime directory holding the sockets (default: MSTUNNEL_RUN_DIR, the install's, or /run/mstunnel).")
+    var runDir: String = Install.load().runDirectory
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -26,11 +36,11 @@ struct SocketOptions: ParsableArguments {
         do {
             connection = try WireConnection.connect(path: path)
         } catch {
-            throw ValidationError("cannot reach \(path): \(error) (is the stack running? see `podman ps`)")
+            throw CLIError("cannot reach \(path): \(error). Is the stack running? `podman ps` lists its containers; `mst-cli diagnose` says what is wrong.")
         }
         connection.setReceiveTimeout(seconds: 10)
         let response = try connection.call(request)
-        if case .error(let e) = response { throw ValidationError("\(socket) refused the request (\(e.code)): \(e.message)") }
+        if case .error(let e) = response { throw CLIError("\(socket) refused the request (\(e.code)): \(e.message)") }
         return response
     }
 
@@ -44,17 +54,42 @@ struct SocketOptions: ParsableArguments {
 struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The gateway server (mstunnel-server).",
-        subcommands: [Status.self, Show.self])
+        subcommands: [Status.self, Start.self, Stop.self, Restart.self, Logs.self, Show.self])
 
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Is the server answering?")
+        static let configuration = CommandConfiguration(abstract: "The server's container and whether its control socket answers.")
         @OptionGroup var options: SocketOptions
 
+        struct Report: Encodable {
+            var container: Install.ContainerState?
+            var answering: Bool
+            var process: String?
+            var version: String?
+            var error: String?
+        }
+
         func run() throws {
-            guard case .ping(let p) = try options.call("server.sock", .ping(PingRequest())) else { throw ExitCode(1) }
-            if options.json { try options.printJSON(p) } else { print("\(p.process) \(p.version): running") }
+            var report = Report(container: Install.load().container("mstunnel-server"), answering: false)
+            do {
+                guard case .ping(let p) = try options.call("server.sock", .ping(PingRequest())) else { throw CLIError("unexpected answer") }
+                report.answering = true
+                report.process = p.process
+                report.version = p.version
+            } catch {
+                report.error = "\(error)"
+            }
+            if options.json { try options.printJSON(report) } else {
+                print("container:  " + (report.container.map { "\($0.name) \($0.state)\($0.health.map { ", " + $0 } ?? "")" } ?? "none (not installed here, or another engine)"))
+                print("gateway:    " + (report.answering ? "\(report.process ?? "") \(report.version ?? ""): answering" : "NOT ANSWERING: \(report.error ?? "")"))
+            }
+            if !report.answering { throw ExitCode(1) }
         }
     }
+
+    typealias Start = ContainerVerb<ServerContainer, StartVerb>
+    typealias Stop = ContainerVerb<ServerContainer, StopVerb>
+    typealias Restart = ContainerVerb<ServerContainer, RestartVerb>
+    typealias Logs = LogsVerb<ServerContainer>
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -138,7 +173,12 @@ struct Server: ParsableCommand {
 }
 
 struct Auth: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The auth plugin (mstunnel-auth).", subcommands: [Status.self])
+    static let configuration = CommandConfiguration(abstract: "The auth plugin (mstunnel-auth).",
+                                                    subcommands: [Status.self, Start.self, Stop.self, Restart.self, Logs.self])
+    typealias Start = ContainerVerb<AuthContainer, StartVerb>
+    typealias Stop = ContainerVerb<AuthContainer, StopVerb>
+    typealias Restart = ContainerVerb<AuthContainer, RestartVerb>
+    typealias Logs = LogsVerb<AuthContainer>
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Is the auth plugin answering?")

@@ -1,0 +1,105 @@
+import Foundation
+
+/// The install mst-cli acts on: what `deploy/mstunnel-setup` wrote to
+/// `<install-dir>/.env` (default `/opt/mstunnel`, or `MSTUNNEL_INSTALL_DIR`), with the
+/// environment taking precedence, and the product defaults where neither says.
+struct Install {
+    var installDirectory: String
+    var engine: String
+    var compose: String
+    var stateDirectory: String
+    var runDirectory: String
+    var logDirectory: String
+    var controlURL: String?
+    var present: Bool
+
+    static let containers = ["mstunnel-server", "mstunnel-auth", "mstunnel-agent"]
+
+    static func load(environment: [String: String] = ProcessInfo.processInfo.environment) -> Install {
+        let dir = environment["MSTUNNEL_INSTALL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/opt/mstunnel"
+        var values: [String: String] = [:]
+        let text = (try? String(contentsOfFile: dir + "/.env", encoding: .utf8))
+        for line in (text ?? "").split(separator: "\n") where !line.hasPrefix("#") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            values[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        func value(_ key: String, _ fallback: String) -> String {
+            if let v = environment[key], !v.isEmpty { return v }
+            if let v = values[key], !v.isEmpty { return v }
+            return fallback
+        }
+        let engine = value("MSTUNNEL_ENGINE", "podman")
+        return Install(installDirectory: dir, engine: engine,
+                       compose: value("MSTUNNEL_COMPOSE", engine == "docker" ? "docker compose" : "podman-compose"),
+                       stateDirectory: value("MSTUNNEL_DIR", "/etc/mstunnel"), runDirectory: value("MSTUNNEL_RUN_DIR", "/run/mstunnel"),
+                       logDirectory: value("MSTUNNEL_LOG_DIR", "/var/log/mstunnel"),
+                       controlURL: values["MSTUNNEL_CONTROL_URL"], present: text != nil)
+    }
+
+    /// What `inspect` says of one container; nil when there is no such container.
+    struct ContainerState: Codable {
+        var name: String
+        var state: String
+        var health: String?
+        var image: String
+        var startedAt: String?
+    }
+
+    func container(_ name: String) -> ContainerState? {
+        guard let out = try? Command.run([engine, "inspect", "--type", "container", name]), out.status == 0,
+              let array = try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]],
+              let first = array.first else { return nil }
+        let state = first["State"] as? [String: Any] ?? [:]
+        let health = (state["Health"] as? [String: Any])?["Status"] as? String
+            ?? (state["Healthcheck"] as? [String: Any])?["Status"] as? String
+        let config = first["Config"] as? [String: Any] ?? [:]
+        return ContainerState(name: name, state: state["Status"] as? String ?? "unknown", health: health.flatMap { $0.isEmpty ? nil : $0 },
+                              image: config["Image"] as? String ?? first["ImageName"] as? String ?? "", startedAt: state["StartedAt"] as? String)
+    }
+
+    /// `compose … ARGS` in the install directory, with its `.env`.
+    func composeCommand(_ args: [String]) -> [String] {
+        compose.split(separator: " ").map(String.init) + ["--env-file", installDirectory + "/.env", "-f", installDirectory + "/compose.yaml"] + args
+    }
+}
+
+/// Runs programs for mst-cli (a short-lived CLI, so Foundation's Process is fine here).
+enum Command {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ argv: [String], currentDirectory: String? = nil) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = argv
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        // stderr goes to a file and stdout to a pipe read to its end before the wait, so a
+        // chatty child never blocks on a full pipe.
+        let errPath = NSTemporaryDirectory() + "mst-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).err"
+        guard FileManager.default.createFile(atPath: errPath, contents: nil), let errFile = FileHandle(forWritingAtPath: errPath) else {
+            throw CLIError("cannot create a temporary file in \(NSTemporaryDirectory())")
+        }
+        defer { try? errFile.close(); unlink(errPath) }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = errFile
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let oData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let eData = FileManager.default.contents(atPath: errPath) ?? Data()
+        return Output(status: process.terminationStatus, stdout: String(decoding: oData, as: UTF8.self), stderr: String(decoding: eData, as: UTF8.self))
+    }
+
+    /// Replaces mst-cli with the program (its output goes straight to the terminal: `logs -f`).
+    static func exec(_ argv: [String]) -> Never {
+        var cArgs = argv.map { strdup($0) }
+        cArgs.append(nil)
+        execvp(argv[0], &cArgs)
+        FileHandle.standardError.write(Data("Error: cannot run \(argv[0]): \(String(cString: strerror(errno)))\n".utf8))
+        exit(1)
+    }
+}
