@@ -90,17 +90,7 @@ if ! COMPOSE=$(compose_cmd); then
     hash -r
     COMPOSE=$(compose_cmd) || die "podman-compose is not on PATH after installing it"
 fi
-# Hosts without systemd on cgroup v1 (some VMs and CI machines) cannot run crun, and a hard
-# open-files limit below podman's default (1048576) makes every container fail with EPERM:
-# give podman runc and explicit ulimits there, in a drop-in file of its own.
-RUNTIME_CONF=/etc/containers/containers.conf.d/50-mstunnel-runtime.conf
-if [ ! -e $RUNTIME_CONF ] && { { [ ! -d /run/systemd/system ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; } || [ "$(ulimit -Hn)" != unlimited -a "$(ulimit -Hn)" -lt 1048576 ]; }; then
-    command -v runc >/dev/null || { apt-get install -y -qq --no-install-recommends runc >/dev/null; }
-    n=$(ulimit -Hn); [ "$n" = unlimited ] && n=1048576; [ "$n" -gt 16384 ] && n=16384
-    step "this host needs runc and explicit ulimits for containers: writing $RUNTIME_CONF"
-    mkdir -p /etc/containers/containers.conf.d
-    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s","nproc=32768:32768"]\n[engine]\nruntime = "runc"\n' "$n" "$n" > $RUNTIME_CONF
-fi
+./deploy/prepare-podman
 step "building the images (deploy/build-images)"
 ./deploy/build-images
 

@@ -59,11 +59,14 @@ struct Install {
 
     /// `compose … ARGS` in the install directory, with its `.env`.
     func composeCommand(_ args: [String]) -> [String] {
+        // Absolute paths: no working directory needed.
         compose.split(separator: " ").map(String.init) + ["--env-file", installDirectory + "/.env", "-f", installDirectory + "/compose.yaml"] + args
     }
 }
 
-/// Runs programs for mst-cli (a short-lived CLI, so Foundation's Process is fine here).
+/// Runs programs for mst-cli: posix_spawn and waitpid, output into files. Not Foundation's
+/// Process: `podman start` leaves conmon running with descriptors it inherited, and Process
+/// then never reported the exit (the test of `mst-cli server start` hung on it).
 enum Command {
     struct Output {
         var status: Int32
@@ -71,27 +74,30 @@ enum Command {
         var stderr: String
     }
 
-    static func run(_ argv: [String], currentDirectory: String? = nil) throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = argv
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        // stderr goes to a file and stdout to a pipe read to its end before the wait, so a
-        // chatty child never blocks on a full pipe.
-        let errPath = NSTemporaryDirectory() + "mst-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).err"
-        guard FileManager.default.createFile(atPath: errPath, contents: nil), let errFile = FileHandle(forWritingAtPath: errPath) else {
-            throw CLIError("cannot create a temporary file in \(NSTemporaryDirectory())")
+    static func run(_ argv: [String]) throws -> Output {
+        let base = NSTemporaryDirectory() + "mst-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(base + ".out"); unlink(base + ".err") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var cArgs = argv.map { strdup($0) }
+        cArgs.append(nil)
+        defer { cArgs.forEach { free($0) } }
+        var pid = pid_t()
+        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, environ)
+        guard rc == 0 else { throw CLIError("cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw CLIError("waiting for \(argv[0]): \(String(cString: strerror(errno)))") }
         }
-        defer { try? errFile.close(); unlink(errPath) }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = errFile
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let oData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let eData = FileManager.default.contents(atPath: errPath) ?? Data()
-        return Output(status: process.terminationStatus, stdout: String(decoding: oData, as: UTF8.self), stderr: String(decoding: eData, as: UTF8.self))
+        // WIFEXITED / WEXITSTATUS / WTERMSIG, spelled out (they are C macros).
+        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let out = FileManager.default.contents(atPath: base + ".out") ?? Data()
+        let err = FileManager.default.contents(atPath: base + ".err") ?? Data()
+        return Output(status: exit, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
     }
 
     /// Replaces mst-cli with the program (its output goes straight to the terminal: `logs -f`).

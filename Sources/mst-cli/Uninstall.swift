@@ -50,7 +50,7 @@ struct Uninstall: ParsableCommand {
         }
         // 2. The containers.
         if install.present {
-            let down = try Command.run(install.composeCommand(["down"]), currentDirectory: install.installDirectory)
+            let down = try Command.run(install.composeCommand(["down"]))
             if down.status != 0 { print("compose down: \(down.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
         }
         for name in Install.containers { _ = try? Command.run([install.engine, "rm", "-f", name]) }

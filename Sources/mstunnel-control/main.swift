@@ -122,6 +122,7 @@ struct Serve: AsyncParsableCommand {
         let controlPlane = prepared.controlPlane
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await controlPlane.runRetention() }
+            group.addTask { await controlPlane.runHealthWatch() }
             try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
             group.cancelAll()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAgentAPI
 import GatewayAuth
 @testable import GatewayControlPlane
 import Hummingbird
@@ -213,5 +214,30 @@ import Testing
     ])
     func readActionsAreNotAuditedAsWrites(path: String, isRead: Bool) {
         #expect(AdminAuthMiddleware.isReadAction(path) == isRead)
+    }
+}
+
+/// The control plane says in its log when a server's health changes.
+@Suite struct HealthWatchTests {
+    @Test func aServerGoingOfflineAndRecoveringIsEachOneChange() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let e = try await env.enroll(client: client, siteId: siteId)
+            _ = try await env.checkin(e, applied: 1)
+            _ = try await env.controlPlane.receiveReports(server: e.server, batch: ReportBatch(items: [
+                ReportItem(id: "h1", createdDateTime: GraphDate.string(env.clock.now()), health: Fixtures.healthReport()),
+            ]))
+            let watch = HealthWatch()
+            let first = try await watch.pass(env.controlPlane)
+            #expect(first.count == 1 && first[0].from == nil)
+            #expect(try await watch.pass(env.controlPlane).isEmpty, "no change, no line")
+            env.clock.advance(env.controlPlane.options.offlineAfter + 1)
+            let offline = try await watch.pass(env.controlPlane)
+            #expect(offline.count == 1 && offline[0].to == .offline && offline[0].from == first[0].to)
+            _ = try await env.checkin(e, applied: 1)
+            let back = try await watch.pass(env.controlPlane)
+            #expect(back.count == 1 && back[0].from == .offline && back[0].to != .offline)
+        }
     }
 }
