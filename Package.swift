@@ -51,6 +51,13 @@ let package = Package(
         // The agent <-> control plane HTTP API bodies, shared by both sides.
         .target(name: "GatewayAgentAPI", dependencies: ["GatewayCore"], swiftSettings: strict),
 
+        // Checks a gateway TLS certificate chain and key (installer, mst-cli import_cert).
+        .target(name: "GatewayCertificates", dependencies: [
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
+
         // --- I/O libraries.
         .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
@@ -110,7 +117,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "mst-cli", dependencies: [
-            "GatewayIPC", "GatewayWire",
+            "GatewayIPC", "GatewayWire", "GatewayCertificates",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "mst-loadgen", dependencies: [
@@ -138,6 +145,12 @@ let package = Package(
 
         // --- Tests.
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewayCertificatesTests", dependencies: [
+            "GatewayCertificates",
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
                     resources: [.copy("Golden")], swiftSettings: strict),
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayTLS
 import GatewayTUN
 import GatewayWire
 import Logging
@@ -45,6 +46,18 @@ extension Gateway {
             // same version may well work next time (e.g. a transient nft failure).
             logger.error("settings.apply_failed", metadata: ["error": "\(error)"])
             return ApplySettingsResponse(applied: false, error: "the gateway host could not be changed: \(error)", retryable: true)
+        }
+    }
+
+    /// SIGHUP: a new certificate in the state directory is used for connections from now
+    /// on; a certificate that does not load leaves the current one in place.
+    func reloadCertificate() {
+        guard let load = options.reloadCertificate else { return }
+        do {
+            tls = try TLSServerContext(certificate: try load())
+            logger.info("tls.certificate_reloaded", metadata: ["sessions.kept": "\(sessions.count)", "applies_to": "new connections"])
+        } catch {
+            logger.error("tls.certificate_reload_failed", metadata: ["error": "\(error)", "kept": "the certificate in use"])
         }
     }
 

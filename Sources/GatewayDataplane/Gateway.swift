@@ -34,6 +34,8 @@ public struct GatewayOptions: Sendable {
     public var version: String
     /// Re-reads `admin-settings.json` (SIGHUP). Throws a `ConfigurationError` when invalid.
     public var reload: @Sendable () throws -> GatewaySettings
+    /// Re-reads the TLS certificate (SIGHUP); nil keeps the one loaded at start.
+    public var reloadCertificate: (@Sendable () throws -> TLSServerContext.CertificateSource)?
 
     public init(settings: GatewaySettings, certificate: TLSServerContext.CertificateSource, authSocket: String,
                 controlSocket: String, controlPolicy: PeerPolicy, tunName: String, version: String,
@@ -63,7 +65,10 @@ public final class Gateway {
     let options: GatewayOptions
     let logger: Logger
     let loop: EventLoop
-    let tls: TLSServerContext
+    /// Replaced on SIGHUP when the certificate files changed (`mst-cli import_cert`): new
+    /// connections get the new one; each open connection's SSL keeps its own reference to
+    /// the context it was made from, so no session is dropped.
+    var tls: TLSServerContext
     let tun: TUNDevice
     let listenFd: Int32
     /// The one UDP socket every session's DTLS shares (same port as TLS).
@@ -323,7 +328,9 @@ public final class Gateway {
         var info = signalfd_siginfo()
         while read(signalFd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             switch Int32(info.ssi_signo) {
-            case SIGHUP: reloadSettings()
+            case SIGHUP:
+                reloadCertificate()
+                reloadSettings()
             default:
                 logger.info("gateway.stopping", metadata: ["signal": "\(info.ssi_signo)"])
                 running = false

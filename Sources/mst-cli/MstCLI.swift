@@ -13,7 +13,7 @@ struct MstCLI: ParsableCommand {
         commandName: "mst-cli",
         abstract: "Operate the mstunnel gateway on this host.",
         version: "0.1.0",
-        subcommands: [Agent.self, Server.self, Auth.self, Uninstall.self, Diagnose.self])
+        subcommands: [Agent.self, Server.self, Auth.self, ImportCert.self, CheckCertificate.self, Uninstall.self, Diagnose.self])
 }
 
 /// A failure at run time (not a usage mistake): printed as `Error: …` with what to do, exit 1,

@@ -74,6 +74,7 @@ struct MstunnelServer: ParsableCommand {
             settings: settings, certificate: certificate, authSocket: authSocket ?? runDir + "/auth.sock",
             controlSocket: controlSocket ?? runDir + "/server.sock", controlPolicy: PeerPolicy(allowedGIDs: Set(allowGid)),
             tunName: tunName, version: Self.version, reload: { try state.loadSettings() })
+        options.reloadCertificate = { try state.certificateSource() }
         options.ackFilter = !noAckFilter
         options.dtlsDirectRecords = !noDtlsDirectRecords
         guard coalesceUs <= 10_000 else {
