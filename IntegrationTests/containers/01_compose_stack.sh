@@ -75,6 +75,22 @@ check "the session survived: openconnect still running" kill -0 $OC_PID
 check "the session survived: still pings" ip netns exec $NS_C ping -c 2 -i 0.2 -W 2 198.18.1.2
 check "the session kept its address" sh -c "ip -n $NS_C -4 -o addr show dev tun1 | grep -q 'inet $ADDR'"
 
+echo "== mst-cli import_cert while the session is connected"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 60 -subj "/CN=gw2.corp.test" \
+    -addext "subjectAltName=IP:198.18.0.1,DNS:gw2.corp.test" -keyout /tmp/mstunnel-new.key -out /tmp/mstunnel-new.pem 2>/dev/null
+NEW_PIN="pin-sha256:$(openssl x509 -in /tmp/mstunnel-new.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
+CLI=$ROOT/.build-images/context/bin/mst-cli   # the binary the images carry
+if MSTUNNEL_DIR=$QS/etc MSTUNNEL_RUN_DIR=$QS/run $CLI import_cert --cert /tmp/mstunnel-new.pem --key /tmp/mstunnel-new.key > /tmp/mstunnel-import.log 2>&1; then
+    pass "mst-cli import_cert"; else fail "mst-cli import_cert"; cat /tmp/mstunnel-import.log; fi
+reloaded() { podman logs mstunnel-server 2>&1 | grep -q '"msg":"tls.certificate_reloaded"'; }
+wait_for "the gateway loaded the new certificate (tls.certificate_reloaded)" 50 reloaded
+served_pin() { echo | ip netns exec $NS_C openssl s_client -connect 198.18.0.1:443 2>/dev/null | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64; }
+check "a new connection sees the new certificate's pin" test "pin-sha256:$(served_pin)" = "$NEW_PIN"
+check "the connected session survived the rotation" sh -c "kill -0 $OC_PID && ip netns exec $NS_C ping -c 2 -i 0.2 -W 2 198.18.1.2"
+check "the previous certificate is kept as site.crt.previous" test -s "$QS/etc/certs/site.crt.previous"
+check "import_cert refuses a certificate without SAN, one sentence, exit 1" sh -c "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 60 -subj /CN=x -keyout /tmp/mstunnel-nosan.key -out /tmp/mstunnel-nosan.pem 2>/dev/null; MSTUNNEL_DIR=$QS/etc $CLI import_cert --cert /tmp/mstunnel-nosan.pem --key /tmp/mstunnel-nosan.key > /tmp/mstunnel-import2.log 2>&1; test \$? = 1 && grep -q 'no subject alternative name' /tmp/mstunnel-import2.log && cmp -s /tmp/mstunnel-new.pem $QS/etc/certs/site.crt"
+rm -f /tmp/mstunnel-new.key /tmp/mstunnel-nosan.key
+
 echo "== logs: one structured line per event, no secret"
 podman logs mstunnel-server > /tmp/mstunnel-server-test.log 2>&1
 for c in mstunnel-auth mstunnel-agent mstunnel-control; do podman logs $c >> /tmp/mstunnel-all-test.log 2>&1; done
