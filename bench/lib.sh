@@ -146,6 +146,7 @@ bench_cleanup() {
         pid=${PIDS[$i]}
         pid_is_ours "$pid" && stop_pids TERM 10 "$pid"
     done
+    for pid in "${MSTC_CONTAINERS[@]}"; do podman rm -f -t 5 "$pid" > /dev/null 2>&1 || true; done
     local ns
     for ns in "$NS_C" "$NS_G" "$NS_I"; do
         ip netns del "$ns" 2>/dev/null || true
@@ -416,10 +417,57 @@ mst_stop() {
     wait_port_free
 }
 
+# --- mstunnel from its images (bench/container.sh) ------------------------------------------
+# The same state as mst_start, run as compose.yaml runs it: the auth plugin and the gateway
+# containers, host networking (here: the gateway namespace, through nsenter), every
+# capability dropped but NET_ADMIN and NET_BIND_SERVICE, the stack's uid/gid layout.
+MSTC_IMAGE_REPO=${MSTC_IMAGE_REPO:-localhost}
+MSTC_TAG=${MSTC_TAG:-latest}
+MSTC_CONTAINERS=()
+mstc_start() {
+    wait_port_free
+    mst_state
+    local s=$WORK/mst/state run=$WORK/mst/run i
+    chown -R 992:990 "$s"; chmod 0750 "$s" "$s/private"; chown 0:990 "$s/private/site.key"; chmod 0640 "$s/private/site.key"
+    chmod 0644 "$s/auth.json" "$s/admin-settings.json"
+    chmod 0755 "$WORK/mst" "$WORK/mst/issuer"; chmod 0644 "$WORK/mst/issuer/jwks.json"
+    rm -rf "$run"; install -d -m 2770 -o 0 -g 990 "$run"
+    podman rm -f mstbench-server mstbench-auth >/dev/null 2>&1 || true
+    MSTC_CONTAINERS=(mstbench-server mstbench-auth)
+    nsenter --net="/run/netns/$NS_G" podman run -d --name mstbench-auth --network host --user 991:990 --cap-drop ALL \
+        --security-opt no-new-privileges -v "$s:/etc/mstunnel" -v "$run:/run/mstunnel" -v "$WORK/mst/issuer:$WORK/mst/issuer:ro" \
+        "$MSTC_IMAGE_REPO/mstunnel-auth:$MSTC_TAG" --socket /run/mstunnel/auth.sock > /dev/null
+    for ((i = 0; i < 100; i++)); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
+    [ -S "$run/auth.sock" ] || { echo "the auth container did not start" >&2; podman logs mstbench-auth >&2; return 1; }
+    # shellcheck disable=SC2086
+    nsenter --net="/run/netns/$NS_G" podman run -d --name mstbench-server --network host --cap-drop ALL --cap-add NET_ADMIN \
+        --cap-add NET_BIND_SERVICE --security-opt no-new-privileges --group-add 990 --device /dev/net/tun \
+        --ulimit nofile=16384:16384 --ulimit nproc=4096:4096 -v "$s:/etc/mstunnel" -v "$run:/run/mstunnel" \
+        "$MSTC_IMAGE_REPO/mstunnel-server:$MSTC_TAG" --allow-gid 990 ${MST_SERVER_ARGS:-} > /dev/null
+    MSTC_SERVER_PID=$(podman inspect -f '{{.State.Pid}}' mstbench-server)
+    MSTC_AUTH_PID=$(podman inspect -f '{{.State.Pid}}' mstbench-auth)
+    MINE_ROOTS=("$(podman inspect -f '{{.State.ConmonPid}}' mstbench-server)" "$(podman inspect -f '{{.State.ConmonPid}}' mstbench-auth)")
+    for ((i = 0; i < 150; i++)); do
+        ip netns exec "$NS_G" ss -Hltn "sport = :$PORT" | grep -q . && return 0
+        sleep 0.1
+    done
+    echo "the gateway container is not listening:" >&2; podman logs mstbench-server 2>&1 | tail -5 >&2; return 1
+}
+mstc_stop() {
+    local c
+    for c in "${MSTC_CONTAINERS[@]}"; do
+        podman logs "$c" > "$WORK/mst/$c.log" 2>&1 || true
+        podman rm -f -t 10 "$c" > /dev/null 2>&1 || true
+    done
+    MSTC_CONTAINERS=() MINE_ROOTS=() MSTC_SERVER_PID= MSTC_AUTH_PID=
+    wait_port_free
+}
+
 gateway_pid() {
     case $1 in
         ocserv) echo "$OCSERV_PID" ;;
         mstunnel) echo "$MST_SERVER_PID" ;;
+        mstunnel-container) echo "$MSTC_SERVER_PID" ;;
         *) echo "unknown gateway $1" >&2; return 1 ;;
     esac
 }
@@ -443,7 +491,7 @@ oc_connect() {
             ip netns exec "$NS_C" env OC_MARK="$OC_MARK" openconnect "${args[@]}" "https://$GW_IP/" \
                 <<< "$OC_PASS" > "$OC_LOG" 2>&1 &
             ;;
-        mstunnel)
+        mstunnel|mstunnel-container)
             mst_token "$WORK/token-$tag.jwt"
             args+=(--token-mode=oidc --token-secret=@"$WORK/token-$tag.jwt")
             ip netns exec "$NS_C" env OC_MARK="$OC_MARK" openconnect "${args[@]}" "https://$GW_IP/" \
@@ -558,6 +606,8 @@ snapshot() {
     for p in "$@"; do line+="|${tk[$p]:-0}"; done
     descend "$BASHPID_ROOT"
     for p in "${DESC[@]}"; do mine[$p]=1; done
+    # Containers this script started run under conmon, not under the script.
+    for c in "${MINE_ROOTS[@]}"; do descend "$c"; for p in "${DESC[@]}"; do mine[$p]=1; done; done
     for p in "${!tk[@]}"; do
         if [ "$p" = 2 ] || [ "${pp[$p]}" = 2 ] || [ -n "${mine[$p]:-}" ]; then continue; fi
         foreign=$((foreign + tk[$p] + ctk[$p]))
@@ -565,6 +615,7 @@ snapshot() {
     echo "$line|$foreign"
 }
 BASHPID_ROOT=$$
+MINE_ROOTS=()
 
 # ticks_delta BEFORE AFTER: ticks used between two tree_ticks snapshots. A process that
 # appeared in between counts from zero; one that exited in between is lost (none do here:

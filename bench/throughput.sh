@@ -115,6 +115,7 @@ measure() {
     [ "$server" = raw ] && oc=0
     [ "$server" != raw ] && gw=$(gateway_pid "$server")
     [ "$server" = mstunnel ] && auth_pid=$MST_AUTH_PID
+    [ "$server" = mstunnel-container ] && auth_pid=$MSTC_AUTH_PID
     for ((attempt = 1; attempt <= ${ATTEMPTS:-3}; attempt++)); do
         [ "$gw" != 0 ] && record_tree "$gw"
         quiet=true
@@ -147,7 +148,7 @@ measure() {
             mtu=$(ip -n "$NS_C" -o link show tun0 2>/dev/null | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')
         fi
         [ "$rc" != 0 ] && extra+=("error=iperf3 exited $rc: $(tr '\n' ' ' < "$IPERF_JSON.err" | cut -c1-200)")
-        [ "$server" = mstunnel ] && extra+=(auth_ticks=$((a1 - a0)))
+        [ "${server#mstunnel}" != "$server" ] && extra+=(auth_ticks=$((a1 - a0)))
         emit round="$round" attempt="$attempt" server="$server" mode="$mode" dir="$dir" channel="$channel" \
             tls_cipher="${ciphers%%|*}" dtls_cipher="${ciphers#*|}" tun_mtu="$mtu" \
             gw_ticks="$(ticks_delta "$g0" "$g1")" gw_procs="${#procs[@]}" client_ticks=$((k1 - k0)) \
@@ -188,6 +189,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             case $server in
                 ocserv) ocserv_start "$mode" ;;
                 mstunnel) mst_start ;;
+                mstunnel-container) mstc_start ;;
                 *) echo "unknown server $server" >&2; exit 2 ;;
             esac
             if oc_connect "$server" "$mode" "$tag"; then
@@ -206,6 +208,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             case $server in
                 ocserv) ocserv_stop; cp "$WORK/ocserv/ocserv.log" "$LOGS/ocserv-$tag.log" ;;
                 mstunnel) mst_stop; cp "$WORK/mst/server.log" "$LOGS/mstunnel-server-$tag.log"; cp "$WORK/mst/auth.log" "$LOGS/mstunnel-auth-$tag.log" ;;
+                mstunnel-container) mstc_stop; cp "$WORK/mst/mstbench-server.log" "$LOGS/mstunnel-container-server-$tag.log" ;;
             esac
         done
     done
