@@ -97,7 +97,9 @@ addr1=$(ip -n "$NS_C" -4 -o addr show dev tun0 | awk '{print $4}' | cut -d/ -f1)
 echo "== the server in its Site: check-in, health, metrics"
 wait_for "server listed with a recent check-in" 50 server_listed
 wait_for "server is healthy or warning (not unknown/offline)" 100 status_is 'healthy|warning'
-has_metrics() { api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetrics" '{"metricNames":["cpuUsage","memoryUsage","diskSpace","latency"]}' | python3 -c "import json,sys; v={m['name'] for m in json.load(sys.stdin)['value']}; sys.exit(0 if v == {'cpuUsage','memoryUsage','diskSpace','latency'} else 1)"; }
+# latency is the gateway's transit time: a report has it when packets went through since the
+# previous one, so each try sends a ping through the tunnel first.
+has_metrics() { ip netns exec "$NS_C" ping -c 1 -W 1 198.18.1.2 >/dev/null; api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetrics" '{"metricNames":["cpuUsage","memoryUsage","diskSpace","latency"]}' | python3 -c "import json,sys; v={m['name'] for m in json.load(sys.stdin)['value']}; sys.exit(0 if v == {'cpuUsage','memoryUsage','diskSpace','latency'} else 1)"; }
 wait_for "getHealthMetrics: cpu, memory, disk and latency reported" 100 has_metrics
 if out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/healthChecks"); then
     check "health checks explain each status (internal probe reachable)" sh -c "echo '$out' | grep -q '198.18.1.2:8080/ reachable'"

@@ -5,7 +5,7 @@ import Logging
 extension AgentRunner {
     /// Measures and queues one health report (stored before any send).
     func queueHealthReport() {
-        let report = health.collect(latencyMilliseconds: client.lastRoundTripMilliseconds, probeURL: probeURL,
+        let report = health.collect(probeURL: probeURL,
                                     appliedVersion: database.appliedConfigurationVersion,
                                     agentCertificateNotAfter: agentCertificateNotAfter)
         if health.certificateNote != lastCertificateNote {

@@ -12,7 +12,8 @@ public final class ControlPlaneClient {
     public var clientCertificateFile: String?
     public var clientKeyFile: String?
     public var logger: Logger
-    /// Round trip of the last request that got an HTTP answer, ms (health `latencyMilliseconds`).
+    /// Round trip of the last request that got an HTTP answer, ms (for diagnostics; the
+    /// `latency` health metric is the gateway's transit time, see HealthCollector).
     public private(set) var lastRoundTripMilliseconds: Double?
     private var environment: [String: String]
     /// The proxy last logged, so the choice is logged when it changes, not per request.

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayCore
 import GatewayWire
 
 /// Builds one `HealthReport`. Keeps the previous CPU and traffic counters, because CPU use
@@ -10,6 +11,7 @@ public final class HealthCollector {
     let gateway: GatewayControl
     private var previousCPU: CPUTimes?
     private var previousTraffic: (startedAt: Int64, bytes: UInt64, at: Date)?
+    private var previousTransit: (startedAt: Int64, packets: UInt64, nanos: UInt64)?
     /// Last note about the TLS certificate, to log it only when it changes.
     public private(set) var certificateNote: String?
 
@@ -20,7 +22,10 @@ public final class HealthCollector {
         previousCPU = ProcFile.read("/proc/stat").flatMap(CPUTimes.parse(procStat:))
     }
 
-    public func collect(latencyMilliseconds: Double?, probeURL: String?, appliedVersion: Int64,
+    /// `latency` is the gateway's own transit time (packets through the gateway, averaged
+    /// since the previous report), as Microsoft's check means it — not the agent's round trip
+    /// to the control plane, which says nothing about what users feel.
+    public func collect(probeURL: String?, appliedVersion: Int64,
                         agentCertificateNotAfter: Date?, now: Date = Date()) -> HealthReport {
         var report = HealthReport(gateway: GatewayReport(reachable: false), appliedConfigurationVersion: appliedVersion)
 
@@ -30,7 +35,6 @@ public final class HealthCollector {
         }
         report.memoryUsagePercent = ProcFile.read("/proc/meminfo").flatMap(MemoryInfo.usagePercent(procMeminfo:))
         report.diskFreeBytes = DiskSpace.freeBytes(path: paths.stateDirectory)
-        report.latencyMilliseconds = latencyMilliseconds
         report.agentCertificateNotAfter = agentCertificateNotAfter.map(GraphDate.string)
 
         let (certificate, note) = TLSCertificateInspector.report(paths: paths, now: now)
@@ -48,11 +52,22 @@ public final class HealthCollector {
                 poolSize: Int64(s.poolSize), poolInUse: Int64(s.poolInUse), authReachable: s.authAvailable)
             report.currentConnections = Int64(s.connectedSessions)
             report.throughputBytesPerSecond = throughput(status: s, now: now)
+            report.latencyMilliseconds = transitMilliseconds(status: s)
         case .failure(let e):
             report.gateway = GatewayReport(reachable: false, error: "\(e)")
             previousTraffic = nil
+            previousTransit = nil
         }
         return report
+    }
+
+    /// Average transit time since the previous report, ms; nil without a previous reading of
+    /// the same gateway run, or when no packet went through in between.
+    func transitMilliseconds(status: ServerStatusResponse) -> Double? {
+        guard let packets = status.transitPackets, let nanos = status.transitNanos else { return nil }
+        defer { previousTransit = (status.startedAt, packets, nanos) }
+        guard let p = previousTransit, p.startedAt == status.startedAt else { return nil }
+        return TransitTime.averageMilliseconds(fromPackets: p.packets, nanos: p.nanos, toPackets: packets, nanos: nanos)
     }
 
     /// Bytes per second (received + sent) since the previous report; nil on the first

@@ -75,6 +75,14 @@ func monotonicSeconds() -> Int64 {
     return Int64(ts.tv_sec)
 }
 
+/// Nanoseconds on the monotonic clock (the transit-time measurement: two reads per loop turn).
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
 func wallSeconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)

@@ -130,6 +130,11 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// Of `dtlsSessions`, those whose records the gateway seals itself rather than
     /// through libssl (added in 0.1.3; see docs/performance.md).
     public var dtlsDirectSessions: Int?
+    /// Transit time through the gateway since it started (added in 0.1.4): tunnel packets
+    /// measured, and the sum over them of the time each spent inside the gateway, ns (an
+    /// upper bound per loop turn). The agent reports Δnanos / Δpackets as `latency`.
+    public var transitPackets: UInt64?
+    public var transitNanos: UInt64?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GatewayAgent
+import GatewayWire
 
 @Suite struct MetricsTests {
     @Test func procStatDeltas() throws {
@@ -44,6 +45,22 @@ import Testing
         // Gateway restarted: counters start over, no rate this round.
         #expect(HealthCollector.rate(previous: (1, 1000, t0), startedAt: 2, bytes: 3000, now: t0 + 10) == nil)
         #expect(HealthCollector.rate(previous: (1, 5000, t0), startedAt: 1, bytes: 3000, now: t0 + 10) == nil)
+    }
+
+    @Test func latencyIsTheGatewaysTransitTimeBetweenReports() throws {
+        let collector = HealthCollector(paths: AgentPaths(stateDirectory: "/nonexistent"), gateway: GatewayControl(runDirectory: "/nonexistent"))
+        func status(startedAt: Int64, packets: UInt64, nanos: UInt64) -> ServerStatusResponse {
+            var s = ServerStatusResponse(version: "t", startedAt: startedAt, listenPort: 443, tunDevice: "t", activeSessions: 0, connectedSessions: 0,
+                                         totalSessions: 0, authFailures: 0, poolSize: 1, poolInUse: 0, poolExhaustedCount: 0, rxBytes: 0, txBytes: 0,
+                                         authAvailable: true)
+            s.transitPackets = packets
+            s.transitNanos = nanos
+            return s
+        }
+        #expect(collector.transitMilliseconds(status: status(startedAt: 1, packets: 100, nanos: 1_000_000)) == nil, "first reading")
+        #expect(collector.transitMilliseconds(status: status(startedAt: 1, packets: 300, nanos: 101_000_000)) == 0.5)
+        #expect(collector.transitMilliseconds(status: status(startedAt: 1, packets: 300, nanos: 101_000_000)) == nil, "idle: unknown, not zero")
+        #expect(collector.transitMilliseconds(status: status(startedAt: 2, packets: 900, nanos: 9_000_000_000)) == nil, "gateway restarted")
     }
 
     @Test func backoffDoublesToTheCapAndJitterStaysWithinTenPercent() {
