@@ -43,6 +43,9 @@ input.num{width:90px}
 label{display:flex;flex-direction:column;gap:2px;font-size:12px;color:var(--muted)}
 label>input,label>select{color:var(--fg);font-size:14px;min-width:220px}
 textarea{width:100%;min-height:360px;resize:vertical}
+textarea.short{min-height:90px;min-width:300px;width:auto;color:var(--fg)}
+button.danger{color:var(--bad);border-color:#f5c2c0}
+label.check{flex-direction:row;align-items:center;gap:6px;font-size:14px;color:var(--fg)}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--off);white-space:nowrap}
 .b-healthy{background:var(--ok)}.b-warning{background:#d4a72c;color:#1d2330}.b-unhealthy{background:var(--bad)}
 .b-offline{background:#24292f}.b-unknown,.b-informational,.b-notMeasured{background:#8c959f}.b-upgradeInProgress,.b-upgradeFailed{background:#6f42c1}
@@ -125,6 +128,16 @@ const UNITS = {
   addressPoolUsage: '%', tlsCertificateExpiry: 'days', internalNetworkProbe: '(1 = ok)', gatewayReachable: '(1 = ok)',
   appliedConfigurationVersion: '',
 };
+// What an admin reads instead of the API's identifiers (checks and metrics share ids).
+const NAMES = {
+  lastCheckin: 'Last check-in', healthReport: 'Health report', cpuUsage: 'CPU usage', memoryUsage: 'Memory usage',
+  diskSpace: 'Free disk space', latency: 'Latency through the gateway', addressPoolUsage: 'Address pool usage',
+  tlsCertificateExpiry: 'TLS certificate expiry', currentConnections: 'Connected sessions', throughput: 'Throughput',
+  tlsCertificate: 'TLS certificate', agentCertificate: 'Agent certificate', internalNetworkProbe: 'Internal network probe',
+  serverConfiguration: 'Server configuration applied', gateway: 'Gateway container', versionCurrency: 'Version currency',
+  gatewayReachable: 'Gateway reachable', appliedConfigurationVersion: 'Applied configuration version',
+};
+function label(id) { return NAMES[id] || String(id); }
 const STATUSES = ['healthy', 'warning', 'unhealthy', 'offline', 'unknown', 'informational', 'notMeasured',
   'upgradeInProgress', 'upgradeFailed', 'pending', 'completed', 'failed'];
 
@@ -303,6 +316,14 @@ async function refreshSites() {
     $('sites-updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · every 15 s while visible';
     $('sites-msg').replaceChildren();
     renderSites();
+    // The open server pane follows the list (its "checked in … ago" must not freeze).
+    if (state.selected) {
+      const site = state.sites.find((x) => x.id === state.selected.siteId);
+      const list = site && state.servers[site.id];
+      const server = Array.isArray(list) && list.find((v) => v.id === state.selected.serverId);
+      if (server) selectServer(site, server, true);
+      else { state.selected = null; state.pollGeneration++; $('server-detail').replaceChildren(); }
+    }
   } catch (e) {
     if (token()) show($('sites-msg'), errorBox(e));
   } finally { state.refreshing = false; }
@@ -335,8 +356,18 @@ function siteCard(site) {
       h('h2', { text: str(site.displayName) }),
       h('span', { class: 'muted small', text: (site.publicAddress ? site.publicAddress + ' · ' : '') + 'configuration: ' + (conf ? str(conf.displayName) : 'none') }),
       h('span', { class: 'spacer' }),
-      h('button', { type: 'button', text: 'Join token…', onclick: () => joinTokenForm(site, joinArea) })),
+      h('button', { type: 'button', text: 'Join token…', onclick: () => joinTokenForm(site, joinArea) }),
+      h('button', { type: 'button', text: 'Edit…', onclick: () => siteForm(site) }),
+      h('button', { type: 'button', class: 'danger', text: 'Delete…', onclick: () => deleteSite(site) })),
     joinArea, body);
+}
+async function deleteSite(site) {
+  if (!confirm('Delete site “' + str(site.displayName) + '”? Sites that still have servers are refused: remove the servers first.')) return;
+  try {
+    await api('DELETE', '/microsoftTunnelSites/' + enc(site.id));
+    show($('sites-msg'), okBox('Site “' + str(site.displayName) + '” deleted.'));
+    refreshSites();
+  } catch (e) { show($('sites-msg'), errorBox(e)); }
 }
 function joinTokenForm(site, area) {
   const minutes = h('input', { type: 'number', class: 'num', min: '1', max: '10080', value: '60' });
@@ -373,33 +404,38 @@ function showJoinToken(area, t) {
     h('div', { class: 'row' }, h('button', { type: 'button', text: 'Done (forget the token)', onclick: () => area.replaceChildren() }))));
   field.focus();
 }
-function siteCreateForm() {
+function siteCreateForm() { siteForm(null); }
+// One form for a new site (POST) and an existing one (PATCH).
+function siteForm(site) {
   const area = $('site-create');
-  if (!area.hidden) { area.hidden = true; area.replaceChildren(); return; }
-  const name = h('input', { type: 'text', required: true, maxlength: '200' });
-  const address = h('input', { type: 'text', placeholder: 'vpn.example.com' });
-  const probe = h('input', { type: 'url', placeholder: 'http://intranet.example.com/' });
+  if (!site && !area.hidden) { area.hidden = true; area.replaceChildren(); return; }
+  const conf = site && site.microsoftTunnelConfiguration;
+  const name = h('input', { type: 'text', required: true, maxlength: '200', value: site ? String(site.displayName || '') : '' });
+  const address = h('input', { type: 'text', placeholder: 'vpn.example.com', value: site ? String(site.publicAddress || '') : '' });
+  const probe = h('input', { type: 'url', placeholder: 'http://intranet.example.com/', value: site ? String(site.internalNetworkProbeUrl || '') : '' });
   const config = h('select', {}, h('option', { value: '', text: '— none —' }),
     state.configs.map((c) => h('option', { value: c.id, text: str(c.displayName) })));
+  if (conf) config.value = conf.id;
   const msg = h('div');
+  const close = () => { area.hidden = true; area.replaceChildren(); };
   const form = h('form', { onsubmit: async (ev) => {
     ev.preventDefault();
     const body = { displayName: name.value.trim() };
-    if (address.value.trim()) body.publicAddress = address.value.trim();
-    if (probe.value.trim()) body.internalNetworkProbeUrl = probe.value.trim();
+    if (address.value.trim() || site) body.publicAddress = address.value.trim() || null;
+    if (probe.value.trim() || site) body.internalNetworkProbeUrl = probe.value.trim() || null;
     if (config.value) body.microsoftTunnelConfiguration = { id: config.value };
     try {
-      const site = await api('POST', '/microsoftTunnelSites', body);
-      area.hidden = true; area.replaceChildren();
-      show($('sites-msg'), okBox('Site “' + str(site.displayName) + '” created. Use “Join token…” on it to enroll a server.'));
+      const saved = site ? await api('PATCH', '/microsoftTunnelSites/' + enc(site.id), body) : await api('POST', '/microsoftTunnelSites', body);
+      close();
+      show($('sites-msg'), okBox(site ? 'Site “' + str(saved.displayName) + '” saved.' : 'Site “' + str(saved.displayName) + '” created. Use “Join token…” on it to enroll a server.'));
       refreshSites();
     } catch (e) { show(msg, errorBox(e)); }
   } },
-  h('h2', { text: 'New site' }),
+  h('h2', { text: site ? 'Edit site “' + str(site.displayName) + '”' : 'New site' }),
   h('div', { class: 'row' }, h('label', {}, 'Display name', name), h('label', {}, 'Public address', address),
     h('label', {}, 'Internal network probe URL', probe), h('label', {}, 'Server configuration', config)),
-  h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', text: 'Create site' }),
-    h('button', { type: 'button', text: 'Cancel', onclick: () => { area.hidden = true; area.replaceChildren(); } })), msg);
+  h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', text: site ? 'Save site' : 'Create site' }),
+    h('button', { type: 'button', text: 'Cancel', onclick: close })), msg);
   show(area, form);
   area.hidden = false;
   name.focus();
@@ -407,17 +443,33 @@ function siteCreateForm() {
 
 // ---- one server
 function serverBase(sel) { return '/microsoftTunnelSites/' + enc(sel.siteId) + '/microsoftTunnelServers/' + enc(sel.serverId); }
-async function selectServer(site, server) {
+async function selectServer(site, server, refresh) {
+  const same = state.selected && state.selected.serverId === server.id;
   state.selected = { siteId: site.id, serverId: server.id };
   const generation = ++state.pollGeneration;
-  renderSites();
+  if (!refresh) renderSites();
   const out = $('server-detail');
   const base = serverBase(state.selected);
-  const logArea = h('div');
-  const collect = h('button', { type: 'button', text: 'Collect logs (last hour)', onclick: () => collectLogs(base, collect, logArea, generation) });
+  // A log collection in progress keeps its area (and its polling) across refreshes.
+  if (!(refresh && same && state.logArea)) {
+    state.logArea = h('div');
+    state.collect = h('button', { type: 'button', text: 'Collect logs (last hour)' });
+    const area = state.logArea, button = state.collect;
+    button.addEventListener('click', () => collectLogs(base, button, area, state.pollGeneration));
+  }
+  const logArea = state.logArea, collect = state.collect;
+  const remove = h('button', { type: 'button', class: 'danger', text: 'Remove server…', onclick: async () => {
+    if (!confirm('Remove server “' + str(server.displayName) + '” from site “' + str(site.displayName) + '”? Its agent certificate is refused from then on; the gateway host must enroll again to come back.')) return;
+    try {
+      await api('DELETE', base);
+      state.selected = null; state.pollGeneration++; out.replaceChildren();
+      show($('sites-msg'), okBox('Server “' + str(server.displayName) + '” removed.'));
+      refreshSites();
+    } catch (e) { show(logArea, errorBox(e)); }
+  } });
   const head = h('div', { class: 'card' },
     h('div', { class: 'row' }, h('h2', { text: str(server.displayName) }), badge(server.tunnelServerHealthStatus), h('span', { class: 'spacer' }),
-      h('button', { type: 'button', text: 'Reload', onclick: () => selectServer(site, server) }), collect,
+      h('button', { type: 'button', text: 'Reload', onclick: () => selectServer(site, server) }), collect, remove,
       h('button', { type: 'button', text: 'Close', onclick: () => { state.selected = null; state.pollGeneration++; out.replaceChildren(); renderSites(); } })),
     h('dl', { class: 'kv small' },
       h('dt', { text: 'Site' }), h('dd', { text: str(site.displayName) }),
@@ -442,12 +494,12 @@ async function selectServer(site, server) {
   fill(checks, c, (d) => {
     const rows = list(d);
     return rows.length ? table(['Check', 'Status', 'Message', 'Value'], rows.map((x) => h('tr', {},
-      h('td', { text: str(x.id) }), h('td', {}, badge(x.status)), h('td', { text: str(x.message) }), h('td', { class: 'mono', text: str(x.value) }))))
+      h('td', { text: label(x.id), title: str(x.id) }), h('td', {}, badge(x.status)), h('td', { text: str(x.message) }), h('td', { class: 'mono', text: str(x.value) }))))
       : h('div', { class: 'muted', text: 'No checks.' });
   });
   fill(metrics, m, (d) => {
     const rows = list(d);
-    return rows.length ? h('dl', { class: 'kv' }, rows.map((x) => [h('dt', { text: str(x.name) }), h('dd', { text: fmtNum(x.value, UNITS[x.name] || '') })]))
+    return rows.length ? h('dl', { class: 'kv' }, rows.map((x) => [h('dt', { text: label(x.name), title: str(x.name) }), h('dd', { text: fmtNum(x.value, UNITS[x.name] || '') })]))
       : h('div', { class: 'muted', text: 'No health report received yet.' });
   });
   show(series, h('h3', { text: 'Last 24 hours' }), h('div', { class: 'grid' }, SERIES.map(([name, label, unit], i) => {
@@ -544,7 +596,7 @@ async function editConfig(id, notice) {
   show(out, h('div', { class: 'card muted', text: 'Loading…' }));
   try {
     const c = await api('GET', '/microsoftTunnelConfigurations/' + enc(id));
-    const msg = configEditor('Edit “' + str(c.displayName) + '”', stripOData(c), async (body) => api('PATCH', '/microsoftTunnelConfigurations/' + enc(id), body), 'Save (PATCH)');
+    const msg = configEditor('Edit “' + str(c.displayName) + '”', stripOData(c), async (body) => api('PATCH', '/microsoftTunnelConfigurations/' + enc(id), body), 'Save', id);
     if (notice) show(msg, okBox(notice));
   } catch (e) { show(out, errorBox(e)); }
 }
@@ -553,31 +605,79 @@ function newConfig() {
     displayName: 'New configuration', description: '', network: '100.64.0.0/16', dnsServers: ['198.18.0.53'],
     defaultDomainSuffix: '', routeIncludes: [], routeExcludes: [], splitDNS: [], listenPort: 443,
     disableUdpConnections: false, advancedSettings: [{ name: 'session-timeout', value: '3600' }],
-  }, async (body) => api('POST', '/microsoftTunnelConfigurations', body), 'Create (POST)');
+  }, async (body) => api('POST', '/microsoftTunnelConfigurations', body), 'Create');
 }
-function configEditor(title, object, save, label) {
+// A form over the configuration's Graph properties (lists one entry per line, advanced
+// settings as name = value lines); "JSON" shows the same object as text for what the form
+// does not cover. Every write is validated by the API as the gateway validates it.
+function configEditor(title, object, save, saveLabel, id) {
   const out = $('config-editor');
-  const text = h('textarea', { class: 'mono', spellcheck: 'false', value: JSON.stringify(object, null, 2) });
+  const lines = (a) => (a || []).join('\n');
+  const field = (v) => h('input', { type: 'text', value: v === undefined || v === null ? '' : String(v) });
+  const area = (v, ph) => h('textarea', { class: 'mono short', spellcheck: 'false', placeholder: ph || '', value: v });
+  const f = {
+    displayName: field(object.displayName), description: field(object.description),
+    network: field(object.network), ipv6Network: field(object.ipv6Network), listenPort: h('input', { type: 'number', class: 'num', min: '1', max: '65535', value: String(object.listenPort || 443) }),
+    dnsServers: area(lines(object.dnsServers), 'one address per line'), defaultDomainSuffix: field(object.defaultDomainSuffix),
+    splitDNS: area(lines(object.splitDNS), 'one domain per line'),
+    routeIncludes: area(lines(object.routeIncludes), 'one CIDR per line (empty: all traffic through the tunnel)'),
+    routeExcludes: area(lines(object.routeExcludes), 'one CIDR per line'),
+    disableUdpConnections: h('input', { type: 'checkbox' }),
+    advancedSettings: area((object.advancedSettings || []).map((x) => x.name + ' = ' + x.value).join('\n'), 'name = value, one per line (session-timeout = 3600)'),
+  };
+  f.disableUdpConnections.checked = !!object.disableUdpConnections;
+  const json = h('textarea', { class: 'mono', spellcheck: 'false', hidden: true });
   const msg = h('div');
-  const button = h('button', { type: 'button', class: 'primary', text: label });
+  const list = (t) => t.value.split('\n').map((x) => x.trim()).filter((x) => x);
+  function fromForm() {
+    const body = Object.assign({}, object, {
+      displayName: f.displayName.value.trim(), description: f.description.value.trim(), network: f.network.value.trim(),
+      ipv6Network: f.ipv6Network.value.trim() || null, listenPort: Number(f.listenPort.value), dnsServers: list(f.dnsServers),
+      defaultDomainSuffix: f.defaultDomainSuffix.value.trim(), splitDNS: list(f.splitDNS), routeIncludes: list(f.routeIncludes),
+      routeExcludes: list(f.routeExcludes), disableUdpConnections: f.disableUdpConnections.checked,
+      advancedSettings: list(f.advancedSettings).map((x) => {
+        const i = x.indexOf('=');
+        if (i < 1) throw new Error('advanced setting “' + x + '”: write it as name = value');
+        return { name: x.slice(0, i).trim(), value: x.slice(i + 1).trim() };
+      }),
+    });
+    delete body.id; delete body.lastUpdateDateTime;
+    return body;
+  }
+  const toggle = h('button', { type: 'button', text: 'JSON' });
+  toggle.addEventListener('click', () => {
+    try { json.value = JSON.stringify(json.hidden ? fromForm() : JSON.parse(json.value), null, 2); } catch (e) { show(msg, h('div', { class: 'err', text: e.message })); return; }
+    if (!json.hidden) { configEditor(title, JSON.parse(json.value), save, saveLabel, id); return; }
+    json.hidden = false; form.hidden = true; toggle.textContent = 'Form';
+  });
+  const button = h('button', { type: 'button', class: 'primary', text: saveLabel });
   button.addEventListener('click', async () => {
     let body;
-    try { body = JSON.parse(text.value); } catch (e) { show(msg, h('div', { class: 'err', text: 'Not valid JSON: ' + e.message })); return; }
+    try { body = json.hidden ? fromForm() : JSON.parse(json.value); } catch (e) { show(msg, h('div', { class: 'err', text: e.message })); return; }
     if (!body || typeof body !== 'object' || Array.isArray(body)) { show(msg, h('div', { class: 'err', text: 'The body must be a JSON object.' })); return; }
     button.disabled = true;
     try {
       const saved = await save(body);
-      const notice = 'Saved “' + str(saved.displayName) + '” at ' + new Date().toLocaleTimeString() + '.';
       loadConfigs();
-      // A created configuration continues in the editor as an existing one (PATCH).
-      if (label.startsWith('Create')) { editConfig(String(saved.id), notice); return; }
-      text.value = JSON.stringify(stripOData(saved), null, 2);
-      show(msg, okBox(notice));
+      editConfig(String(saved.id), 'Saved “' + str(saved.displayName) + '” at ' + new Date().toLocaleTimeString() + '.');
     } catch (e) { show(msg, errorBox(e)); } finally { button.disabled = false; }
   });
+  const del = id ? h('button', { type: 'button', class: 'danger', text: 'Delete…', onclick: async () => {
+    if (!confirm('Delete configuration “' + str(object.displayName) + '”? A configuration still used by a site is refused.')) return;
+    try { await api('DELETE', '/microsoftTunnelConfigurations/' + enc(id)); out.replaceChildren(); loadConfigs(); show($('configs-msg'), okBox('Configuration deleted.')); }
+    catch (e) { show(msg, errorBox(e)); }
+  } }) : null;
+  const row = (...xs) => h('div', { class: 'row' }, ...xs);
+  const form = h('div', {},
+    row(h('label', {}, 'Display name', f.displayName), h('label', {}, 'Description', f.description)),
+    row(h('label', {}, 'Client address pool (IPv4 CIDR)', f.network), h('label', {}, 'IPv6 pool (optional)', f.ipv6Network), h('label', {}, 'Port', f.listenPort),
+      h('label', { class: 'check' }, f.disableUdpConnections, 'No UDP (DTLS) connections')),
+    row(h('label', {}, 'DNS servers', f.dnsServers), h('label', {}, 'Split DNS domains', f.splitDNS), h('label', {}, 'Default domain suffix', f.defaultDomainSuffix)),
+    row(h('label', {}, 'Routes through the tunnel (include)', f.routeIncludes), h('label', {}, 'Routes outside the tunnel (exclude)', f.routeExcludes)),
+    row(h('label', {}, 'Advanced settings', f.advancedSettings)));
   show(out, h('div', { class: 'card' }, h('h2', { text: title }),
-    h('p', { class: 'small muted', text: 'Graph property names. Read-only properties (id, lastUpdateDateTime) are ignored by the API; every write is validated as the gateway validates admin-settings.json.' }),
-    text, h('div', { class: 'row' }, button, h('button', { type: 'button', text: 'Close', onclick: () => out.replaceChildren() })), msg));
+    h('p', { class: 'small muted', text: 'At most 500 include and exclude routes together. Every save is validated as the gateway validates admin-settings.json.' }),
+    form, json, row(button, toggle, del, h('button', { type: 'button', text: 'Close', onclick: () => out.replaceChildren() })), msg));
   return msg;
 }
 
@@ -605,7 +705,7 @@ function thresholdRow(t) {
       show(msg, h('span', { class: 'muted', text: 'saved ' + new Date().toLocaleTimeString() }));
     } catch (e) { show(msg, errorBox(e)); } finally { save.disabled = false; }
   });
-  return h('tr', {}, h('td', { class: 'mono', text: str(t.id) }), h('td', { text: UNITS[t.id] || '' }), h('td', {}, healthy), h('td', {}, unhealthy),
+  return h('tr', {}, h('td', { text: label(t.id), title: str(t.id) }), h('td', { text: UNITS[t.id] || '' }), h('td', {}, healthy), h('td', {}, unhealthy),
     h('td', { text: str(t.defaultHealthyThreshold) + ' / ' + str(t.defaultUnhealthyThreshold) }), h('td', {}, save, msg));
 }
 
