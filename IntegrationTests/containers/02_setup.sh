@@ -7,7 +7,7 @@
 #    admin credential, the Site list and a wrong Site ID (asked again), the identity provider,
 #    five bad certificates refused one by one (expired, key mismatch, no SAN, over 2 years,
 #    out of order, incomplete chain), then Ctrl-C;
-# 2. the same command again continues the interrupted run; a PFX this time; the gateway comes
+# 2. the same command again, piped into sh as `curl … | sh` would, continues the interrupted run; a PFX; the gateway comes
 #    up; openconnect connects through it; mst-cli works on it; a third run changes nothing;
 # 3. mst-cli uninstall: the server leaves its Site, containers and state are gone;
 # 4. unattended from environment variables: a bad certificate is refused (exit 2, nothing
@@ -148,8 +148,9 @@ print(json.dumps([["expect", "Continuing an earlier run"], ["expect", "accepted 
     ["expect", "PFX password"], ["send-secret", "pfx-password"], ["expect", "chain of 3"],
     ["expect", "enrolled: server"], ["expect", "mstunnel is installed"]]))
 PY
-python3 IntegrationTests/containers/drive.py "$W/second.log" "$W/second.json" -- nsenter --net=/run/netns/$NS_G sh deploy/mstunnel-setup > "$W/second.out" 2>&1; rc=$?
-if [ $rc = 0 ]; then pass "resumed run installed the gateway from a PFX"; else fail "resumed run (drive.py exit $rc)"; cat "$W/second.out"; fi
+# Piped, as `curl … | sudo sh` runs it: the script arrives on stdin, the answers come from /dev/tty.
+python3 IntegrationTests/containers/drive.py "$W/second.log" "$W/second.json" -- nsenter --net=/run/netns/$NS_G sh -c "cat deploy/mstunnel-setup | sh" > "$W/second.out" 2>&1; rc=$?
+if [ $rc = 0 ]; then pass "resumed run, piped into sh, installed the gateway from a PFX"; else fail "resumed run (drive.py exit $rc)"; cat "$W/second.out"; fi
 check "the PFX's chain was put in order (leaf, intermediate, root)" sh -c "grep -c BEGIN '$W/etc/certs/site.crt' | grep -qx 3 && openssl x509 -in '$W/etc/certs/site.crt' -noout -subject | grep -q gateway.corp.test"
 check "site.key is root:990 0640, private/ 0750" sh -c "test \"\$(stat -c '%u:%g %a' '$W/etc/private/site.key')\" = '0:990 640' && test \"\$(stat -c %a '$W/etc/private')\" = 750"
 check "no PFX password or admin token in what it printed" sh -c "! grep -q -e pfx-password -e '$ADMIN' '$W/second.log'"

@@ -46,6 +46,7 @@ textarea{width:100%;min-height:360px;resize:vertical}
 textarea.short{min-height:90px;min-width:300px;width:auto;color:var(--fg)}
 button.danger{color:var(--bad);border-color:#f5c2c0}
 label.check{flex-direction:row;align-items:center;gap:6px;font-size:14px;color:var(--fg)}
+label.check>input{min-width:0}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--off);white-space:nowrap}
 .b-healthy{background:var(--ok)}.b-warning{background:#d4a72c;color:#1d2330}.b-unhealthy{background:var(--bad)}
 .b-offline{background:#24292f}.b-unknown,.b-informational,.b-notMeasured{background:#8c959f}.b-upgradeInProgress,.b-upgradeFailed{background:#6f42c1}
