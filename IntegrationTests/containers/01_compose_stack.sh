@@ -103,6 +103,19 @@ for line in open('/tmp/mstunnel-server-test.log'):
 check "no JWT in any container's log" sh -c "! grep -q 'eyJ' /tmp/mstunnel-all-test.log"
 check "no token signature, admin token or user password in any log" sh -c "! grep -q -e \"\$(cut -d. -f3 $QS/token.jwt)\" -e \"\$(cat $QS/control/admin-token)\" -e \"\$(cat $QS/alice.password)\" /tmp/mstunnel-all-test.log"
 
+echo "== log collection from the containerised agent"
+SITE=$(api GET /beta/deviceManagement/microsoftTunnelSites | json 'd["value"][0]["id"]')
+SERVER=$(api GET "/beta/deviceManagement/microsoftTunnelSites/$SITE/microsoftTunnelServers" | json 'd["value"][0]["id"]')
+START=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%SZ); END=$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)
+LC=$(api POST "/beta/deviceManagement/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/createServerLogCollectionRequest" \
+    "{\"startDateTime\":\"$START\",\"endDateTime\":\"$END\"}" | json 'd["id"]')
+collected() { api GET "/beta/deviceManagement/microsoftTunnelServerLogCollectionResponses/$LC" | grep -Eq '"status" *: *"completed"'; }
+wait_for "a log collection completes (the agent reads the stack's log directory)" 150 collected
+URL=$(api POST "/beta/deviceManagement/microsoftTunnelServerLogCollectionResponses/$LC/createDownloadUrl" '' | json 'd["value"]')
+in_gw curl -fsS --cacert "$QS/control/ca.crt" "$URL" > /tmp/mstunnel-collected.log 2>/dev/null || true
+check "the collected logs hold the gateway's, the auth plugin's and the agent's lines" sh -c "grep -q '\"label\":\"mstunnel.server\"' /tmp/mstunnel-collected.log && grep -q '\"label\":\"mstunnel-auth\"' /tmp/mstunnel-collected.log && grep -q '\"label\":\"mstunnel-agent\"' /tmp/mstunnel-collected.log"
+check "no token in the collected logs" sh -c "! grep -q 'eyJ' /tmp/mstunnel-collected.log"
+
 echo "== health checks (podman healthcheck run; no systemd here to schedule them)"
 check "mstunnel-server healthy (control socket answers)" podman healthcheck run mstunnel-server
 check "mstunnel-auth healthy (answers a ping)" podman healthcheck run mstunnel-auth
