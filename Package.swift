@@ -62,6 +62,11 @@ let package = Package(
         .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTUN", dependencies: ["GatewayCore", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayHostNetwork", dependencies: [
+            "GatewayCore", "GatewayWire", "GatewayIPC", "CGatewayShims",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "GatewaySandbox", dependencies: ["CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: [
             "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "JWTKit", package: "jwt-kit"),
@@ -69,7 +74,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayDataplane", dependencies: [
-            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "CGatewayShims",
+            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayHostNetwork", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayLogging", dependencies: [
@@ -107,7 +112,7 @@ let package = Package(
 
         // --- Thin executables.
         .executableTarget(name: "mstunnel-server", dependencies: [
-            "GatewayDataplane", "GatewayCore", "GatewayLogging", "GatewayIPC", "GatewayTLS",
+            "GatewayDataplane", "GatewayCore", "GatewayLogging", "GatewayIPC", "GatewayTLS", "GatewayHostNetwork", "GatewaySandbox",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
@@ -154,7 +159,8 @@ let package = Package(
         .testTarget(name: "GatewayWireTests", dependencies: ["GatewayWire"],
                     resources: [.copy("Golden")], swiftSettings: strict),
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
-        .testTarget(name: "GatewayTUNTests", dependencies: ["GatewayTUN"], swiftSettings: strict),
+        .testTarget(name: "GatewayHostNetworkTests", dependencies: ["GatewayHostNetwork", "GatewayWire", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewaySandboxTests", dependencies: ["GatewaySandbox"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),

@@ -24,6 +24,12 @@ NS_I=mstcorp$$
 WORK=$(mktemp -d /tmp/mstunnel-it.XXXXXX)
 STATE=$WORK/state
 RUN=$WORK/run
+# The gateway gives up root once its ports and TUN are open (--run-as), as in its
+# container: uid 994 in the stack's group 990, which may read the state directory and
+# reach the auth plugin's socket. The work directory is made traversable for it.
+GW_ACCOUNT=994:990
+SERVER_ARGS=(--run-as "$GW_ACCOUNT")
+chgrp 990 "$WORK"; chmod 0750 "$WORK"
 PIDS=()
 EXTRA_NS=()
 FAILS=0
@@ -73,10 +79,13 @@ setup_namespaces() {
 
 make_pki() {
     mkdir -p "$STATE/certs" "$STATE/private" "$RUN"
-    chmod 700 "$STATE/private"
+    chgrp 990 "$STATE" "$STATE/private" "$RUN"
+    chmod 0750 "$STATE/private"
+    chmod 2770 "$RUN"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj "/CN=198.18.0.1" -addext "subjectAltName=IP:198.18.0.1" \
         -keyout "$STATE/private/site.key" -out "$STATE/certs/site.crt" 2>/dev/null
+    chgrp 990 "$STATE/private/site.key"; chmod 0640 "$STATE/private/site.key"
     PIN="pin-sha256:$(openssl x509 -in "$STATE/certs/site.crt" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
 }
 
@@ -110,11 +119,11 @@ JSON
 }
 
 start_stack() {
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" > "$WORK/auth.log" 2>&1 &
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 > "$WORK/auth.log" 2>&1 &
     AUTH_PID=$!
     PIDS+=($AUTH_PID)
     for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
-    ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" > "$WORK/server.log" 2>&1 &
+    ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" "${SERVER_ARGS[@]}" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=($SERVER_PID)
     for _ in $(seq 100); do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The stock openconnect client through mstunnel-server + mstunnel-auth over TLS:
 # three token paths, pool address, DNS/split settings, ping, iperf3 both ways, PAT,
-# logoff, and rejected tokens with their reasons in the gateway's log.
+# logoff, and rejected tokens with their reasons in the gateway's log; the gateway runs
+# confined (no capability, system-call allow-list) and its privileged helper cleans up
+# after it even when it is killed.
 source "$(dirname "$0")/../lib.sh"
 
 setup_namespaces
@@ -12,6 +14,27 @@ make_script_wrapper
 start_corp
 start_stack
 echo "stack up (pin $PIN)"
+
+echo "== least privilege: the running gateway and its helper, from /proc"
+status_field() { awk -v k="$2:" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "/proc/$1/status"; }
+for _ in $(seq 50); do grep -q '"msg":"gateway.confined"' "$WORK/server.log" && break; sleep 0.1; done
+check "gateway uid is 994 (real, effective, saved, fs)" test "$(status_field "$SERVER_PID" Uid)" = "994 994 994 994"
+check "gateway gid is 990" test "$(status_field "$SERVER_PID" Gid)" = "990 990 990 990"
+check "gateway has no effective capability" test "$(status_field "$SERVER_PID" CapEff)" = 0000000000000000
+check "gateway has no permitted capability" test "$(status_field "$SERVER_PID" CapPrm)" = 0000000000000000
+check "gateway runs under a seccomp filter" test "$(status_field "$SERVER_PID" Seccomp)" = 2
+check "gateway has no_new_privs" test "$(status_field "$SERVER_PID" NoNewPrivs)" = 1
+HELPER_PID=$(cat "/proc/$SERVER_PID/task/$SERVER_PID/children" | awk '{print $1}')
+check "the host-network helper is the gateway's child" test -n "$HELPER_PID"
+check "the helper keeps CAP_NET_ADMIN only" test "$(status_field "$HELPER_PID" CapEff)" = 0000000000001000
+check "the helper's bounding set is CAP_NET_ADMIN only" test "$(status_field "$HELPER_PID" CapBnd)" = 0000000000001000
+check "the gateway logged its confinement" grep -q '"msg":"gateway.confined".*CapEff 0' "$WORK/server.log"
+check "the helper set up the TUN and NAT" grep -q '"msg":"host.changed".*nat 100.64.0.0/24' "$WORK/server.log"
+ip netns exec "$NS_G" "$BIN/mstunnel-server" --check-sandbox --run-as "$GW_ACCOUNT" > "$WORK/sandbox.txt" 2>&1 || true
+check "--check-sandbox: all as designed" sh -c "! grep -q FAIL '$WORK/sandbox.txt' && test \$(grep -c '^ok' '$WORK/sandbox.txt') -ge 10"
+check "--check-sandbox: starting a program is refused by the filter" grep -q '^ok   execve.*refused: Operation not permitted' "$WORK/sandbox.txt"
+check "--check-sandbox: a netlink socket is refused" grep -q '^ok   socket(AF_NETLINK).*refused' "$WORK/sandbox.txt"
+check "--check-sandbox: writing a file is refused" grep -q '^ok   open /tmp for writing.*refused' "$WORK/sandbox.txt"
 
 GOOD=$(mint --oid 0b1f7a3e-0000-4000-8000-000000000001 --upn alice@corp.test --deviceid dev-alice)
 printf %s "$GOOD" > "$WORK/token.jwt"
@@ -132,5 +155,13 @@ check "gateway still running" kill -0 "$SERVER_PID"
 check "no token in the gateway log" sh -c "! grep -qF '$GOOD' '$WORK/server.log'"
 check "no token in the auth log" sh -c "! grep -qF '$GOOD' '$WORK/auth.log'"
 check "no session cookie in the gateway log" sh -c "! grep -q 'webvpn=' '$WORK/server.log'"
+
+echo "== a gateway killed outright leaves no NAT rules: its helper takes them away"
+check "NAT table present while the gateway runs" ip netns exec "$NS_G" nft list table inet mstunnel
+kill -9 "$SERVER_PID"
+for _ in $(seq 50); do kill -0 "$HELPER_PID" 2>/dev/null || break; sleep 0.1; done
+check "the helper exited with the gateway" sh -c "! kill -0 $HELPER_PID 2>/dev/null"
+check "NAT table removed" sh -c "! ip netns exec '$NS_G' nft list table inet mstunnel >/dev/null 2>&1"
+check "the helper said so" grep -q '"msg":"host.helper_stopped".*nat removed' "$WORK/server.log"
 
 summary

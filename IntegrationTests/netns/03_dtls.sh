@@ -90,7 +90,7 @@ echo "== disableUdpConnections: true keeps everything on TLS"
 kill -TERM "$SERVER_PID"
 for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
 settings true
-ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" >> "$WORK/server.log" 2>&1 &
+ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" "${SERVER_ARGS[@]}" >> "$WORK/server.log" 2>&1 &
 SERVER_PID=$!; PIDS+=($SERVER_PID)
 for _ in $(seq 100); do ip netns exec "$NS_G" ss -ltn 'sport = :443' | grep -q LISTEN && break; sleep 0.1; done
 ip -n "$NS_C" link del tun0 2>/dev/null || true

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import GatewayHostNetwork
 import GatewayTLS
 import GatewayTUN
 import GatewayWire
@@ -75,9 +76,20 @@ extension Gateway {
         }
     }
 
-    /// Puts validated settings in force. Host changes (MTU, TUN address, NAT rules) are
-    /// made first and undone if a later one fails, so on a thrown error neither the host
-    /// nor the in-memory state has changed.
+    /// What the host must look like for `pool` and `mtu`: the gateway address of the
+    /// current prefix and of every retired prefix that still has leases (each gives the
+    /// on-link route to its clients), and NAT for all of them.
+    static func hostState(pool: AddressPool, mtu: Int) -> HostNetworkState {
+        let prefixes = pool.routedPrefixes
+        return HostNetworkState(
+            mtu: mtu,
+            addresses: prefixes.map { "\(IPv4Address($0.network.value + 1))/\($0.length)" },
+            natPrefixes: prefixes.map { "\($0)" })
+    }
+
+    /// Puts validated settings in force. The host is changed first, in one request to the
+    /// helper that is all or nothing, so on a thrown error neither the host nor the
+    /// in-memory state has changed.
     private func put(_ requested: GatewaySettings) throws -> [String] {
         var new = requested
         let restart = Self.restartOnlyChanges(from: settings, to: new)
@@ -87,61 +99,29 @@ extension Gateway {
         new.listenAddress = settings.listenAddress
         new.ipv6Pool = settings.ipv6Pool
 
-        let oldMTU = settings.advanced.mtu
-        if new.advanced.mtu != oldMTU {
-            try NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(new.advanced.mtu)"])
+        var next = pool
+        let gone = new.pool != settings.pool ? next.changePrefix(to: new.pool) : []
+        if new.pool != settings.pool || new.advanced.mtu != settings.advanced.mtu {
+            try host.apply(Self.hostState(pool: next, mtu: new.advanced.mtu))
         }
         if new.pool != settings.pool {
-            do {
-                try renumberPool(to: new.pool)
-            } catch {
-                if new.advanced.mtu != oldMTU { try? NetworkSetup.ip(["link", "set", "dev", tun.name, "mtu", "\(oldMTU)"]) }
-                throw error
-            }
+            pool = next
+            logger.info("pool.renumbered", metadata: [
+                "pool": "\(new.pool)", "retired": "\(pool.retired.map { "\($0.prefix) (\($0.inUse) leases)" }.joined(separator: ", "))",
+                "released": "\(gone.map { "\($0)" }.joined(separator: ", "))",
+            ])
         }
         settings = new
         return restart
     }
 
-    /// Moves the pool to `prefix`: the TUN gets the new prefix's gateway address (and so
-    /// its route), NAT covers every prefix that still has leases, and prefixes left
-    /// without leases lose their address on the TUN.
-    private func renumberPool(to prefix: IPv4Prefix) throws {
-        var next = pool
-        let alreadyRouted = pool.routedPrefixes.contains(prefix)
-        let gone = next.changePrefix(to: prefix)
-        try NetworkSetup.ip(["addr", "replace", "\(next.gatewayAddress)/\(prefix.length)", "dev", tun.name])
-        do {
-            try PATRules(pools: next.routedPrefixes, pool6: nil, tunName: tun.name).apply()
-        } catch {
-            // Undo the address so the host matches the unchanged pool.
-            if !alreadyRouted { removeTunPrefix(prefix) }
-            throw error
-        }
-        pool = next
-        for old in gone { removeTunPrefix(old) }
-        logger.info("pool.renumbered", metadata: [
-            "pool": "\(prefix)", "retired": "\(pool.retired.map { "\($0.prefix) (\($0.inUse) leases)" }.joined(separator: ", "))",
-        ])
-    }
-
-    /// Called when a release emptied a retired block.
+    /// Called when a release emptied a retired block: its address and NAT rule go.
     func retiredPrefixEmptied(_ prefix: IPv4Prefix) {
-        removeTunPrefix(prefix)
         do {
-            try PATRules(pools: pool.routedPrefixes, pool6: nil, tunName: tun.name).apply()
+            try host.apply(Self.hostState(pool: pool, mtu: settings.advanced.mtu))
+            logger.info("pool.retired_prefix_released", metadata: ["prefix": "\(prefix)"])
         } catch {
-            logger.error("pool.nat_update_failed", metadata: ["error": "\(error)"])
-        }
-        logger.info("pool.retired_prefix_released", metadata: ["prefix": "\(prefix)"])
-    }
-
-    private func removeTunPrefix(_ prefix: IPv4Prefix) {
-        let gw = IPv4Address(prefix.network.value + 1)
-        do {
-            try NetworkSetup.ip(["addr", "del", "\(gw)/\(prefix.length)", "dev", tun.name])
-        } catch {
-            logger.warning("pool.tun_address_remove_failed", metadata: ["prefix": "\(prefix)", "error": "\(error)"])
+            logger.error("pool.host_update_failed", metadata: ["prefix": "\(prefix)", "error": "\(error)"])
         }
     }
 }

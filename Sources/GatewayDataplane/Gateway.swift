@@ -1,6 +1,7 @@
 import CGatewayShims
 import Glibc
 import GatewayCore
+import GatewayHostNetwork
 import GatewayIPC
 import GatewayTLS
 import GatewayTUN
@@ -70,6 +71,9 @@ public final class Gateway {
     /// the context it was made from, so no session is dropped.
     var tls: TLSServerContext
     let tun: TUNDevice
+    /// Addresses, MTU and NAT for the TUN, made by the privileged helper (the gateway
+    /// itself may hold no capability once it runs; see docs/architecture.md).
+    let host: any HostNetworkControl
     let listenFd: Int32
     /// The one UDP socket every session's DTLS shares (same port as TLS).
     let udpFd: Int32
@@ -174,7 +178,7 @@ public final class Gateway {
         return UInt64(lim.rlim_cur)
     }
 
-    public init(options: GatewayOptions, logger: Logger) throws {
+    public init(options: GatewayOptions, host: any HostNetworkControl, logger: Logger) throws {
         Self.blockSignals()
         fileLimit = Self.raiseFileLimit()
         self.options = options
@@ -186,11 +190,11 @@ public final class Gateway {
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
 
         tun = try TUNDevice(name: options.tunName, offload: options.tunOffload)
-        try tun.configure(address: pool.gatewayAddress, prefix: settings.pool, mtu: settings.advanced.mtu)
-        if !NetworkSetup.enableForwarding(ipv6: false) && !NetworkSetup.forwardingEnabled() {
-            logger.warning("gateway.forwarding_off", metadata: ["hint": "net.ipv4.ip_forward is 0 and read-only here; clients will not reach the network (set the sysctl on the host or container)"])
+        self.host = host
+        let hostResponse = try host.apply(Self.hostState(pool: pool, mtu: options.settings.advanced.mtu))
+        for warning in hostResponse.warnings {
+            logger.warning("gateway.host_warning", metadata: ["hint": "\(warning)"])
         }
-        try PATRules(pool: settings.pool, pool6: nil, tunName: tun.name).apply()
 
         listenFd = try Self.listen(address: settings.listenAddress, port: settings.listenPort)
         udpFd = try Self.bindUDP(address: settings.listenAddress, port: settings.listenPort)
@@ -361,7 +365,11 @@ public final class Gateway {
         close(udpFd)
         close(signalFd)
         close(timerFd)
-        PATRules.remove()
+        do {
+            try host.apply(nil)
+        } catch {
+            logger.error("gateway.host_teardown_failed", metadata: ["error": "\(error)"])
+        }
         logger.info("gateway.stopped", metadata: ["sessions.dropped": "\(active)"])
     }
 
@@ -720,6 +728,9 @@ public final class Gateway {
             return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
+        case .hostNetwork:
+            // Only the gateway's own helper, over its private socket pair, changes the host.
+            return .error(WireErrorResponse(code: WireErrorResponse.notAllowed, message: "host changes are not taken on the control socket"))
         }
     }
 }

@@ -29,6 +29,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "listSessions": message = .request(.listSessions(try c.decode(ListSessionsRequest.self, forKey: .body)))
             case "applySettings": message = .request(.applySettings(try c.decode(ApplySettingsRequest.self, forKey: .body)))
             case "sessionEvents": message = .request(.sessionEvents(try c.decode(SessionEventsRequest.self, forKey: .body)))
+            case "hostNetwork": message = .request(.hostNetwork(try c.decode(HostNetworkRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -39,6 +40,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "listSessions": message = .response(.listSessions(try c.decode(ListSessionsResponse.self, forKey: .body)))
             case "applySettings": message = .response(.applySettings(try c.decode(ApplySettingsResponse.self, forKey: .body)))
             case "sessionEvents": message = .response(.sessionEvents(try c.decode(SessionEventsResponse.self, forKey: .body)))
+            case "hostNetwork": message = .response(.hostNetwork(try c.decode(HostNetworkResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -61,6 +63,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .listSessions(let b): try c.encode(b, forKey: .body)
             case .applySettings(let b): try c.encode(b, forKey: .body)
             case .sessionEvents(let b): try c.encode(b, forKey: .body)
+            case .hostNetwork(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -72,6 +75,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .listSessions(let b): try c.encode(b, forKey: .body)
             case .applySettings(let b): try c.encode(b, forKey: .body)
             case .sessionEvents(let b): try c.encode(b, forKey: .body)
+            case .hostNetwork(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -100,6 +104,8 @@ public enum WireRequest: Sendable, Equatable {
     case applySettings(ApplySettingsRequest)
     /// agent → gateway: session and access events since a sequence number.
     case sessionEvents(SessionEventsRequest)
+    /// gateway → its privileged helper: make the host's network match this state.
+    case hostNetwork(HostNetworkRequest)
 
     public var typeName: String {
         switch self {
@@ -109,6 +115,7 @@ public enum WireRequest: Sendable, Equatable {
         case .listSessions: return "listSessions"
         case .applySettings: return "applySettings"
         case .sessionEvents: return "sessionEvents"
+        case .hostNetwork: return "hostNetwork"
         }
     }
 }
@@ -120,6 +127,7 @@ public enum WireResponse: Sendable, Equatable {
     case listSessions(ListSessionsResponse)
     case applySettings(ApplySettingsResponse)
     case sessionEvents(SessionEventsResponse)
+    case hostNetwork(HostNetworkResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -131,6 +139,7 @@ public enum WireResponse: Sendable, Equatable {
         case .listSessions: return "listSessions"
         case .applySettings: return "applySettings"
         case .sessionEvents: return "sessionEvents"
+        case .hostNetwork: return "hostNetwork"
         case .error: return "error"
         }
     }

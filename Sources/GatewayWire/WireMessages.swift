@@ -344,3 +344,52 @@ public struct SessionEventsResponse: Codable, Sendable, Equatable {
         self.missed = missed
     }
 }
+
+/// What the gateway wants the host's network to look like for its TUN device. The
+/// gateway, which runs without privileges, sends this to its privileged helper (the only
+/// part of `mstunnel-server` that keeps `CAP_NET_ADMIN`); the helper works out the steps
+/// from what it did last and makes them, or undoes them all if one fails. Declarative on
+/// purpose: the helper never runs a command the gateway names, only the steps that take
+/// the host from one such state to the next, on the one TUN device it was started for.
+public struct HostNetworkState: Codable, Sendable, Equatable {
+    /// The TUN device's MTU.
+    public var mtu: Int
+    /// Addresses on the TUN device, as `address/prefix-length` (the prefix gives the
+    /// on-link route to the client pool). The first is the current pool's gateway address.
+    public var addresses: [String]
+    /// Client prefixes masqueraded when they leave through any other interface (PAT).
+    public var natPrefixes: [String]
+
+    public init(mtu: Int, addresses: [String], natPrefixes: [String]) {
+        self.mtu = mtu
+        self.addresses = addresses
+        self.natPrefixes = natPrefixes
+    }
+}
+
+/// gateway → its host-network helper: make the host match `state`; nil tears down what
+/// the helper set up (the NAT table; the addresses go with the TUN device).
+public struct HostNetworkRequest: Codable, Sendable, Equatable {
+    public var state: HostNetworkState?
+
+    public init(state: HostNetworkState?) { self.state = state }
+}
+
+public struct HostNetworkResponse: Codable, Sendable, Equatable {
+    /// True when the host now matches the request; false when a step failed and every
+    /// step before it was undone (the host is as it was).
+    public var applied: Bool
+    /// The failing step and the tool's reason.
+    public var error: String?
+    /// The steps made, in order, for the gateway's log (e.g. `mtu 1400`, `nat 100.64.0.0/24`).
+    public var steps: [String]
+    /// Things that did not stop the change but need an operator (e.g. forwarding off).
+    public var warnings: [String]
+
+    public init(applied: Bool, error: String? = nil, steps: [String] = [], warnings: [String] = []) {
+        self.applied = applied
+        self.error = error
+        self.steps = steps
+        self.warnings = warnings
+    }
+}

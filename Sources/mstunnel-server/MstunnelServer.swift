@@ -3,8 +3,10 @@ import Foundation
 import GatewayCore
 import GatewayTLS
 import GatewayDataplane
+import GatewayHostNetwork
 import GatewayIPC
 import GatewayLogging
+import GatewaySandbox
 import Logging
 
 /// The gateway dataplane process. Everything of substance lives in GatewayDataplane.
@@ -42,8 +44,19 @@ struct MstunnelServer: ParsableCommand {
     @Option(help: "Microseconds to let packets gather after a busy loop turn, like a NIC's interrupt moderation (0 turns it off; see docs/performance.md).")
     var coalesceUs: UInt32 = 200
 
+    @Option(help: ArgumentHelp(
+        "Once the ports are bound and the TUN is open, become UID:GID (numbers), with no capability and a system-call allow-list (env MSTUNNEL_SERVER_RUN_AS; the image sets 994:990).",
+        valueName: "uid:gid"))
+    var runAs: String?
+
     @Flag(help: "Validate the state directory and exit.")
     var checkConfig = false
+
+    @Flag(help: "Confine this process as --run-as would, try what the gateway must never do (start a program, open a netlink socket, write a file, …), print what happened and exit (0: confined as designed).")
+    var checkSandbox = false
+
+    @Flag(help: .private)
+    var hostNetworkHelper = false
 
     @Flag(help: "If admin-settings.json is not there yet (the agent writes it after enrollment), wait for it instead of exiting.")
     var waitForSettings = false
@@ -51,6 +64,33 @@ struct MstunnelServer: ParsableCommand {
     static let version = "0.1.0"
 
     func run() throws {
+        if hostNetworkHelper {
+            // The privileged helper the gateway started (descriptor 3 is its socket).
+            GatewayLog.bootstrap(process: "mstunnel-server.host")
+            let logger = Logger(label: "mstunnel.server.host")
+            do {
+                try Sandbox.keepOnly(capabilities: [Sandbox.capNetAdmin])
+            } catch {
+                logger.critical("host.helper_start_failed", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+            HostNetworkHelper.serve(tun: tunName, logger: logger)
+            return
+        }
+        let account: Sandbox.Account?
+        do {
+            let text = runAs ?? ProcessInfo.processInfo.environment["MSTUNNEL_SERVER_RUN_AS"].flatMap { $0.isEmpty ? nil : $0 }
+            account = try text.map { try Sandbox.Account(parsing: $0) }
+        } catch {
+            throw ValidationError("--run-as: \(error)")
+        }
+        if checkSandbox {
+            guard let account else { throw ValidationError("--check-sandbox needs --run-as UID:GID (the account to confine to)") }
+            let results = try SandboxProbe.run(as: account)
+            for r in results { print("\(r.ok ? "ok  " : "FAIL") \(r.what): \(r.outcome) (expected \(r.expected))") }
+            if results.contains(where: { !$0.ok }) { throw ExitCode(1) }
+            return
+        }
         Gateway.blockSignals()
         GatewayLog.bootstrap()
         let logger = Logger(label: "mstunnel.server")
@@ -84,10 +124,24 @@ struct MstunnelServer: ParsableCommand {
         options.coalesceMicros = coalesceUs
         let gateway: Gateway
         do {
-            gateway = try Gateway(options: options, logger: logger)
+            // The helper is started before anything faces the network, while this process
+            // still has the privileges it passes on.
+            let host = try HostNetworkClient(executable: "/proc/self/exe", arguments: ["--host-network-helper", "--tun-name", tunName])
+            gateway = try Gateway(options: options, host: host, logger: logger)
         } catch {
             logger.critical("gateway.start_failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
+        }
+        if let account {
+            do {
+                try Sandbox.confine(to: account)
+            } catch {
+                logger.critical("gateway.start_failed", metadata: ["error": "\(error)", "hint": "the container needs CAP_SETUID and CAP_SETGID to give up root"])
+                throw ExitCode(1)
+            }
+            logger.info("gateway.confined", metadata: ["runAs": "\(account)", "security": "\(ProcessSecurity.current())"])
+        } else {
+            logger.warning("gateway.privileged", metadata: ["hint": "running as uid \(getuid()) with its capabilities for its whole life; pass --run-as UID:GID"])
         }
         gateway.run()
     }

@@ -19,6 +19,10 @@ import Testing
             events: [GatewaySessionEvent(sequence: 4, type: .sessionConnected, time: 1_800_000_000_000, userId: "oid-1",
                                          sessionId: "a1b2", assignedAddress: "100.64.0.5")],
             bootId: "0011223344556677", missed: 2))))),
+        ("hostNetwork-request", WireEnvelope(id: 13, .request(.hostNetwork(HostNetworkRequest(state: HostNetworkState(
+            mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.0/24"])))))),
+        ("hostNetwork-failed", WireEnvelope(id: 13, .response(.hostNetwork(HostNetworkResponse(
+            applied: false, error: "nat 100.64.0.0/24: nft: Could not process rule", steps: ["mtu 1400"], warnings: []))))),
     ]
 
     func golden(_ name: String) throws -> [UInt8] {

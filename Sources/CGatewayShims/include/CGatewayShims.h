@@ -65,6 +65,25 @@ int CGatewayShims_sendDatagrams(int fd, const unsigned char *arena, const CGatew
 int CGatewayShims_runTool(const char *path, char *const argv[], const unsigned char *input,
                           size_t inputLen, char *errBuf, size_t errCap, size_t *errLen);
 
+/// Least privilege for the internet-facing process (sandbox.c). Sets every uid to `uid`
+/// and every gid to `gid` (the only supplementary group), which clears all capabilities,
+/// then sets no_new_privs. Refuses uid 0. Returns 0 or -errno.
+int CGatewayShims_dropPrivileges(uid_t uid, gid_t gid);
+
+/// Keeps only the capabilities in the `keep` bit mask (bit n = capability n) in the
+/// effective and permitted sets, clears the inheritable set, and drops the others from
+/// the bounding set when CAP_SETPCAP allows. Returns 0 or -errno.
+int CGatewayShims_keepCapabilities(uint64_t keep);
+
+/// Installs the gateway's system-call allow-list on every thread: anything else fails
+/// with EPERM; socket() only for AF_UNIX/AF_INET/AF_INET6; openat() only read-only;
+/// another architecture's calling convention kills the process. Returns 0 or -errno.
+int CGatewayShims_installSyscallFilter(void);
+
+/// posix_spawn of `path` with `argv`, default signal handling, and `fd` as descriptor 3
+/// (every other descriptor above 2 closed). Returns the child's pid or -errno.
+int CGatewayShims_spawnWithDescriptor(const char *path, char *const argv[], int fd);
+
 /// The size of IFNAMSIZ, for buffers.
 int CGatewayShims_ifnamsiz(void);
 #endif

@@ -1,6 +1,6 @@
 import Glibc
 import Testing
-@testable import GatewayTUN
+@testable import GatewayHostNetwork
 
 /// The runner behind `ip` and `nft`, exercised with /bin/sh so each case can choose what
 /// the tool reads, writes and returns.
