@@ -128,7 +128,15 @@ wait_for "mstunnel-auth healthy again after a restart" 50 podman healthcheck run
 
 echo "== least privilege"
 status() { podman exec "$1" grep "^$2:" /proc/1/status | awk '{print $2}'; }
-check "server: only NET_ADMIN and NET_BIND_SERVICE (CapEff 0x1400), no new privileges" sh -c "test \"\$(podman exec mstunnel-server grep ^CapEff: /proc/1/status | awk '{print \$2}')\" = 0000000000001400 && podman exec mstunnel-server grep -q '^NoNewPrivs:.1' /proc/1/status"
+# The gateway (PID 1 of its container) gave up root after binding 443 and opening the TUN;
+# its host-network helper (its only child) keeps NET_ADMIN alone.
+srv_status() { podman exec mstunnel-server awk -v k="$2:" '$1 == k { print $2; exit }' "/proc/$1/status"; }
+check "server: the gateway runs as uid 994" test "$(srv_status 1 Uid)" = 994
+check "server: the gateway has no capability (CapEff 0)" test "$(srv_status 1 CapEff)" = 0000000000000000
+check "server: the gateway runs under its seccomp filter, no new privileges" sh -c "test \"\$(podman exec mstunnel-server awk '/^Seccomp:/ {print \$2}' /proc/1/status)\" = 2 && podman exec mstunnel-server grep -q '^NoNewPrivs:.1' /proc/1/status"
+SRV_HELPER=$(podman exec mstunnel-server cat /proc/1/task/1/children | awk '{print $1}')
+check "server: the host-network helper holds NET_ADMIN only (CapEff 0x1000)" test "$(srv_status "${SRV_HELPER:-0}" CapEff)" = 0000000000001000
+check "server: --check-sandbox passes in the image" podman exec mstunnel-server mstunnel-server --check-sandbox --run-as 994:990
 check "auth: uid 991, no capabilities" sh -c "podman exec mstunnel-auth grep -q '^Uid:.991' /proc/1/status && podman exec mstunnel-auth grep -q '^CapEff:.0000000000000000' /proc/1/status"
 check "agent: uid 992, no capabilities" sh -c "podman exec mstunnel-agent grep -q '^Uid:.992' /proc/1/status && podman exec mstunnel-agent grep -q '^CapEff:.0000000000000000' /proc/1/status"
 check "control: uid 993, no capabilities" sh -c "podman exec mstunnel-control grep -q '^Uid:.993' /proc/1/status && podman exec mstunnel-control grep -q '^CapEff:.0000000000000000' /proc/1/status"
