@@ -67,6 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewaySandbox", dependencies: ["CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewaySessionCore", dependencies: ["GatewayCore", "GatewayWire"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: [
             "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "JWTKit", package: "jwt-kit"),
@@ -74,7 +75,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayDataplane", dependencies: [
-            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayHostNetwork", "CGatewayShims",
+            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayHostNetwork", "GatewaySessionCore", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayLogging", dependencies: [
@@ -86,7 +87,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The control plane: Graph-shaped admin API, agent API, CA, storage.
         .target(name: "GatewayControlPlane", dependencies: [
-            "GatewayCore", "GatewayAgentAPI", "GatewayAuth",
+            "GatewayCore", "GatewayAgentAPI", "GatewayAuth", "GatewayWire",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -126,10 +127,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "mst-loadgen", dependencies: [
-            "GatewayLoadgen",
+            "GatewayLoadgen", "GatewayWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "mst-dev-issuer", dependencies: [
+            "GatewayWire",
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -161,6 +163,7 @@ let package = Package(
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayHostNetworkTests", dependencies: ["GatewayHostNetwork", "GatewayWire", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewaySandboxTests", dependencies: ["GatewaySandbox"], swiftSettings: strict),
+        .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),

@@ -3,6 +3,7 @@ import Glibc
 import GatewayCore
 import GatewayHostNetwork
 import GatewayIPC
+import GatewaySessionCore
 import GatewayTLS
 import GatewayTUN
 import GatewayWire
@@ -615,48 +616,40 @@ public final class Gateway {
             loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
         }
         control?.resumeAcceptingIfPaused(now: now)
-        let authTimeout = Int64(settings.advanced.authTimeout)
-        let dead = Int64(3 * settings.advanced.dpd)
+        let timeouts = Expiry.Timeouts(settings.advanced)
         for c in connections {
             guard let c else { continue }
+            let stage: Expiry.Stage
             switch c.phase {
-            case .handshake, .http, .waitingAuth:
-                if now - c.acceptedAt > authTimeout { closeConnection(c, reason: "login timeout") }
-            case .tunnel:
-                if now - c.lastReceive > dead { closeConnection(c, reason: "dead peer (no traffic for \(dead) s)") }
-            case .closed: break
+            case .handshake, .http, .waitingAuth: stage = .login
+            case .tunnel: stage = .tunnel
+            case .closed: continue
+            }
+            if let reason = Expiry.connection(stage: stage, acceptedAt: c.acceptedAt, lastReceive: c.lastReceive, now: now, timeouts) {
+                closeConnection(c, reason: reason)
             }
         }
         for s in sessions.all {
             guard let ch = s.dtls else { continue }
-            if !ch.established {
-                if now - ch.startedAt > 30 {
-                    counters.dtlsFailures += 1
-                    logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))
-                    dropDTLS(s)
-                } else {
-                    ch.connection.handleTimeout()
-                }
-            } else if now - ch.lastReceive > dead {
-                logger.info("dtls.dead", metadata: sessionMetadata(s, ["idle_s": "\(now - ch.lastReceive)"]))
+            switch Expiry.dtls(established: ch.established, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
+            case .keep: break
+            case .retransmit: ch.connection.handleTimeout()
+            case .handshakeTimedOut:
+                counters.dtlsFailures += 1
+                logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))
+                dropDTLS(s)
+            case .dead(let idle):
+                logger.info("dtls.dead", metadata: sessionMetadata(s, ["idle_s": "\(idle)"]))
                 dropDTLS(s)
             }
         }
-        let reconnect = Int64(settings.advanced.reconnectTimeout)
-        let idle = Int64(settings.advanced.idleTimeout)
         for s in sessions.all {
-            if s.deadline > 0, now >= s.deadline {
-                endSession(s, reason: "session-timeout")
-            } else if s.connection == nil, !s.everConnected, now - s.detachedAt > authTimeout {
-                endSession(s, reason: "no CONNECT after login")
-            } else if s.connection == nil, now - s.detachedAt > reconnect {
-                endSession(s, reason: "reconnect window expired")
-            } else if idle > 0, now - s.lastTraffic > idle {
-                endSession(s, reason: "idle-timeout")
-            }
+            let times = Expiry.SessionTimes(deadline: s.deadline, connected: s.connection != nil, everConnected: s.everConnected,
+                                            detachedAt: s.detachedAt, lastTraffic: s.lastTraffic)
+            if let reason = Expiry.session(times, now: now, timeouts) { endSession(s, reason: reason) }
         }
         for p in auth.expire(now: now, timeout: 10) {
-            failAuth(p, status: 503, reason: "authentication service did not answer in time")
+            failAuth(p, reason: "authentication service did not answer in time")
         }
     }
 
@@ -668,7 +661,7 @@ public final class Gateway {
             let orphaned = auth.handleReadable(buffer: io) { pending, response in
                 authCompleted(pending, response)
             }
-            for p in orphaned { failAuth(p, status: 503, reason: "authentication service went away") }
+            for p in orphaned { failAuth(p, reason: "authentication service went away") }
         }
     }
 
@@ -679,11 +672,11 @@ public final class Gateway {
         return c
     }
 
-    private func failAuth(_ p: AuthChannel.Pending, status: Int, reason: String) {
+    private func failAuth(_ p: AuthChannel.Pending, reason: String) {
         guard let c = connection(for: p) else { return }
         logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "\(reason)"])
         c.phase = .http
-        sendHTTP(c, HTTPResponse(status: status, reason: "Service Unavailable", headers: [("X-Reason", reason)]), close: true)
+        reply(c, .unavailable(reason))
     }
 
     // MARK: control socket
