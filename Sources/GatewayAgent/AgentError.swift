@@ -1,3 +1,5 @@
+import GatewayWire
+
 /// A failure the agent explains to an operator in one sentence. Every path that can fail
 /// ends up here (or in `ControlPlaneError`) so the CLI prints a message, never a stack.
 public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -8,5 +10,5 @@ public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// The agent's own version, sent in enrollment and check-in.
 public enum AgentVersion {
-    public static let string = "0.1.0"
+    public static var string: String { ProductVersion.string }
 }

@@ -32,7 +32,7 @@ extension AgentRunner {
                 markDone(action, "failed: \(error.message)")
             } catch {
                 // Not marked: the control plane repeats the action, we try again then.
-                logger.warning("agent.logs.failure-report-failed", metadata: ["id": "\(action.id)", "error": "\(error)"])
+                logger.warning("agent.logs.failure_report_failed", metadata: ["id": "\(action.id)", "error": "\(error)"])
             }
             return
         }
@@ -40,16 +40,16 @@ extension AgentRunner {
             try client.uploadLogs(collectionId: action.id, text: collected.text)
             logger.info("agent.logs.uploaded", metadata: [
                 "id": "\(action.id)", "lines": "\(collected.lines)", "bytes": "\(collected.text.count)",
-                "files": "\(collected.files.joined(separator: ","))", "truncatedLines": "\(collected.truncatedLines)",
+                "files": "\(collected.files.joined(separator: ","))", "lines.truncated": "\(collected.truncatedLines)",
             ])
             markDone(action, "uploaded \(collected.lines) lines")
         } catch {
             if error.closesLogCollection {
                 // The collection is gone or closed on the control plane: retrying won't help.
-                logger.warning("agent.logs.upload-refused", metadata: ["id": "\(action.id)", "error": "\(error)"])
+                logger.warning("agent.logs.upload_refused", metadata: ["id": "\(action.id)", "error": "\(error)"])
                 markDone(action, "refused: \(error)")
             } else {
-                logger.warning("agent.logs.upload-failed", metadata: ["id": "\(action.id)", "error": "\(error)", "retry": "when the control plane repeats the action"])
+                logger.warning("agent.logs.upload_failed", metadata: ["id": "\(action.id)", "error": "\(error)", "retry": "when the control plane repeats the action"])
             }
         }
     }
@@ -58,7 +58,7 @@ extension AgentRunner {
         do {
             try database.markActionDone(id: action.id, type: action.type, outcome: outcome)
         } catch {
-            logger.error("agent.action.record-failed", metadata: ["id": "\(action.id)", "error": "\(error.message)"])
+            logger.error("agent.action.record_failed", metadata: ["id": "\(action.id)", "error": "\(error.message)"])
         }
     }
 }

@@ -42,10 +42,10 @@ extension AgentRunner {
         ]
         if lastApply != nil { state[.lastApplyReported] = "1" }
         try? database.set(state)
-        logger.debug("agent.checkin", metadata: ["configurationVersion": "\(response.configurationVersion)", "actions": "\(response.actions.count)"])
+        logger.debug("agent.checkin", metadata: ["configuration.version": "\(response.configurationVersion)", "actions": "\(response.actions.count)"])
 
         if response.serverId != info.serverId {
-            logger.warning("agent.checkin.server-mismatch", metadata: ["expected": "\(info.serverId)", "got": "\(response.serverId)"])
+            logger.warning("agent.checkin.server_mismatch", metadata: ["expected": "\(info.serverId)", "got": "\(response.serverId)"])
         }
         // The control plane is trusted to pick sensible intervals (tests use 1 s); the
         // bounds only guard against a zero or absurd value.
@@ -121,7 +121,7 @@ extension AgentRunner {
             do {
                 try database.recordApply(outcome)
             } catch {
-                logger.error("agent.config.record-failed", metadata: ["error": "\(error.message)"])
+                logger.error("agent.config.record_failed", metadata: ["error": "\(error.message)"])
             }
             if !outcome.inForce && !outcome.permanent {
                 // Half an interval: past the 1 s follow-up, before the next regular
@@ -136,7 +136,7 @@ extension AgentRunner {
     /// Renews the agent certificate once the control plane's `renewAfter` has passed.
     func renewIfDue(_ renewAfter: String?) {
         guard let text = renewAfter, let due = GraphDate.parse(text), Date() >= due else { return }
-        logger.info("agent.renew.starting", metadata: ["renewAfter": "\(text)"])
+        logger.info("agent.renew.starting", metadata: ["renew_after": "\(text)"])
         do throws(AgentError) {
             let keyAndCSR = try AgentKeyAndCSR.generate(commonName: HostName.current())
             let response: EnrollmentResponse
@@ -148,7 +148,7 @@ extension AgentRunner {
             let issued = try Enrollment.checkIssued(response, publicKeyDER: keyAndCSR.publicKeyDER)
             try AgentFiles.installRenewed(options.paths, keyPEM: keyAndCSR.privateKeyPEM, chainPEM: response.certificateChainPEM)
             agentCertificateNotAfter = issued.notAfter
-            logger.info("agent.renewed", metadata: ["notAfter": "\(GraphDate.string(issued.notAfter))"])
+            logger.info("agent.renewed", metadata: ["not_after": "\(GraphDate.string(issued.notAfter))"])
         } catch {
             // The old certificate is untouched; the next check-in tries again.
             logger.error("agent.renew.failed", metadata: ["error": "\(error.message)", "retry": "at the next check-in"])

@@ -10,7 +10,7 @@ extension AgentRunner {
                                     agentCertificateNotAfter: agentCertificateNotAfter)
         if health.certificateNote != lastCertificateNote {
             lastCertificateNote = health.certificateNote
-            if let note = lastCertificateNote { logger.info("agent.tls-certificate.not-inspected", metadata: ["detail": "\(note)"]) }
+            if let note = lastCertificateNote { logger.info("agent.tls_certificate.not_inspected", metadata: ["detail": "\(note)"]) }
         }
         let item = ReportItem(id: UUID().uuidString.lowercased(), createdDateTime: GraphDate.string(Date()), health: report)
         do {
@@ -18,7 +18,7 @@ extension AgentRunner {
             if dropped > 0 { logger.warning("agent.outbox.full", metadata: ["dropped": "\(dropped)", "bound": "\(outbox.maxRows)"]) }
             reportsQueued()
         } catch {
-            logger.error("agent.outbox.write-failed", metadata: ["error": "\(error.message)"])
+            logger.error("agent.outbox.write_failed", metadata: ["error": "\(error.message)"])
         }
     }
 

@@ -142,9 +142,9 @@ public final class AgentRunner {
         checkinBackoff.reset()
         sendBackoff.reset()
         logger.info("agent.started", metadata: [
-            "version": "\(AgentVersion.string)", "siteId": "\(info.siteId)", "controlPlane": "\(info.controlPlaneUrl)",
-            "stateDir": "\(paths.stateDirectory)", "runDir": "\(options.runDirectory)", "logDir": "\(options.logDirectory)",
-            "appliedConfigurationVersion": "\(database.appliedConfigurationVersion)", "outboxDepth": "\(outbox.depth())",
+            "version": "\(AgentVersion.string)", "site.id": "\(info.siteId)", "control_plane": "\(info.controlPlaneUrl)",
+            "state_dir": "\(paths.stateDirectory)", "run_dir": "\(options.runDirectory)", "log_dir": "\(options.logDirectory)",
+            "configuration.applied_version": "\(database.appliedConfigurationVersion)", "outbox.depth": "\(outbox.depth())",
         ])
     }
 

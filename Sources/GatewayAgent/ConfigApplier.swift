@@ -78,7 +78,7 @@ public struct ConfigApplier {
     public func apply(version: Int64, settings: AdminSettings, now: Date = Date()) -> ApplyOutcome {
         let stamp = GraphDate.string(now)
         func fail(_ message: String, permanent: Bool) -> ApplyOutcome {
-            logger.error("agent.config.apply-failed", metadata: ["version": "\(version)", "error": "\(message)"])
+            logger.error("agent.config.apply_failed", metadata: ["version": "\(version)", "error": "\(message)"])
             return ApplyOutcome(result: ConfigurationApplyResult(version: version, success: false, message: message, dateTime: stamp),
                                 inForce: false, permanent: permanent)
         }
@@ -106,13 +106,13 @@ public struct ConfigApplier {
                 message = "applied; takes effect after a gateway restart: \(response.restartRequired.joined(separator: ", "))"
             }
             logger.info("agent.config.applied", metadata: [
-                "version": "\(version)", "sessionsKept": "\(response.sessionsKept)",
-                "restartRequired": "\(response.restartRequired.joined(separator: ","))",
+                "version": "\(version)", "sessions.kept": "\(response.sessionsKept)",
+                "restart_required": "\(response.restartRequired.joined(separator: ","))",
             ])
         case .failure(.notRunning(let detail)):
             // Validation passed with the gateway's own code; the file is what it starts from.
             message = "gateway not running; written to admin-settings.json for its next start"
-            logger.info("agent.config.gateway-not-running", metadata: ["version": "\(version)", "detail": "\(detail)"])
+            logger.info("agent.config.gateway_not_running", metadata: ["version": "\(version)", "detail": "\(detail)"])
         case .failure(let e):
             // Timeouts and wire errors (e.g. a gateway too old for applySettings) may pass:
             // the same version is tried again at the next check-in.

@@ -137,7 +137,7 @@ public final class ControlPlaneClient {
             loggedProxy = .some(proxy)
             logger.info("agent.proxy", metadata: [
                 "proxy": "\(proxy.map(ProxyEnvironment.redacted) ?? "none (direct connection)")",
-                "controlPlane": "\(baseURL)",
+                "control_plane": "\(baseURL)",
             ])
         }
         let response: CurlResponse

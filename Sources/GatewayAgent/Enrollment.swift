@@ -45,7 +45,7 @@ public struct Enrollment {
             throw AgentError("cannot fetch the control plane's CA from \(baseURL)\(AgentAPI.basePath)/ca: \(error)")
         }
         let caPEM = try CAPinning.verify(caPEM: String(decoding: servedPEM, as: UTF8.self), expectedSHA256: token.caSHA256)
-        logger.info("agent.enroll.ca-pinned", metadata: ["sha256": "\(token.caSHA256.lowercased())"])
+        logger.info("agent.enroll.ca_pinned", metadata: ["sha256": "\(token.caSHA256.lowercased())"])
 
         // 2. Our key and CSR; 3. the certificate, now over TLS verified against the pinned CA.
         let keyAndCSR = try AgentKeyAndCSR.generate(commonName: hostname)
@@ -66,7 +66,7 @@ public struct Enrollment {
            CAPinning.sha256Hex(returnedCA) != token.caSHA256.lowercased() {
             // TLS already proved the server holds the pinned CA's trust; a different CA in
             // the body is a control-plane inconsistency worth a line, not a reason to fail.
-            logger.warning("agent.enroll.ca-differs", metadata: ["detail": "the enrollment answer names another CA than the pinned one; keeping the pinned CA"])
+            logger.warning("agent.enroll.ca_differs", metadata: ["detail": "the enrollment answer names another CA than the pinned one; keeping the pinned CA"])
         }
 
         // 4. Files, identity first, agent-info.json last (its presence = enrolled).
@@ -79,8 +79,8 @@ public struct Enrollment {
                                   enrolledDateTime: GraphDate.string(Date()))
         try AtomicFile.write(agentInfo.encoded(), to: paths.agentInfo, mode: 0o644)
         logger.info("agent.enrolled", metadata: [
-            "serverId": "\(agentInfo.serverId)", "siteId": "\(agentInfo.siteId)", "controlPlane": "\(baseURL)",
-            "certificateNotAfter": "\(GraphDate.string(info.notAfter))",
+            "server.id": "\(agentInfo.serverId)", "site.id": "\(agentInfo.siteId)", "control_plane": "\(baseURL)",
+            "certificate.not_after": "\(GraphDate.string(info.notAfter))",
         ])
         return agentInfo
     }

@@ -44,7 +44,7 @@ public final class SessionEventPump {
             }
             if response.bootId != bootId {
                 if bootId != nil {
-                    logger.info("agent.events.gateway-restarted", metadata: ["previousBoot": "\(bootId ?? "")", "boot": "\(response.bootId)"])
+                    logger.info("agent.events.gateway_restarted", metadata: ["boot.previous": "\(bootId ?? "")", "boot": "\(response.bootId)"])
                 }
                 bootId = response.bootId
                 if after != 0 {

@@ -200,13 +200,13 @@ public final class AuthServer: @unchecked Sendable {
             do {
                 envelope = try connection.receive()
             } catch let error as WireFrameError {
-                logger.warning("auth.ipc.bad-frame", metadata: peerMeta.merging([
+                logger.warning("auth.ipc.bad_frame", metadata: peerMeta.merging([
                     "error": "\(error.description)", "code": "\(error.code.rawValue)", "action": "connection closed",
                 ]) { $1 })
                 return
             } catch {
                 if !lock.withLock({ stopping }) {
-                    logger.warning("auth.ipc.read-failed", metadata: peerMeta.merging(["error": "\(error)", "action": "connection closed"]) { $1 })
+                    logger.warning("auth.ipc.read_failed", metadata: peerMeta.merging(["error": "\(error)", "action": "connection closed"]) { $1 })
                 }
                 return
             }
@@ -239,7 +239,7 @@ public final class AuthServer: @unchecked Sendable {
         do {
             try connection.send(envelope)
         } catch {
-            logger.notice("auth.ipc.send-failed", metadata: peerMeta.merging([
+            logger.notice("auth.ipc.send_failed", metadata: peerMeta.merging([
                 "error": "\(error)", "id": "\(envelope.id)",
             ]) { $1 })
         }

@@ -1,4 +1,6 @@
+import GatewayWire
+
 /// The plugin's version, reported in `ping` answers and the HTTP User-Agent.
 public enum AuthVersion {
-    public static let string = "0.1.0"
+    public static var string: String { ProductVersion.string }
 }

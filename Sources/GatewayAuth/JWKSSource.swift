@@ -73,7 +73,7 @@ public struct DiscoveryJWKSSource: JWKSSource {
         // Entra's multi-tenant documents carry a templated issuer ("{tenantid}"), so a
         // mismatch is worth a warning, not a failure: `iss` is still checked exactly per token.
         if let advertised = object["issuer"]?.stringValue, advertised != expectedIssuer {
-            logger.warning("auth.discovery.issuer-mismatch", metadata: [
+            logger.warning("auth.discovery.issuer_mismatch", metadata: [
                 "discovery": "\(discoveryURL)", "advertised": "\(advertised)", "configured": "\(expectedIssuer)",
             ])
         }

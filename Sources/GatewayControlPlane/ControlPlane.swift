@@ -58,8 +58,8 @@ public final class ControlPlane: Sendable {
         removeLogBlobs(outcome.blobPaths)
         if outcome.healthReports + outcome.events + outcome.reportIds + outcome.logCollections > 0 {
             logger.info("retention.pruned", metadata: [
-                "healthReports": "\(outcome.healthReports)", "events": "\(outcome.events)", "reportIds": "\(outcome.reportIds)",
-                "logCollections": "\(outcome.logCollections)",
+                "health_reports": "\(outcome.healthReports)", "events": "\(outcome.events)", "report.ids": "\(outcome.reportIds)",
+                "log_collections": "\(outcome.logCollections)",
             ])
         }
         return outcome
@@ -87,11 +87,11 @@ public final class ControlPlane: Sendable {
         for path in paths {
             let full = URL(fileURLWithPath: path).standardizedFileURL.path
             guard full.hasPrefix(directory) else {
-                logger.warning("logs.blob.outsideDirectory", metadata: ["path": "\(path)"])
+                logger.warning("logs.blob.outside_directory", metadata: ["path": "\(path)"])
                 continue
             }
             if unlink(full) != 0, errno != ENOENT {
-                logger.warning("logs.blob.removeFailed", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+                logger.warning("logs.blob.remove_failed", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
             }
         }
     }

@@ -1,9 +1,10 @@
 import Foundation
+import GatewayWire
 
 /// The control plane's version; agents and gateways on another version get a
 /// version-currency warning.
 public enum ControlPlaneVersion {
-    public static let string = "0.1.0"
+    public static var string: String { ProductVersion.string }
 }
 
 /// Run-time settings of one control-plane instance (the `serve` options).

@@ -12,7 +12,7 @@ struct MstCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mst-cli",
         abstract: "Operate the mstunnel gateway on this host.",
-        version: "0.1.0",
+        version: ProductVersion.string,
         subcommands: [Agent.self, Server.self, Auth.self, ImportCert.self, CheckCertificate.self, Uninstall.self, Diagnose.self])
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import CryptoExtras
 import Foundation
+import GatewayWire
 import JWTKit
 
 /// A development token issuer: makes keys, a JWKS and signed (or deliberately broken)
@@ -12,6 +13,7 @@ struct DevIssuer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mst-dev-issuer",
         abstract: "Development/test token issuer for mstunnel-auth (never use in production).",
+        version: ProductVersion.string,
         subcommands: [Init.self, Mint.self, Discovery.self])
 }
 

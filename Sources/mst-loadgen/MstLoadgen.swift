@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatewayLoadgen
+import GatewayWire
 
 /// Load generator for OpenConnect-protocol gateways (mstunnel-server, ocserv): opens
 /// many real VPN sessions from one event-driven process. Everything lives in GatewayLoadgen.
@@ -15,7 +16,8 @@ struct MstLoadgen: ParsableCommand {
             then the tunnel is kept alive (DPD answered, keepalives sent) until the end of --hold. \
             Exit status: 0 when every session was established and none dropped, 1 otherwise, 2 on a setup error, \
             64 on a usage error.
-            """)
+            """,
+        version: ProductVersion.string)
 
     @OptionGroup var arguments: LoadgenArguments
 

@@ -104,7 +104,7 @@ struct Run: ParsableCommand {
         do {
             try runner.run()
         } catch {
-            logger.critical("agent.cannot-start", metadata: ["error": "\(error.message)"])
+            logger.critical("agent.cannot_start", metadata: ["error": "\(error.message)"])
             throw ExitCode(1)
         }
     }

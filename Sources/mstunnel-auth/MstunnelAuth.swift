@@ -134,7 +134,7 @@ struct MstunnelAuth: AsyncParsableCommand {
         // socket, and failures are retried on demand by the validator.
         Task {
             if case .failure(let error) = await validator.prefetch() {
-                logger.warning("auth.jwks.prefetch-failed", metadata: ["error": "\(error)", "action": "retried on demand"])
+                logger.warning("auth.jwks.prefetch_failed", metadata: ["error": "\(error)", "action": "retried on demand"])
             }
         }
 

@@ -110,8 +110,8 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         var started: Logger.Metadata = [
-            "listen": "\(host):\(port)", "stateDir": "\(stateDir)", "adminToken": "\(prepared.adminTokenPath)",
-            "caSHA256": "\(prepared.controlPlane.ca.sha256Hex)", "version": "\(ControlPlaneVersion.string)",
+            "listen": "\(host):\(port)", "state_dir": "\(stateDir)", "admin_token.file": "\(prepared.adminTokenPath)",
+            "ca.sha256": "\(prepared.controlPlane.ca.sha256Hex)", "version": "\(ControlPlaneVersion.string)",
             "console": "\(prepared.controlPlane.options.publicBaseURL)/console",
         ]
         if let issuer = prepared.controlPlane.devIssuer { started["devIssuer"] = "\(issuer.issuer)" }

@@ -7,6 +7,7 @@ import GatewayHostNetwork
 import GatewayIPC
 import GatewayLogging
 import GatewaySandbox
+import GatewayWire
 import Logging
 
 /// The gateway dataplane process. Everything of substance lives in GatewayDataplane.
@@ -61,7 +62,7 @@ struct MstunnelServer: ParsableCommand {
     @Flag(help: "If admin-settings.json is not there yet (the agent writes it after enrollment), wait for it instead of exiting.")
     var waitForSettings = false
 
-    static let version = "0.1.0"
+    static let version = ProductVersion.string
 
     func run() throws {
         if hostNetworkHelper {
@@ -139,7 +140,7 @@ struct MstunnelServer: ParsableCommand {
                 logger.critical("gateway.start_failed", metadata: ["error": "\(error)", "hint": "the container needs CAP_SETUID and CAP_SETGID to give up root"])
                 throw ExitCode(1)
             }
-            logger.info("gateway.confined", metadata: ["runAs": "\(account)", "security": "\(ProcessSecurity.current())"])
+            logger.info("gateway.confined", metadata: ["run_as": "\(account)", "security": "\(ProcessSecurity.current())"])
         } else {
             logger.warning("gateway.privileged", metadata: ["hint": "running as uid \(getuid()) with its capabilities for its whole life; pass --run-as UID:GID"])
         }
@@ -158,7 +159,7 @@ struct MstunnelServer: ParsableCommand {
         while !FileManager.default.fileExists(atPath: path) {
             if waited % 60 == 0 {
                 logger.notice("config.waiting", metadata: [
-                    "file": "\(path)", "waitedSeconds": "\(waited)",
+                    "file": "\(path)", "waited_s": "\(waited)",
                     "hint": "the agent writes it once enrolled; see `podman logs mstunnel-agent`",
                 ])
             }

@@ -110,10 +110,10 @@ import Glibc
         let lines = logs.all
         #expect(lines.contains { $0.contains("auth.accepted") && $0.contains("user.id=user-oid-1") && $0.contains("kid=rsa-1") && $0.contains("transport=bearer") })
         #expect(lines.contains { $0.contains("auth.rejected") && $0.contains("reason.code=badSignature") && $0.contains("sub.hash=") })
-        #expect(lines.contains { $0.contains("auth.ipc.bad-frame") && $0.contains("unsupportedVersion") })
-        #expect(lines.contains { $0.contains("auth.ipc.bad-frame") && $0.contains("badMagic") })
-        #expect(lines.contains { $0.contains("auth.ipc.bad-frame") && $0.contains("oversize") })
-        #expect(lines.contains { $0.contains("auth.ipc.bad-frame") && $0.contains("launchMissiles") })
+        #expect(lines.contains { $0.contains("auth.ipc.bad_frame") && $0.contains("unsupportedVersion") })
+        #expect(lines.contains { $0.contains("auth.ipc.bad_frame") && $0.contains("badMagic") })
+        #expect(lines.contains { $0.contains("auth.ipc.bad_frame") && $0.contains("oversize") })
+        #expect(lines.contains { $0.contains("auth.ipc.bad_frame") && $0.contains("launchMissiles") })
         // Never a token, a signature or even a payload segment in the log.
         for token in [good, bad] {
             for part in token.split(separator: ".") {

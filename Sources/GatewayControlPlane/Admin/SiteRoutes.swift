@@ -78,7 +78,7 @@ extension ControlPlane {
             .post: { _, context in
                 let id = try HTTP.parameter(context, "siteId")
                 guard try await self.store.recordUpgradeRequest(siteId: id, at: self.now()) else { throw Self.siteNotFound(id) }
-                self.logger.info("site.upgradeRequested", metadata: ["site": "\(id)", "note": "recorded only; no upgrade machinery yet"])
+                self.logger.info("site.upgrade_requested", metadata: ["site": "\(id)", "note": "recorded only; no upgrade machinery yet"])
                 return HTTP.noContent()
             },
         ])
@@ -99,7 +99,7 @@ extension ControlPlane {
                                              createdDateTime: now, expirationDateTime: now.addingTimeInterval(TimeInterval(minutes * 60)))
                 try await self.store.insertJoinToken(record)
                 let token = JoinToken(tokenId: record.id, secret: secret, caSHA256: self.ca.sha256Hex)
-                self.logger.info("site.joinTokenCreated", metadata: ["site": "\(id)", "tokenId": "\(record.id)", "expires": "\(GraphDate.string(record.expirationDateTime))"])
+                self.logger.info("site.join_token_created", metadata: ["site": "\(id)", "token.id": "\(record.id)", "expires": "\(GraphDate.string(record.expirationDateTime))"])
                 return HTTP.json(.object([
                     "joinToken": .string(token.description),
                     "expirationDateTime": .string(GraphDate.string(record.expirationDateTime)),

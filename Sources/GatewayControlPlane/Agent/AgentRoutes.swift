@@ -36,7 +36,7 @@ extension ControlPlane {
                 let (server, _) = try await self.authenticateAgent(request, context)
                 guard let blobs = try await self.store.deleteServer(id: server.id) else { throw Self.serverNotFound(server.id) }
                 self.removeLogBlobs(blobs)
-                self.logger.notice("server.left", metadata: ["serverId": "\(server.id)", "siteId": "\(server.siteId)", "name": "\(server.displayName)"])
+                self.logger.notice("server.left", metadata: ["server.id": "\(server.id)", "site.id": "\(server.siteId)", "name": "\(server.displayName)"])
                 return HTTP.noContent()
             },
         ])

@@ -39,7 +39,7 @@ extension ControlPlane {
         do {
             check = try await store.checkJoinToken(tokenId: token.tokenId, secretSHA256: secretDigest, now: now)
         } catch {
-            logger.error("agent.enroll.storeFailed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
+            logger.error("agent.enroll.store_failed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
             throw GraphError.internalError("enrollment could not be checked")
         }
         let siteId: String
@@ -61,7 +61,7 @@ extension ControlPlane {
             outcome = try await store.enroll(tokenId: token.tokenId, secretSHA256: secretDigest, now: now,
                                              server: server, certificate: issued)
         } catch {
-            logger.error("agent.enroll.storeFailed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
+            logger.error("agent.enroll.store_failed", metadata: log.merging(["error": "\(error)"]) { a, _ in a })
             throw GraphError.internalError("enrollment could not be stored")
         }
         if outcome != .enrolled { throw Self.enrollmentRefusal(outcome, refuse) }
@@ -93,7 +93,7 @@ extension ControlPlane {
             throw GraphError(.badRequest, code: "invalidCSR", error.message)
         }
         try await store.insertCertificate(IssuedCertificate(serial: cert.serialHex, serverId: server.id, notBefore: cert.notValidBefore, notAfter: cert.notValidAfter))
-        logger.info("agent.renewed", metadata: ["server": "\(server.id)", "notAfter": "\(GraphDate.string(cert.notValidAfter))"])
+        logger.info("agent.renewed", metadata: ["server": "\(server.id)", "not_after": "\(GraphDate.string(cert.notValidAfter))"])
         return EnrollmentResponse(serverId: server.id, siteId: server.siteId, certificateChainPEM: cert.pemString + "\n" + ca.certificatePEM + "\n",
                                   caCertificatePEM: ca.certificatePEM, notAfter: GraphDate.string(cert.notValidAfter))
     }
@@ -107,7 +107,7 @@ extension ControlPlane {
         request.agentVersion = String(request.agentVersion.prefix(64))
         request.serverVersion = request.serverVersion.map { String($0.prefix(64)) }
         if let apply = request.lastApply, !apply.success {
-            logger.notice("agent.configuration.applyFailed", metadata: [
+            logger.notice("agent.configuration.apply_failed", metadata: [
                 "server": "\(server.id)", "version": "\(apply.version)", "reason": "\(apply.message ?? "none given")",
             ])
         }

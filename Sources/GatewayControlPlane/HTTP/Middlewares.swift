@@ -34,7 +34,7 @@ struct ODataErrorMiddleware: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             return GraphError(error.status, code: "Error", error.status.reasonPhrase).response()
         } catch {
-            logger.error("http.internalError", metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "error": "\(error)"])
+            logger.error("http.internal_error", metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "error": "\(error)"])
             return GraphError.internalError("internal error; see the control plane's log").response()
         }
     }

@@ -25,7 +25,7 @@ actor HealthWatch {
             let problems = evaluation.checks.filter { $0.status == .warning || $0.status == .unhealthy }
                 .map { "\($0.id): \($0.message)" }.joined(separator: "; ")
             var metadata: Logger.Metadata = [
-                "serverId": "\(server.id)", "name": "\(server.displayName)", "siteId": "\(server.siteId)",
+                "server.id": "\(server.id)", "name": "\(server.displayName)", "site.id": "\(server.siteId)",
                 "from": "\(before?.rawValue ?? "none")", "to": "\(evaluation.status.rawValue)",
             ]
             if !problems.isEmpty { metadata["problems"] = "\(problems)" }
