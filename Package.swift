@@ -46,6 +46,7 @@ let package = Package(
         .target(name: "GatewayCurl", dependencies: ["CCurl"], swiftSettings: strict),
 
         // --- Pure libraries (no I/O).
+        .target(name: "GatewaySystem", swiftSettings: strict),
         .target(name: "GatewayCore", swiftSettings: strict),
         .target(name: "GatewayWire", swiftSettings: strict),
         // The agent <-> control plane HTTP API bodies, shared by both sides.
@@ -59,34 +60,34 @@ let package = Package(
         ], swiftSettings: strict),
 
         // --- I/O libraries.
-        .target(name: "GatewayIPC", dependencies: ["GatewayWire", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayIPC", dependencies: ["GatewaySystem", "GatewayWire", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
-        .target(name: "GatewayTUN", dependencies: ["GatewayCore", "CGatewayShims"], swiftSettings: strict),
-        .target(name: "GatewayHostNetwork", dependencies: [
+        .target(name: "GatewayTUN", dependencies: ["GatewaySystem", "GatewayCore", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayHostNetwork", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayWire", "GatewayIPC", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .target(name: "GatewaySandbox", dependencies: ["CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewaySandbox", dependencies: ["GatewaySystem", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewaySessionCore", dependencies: ["GatewayCore", "GatewayWire"], swiftSettings: strict),
-        .target(name: "GatewayAuth", dependencies: [
+        .target(name: "GatewayAuth", dependencies: ["GatewaySystem", 
             "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .target(name: "GatewayDataplane", dependencies: [
+        .target(name: "GatewayDataplane", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayHostNetwork", "GatewaySessionCore", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayLogging", dependencies: [
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .target(name: "GatewayLoadgen", dependencies: [
+        .target(name: "GatewayLoadgen", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayTLS", "CGatewayShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         // The control plane: Graph-shaped admin API, agent API, CA, storage.
-        .target(name: "GatewayControlPlane", dependencies: [
+        .target(name: "GatewayControlPlane", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayAgentAPI", "GatewayAuth", "GatewayWire",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -102,7 +103,7 @@ let package = Package(
             .product(name: "CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: strict),
         // The management agent: enrollment, poll loop, outbox, metrics, log upload.
-        .target(name: "GatewayAgent", dependencies: [
+        .target(name: "GatewayAgent", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayAgentAPI", "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -122,7 +123,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .executableTarget(name: "mst-cli", dependencies: [
+        .executableTarget(name: "mst-cli", dependencies: ["GatewaySystem", 
             "GatewayIPC", "GatewayWire", "GatewayCertificates",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
@@ -130,7 +131,7 @@ let package = Package(
             "GatewayLoadgen", "GatewayWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
-        .executableTarget(name: "mst-dev-issuer", dependencies: [
+        .executableTarget(name: "mst-dev-issuer", dependencies: ["GatewaySystem", 
             "GatewayWire",
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -151,7 +152,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // --- Tests.
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewaySystem"], swiftSettings: strict),
         .testTarget(name: "GatewayCertificatesTests", dependencies: [
             "GatewayCertificates",
             .product(name: "X509", package: "swift-certificates"),

@@ -38,7 +38,7 @@ make_pki
 corp_iperf_start
 f=$OUT/callgrind.out
 # The toggle symbol is Swift's mangled name of GatewayDataplane.Gateway.run().
-MST_SERVER_WRAP="valgrind --tool=callgrind --callgrind-out-file=$f --toggle-collect=\$s16GatewayDataplane0A0C3runyyF" \
+MST_RUN_AS= MST_SERVER_WRAP="valgrind --tool=callgrind --callgrind-out-file=$f --toggle-collect=\$s16GatewayDataplane0A0C3runyyF" \
     LISTEN_WAIT=600 mst_start
 oc_connect mstunnel "$MODE" cg
 [ "$MODE" = dtls ] && { oc_wait_dtls 60 || { echo "DTLS did not come up" >&2; exit 1; }; }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import GatewaySystem
 
 /// Crash-safe file replacement: readers (the gateway, a later agent run) see either the
 /// old file or the new one, never a torn write, even across a power cut.
@@ -95,5 +96,5 @@ public enum AtomicFile {
 }
 
 func errnoText(_ code: Int32 = errno) -> String {
-    String(cString: strerror(code))
+    SystemError.reason(code)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewaySystem
 
 /// Why `auth.json` was refused. The message always names the offending key so an
 /// operator can fix the file from the one log line.
@@ -272,7 +273,7 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         let ns = error as NSError
         if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
            let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
-            return String(cString: strerror(code.rawValue))
+            return SystemError.reason(code.rawValue)
         }
         if ns.domain == NSCocoaErrorDomain {
             switch ns.code {

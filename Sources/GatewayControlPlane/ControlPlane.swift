@@ -3,6 +3,7 @@ import Foundation
 import GatewayAgentAPI
 import GatewayCore
 import Logging
+import GatewaySystem
 
 /// One control-plane instance: its storage, CA, admin authentication and settings. The
 /// route files add the HTTP surface on top (Routes+*.swift); `ControlPlaneServer` serves it.
@@ -91,7 +92,7 @@ public final class ControlPlane: Sendable {
                 continue
             }
             if unlink(full) != 0, errno != ENOENT {
-                logger.warning("logs.blob.remove_failed", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+                logger.warning("logs.blob.remove_failed", metadata: ["path": "\(path)", "error": "\(SystemError.reason(errno))"])
             }
         }
     }

@@ -4,6 +4,7 @@ import GatewayCore
 import GatewayIPC
 import GatewayWire
 import Logging
+import GatewaySystem
 
 /// The gateway's connection to `mstunnel-auth`: non-blocking, inside the event loop,
 /// many requests in flight, correlated by id. Reconnects on demand; while auth is
@@ -89,7 +90,7 @@ final class AuthChannel {
                 loop.modify(fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue), token: Token.make(.auth))
                 break
             }
-            logger.warning("auth.send_failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            logger.warning("auth.send_failed", metadata: ["error": "\(SystemError.reason(errno))"])
             outbound.removeAll()
             return
         }

@@ -1,5 +1,6 @@
 import CGatewayShims
 import Glibc
+import GatewaySystem
 
 /// A thin epoll wrapper. The gateway is one event loop on one thread: no thread or
 /// process per session, one file descriptor per session. SwiftNIO is not used here
@@ -62,7 +63,7 @@ enum Token {
 public struct DataplaneError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String, errno: Int32? = nil) {
-        if let e = errno { self.message = "\(message): \(String(cString: strerror(e)))" } else { self.message = message }
+        if let e = errno { self.message = "\(message): \(SystemError.reason(e))" } else { self.message = message }
     }
     public var description: String { message }
 }

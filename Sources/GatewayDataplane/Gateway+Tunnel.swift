@@ -1,6 +1,7 @@
 import Glibc
 import GatewayCore
 import Logging
+import GatewaySystem
 
 /// The tunnel phase: CSTP frames from clients, packets from the TUN.
 extension Gateway {
@@ -140,7 +141,7 @@ extension Gateway {
         counters.dropsTunWrite &+= 1
         if counters.dropsTunWrite == 1 || e != lastTunWriteErrno {
             lastTunWriteErrno = e
-            logger.warning("tun.write_failed", metadata: ["errno": "\(e)", "error": "\(String(cString: strerror(e)))"])
+            logger.warning("tun.write_failed", metadata: ["code": "\(SystemError.name(of: e))", "error": "\(SystemError.reason(e))"])
         }
     }
 

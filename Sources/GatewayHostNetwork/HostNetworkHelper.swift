@@ -3,6 +3,7 @@ import Foundation
 import GatewayIPC
 import GatewayWire
 import Logging
+import GatewaySystem
 
 /// The privileged half of `mstunnel-server`: a small process that keeps `CAP_NET_ADMIN`
 /// (and nothing else) so the internet-facing gateway need not. It serves one client, the
@@ -88,7 +89,7 @@ public final class HostNetworkClient: HostNetworkControl {
     public init(executable: String, arguments: [String]) throws {
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
-            throw HostNetworkError("cannot create the helper's socket pair: \(String(cString: strerror(errno)))")
+            throw HostNetworkError("cannot create the helper's socket pair: \(SystemError.reason(errno))")
         }
         var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
         argv.append(nil)
@@ -97,7 +98,7 @@ public final class HostNetworkClient: HostNetworkControl {
         close(fds[1])
         guard pid > 0 else {
             close(fds[0])
-            throw HostNetworkError("cannot start the host-network helper \(executable): \(String(cString: strerror(-pid)))")
+            throw HostNetworkError("cannot start the host-network helper \(executable): \(SystemError.reason(-pid))")
         }
         helperPid = pid
         connection = WireConnection(fd: fds[0])

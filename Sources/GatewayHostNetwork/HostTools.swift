@@ -1,6 +1,7 @@
 import CGatewayShims
 import Foundation
 import GatewayCore
+import GatewaySystem
 
 public struct NetworkSetupError: Error, CustomStringConvertible, Sendable {
     public let message: String
@@ -39,7 +40,7 @@ public enum NetworkSetup {
                                   &errText, errText.count, &errLen)
         }
         if status < 0 {
-            throw NetworkSetupError("cannot run \(exe): \(String(cString: strerror(-status)))")
+            throw NetworkSetupError("cannot run \(exe): \(SystemError.reason(-status))")
         }
         if status != 0 {
             let text = String(decoding: errText.prefix(errLen).map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -1,6 +1,7 @@
 import CGatewayShims
 import Glibc
 import GatewayWire
+import GatewaySystem
 
 /// Errors from the Unix-socket transport, with the errno where there is one.
 public struct IPCError: Error, CustomStringConvertible, Sendable {
@@ -13,7 +14,7 @@ public struct IPCError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        if let e = errno { return "\(message): \(String(cString: strerror(e)))" }
+        if let e = errno { return "\(message): \(SystemError.reason(e))" }
         return message
     }
 }

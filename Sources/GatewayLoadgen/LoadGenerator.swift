@@ -2,6 +2,7 @@ import CGatewayShims
 import GatewayCore
 import GatewayTLS
 import Glibc
+import GatewaySystem
 
 /// Opens many VPN sessions from one thread: one epoll set, one non-blocking socket per
 /// session, OpenSSL driving each socket. Sockets are registered edge-triggered for
@@ -85,7 +86,7 @@ public final class LoadGenerator {
         // Requests and handshake flights are a few KB; 64 KiB chunks are plenty.
         pool = BufferPool(chunkSize: 64 * 1024, maxFree: 256)
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epfd >= 0 else { throw LoadgenError("epoll_create1: \(String(cString: strerror(errno)))") }
+        guard epfd >= 0 else { throw LoadgenError("epoll_create1: \(SystemError.reason(errno))") }
         events = [epoll_event](repeating: epoll_event(), count: 1024)
         // SIGINT/SIGTERM end the run early but still print the report.
         var mask = sigset_t()
@@ -95,9 +96,9 @@ public final class LoadGenerator {
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         signal(SIGPIPE, SIG_IGN)
         signalFd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
-        guard signalFd >= 0 else { throw LoadgenError("signalfd: \(String(cString: strerror(errno)))") }
+        guard signalFd >= 0 else { throw LoadgenError("signalfd: \(SystemError.reason(errno))") }
         var ev = epoll_event(events: UInt32(EPOLLIN.rawValue), data: epoll_data_t(u64: Self.signalToken))
-        guard epoll_ctl(epfd, EPOLL_CTL_ADD, signalFd, &ev) == 0 else { throw LoadgenError("epoll_ctl: \(String(cString: strerror(errno)))") }
+        guard epoll_ctl(epfd, EPOLL_CTL_ADD, signalFd, &ev) == 0 else { throw LoadgenError("epoll_ctl: \(SystemError.reason(errno))") }
         sessions = (0..<config.sessions).map { Session(index: $0) }
         inFlight.reserveCapacity(min(config.concurrency, config.sessions))
         latenciesMs.reserveCapacity(config.sessions)
@@ -116,10 +117,10 @@ public final class LoadGenerator {
     /// Soft limit up to the hard limit; returns the new soft limit.
     static func raiseFileLimit() throws -> Int {
         var rl = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { throw LoadgenError("getrlimit: \(String(cString: strerror(errno)))") }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { throw LoadgenError("getrlimit: \(SystemError.reason(errno))") }
         if rl.rlim_cur < rl.rlim_max {
             rl.rlim_cur = rl.rlim_max
-            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { throw LoadgenError("setrlimit: \(String(cString: strerror(errno)))") }
+            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { throw LoadgenError("setrlimit: \(SystemError.reason(errno))") }
         }
         return rl.rlim_cur > rlim_t(Int.max) ? Int.max : Int(rl.rlim_cur)
     }
@@ -295,7 +296,7 @@ public final class LoadGenerator {
         s.state = .connecting
         let fd = socket(peer.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
-            fail(s, "local error: socket: \(String(cString: strerror(errno)))")
+            fail(s, "local error: socket: \(SystemError.reason(errno))")
             return
         }
         s.fd = fd
@@ -307,14 +308,14 @@ public final class LoadGenerator {
             setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
             let rc = b.withSockaddr { bind(fd, $0, $1) }
             guard rc == 0 else {
-                fail(s, "local error: bind \(config.bindAddress ?? ""): \(String(cString: strerror(errno)))")
+                fail(s, "local error: bind \(config.bindAddress ?? ""): \(SystemError.reason(errno))")
                 return
             }
         }
         var ev = epoll_event(events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue),
                              data: epoll_data_t(u64: UInt64(s.generation) << 32 | UInt64(UInt32(s.index))))
         guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else {
-            fail(s, "local error: epoll_ctl: \(String(cString: strerror(errno)))")
+            fail(s, "local error: epoll_ctl: \(SystemError.reason(errno))")
             return
         }
         let rc = peer.withSockaddr { connect(fd, $0, $1) }
@@ -329,7 +330,7 @@ public final class LoadGenerator {
         if err == ECONNREFUSED {
             fail(s, "connect refused")
         } else {
-            fail(s, "connect error: \(String(cString: strerror(err)))")
+            fail(s, "connect error: \(SystemError.reason(err))")
         }
     }
 
@@ -710,7 +711,7 @@ public final class LoadGenerator {
         case .blocked:
             return
         case .failed(let e):
-            let why = String(cString: strerror(e))
+            let why = SystemError.reason(e)
             if s.isInFlight {
                 fail(s, "closed by the gateway during \(s.phaseName)", detail: "send: \(why)")
             } else if s.state == .tunnel {

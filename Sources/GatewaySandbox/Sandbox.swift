@@ -1,5 +1,6 @@
 import CGatewayShims
 import Foundation
+import GatewaySystem
 
 /// Least privilege for the internet-facing gateway: once its ports are bound and its
 /// TUN device is open, nothing it does needs root or a capability, so it gives them up
@@ -35,20 +36,20 @@ public enum Sandbox {
     /// confined must not carry on privileged.
     public static func confine(to account: Account) throws {
         let dropped = CGatewayShims_dropPrivileges(account.uid, account.gid)
-        if dropped < 0 { throw SandboxError("cannot become \(account): \(String(cString: strerror(-dropped))) (needs CAP_SETUID and CAP_SETGID)") }
+        if dropped < 0 { throw SandboxError("cannot become \(account): \(SystemError.reason(-dropped)) (needs CAP_SETUID and CAP_SETGID)") }
         let status = ProcessSecurity.current()
         guard status.effectiveCapabilities == 0, status.permittedCapabilities == 0, status.uids.allSatisfy({ $0 == account.uid }) else {
             throw SandboxError("still privileged after becoming \(account): \(status)")
         }
         let filtered = CGatewayShims_installSyscallFilter()
-        if filtered < 0 { throw SandboxError("cannot install the system-call filter: \(String(cString: strerror(-filtered)))") }
+        if filtered < 0 { throw SandboxError("cannot install the system-call filter: \(SystemError.reason(-filtered))") }
     }
 
     /// Keeps only the listed capabilities (the host-network helper keeps CAP_NET_ADMIN).
     public static func keepOnly(capabilities: [Int32]) throws {
         let mask = capabilities.reduce(UInt64(0)) { $0 | (UInt64(1) << UInt64($1)) }
         let rc = CGatewayShims_keepCapabilities(mask)
-        if rc < 0 { throw SandboxError("cannot limit capabilities: \(String(cString: strerror(-rc)))") }
+        if rc < 0 { throw SandboxError("cannot limit capabilities: \(SystemError.reason(-rc))") }
     }
 
     public static let capNetAdmin: Int32 = 12

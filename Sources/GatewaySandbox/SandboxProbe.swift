@@ -1,5 +1,6 @@
 import CGatewayShims
 import Foundation
+import GatewaySystem
 
 /// `mstunnel-server --check-sandbox`: confines this process exactly as the gateway
 /// confines itself, then tries what the gateway must never do and what it must still be
@@ -17,12 +18,12 @@ public enum SandboxProbe {
         var results: [Result] = []
         func refused(_ what: String, _ rc: Int32) {
             let e = errno
-            results.append(Result(what: what, expected: "refused", outcome: rc < 0 ? "refused: \(String(cString: strerror(e)))" : "ALLOWED",
+            results.append(Result(what: what, expected: "refused", outcome: rc < 0 ? "refused: \(SystemError.reason(e))" : "ALLOWED",
                                   ok: rc < 0 && e == EPERM))
         }
         func works(_ what: String, _ rc: Int32) {
             let e = errno
-            results.append(Result(what: what, expected: "works", outcome: rc >= 0 ? "works" : "failed: \(String(cString: strerror(e)))", ok: rc >= 0))
+            results.append(Result(what: what, expected: "works", outcome: rc >= 0 ? "works" : "failed: \(SystemError.reason(e))", ok: rc >= 0))
         }
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
         defer { free(argv[0]) }

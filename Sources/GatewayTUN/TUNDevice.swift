@@ -1,6 +1,7 @@
 import CGatewayShims
 import Foundation
 import GatewayCore
+import GatewaySystem
 
 /// The one TUN device all sessions share. Layer 3, no packet-info header, non-blocking.
 public final class TUNDevice {
@@ -17,7 +18,7 @@ public final class TUNDevice {
         self.offload = enabled == 1
         if fd < 0 {
             let e = -fd
-            throw TUNError("cannot create TUN device \(name): \(String(cString: strerror(e)))"
+            throw TUNError("cannot create TUN device \(name): \(SystemError.reason(e))"
                 + (e == EPERM ? " (needs CAP_NET_ADMIN)" : e == ENOENT ? " (is /dev/net/tun present?)" : ""))
         }
         self.fd = fd

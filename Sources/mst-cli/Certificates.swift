@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GatewayCertificates
+import GatewaySystem
 
 /// The certificate files an operator names: a PEM chain and key, or a PFX.
 struct CertificateFiles: ParsableArguments {
@@ -131,11 +132,11 @@ struct ImportCert: ParsableCommand {
         guard let handle = FileHandle(forWritingAtPath: tmp) else { throw CLIError("cannot open \(tmp)") }
         handle.write(data)
         try handle.close()
-        guard chown(tmp, owner, 990) == 0, chmod(tmp, mode) == 0 else { throw CLIError("cannot set owner and mode of \(tmp): \(String(cString: strerror(errno)))") }
+        guard chown(tmp, owner, 990) == 0, chmod(tmp, mode) == 0 else { throw CLIError("cannot set owner and mode of \(tmp): \(SystemError.reason(errno))") }
         if FileManager.default.fileExists(atPath: path) {
             unlink(path + ".previous")
-            guard link(path, path + ".previous") == 0 else { throw CLIError("cannot keep \(path).previous: \(String(cString: strerror(errno)))") }
+            guard link(path, path + ".previous") == 0 else { throw CLIError("cannot keep \(path).previous: \(SystemError.reason(errno))") }
         }
-        guard rename(tmp, path) == 0 else { throw CLIError("cannot replace \(path): \(String(cString: strerror(errno)))") }
+        guard rename(tmp, path) == 0 else { throw CLIError("cannot replace \(path): \(SystemError.reason(errno))") }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewaySystem
 
 /// The install mst-cli acts on: what `deploy/mstunnel-setup` wrote to
 /// `<install-dir>/.env` (default `/opt/mstunnel`, or `MSTUNNEL_INSTALL_DIR`), with the
@@ -88,10 +89,10 @@ enum Command {
         defer { cArgs.forEach { free($0) } }
         var pid = pid_t()
         let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, environ)
-        guard rc == 0 else { throw CLIError("cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw CLIError("cannot run \(argv[0]): \(SystemError.reason(rc))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw CLIError("waiting for \(argv[0]): \(String(cString: strerror(errno)))") }
+            guard errno == EINTR else { throw CLIError("waiting for \(argv[0]): \(SystemError.reason(errno))") }
         }
         // WIFEXITED / WEXITSTATUS / WTERMSIG, spelled out (they are C macros).
         let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
@@ -105,7 +106,7 @@ enum Command {
         var cArgs = argv.map { strdup($0) }
         cArgs.append(nil)
         execvp(argv[0], &cArgs)
-        FileHandle.standardError.write(Data("Error: cannot run \(argv[0]): \(String(cString: strerror(errno)))\n".utf8))
+        FileHandle.standardError.write(Data("Error: cannot run \(argv[0]): \(SystemError.reason(errno))\n".utf8))
         exit(1)
     }
 }

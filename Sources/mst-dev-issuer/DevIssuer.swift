@@ -4,6 +4,7 @@ import CryptoExtras
 import Foundation
 import GatewayWire
 import JWTKit
+import GatewaySystem
 
 /// A development token issuer: makes keys, a JWKS and signed (or deliberately broken)
 /// access tokens for the integration tests and for trying the gateway without Entra ID.
@@ -319,7 +320,7 @@ func b64url(_ bytes: some DataProtocol) -> String {
 func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
     unlink(path)
     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw DevIssuerError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw DevIssuerError("cannot create \(path): \(SystemError.reason(errno))") }
     defer { close(fd) }
     _ = fchmod(fd, mode)
     let bytes = Array(text.utf8)
@@ -328,7 +329,7 @@ func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
         let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if n < 0 {
             if errno == EINTR { continue }
-            throw DevIssuerError("cannot write \(path): \(String(cString: strerror(errno)))")
+            throw DevIssuerError("cannot write \(path): \(SystemError.reason(errno))")
         }
         offset += n
     }

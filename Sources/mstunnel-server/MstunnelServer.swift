@@ -127,7 +127,9 @@ struct MstunnelServer: ParsableCommand {
         do {
             // The helper is started before anything faces the network, while this process
             // still has the privileges it passes on.
-            let host = try HostNetworkClient(executable: "/proc/self/exe", arguments: ["--host-network-helper", "--tun-name", tunName])
+            // This executable by its path (under valgrind, /proc/self/exe itself is the tool).
+            let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
+            let host = try HostNetworkClient(executable: me, arguments: ["--host-network-helper", "--tun-name", tunName])
             gateway = try Gateway(options: options, host: host, logger: logger)
         } catch {
             logger.critical("gateway.start_failed", metadata: ["error": "\(error)"])

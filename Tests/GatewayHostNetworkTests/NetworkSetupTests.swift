@@ -82,7 +82,7 @@ import Testing
         let message = failure {
             try NetworkSetup.run("/nonexistent/ip", ["link"], input: nil, fallback: "/nonexistent/sbin/ip")
         }
-        #expect(message == "cannot run /nonexistent/sbin/ip: No such file or directory")
+        #expect(message == "cannot run /nonexistent/sbin/ip: No such file or directory (ENOENT)")
     }
 
     @Test func descriptorsDoNotLeakIntoTheTool() throws {

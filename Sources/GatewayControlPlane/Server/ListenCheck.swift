@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import GatewaySystem
 #endif
 
 /// Tells, before the control plane creates or opens anything, whether its listen address
@@ -18,7 +19,7 @@ enum ListenCheck {
         }
         defer { freeaddrinfo(list) }
         let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw PKIError("cannot listen on \(host):\(port): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw PKIError("cannot listen on \(host):\(port): \(SystemError.reason(errno))") }
         defer { close(fd) }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -32,7 +33,7 @@ enum ListenCheck {
             case EACCES:
                 throw PKIError("cannot listen on \(host):\(port): ports below 1024 need root or CAP_NET_BIND_SERVICE")
             default:
-                throw PKIError("cannot listen on \(host):\(port): \(String(cString: strerror(e)))")
+                throw PKIError("cannot listen on \(host):\(port): \(SystemError.reason(e))")
             }
         }
     }

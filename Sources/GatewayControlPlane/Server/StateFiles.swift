@@ -1,4 +1,5 @@
 import Foundation
+import GatewaySystem
 
 /// Files in the state directory: written whole (temp file + rename) with their mode set
 /// before any content lands, so a secret is never readable by others, not even briefly.
@@ -10,7 +11,7 @@ enum StateFiles {
     static func write(_ data: Data, to path: String, mode: mode_t) throws {
         let tmp = path + ".tmp." + Secrets.hex((0..<8).map { _ in UInt8.random(in: 0...255) })
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw PKIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw PKIError("cannot create \(tmp): \(SystemError.reason(errno))") }
         var ok = fchmod(fd, mode) == 0
         data.withUnsafeBytes { buf in
             guard ok, let base = buf.baseAddress else { return }
@@ -24,7 +25,7 @@ enum StateFiles {
         if fsync(fd) != 0 { ok = false }
         close(fd)
         guard ok, rename(tmp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let reason = SystemError.reason(errno)
             unlink(tmp)
             throw PKIError("cannot write \(path): \(reason)")
         }
@@ -46,7 +47,7 @@ enum StateFiles {
             }
         }
         guard chmod(path, mode) == 0 else {
-            throw PKIError("cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
+            throw PKIError("cannot set mode \(String(mode, radix: 8)) on \(path): \(SystemError.reason(errno))")
         }
     }
 }

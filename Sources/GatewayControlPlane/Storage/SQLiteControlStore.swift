@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import GatewayAgentAPI
 import GatewayCore
+import GatewaySystem
 
 /// `ControlStore` on SQLite through GRDB: a WAL-mode `DatabasePool` for a file (readers
 /// never wait for the writer), a `DatabaseQueue` in memory for tests.
@@ -32,11 +33,11 @@ public final class SQLiteControlStore: ControlStore {
             if fd >= 0 {
                 close(fd)
             } else if errno != EEXIST {
-                throw DatabaseFileError(path: path, reason: String(cString: strerror(errno)))
+                throw DatabaseFileError(path: path, reason: SystemError.reason(errno))
             }
         }
         if chmod(path, 0o600) != 0, errno != ENOENT {
-            throw DatabaseFileError(path: path, reason: String(cString: strerror(errno)))
+            throw DatabaseFileError(path: path, reason: SystemError.reason(errno))
         }
     }
 
