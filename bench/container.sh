@@ -32,7 +32,7 @@ lines = ["<!-- containers:begin -->", "## Containerised gateway vs bare process"
          f"`sudo bench/container.sh` at {rev}, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {platform.node()} "
          f"({os.cpu_count()} CPUs), {rounds} rounds of {duration} s per direction, the order alternating. Same binary "
          "(the image's, from `.build-release`), same lab, same stock openconnect; the container runs as compose.yaml "
-         "runs it (host networking, every capability dropped but NET_ADMIN and NET_BIND_SERVICE).",
+         "runs it (host networking, only the capabilities compose.yaml adds, the gateway confined to 994:990 with its seccomp filter once started).",
          "",
          "| channel | direction | bare Mbit/s (median, range) | container Mbit/s (median, range) | container/bare (median, range over rounds) | CPU-s/GB bare | CPU-s/GB container |",
          "| --- | --- | --- | --- | --- | --- | --- |"]

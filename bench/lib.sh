@@ -446,16 +446,22 @@ mstc_start() {
     rm -rf "$run"; install -d -m 2770 -o 0 -g 990 "$run"
     podman rm -f mstbench-server mstbench-auth >/dev/null 2>&1 || true
     MSTC_CONTAINERS=(mstbench-server mstbench-auth)
+    # As compose.yaml runs it: the gateway confined to MST_RUN_AS (default 994:990) after start.
+    local account=${MST_RUN_AS-994:990} confine=() allow=()
+    if [ -n "$account" ]; then
+        confine=(--run-as "$account")
+        allow=(--allow-uid "${account%%:*}")
+    fi
     nsenter --net="/run/netns/$NS_G" podman run -d --name mstbench-auth --network host --user 991:990 --cap-drop ALL \
         --security-opt no-new-privileges -v "$s:/etc/mstunnel" -v "$run:/run/mstunnel" -v "$WORK/mst/issuer:$WORK/mst/issuer:ro" \
-        "$MSTC_IMAGE_REPO/mstunnel-auth:$MSTC_TAG" --socket /run/mstunnel/auth.sock > /dev/null
+        "$MSTC_IMAGE_REPO/mstunnel-auth:$MSTC_TAG" --socket /run/mstunnel/auth.sock "${allow[@]}" > /dev/null
     for ((i = 0; i < 100; i++)); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
     [ -S "$run/auth.sock" ] || { echo "the auth container did not start" >&2; podman logs mstbench-auth >&2; return 1; }
     # shellcheck disable=SC2086
     nsenter --net="/run/netns/$NS_G" podman run -d --name mstbench-server --network host --cap-drop ALL --cap-add NET_ADMIN \
-        --cap-add NET_BIND_SERVICE --security-opt no-new-privileges --group-add 990 --device /dev/net/tun \
+        --cap-add NET_BIND_SERVICE --cap-add SETUID --cap-add SETGID --cap-add SETPCAP --security-opt no-new-privileges --group-add 990 --device /dev/net/tun \
         --ulimit nofile=16384:16384 --ulimit nproc=4096:4096 -v "$s:/etc/mstunnel" -v "$run:/run/mstunnel" \
-        "$MSTC_IMAGE_REPO/mstunnel-server:$MSTC_TAG" --allow-gid 990 ${MST_SERVER_ARGS:-} > /dev/null
+        "$MSTC_IMAGE_REPO/mstunnel-server:$MSTC_TAG" --allow-gid 990 "${confine[@]}" ${MST_SERVER_ARGS:-} > /dev/null
     MSTC_SERVER_PID=$(podman inspect -f '{{.State.Pid}}' mstbench-server)
     MSTC_AUTH_PID=$(podman inspect -f '{{.State.Pid}}' mstbench-auth)
     MINE_ROOTS=("$(podman inspect -f '{{.State.ConmonPid}}' mstbench-server)" "$(podman inspect -f '{{.State.ConmonPid}}' mstbench-auth)")

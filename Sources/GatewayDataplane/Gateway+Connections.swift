@@ -1,0 +1,222 @@
+import CGatewayShims
+import Glibc
+import GatewayCore
+import GatewayHostNetwork
+import GatewayIPC
+import GatewaySessionCore
+import GatewayTLS
+import GatewayTUN
+import GatewayWire
+import Logging
+
+/// Client connections: accept, read, the per-turn flush of their TLS output, close; the
+/// session event log and log metadata they share.
+extension Gateway {
+    func acceptClients() {
+        let now = monotonicSeconds()
+        if now < acceptPausedUntil { return }
+        for _ in 0..<64 {
+            var ss = sockaddr_storage()
+            var len = UInt32(MemoryLayout<sockaddr_storage>.size)
+            let fd = CGatewayShims_accept(listenFd, &ss, &len)
+            if fd < 0 {
+                let e = -fd
+                if e == EMFILE || e == ENFILE {
+                    logger.error("gateway.fd_exhausted", metadata: ["hint": "open-file limit reached; new connections paused for 1 s"])
+                    acceptPausedUntil = now + 1
+                    loop.modify(listenFd, events: 0, token: Token.make(.listener))
+                }
+                return
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let slot: Int32
+            if let s = freeConnectionSlots.popLast() { slot = s } else {
+                connections.append(nil)
+                connectionGenerations.append(0)
+                slot = Int32(connections.count - 1)
+            }
+            connectionGenerations[Int(slot)] &+= 1
+            let generation = connectionGenerations[Int(slot)] & 0xFF_FFFF
+            let output = OutboundBuffer(pool: bufferPool)
+            guard let conn = try? tls.makeConnection(fd: fd, output: output) else {
+                close(fd)
+                freeConnectionSlots.append(slot)
+                continue
+            }
+            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, peer: Self.describe(&ss), now: now)
+            connections[Int(slot)] = c
+            do {
+                try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            } catch {
+                connections[Int(slot)] = nil
+                freeConnectionSlots.append(slot)
+                close(fd)
+            }
+        }
+    }
+
+    func markDirty(_ c: ClientConnection) {
+        if !c.inDirtyList {
+            c.inDirtyList = true
+            dirty.append(c)
+        }
+    }
+
+    func flushDirty() {
+        flushTUNWrites()
+        if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
+        if dirty.isEmpty { return }
+        for c in dirty {
+            c.inDirtyList = false
+            if c.phase != .closed { flush(c) }
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    func flush(_ c: ClientConnection) {
+        switch c.tls.output.flush(fd: c.fd) {
+        case .drained:
+            if c.writeBlocked {
+                c.writeBlocked = false
+                loop.modify(c.fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            }
+            if c.closeAfterFlush { closeConnection(c, reason: "response sent") }
+        case .blocked:
+            if !c.writeBlocked {
+                c.writeBlocked = true
+                loop.modify(c.fd, events: UInt32(EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue), token: c.token)
+            }
+        case .failed:
+            closeConnection(c, reason: "send failed")
+        }
+    }
+
+    func handleClient(_ c: ClientConnection, _ events: UInt32) {
+        if events & UInt32(EPOLLOUT.rawValue) != 0 {
+            flush(c)
+            if c.phase == .closed { return }
+        }
+        guard events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { return }
+        if c.phase == .handshake {
+            switch c.tls.handshake() {
+            case .done:
+                c.phase = .http
+                markDirty(c)
+            case .wantRead, .wantWrite:
+                markDirty(c)
+                return
+            case .closed:
+                closeConnection(c, reason: "closed during handshake")
+                return
+            case .failed(let why):
+                logger.info("tls.handshake_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                closeConnection(c, reason: "handshake failed")
+                return
+            }
+        }
+        readClient(c)
+    }
+
+    /// Most TLS records read from one connection per wakeup: one busy (or hostile)
+    /// client must not keep the loop from everyone else. The rest is read on the next
+    /// turn (level-triggered epoll, or the `readAgain` list for bytes OpenSSL holds).
+    static let recordsPerWakeup = 64
+
+    func readClient(_ c: ClientConnection) {
+        let buf = io.baseAddress!
+        let cap = io.count
+        let now = monotonicSeconds()
+        var records = 0
+        while c.phase != .closed {
+            if records == Self.recordsPerWakeup {
+                if c.tls.hasPending, !c.inReadAgainList {
+                    c.inReadAgainList = true
+                    readAgain.append(c)
+                }
+                return
+            }
+            records += 1
+            if c.phase == .tunnel { turnWork &+= 1 }
+            switch c.tls.read(buf, cap) {
+            case .done(let n):
+                c.lastReceive = now
+                if c.phase == .tunnel {
+                    receiveCSTP(c, UnsafeRawBufferPointer(start: buf, count: n), now: now)
+                } else if c.closeAfterFlush {
+                    // A final response is on its way; whatever else the client sends is moot.
+                    continue
+                } else {
+                    c.parser.append(UnsafeRawBufferPointer(start: buf, count: n))
+                    if c.phase == .http {
+                        processRequests(c)
+                    } else if c.parser.buffered > HTTPRequestParser.maxHeaderBytes + HTTPRequestParser.maxBodyBytes {
+                        // Pipelining this much while a login is being checked is abuse.
+                        logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
+                        closeConnection(c, reason: "request flood while waiting for auth")
+                    }
+                }
+            case .wantRead, .wantWrite:
+                return
+            case .closed:
+                closeConnection(c, reason: "peer closed")
+                return
+            case .failed(let why):
+                logger.debug("tls.read_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                closeConnection(c, reason: "TLS error")
+                return
+            }
+        }
+    }
+
+    /// Closes a connection. A session on it stays alive, detached, for the reconnect
+    /// window unless `detach` is false (the session ends elsewhere).
+    func closeConnection(_ c: ClientConnection, reason: String, detach: Bool = true) {
+        guard c.phase != .closed else { return }
+        let wasTunnel = c.phase == .tunnel
+        c.phase = .closed
+        c.tls.shutdown()
+        _ = c.tls.output.flush(fd: c.fd)
+        c.tls.output.release()
+        loop.remove(c.fd)
+        close(c.fd)
+        connections[Int(c.slot)] = nil
+        freeConnectionSlots.append(c.slot)
+        if let s = c.session, s.connection === c {
+            s.connection = nil
+            s.detachedAt = monotonicSeconds()
+            // The client tears DTLS down with the TLS connection and brings both back
+            // on reconnect (with a new key), so the old channel is useless now.
+            dropDTLS(s)
+            if wasTunnel && detach {
+                logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
+            }
+        }
+        c.session = nil
+    }
+
+    func recordEvent(_ type: GatewaySessionEvent.Kind, _ s: Session, reason: String? = nil) {
+        events.record(type, time: wallMilliseconds()) { e in
+            e.userId = s.identity.userId
+            e.userName = s.identity.userName
+            e.deviceId = s.identity.deviceId
+            e.sessionId = s.handle
+            e.clientAddress = s.remoteAddress
+            e.assignedAddress = s.address.description
+            e.reason = reason
+            if type == .sessionDisconnected {
+                e.rxBytes = s.rxBytes
+                e.txBytes = s.txBytes
+            }
+        }
+    }
+
+    func sessionMetadata(_ s: Session, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var m: Logger.Metadata = ["session.id": "\(s.handle)", "user.id": "\(s.identity.userId)", "user.name": "\(s.identity.userName)",
+                                  "client.address": "\(s.address)"]
+        if let d = s.identity.deviceId { m["device.id"] = "\(d)" }
+        if let r = s.remoteAddress { m["peer.address"] = "\(r)" }
+        m.merge(extra) { _, n in n }
+        return m
+    }
+}

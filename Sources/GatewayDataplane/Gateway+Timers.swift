@@ -1,0 +1,59 @@
+import CGatewayShims
+import Glibc
+import GatewayCore
+import GatewayHostNetwork
+import GatewayIPC
+import GatewaySessionCore
+import GatewayTLS
+import GatewayTUN
+import GatewayWire
+import Logging
+
+/// The 1 s timer: `Expiry` (GatewaySessionCore) decides what is over, this acts on it.
+extension Gateway {
+    func tick() {
+        var expirations: UInt64 = 0
+        _ = read(timerFd, &expirations, 8)
+        let now = monotonicSeconds()
+        if now >= acceptPausedUntil, acceptPausedUntil != 0 {
+            acceptPausedUntil = 0
+            loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
+        }
+        control?.resumeAcceptingIfPaused(now: now)
+        let timeouts = Expiry.Timeouts(settings.advanced)
+        for c in connections {
+            guard let c else { continue }
+            let stage: Expiry.Stage
+            switch c.phase {
+            case .handshake, .http, .waitingAuth: stage = .login
+            case .tunnel: stage = .tunnel
+            case .closed: continue
+            }
+            if let reason = Expiry.connection(stage: stage, acceptedAt: c.acceptedAt, lastReceive: c.lastReceive, now: now, timeouts) {
+                closeConnection(c, reason: reason)
+            }
+        }
+        for s in sessions.all {
+            guard let ch = s.dtls else { continue }
+            switch Expiry.dtls(established: ch.established, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
+            case .keep: break
+            case .retransmit: ch.connection.handleTimeout()
+            case .handshakeTimedOut:
+                counters.dtlsFailures += 1
+                logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))
+                dropDTLS(s)
+            case .dead(let idle):
+                logger.info("dtls.dead", metadata: sessionMetadata(s, ["idle_s": "\(idle)"]))
+                dropDTLS(s)
+            }
+        }
+        for s in sessions.all {
+            let times = Expiry.SessionTimes(deadline: s.deadline, connected: s.connection != nil, everConnected: s.everConnected,
+                                            detachedAt: s.detachedAt, lastTraffic: s.lastTraffic)
+            if let reason = Expiry.session(times, now: now, timeouts) { endSession(s, reason: reason) }
+        }
+        for p in auth.expire(now: now, timeout: 10) {
+            failAuth(p, reason: "authentication service did not answer in time")
+        }
+    }
+}
