@@ -1,5 +1,6 @@
 import Glibc
 import GatewayCore
+import GatewaySessionCore
 import Logging
 import GatewaySystem
 
@@ -44,29 +45,19 @@ extension Gateway {
     }
 
     private func handleFrame(_ c: ClientConnection, _ s: Session, type: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {
-        switch CSTP.PacketType(rawValue: type) {
-        case .data:
+        switch TunnelFrame.step(type: type, payload: payload) {
+        case .forward:
             // Data over TLS while DTLS is up: the client fell back to TLS (UDP blocked?).
             if let ch = s.dtls, ch.preferred { ch.preferred = false }
             forwardToTUN(s, payload, now: now)
-        case .dpdRequest:
-            // Echo the payload: ocserv does, and an MTU probe needs it.
-            writeRecord(c, CSTP.frame(.dpdResponse, payload: Array(payload)))
-        case .dpdResponse, .keepalive:
-            break
-        case .disconnect:
-            if payload.first == CSTP.logoffReason {
-                let reason = String(decoding: payload.dropFirst().prefix(128).filter { $0 >= 0x20 && $0 < 0x7F }, as: UTF8.self)
-                endSession(s, reason: "logoff", clientReason: reason)
-            } else {
-                closeConnection(c, reason: "client disconnect (session kept)")
-            }
-        case .compressed:
-            // We never offer compression; a compressed frame is a client bug. Drop it.
-            counters.dropsUnsupported += 1
-        case .terminate, .none:
+        case .answerDPD: writeRecord(c, CSTP.frame(.dpdResponse, payload: Array(payload)))
+        case .nothing: break
+        case .logoff(let reason): endSession(s, reason: "logoff", clientReason: reason)
+        case .detach: closeConnection(c, reason: "client disconnect (session kept)")
+        case .dropUnsupported: counters.dropsUnsupported += 1
+        case .close(let reason):
             logger.notice("cstp.unexpected_type", metadata: sessionMetadata(s, ["type": "\(type)"]))
-            closeConnection(c, reason: "unexpected CSTP frame type \(type)")
+            closeConnection(c, reason: reason)
         }
     }
 
@@ -74,11 +65,12 @@ extension Gateway {
     func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, now: Int64) {
         // Only IPv4 packets whose source is this session's own address: a client cannot
         // spoof another client or an internal address.
-        guard packet.count >= 20, packet[0] >> 4 == 4 else {
+        switch SourceCheck.verdict(packet, sessionAddress: s.address) {
+        case .pass: break
+        case .unsupported:
             counters.dropsUnsupported += 1
             return
-        }
-        guard IPv4Address.read(packet, at: 12) == s.address else {
+        case .spoofed:
             counters.dropsSpoofed += 1
             return
         }

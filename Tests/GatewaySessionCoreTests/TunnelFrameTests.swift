@@ -1,0 +1,68 @@
+import GatewayCore
+import Testing
+@testable import GatewaySessionCore
+
+@Suite struct TunnelFrameTests {
+    func step(_ type: UInt8, _ payload: [UInt8] = []) -> TunnelFrame.Step {
+        payload.withUnsafeBytes { TunnelFrame.step(type: type, payload: $0) }
+    }
+
+    @Test func dataIsForwarded() { #expect(step(0x00, [0x45]) == .forward) }
+    @Test func dpdRequestIsAnswered() { #expect(step(0x03, [1, 2, 3]) == .answerDPD) }
+    @Test func dpdResponseAndKeepaliveNeedNothing() {
+        #expect(step(0x04) == .nothing)
+        #expect(step(0x07) == .nothing)
+    }
+
+    @Test func logoffEndsTheSessionWithTheClientsWords() {
+        #expect(step(0x05, [0xB0] + Array("Client requested logoff".utf8)) == .logoff(reason: "Client requested logoff"))
+    }
+
+    @Test func logoffWordsCannotForgeALogLine() {
+        let hostile = [0xB0] + Array("bye\n{\"msg\":\"session.created\"}\u{1b}[2J".utf8) + [0x00, 0xFF]
+        #expect(step(0x05, hostile) == .logoff(reason: "bye{\"msg\":\"session.created\"}[2J"))
+        let long = [0xB0] + [UInt8](repeating: 0x41, count: 1000)
+        guard case .logoff(let reason) = step(0x05, long) else {
+            Issue.record("expected logoff")
+            return
+        }
+        #expect(reason.count == 128)
+    }
+
+    @Test func otherDisconnectKeepsTheSession() {
+        #expect(step(0x05) == .detach)
+        #expect(step(0x05, [0x00]) == .detach)
+    }
+
+    @Test func compressedIsDropped() { #expect(step(0x08, [1]) == .dropUnsupported) }
+
+    @Test(arguments: [UInt8(0x09), 0x01, 0x02, 0x06, 0x0A, 0x42, 0xFF])
+    func terminateAndUnknownTypesClose(_ type: UInt8) {
+        #expect(step(type) == .close(reason: "unexpected CSTP frame type \(type)"))
+    }
+}
+
+@Suite struct SourceCheckTests {
+    let mine = IPv4Address("100.64.0.7")!
+
+    func packet(version: UInt8 = 4, source: String, length: Int = 40) -> [UInt8] {
+        var p = [UInt8](repeating: 0, count: length)
+        p[0] = version << 4 | 5
+        if length >= 16, let a = IPv4Address(source) {
+            let v = a.value
+            p[12] = UInt8(v >> 24); p[13] = UInt8(v >> 16 & 0xFF); p[14] = UInt8(v >> 8 & 0xFF); p[15] = UInt8(v & 0xFF)
+        }
+        return p
+    }
+
+    func verdict(_ p: [UInt8]) -> SourceCheck.Verdict { p.withUnsafeBytes { SourceCheck.verdict($0, sessionAddress: mine) } }
+
+    @Test func ownAddressPasses() { #expect(verdict(packet(source: "100.64.0.7")) == .pass) }
+    @Test func anotherClientsAddressIsSpoofed() { #expect(verdict(packet(source: "100.64.0.8")) == .spoofed) }
+    @Test func anInternalAddressIsSpoofed() { #expect(verdict(packet(source: "198.18.1.2")) == .spoofed) }
+    @Test func ipv6IsUnsupported() { #expect(verdict(packet(version: 6, source: "100.64.0.7")) == .unsupported) }
+    @Test func truncatedIsUnsupported() {
+        #expect(verdict(packet(source: "100.64.0.7", length: 19)) == .unsupported)
+        #expect(verdict([]) == .unsupported)
+    }
+}
