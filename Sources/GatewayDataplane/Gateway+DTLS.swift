@@ -1,6 +1,7 @@
 import CGatewayShims
 import Glibc
 import GatewayCore
+import GatewaySessionCore
 import GatewayTLS
 import Logging
 
@@ -58,16 +59,15 @@ extension Gateway {
         if let slot = sessionsByPeer[key], let s = sessions.session(at: slot), let ch = s.dtls, ch.peer == key {
             // A fresh ClientHello from a known address is a client restarting DTLS
             // (e.g. after its DPD timed out): start over below.
-            if !(ch.established && Self.clientHelloSessionID(d) != nil) {
+            if DatagramRoute.feedsBoundChannel(established: ch.established, isClientHello: Self.clientHelloSessionID(d) != nil) {
                 feedDTLS(s, ch, d, now: now)
                 return
             }
         }
-        guard let appID = Self.clientHelloSessionID(d) else {
-            counters.dropsUnknownDatagram += 1
-            return
+        let route = DatagramRoute.newChannel(helloSessionID: Self.clientHelloSessionID(d), udpDisabled: settings.disableUdpConnections) { id in
+            sessions.lookup(appID: id).map { ($0, DatagramRoute.Candidate(hasKey: $0.dtlsPSK != nil, connected: $0.connection != nil)) }
         }
-        guard !settings.disableUdpConnections, let s = sessions.lookup(appID: appID), let psk = s.dtlsPSK, s.connection != nil else {
+        guard case .handshake(let s) = route, let psk = s.dtlsPSK else {
             counters.dropsUnknownDatagram += 1
             return
         }
