@@ -4,13 +4,20 @@ import GatewayTLS
 /// One client TCP connection: TLS handshake, then HTTP login requests, then (after a
 /// CONNECT) the CSTP tunnel of one session.
 final class ClientConnection {
-    enum Phase: Equatable {
+    /// Where the connection is; the tunnel state carries its session, so "in the tunnel"
+    /// and "has a session" cannot disagree.
+    enum State {
         case handshake
         case http
         /// A request waits for mstunnel-auth; its id is in the auth channel's table.
         case waitingAuth
-        case tunnel
+        case tunnel(Session)
         case closed
+    }
+
+    /// The state without its data, for comparisons.
+    enum Phase: Equatable {
+        case handshake, http, waitingAuth, tunnel, closed
     }
 
     let slot: Int32
@@ -19,9 +26,8 @@ final class ClientConnection {
     let tls: TLSConnection
     let peer: String
     let acceptedAt: Int64
-    var phase: Phase = .handshake
+    var state: State = .handshake
     var parser = HTTPRequestParser()
-    var session: Session?
     var lastReceive: Int64
     /// Bytes of a CSTP frame split across TLS records (rare: openconnect sends one frame
     /// per record). Empty, and unallocated, in the common case.
@@ -43,4 +49,21 @@ final class ClientConnection {
     }
 
     var token: UInt64 { Token.make(.client, slot: slot, generation: generation) }
+
+    @inline(__always)
+    var phase: Phase {
+        switch state {
+        case .handshake: return .handshake
+        case .http: return .http
+        case .waitingAuth: return .waitingAuth
+        case .tunnel: return .tunnel
+        case .closed: return .closed
+        }
+    }
+
+    /// The session this connection carries (only in the tunnel).
+    var session: Session? {
+        if case .tunnel(let s) = state { return s }
+        return nil
+    }
 }

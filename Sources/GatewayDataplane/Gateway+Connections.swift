@@ -101,7 +101,7 @@ extension Gateway {
         if c.phase == .handshake {
             switch c.tls.handshake() {
             case .done:
-                c.phase = .http
+                c.state = .http
                 markDirty(c)
             case .wantRead, .wantWrite:
                 markDirty(c)
@@ -173,8 +173,8 @@ extension Gateway {
     /// window unless `detach` is false (the session ends elsewhere).
     func closeConnection(_ c: ClientConnection, reason: String, detach: Bool = true) {
         guard c.phase != .closed else { return }
-        let wasTunnel = c.phase == .tunnel
-        c.phase = .closed
+        let carried = c.session
+        c.state = .closed
         c.tls.shutdown()
         _ = c.tls.output.flush(fd: c.fd)
         c.tls.output.release()
@@ -182,17 +182,15 @@ extension Gateway {
         close(c.fd)
         connections[Int(c.slot)] = nil
         freeConnectionSlots.append(c.slot)
-        if let s = c.session, s.connection === c {
+        // `detach: false`: the caller ends the session or hands it to another connection.
+        if detach, let s = carried, s.connection === c {
             s.connection = nil
             s.detachedAt = monotonicSeconds()
             // The client tears DTLS down with the TLS connection and brings both back
             // on reconnect (with a new key), so the old channel is useless now.
             dropDTLS(s)
-            if wasTunnel && detach {
-                logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
-            }
+            logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
         }
-        c.session = nil
     }
 
     func recordEvent(_ type: GatewaySessionEvent.Kind, _ s: Session, reason: String? = nil) {

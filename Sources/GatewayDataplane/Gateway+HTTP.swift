@@ -64,9 +64,9 @@ extension Gateway {
     }
 
     private func startValidation(_ c: ClientConnection, token: String, transport: TokenTransport, purpose: AuthChannel.Purpose) {
-        c.phase = .waitingAuth
+        c.state = .waitingAuth
         if auth.validate(token: token, transport: transport, peer: c.peer, purpose: purpose, connection: c, now: monotonicSeconds()) == nil {
-            c.phase = .http
+            c.state = .http
             logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "authentication service unreachable at \(options.authSocket)"])
             reply(c, .unavailable("authentication service unavailable"))
         }
@@ -75,7 +75,7 @@ extension Gateway {
     /// The answer from mstunnel-auth for a waiting connection.
     func authCompleted(_ p: AuthChannel.Pending, _ response: ValidateTokenResponse) {
         guard let c = connection(for: p) else { return }
-        c.phase = .http
+        c.state = .http
         let transport: TokenTransport
         let forConnect: Bool
         switch p.purpose {
@@ -150,7 +150,6 @@ extension Gateway {
             return
         }
         if let old = s.connection, old !== c {
-            old.session = nil
             closeConnection(old, reason: "replaced by a reconnect", detach: false)
         }
         if let asked = r.header("x-cstp-address"), asked != s.address.description {
@@ -164,7 +163,6 @@ extension Gateway {
         s.remoteAddress = c.peer
         s.hostname = r.header("x-cstp-hostname")
         s.userAgent = r.header("user-agent") ?? s.userAgent
-        c.session = s
         dropDTLS(s)
         let remaining = Expiry.remaining(deadline: s.deadline, now: now)
         var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r)
@@ -178,7 +176,7 @@ extension Gateway {
         s.baseMTU = params.baseMTU
         s.mtu = params.mtu
         let head = Array(params.responseHead(serverName: "mstunnel \(options.version)").utf8)
-        c.phase = .tunnel
+        c.state = .tunnel(s)
         writeRecord(c, head)
         logger.info(reconnect ? "session.reconnected" : "session.connected",
                     metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)",

@@ -25,7 +25,7 @@ extension Gateway {
     /// Handles every whole frame in `p`; returns the bytes consumed.
     private func processFrames(_ c: ClientConnection, _ p: UnsafeRawBufferPointer, now: Int64) -> Int {
         var offset = 0
-        while c.phase == .tunnel, let s = c.session {
+        while case .tunnel(let s) = c.state {
             let rest = UnsafeRawBufferPointer(rebasing: p[offset...])
             switch CSTP.parseHeader(rest) {
             case .incomplete:
@@ -242,7 +242,6 @@ extension Gateway {
     func endSession(_ s: Session, reason: String, clientReason: String? = nil) {
         if let c = s.connection {
             if reason != "logoff" { writeRecord(c, CSTP.frame(.disconnect)) }
-            c.session = nil
             s.connection = nil
             closeConnection(c, reason: reason, detach: false)
         }
