@@ -63,17 +63,6 @@ extension Gateway {
         }
     }
 
-    func flushDirty() {
-        flushTUNWrites()
-        if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
-        if dirty.isEmpty { return }
-        for c in dirty {
-            c.inDirtyList = false
-            if c.phase != .closed { flush(c) }
-        }
-        dirty.removeAll(keepingCapacity: true)
-    }
-
     func flush(_ c: ClientConnection) {
         switch c.tls.output.flush(fd: c.fd) {
         case .drained:
@@ -216,5 +205,22 @@ extension Gateway {
         if let r = s.remoteAddress { m["peer.address"] = "\(r)" }
         m.merge(extra) { _, n in n }
         return m
+    }
+
+    /// Ends a session for good: its cookie stops working and its address is freed.
+    func endSession(_ s: Session, reason: String, clientReason: String? = nil) {
+        if let c = s.connection {
+            if reason != "logoff" { writeRecord(c, CSTP.frame(.disconnect)) }
+            s.connection = nil
+            closeConnection(c, reason: reason, detach: false)
+        }
+        dropDTLS(s)
+        if let emptied = pool.release(s.address, owner: s.slot) { retiredPrefixEmptied(emptied) }
+        sessions.remove(s)
+        var meta: Logger.Metadata = ["reason": "\(reason)", "duration_s": "\(monotonicSeconds() - s.createdMono)",
+                                     "rx.bytes": "\(s.rxBytes)", "tx.bytes": "\(s.txBytes)"]
+        if let clientReason, !clientReason.isEmpty { meta["client.reason"] = "\(clientReason)" }
+        logger.info("session.ended", metadata: sessionMetadata(s, meta))
+        recordEvent(.sessionDisconnected, s, reason: reason)
     }
 }

@@ -254,7 +254,7 @@ public final class Gateway {
                     if c.phase != .closed { readClient(c) }
                 }
             }
-            flushDirty()
+            flushTurn()
             if turnWork > 0 { transit.add(nanos: monotonicNanos() &- turnStart &+ pausedNanos, packets: UInt64(turnWork)) }
             // Coalescing, as a NIC moderates its interrupts: after a busy turn, let the
             // next batch gather before polling again (see `GatewayOptions.coalesceMicros`).
@@ -267,6 +267,21 @@ public final class Gateway {
             turnWork = 0
         }
         shutdown()
+    }
+
+    /// The one place a loop turn's batched work leaves the process, after every event of
+    /// the turn was handled: the TUN writes the turn still holds (ACKs the filter kept back,
+    /// the merged TCP segment), every DTLS record of the turn in one `sendmmsg`, then one
+    /// `send` per connection with TLS output.
+    func flushTurn() {
+        flushTUNWrites()
+        if udpOut.count > 0 { udpOut.flush(fd: udpFd) }
+        if dirty.isEmpty { return }
+        for c in dirty {
+            c.inDirtyList = false
+            if c.phase != .closed { flush(c) }
+        }
+        dirty.removeAll(keepingCapacity: true)
     }
 
     func dispatch(_ token: UInt64, _ events: UInt32) {

@@ -1,0 +1,155 @@
+import Glibc
+import GatewayCore
+import GatewaySessionCore
+import Logging
+import GatewaySystem
+
+/// Client → network, over TLS. The steps a packet takes, in the order this file does them:
+///
+/// 1. `readClient` (Gateway+Connections) drains the socket through `SSL_read` into the
+///    loop's one read buffer and hands the plaintext to `receiveCSTP`.
+/// 2. `receiveCSTP` / `processFrames`: CSTP frames parsed in place (`CSTP.parseHeader`); only
+///    a frame split across TLS records is copied (`partial`).
+/// 3. `handleFrame`: what the frame means (`TunnelFrame.step`): data goes on; DPD is
+///    answered; DISCONNECT ends or detaches the session.
+/// 4. `forwardToTUN`: the packet's source must be the session's own address
+///    (`SourceCheck`); counted.
+/// 5. The ACK filter may hold a pure ACK until a later one supersedes it (`TCPAckFilter`).
+/// 6. `writeTUN`: with offload, segments of one flow are merged (`TCPCoalescer`) and
+///    written once; anything else is written alone behind an empty virtio header.
+/// 7. What a turn still holds (held ACKs, the merged segment) is written by `flushTUNWrites`
+///    from `flushTurn`, the loop turn's one flush.
+///
+/// Over DTLS the same packet arrives through Gateway+DTLS and joins at step 4.
+extension Gateway {
+    /// Bytes decrypted from a tunnel connection. Frames are parsed in place; only a
+    /// frame split across TLS records is copied (into `c.partial`).
+    func receiveCSTP(_ c: ClientConnection, _ bytes: UnsafeRawBufferPointer, now: Int64) {
+        if c.partial.isEmpty {
+            let used = processFrames(c, bytes, now: now)
+            if used < bytes.count, c.phase == .tunnel { c.partial.append(contentsOf: bytes[used...]) }
+        } else {
+            c.partial.append(contentsOf: bytes)
+            let used = c.partial.withUnsafeBytes { processFrames(c, $0, now: now) }
+            if c.phase == .tunnel {
+                c.partial.removeFirst(used)
+                if c.partial.isEmpty { c.partial = [] }
+            }
+        }
+    }
+
+    /// Handles every whole frame in `p`; returns the bytes consumed.
+    func processFrames(_ c: ClientConnection, _ p: UnsafeRawBufferPointer, now: Int64) -> Int {
+        var offset = 0
+        while case .tunnel(let s) = c.state {
+            let rest = UnsafeRawBufferPointer(rebasing: p[offset...])
+            switch CSTP.parseHeader(rest) {
+            case .incomplete:
+                return offset
+            case .invalid:
+                logger.notice("cstp.invalid_frame", metadata: sessionMetadata(s))
+                closeConnection(c, reason: "invalid CSTP frame")
+                return offset
+            case .header(let type, let length):
+                guard rest.count >= CSTP.headerSize + length else { return offset }
+                let payload = UnsafeRawBufferPointer(rebasing: rest[CSTP.headerSize..<(CSTP.headerSize + length)])
+                offset += CSTP.headerSize + length
+                handleFrame(c, s, type: type, payload: payload, now: now)
+            }
+        }
+        return offset
+    }
+
+    func handleFrame(_ c: ClientConnection, _ s: Session, type: UInt8, payload: UnsafeRawBufferPointer, now: Int64) {
+        switch TunnelFrame.step(type: type, payload: payload) {
+        case .forward:
+            // Data over TLS while DTLS is up: the client fell back to TLS (UDP blocked?).
+            if let ch = s.dtls, ch.preferred { ch.preferred = false }
+            forwardToTUN(s, payload, now: now)
+        case .answerDPD: writeRecord(c, CSTP.frame(.dpdResponse, payload: Array(payload)))
+        case .nothing: break
+        case .logoff(let reason): endSession(s, reason: "logoff", clientReason: reason)
+        case .detach: closeConnection(c, reason: "client disconnect (session kept)")
+        case .dropUnsupported: counters.dropsUnsupported += 1
+        case .close(let reason):
+            logger.notice("cstp.unexpected_type", metadata: sessionMetadata(s, ["type": "\(type)"]))
+            closeConnection(c, reason: reason)
+        }
+    }
+
+    @inline(__always)
+    func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, now: Int64) {
+        // Only IPv4 packets whose source is this session's own address: a client cannot
+        // spoof another client or an internal address.
+        switch SourceCheck.verdict(packet, sessionAddress: s.address) {
+        case .pass: break
+        case .unsupported:
+            counters.dropsUnsupported += 1
+            return
+        case .spoofed:
+            counters.dropsSpoofed += 1
+            return
+        }
+        if !(options.ackFilter && ackFilter.offer(packet, write: { writeTUN($0) })) {
+            writeTUN(packet)
+        }
+        s.rxBytes &+= UInt64(packet.count)
+        s.rxPackets &+= 1
+        counters.rxBytes &+= UInt64(packet.count)
+        s.lastTraffic = now
+    }
+
+    /// One IP packet to the TUN (merged with its neighbours when offload allows).
+    @inline(__always)
+    func writeTUN(_ p: UnsafeRawBufferPointer) {
+        if tun.offload {
+            writeTUNOffload(p)
+        } else if write(tun.fd, p.baseAddress, p.count) <= 0 {
+            tunWriteFailed(errno)
+        }
+    }
+
+    /// Writes what this loop turn still holds for the TUN: ACKs the filter kept back,
+    /// then the merged segment being built.
+    func flushTUNWrites() {
+        if ackFilter.heldCount > 0 { ackFilter.drain { writeTUN($0) } }
+        flushCoalescer()
+    }
+
+    /// With TUN offload: TCP segments of one flow that arrive together are merged into
+    /// one large segment (one write, one pass through routing and NAT); anything else is
+    /// written alone behind an empty virtio header.
+    func writeTUNOffload(_ p: UnsafeRawBufferPointer) {
+        if TCPCoalescer.eligible(p) {
+            if coalescer.active {
+                if coalescer.append(p) { return }
+                flushCoalescer()
+            }
+            coalescer.start(p)
+            return
+        }
+        flushCoalescer()
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { iov in
+            iov[0] = iovec(iov_base: zeroVirtioHeader, iov_len: VirtioNetHeader.size)
+            iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
+            if writev(tun.fd, iov.baseAddress, 2) < 0 { tunWriteFailed(errno) }
+        }
+    }
+
+    /// Writes the merged segment being built, if any. Called whenever the flow changes
+    /// and at the end of every loop turn, so nothing waits longer than one turn.
+    func flushCoalescer() {
+        guard coalescer.active else { return }
+        let out = coalescer.finish()
+        if write(tun.fd, out.baseAddress, out.count) < 0 { tunWriteFailed(errno) }
+    }
+
+    /// A packet the kernel refused on the TUN: counted, and the first of each kind logged.
+    func tunWriteFailed(_ e: Int32) {
+        counters.dropsTunWrite &+= 1
+        if counters.dropsTunWrite == 1 || e != lastTunWriteErrno {
+            lastTunWriteErrno = e
+            logger.warning("tun.write_failed", metadata: ["code": "\(SystemError.name(of: e))", "error": "\(SystemError.reason(e))"])
+        }
+    }
+}
