@@ -61,7 +61,8 @@ let package = Package(
 
         // --- I/O libraries.
         .target(name: "GatewayIPC", dependencies: ["GatewaySystem", "GatewayWire", "CGatewayShims"], swiftSettings: strict),
-        .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayUDP", dependencies: ["CGatewayShims"], swiftSettings: strict),
+        .target(name: "GatewayTLS", dependencies: ["COpenSSL", "CGatewayShims", "GatewayUDP"], swiftSettings: strict),
         .target(name: "GatewayTUN", dependencies: ["GatewaySystem", "GatewayCore", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewayHostNetwork", dependencies: ["GatewaySystem", 
             "GatewayCore", "GatewayWire", "GatewayIPC", "CGatewayShims",
@@ -76,7 +77,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayDataplane", dependencies: ["GatewaySystem", 
-            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayHostNetwork", "GatewaySessionCore", "CGatewayShims",
+            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayUDP", "GatewayHostNetwork", "GatewaySessionCore", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayLogging", dependencies: [
@@ -165,7 +166,7 @@ let package = Package(
         .testTarget(name: "GatewayHostNetworkTests", dependencies: ["GatewayHostNetwork", "GatewayWire", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewaySandboxTests", dependencies: ["GatewaySandbox"], swiftSettings: strict),
         .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire"], swiftSettings: strict),
-        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "COpenSSL"], swiftSettings: strict),
+        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayUDP", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayAgentAPITests", dependencies: ["GatewayAgentAPI", "GatewayCore"], swiftSettings: strict),

@@ -3,6 +3,7 @@ import Glibc
 import GatewayCore
 import GatewaySessionCore
 import GatewayTLS
+import GatewayUDP
 import Logging
 
 /// The UDP side: DTLS 1.2 PSK-NEGOTIATE on the TLS port, all sessions on one socket.
@@ -21,13 +22,12 @@ extension Gateway {
     func readUDP() {
         let now = monotonicSeconds()
         for _ in 0..<16 {
-            let n = Int(CGatewayShims_recvBatch(udpFd, udpIn.slots, Int32(udpIn.capacity)))
-            if n <= 0 { return }
+            let n = udpIn.receive(fd: udpFd)
+            if n == 0 { return }
             turnWork &+= n
             for i in 0..<n {
-                let slot = udpIn.slots + i
-                handleDatagram(UnsafeRawBufferPointer(start: slot.pointee.buf, count: Int(slot.pointee.len)),
-                               from: &slot.pointee.addr, length: slot.pointee.addrlen, now: now)
+                let d = udpIn.datagram(i)
+                handleDatagram(d.bytes, from: d.sender, length: d.senderLength, now: now)
             }
             if n < udpIn.capacity { return }
         }

@@ -1,5 +1,6 @@
 import CGatewayShims
 import Glibc
+import GatewayUDP
 import GatewayCore
 import GatewayHostNetwork
 import GatewayIPC

@@ -1,5 +1,6 @@
 import CGatewayShims
 import COpenSSL
+import GatewayUDP
 import Glibc
 
 /// DTLS 1.2 with a pre-shared key per session (openconnect's PSK-NEGOTIATE mode): the

@@ -1,4 +1,5 @@
 import COpenSSL
+import GatewayUDP
 import Glibc
 import Testing
 @testable import GatewayTLS

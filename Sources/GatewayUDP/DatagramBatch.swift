@@ -1,3 +1,6 @@
+// The shim's own types (the mmsghdr slots) stay internal; only libc's sockaddr_storage
+// is public. (An `internal import` is not possible: glibc's headers are not modular, so
+// sockaddr_storage reaches Swift through the shim's header.)
 import CGatewayShims
 import Glibc
 
@@ -5,7 +8,7 @@ import Glibc
 public final class DatagramSlots {
     public static let slotSize = 2048
     public let capacity: Int
-    public let slots: UnsafeMutablePointer<CGatewayShims_Datagram>
+    let slots: UnsafeMutablePointer<CGatewayShims_Datagram>
     private let storage: UnsafeMutableRawPointer
 
     public init(capacity: Int = 64) {
@@ -23,6 +26,20 @@ public final class DatagramSlots {
         slots.deallocate()
         storage.deallocate()
     }
+
+    /// Receives up to `capacity` datagrams from `fd` with one `recvmmsg` (non-blocking).
+    /// Returns how many arrived (0 when none or on an error).
+    public func receive(fd: Int32) -> Int {
+        max(0, Int(CGatewayShims_recvBatch(fd, slots, Int32(capacity))))
+    }
+
+    /// Datagram `i` of the last `receive`: its bytes and its sender, valid until the next.
+    public func datagram(_ i: Int) -> (bytes: UnsafeRawBufferPointer, sender: UnsafeMutablePointer<sockaddr_storage>, senderLength: UInt32) {
+        let slot = slots + i
+        let sender = (UnsafeMutableRawPointer(slot) + MemoryLayout<CGatewayShims_Datagram>.offset(of: \.addr)!)
+            .assumingMemoryBound(to: sockaddr_storage.self)
+        return (UnsafeRawBufferPointer(start: slot.pointee.buf, count: Int(slot.pointee.len)), sender, slot.pointee.addrlen)
+    }
 }
 
 /// Outgoing datagrams of one loop turn, packed back to back in one arena and sent with
@@ -32,14 +49,18 @@ public final class DatagramSlots {
 public final class DatagramBatch {
     public let arenaSize: Int
     public let maxDatagrams: Int
-    private let arena: UnsafeMutableRawPointer
-    private let entries: UnsafeMutablePointer<CGatewayShims_OutDatagram>
+    // Internal, but usable from inlinable code: the DTLS sealer (another module) reserves
+    // and commits a record per packet, and those two must inline into it.
+    @usableFromInline let arena: UnsafeMutableRawPointer
+    @usableFromInline let entries: UnsafeMutablePointer<CGatewayShims_OutDatagram>
     // Unchecked exclusivity: these are read and bumped per datagram, never held across a
     // call, and public visibility kept the optimizer from proving that, so every access
     // paid a runtime check (swift_beginAccess, ~5 % of the gateway's user-space
     // instructions with the other hot properties; callgrind, docs/performance.md).
-    @exclusivity(unchecked) public private(set) var count = 0
-    @exclusivity(unchecked) private var used = 0
+    @exclusivity(unchecked) @usableFromInline var queued = 0
+    /// Datagrams queued since the last flush.
+    @inlinable public var count: Int { queued }
+    @exclusivity(unchecked) @usableFromInline var used = 0
     /// Whether UDP GSO is in use (cleared for good if the kernel refuses it).
     public private(set) var gso: Bool
     /// Called when a datagram does not fit; it must empty the batch.
@@ -72,7 +93,7 @@ public final class DatagramBatch {
 
     /// Room for one datagram of up to `n` bytes, to be written in place and queued with
     /// `commit`; nil if there is none (flushing first when the batch is full).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer? {
         guard n <= 65507 else { return nil }
         if count == maxDatagrams || used + n > arenaSize { flushWhenFull?() }
@@ -81,14 +102,14 @@ public final class DatagramBatch {
     }
 
     /// Queues the `n` bytes written at the last `reserve` (at most what it reserved).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func commit(_ n: Int, to address: UnsafePointer<sockaddr_storage>, length: UInt32) {
-        entries[count].offset = UInt32(used)
-        entries[count].len = UInt32(n)
-        entries[count].addr = address.pointee
-        entries[count].addrlen = length
+        entries[queued].offset = UInt32(used)
+        entries[queued].len = UInt32(n)
+        entries[queued].addr = address.pointee
+        entries[queued].addrlen = length
         used += n
-        count += 1
+        queued += 1
     }
 
     /// The queued datagrams, oldest first (tests, diagnostics).
@@ -100,7 +121,7 @@ public final class DatagramBatch {
 
     /// Drops everything queued without sending it.
     public func discardQueued() {
-        count = 0
+        queued = 0
         used = 0
     }
 
@@ -112,7 +133,7 @@ public final class DatagramBatch {
         let sent = CGatewayShims_sendDatagrams(fd, arena.assumingMemoryBound(to: UInt8.self), entries, Int32(count), &useGSO)
         gso = useGSO == 1
         if sent >= 0, Int(sent) < count { dropped &+= UInt64(count - Int(sent)) }
-        count = 0
+        queued = 0
         used = 0
     }
 }
