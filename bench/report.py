@@ -52,6 +52,8 @@ def summary(server, mode, direction):
         s["cpu_s"] = cpu
         s["gb"] = gb
         s["cpu_per_gb"] = cpu / gb if gb > 0 else None
+        # Each run's own CPU per GB, by round, for the spread the tables show.
+        s["cpu_runs"] = {r.get("round", i): r.get("gw_cpu_s", 0) / (r["bytes"] / 1e9) for i, r in enumerate(used) if r["bytes"] > 0}
         s["client_cpu_per_gb"] = sum(r.get("client_cpu_s", 0) for r in used) / gb if gb > 0 else None
         secs = sum(r.get("seconds", 0) for r in used)
         s["client_util"] = 100 * sum(r.get("client_cpu_s", 0) for r in used) / secs if secs > 0 else None
@@ -62,6 +64,22 @@ def summary(server, mode, direction):
         s["tls_cipher"] = sorted({r.get("tls_cipher", "?") for r in used})
         s["dtls_cipher"] = sorted({r.get("dtls_cipher", "-") for r in used if r.get("channel") == "DTLS"})
     return s
+
+
+def round_ratios(s, o):
+    """mstunnel's CPU per GB over ocserv's, round by round (the gateways alternate within a round)."""
+    a, b = s.get("cpu_runs", {}), o.get("cpu_runs", {})
+    return [a[k] / b[k] for k in a if k in b and b[k] > 0]
+
+
+def spread_cell(value, runs):
+    """The figure, and the lowest–highest single run when there is more than one."""
+    runs = list(runs)
+    if value is None:
+        return "–"
+    if len(runs) < 2:
+        return fmt(value, 2)
+    return f"{fmt(value, 2)} ({fmt(min(runs), 2)}–{fmt(max(runs), 2)})"
 
 
 S = {(sv, m, d): summary(sv, m, d) for sv in SERVERS for m, _ in MODES for d, _ in DIRS}
@@ -154,7 +172,7 @@ w(f"Raw routed path, no VPN (client → gateway namespace, kernel forwarding →
   f"up {mbps_cell(RAW['up'], 1)} Mbit/s, down {mbps_cell(RAW['down'], 1)} Mbit/s.")
 w("")
 w("| mode | direction | ocserv channel | ocserv Mbit/s | mstunnel channel | mstunnel Mbit/s | Mbit/s ratio | "
-  "ocserv CPU s/GB | mstunnel-server CPU s/GB | CPU/GB ratio | mstunnel-auth CPU s |")
+  "ocserv CPU s/GB (runs) | mstunnel-server CPU s/GB (runs) | CPU/GB ratio (per round) | mstunnel-auth CPU s |")
 w("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for mode, mlabel in MODES:
     for d, dlabel in DIRS:
@@ -163,7 +181,8 @@ for mode, mlabel in MODES:
         oc, sc = o.get("cpu_per_gb"), s.get("cpu_per_gb")
         cr = sc / oc if oc and sc is not None else None
         w(f"| {mlabel} | {d} | {channel(o)} | {mbps_cell(o)} | {channel(s)} | {mbps_cell(s)} | {fmt(tr, 2)} | "
-          f"{fmt(oc, 2)} | {fmt(sc, 2)} | {fmt(cr, 2)} | {fmt(s.get('auth_cpu_s'), 2)} |")
+          f"{spread_cell(oc, o.get('cpu_runs', {}).values())} | {spread_cell(sc, s.get('cpu_runs', {}).values())} | "
+          f"{spread_cell(cr, round_ratios(s, o))} | {fmt(s.get('auth_cpu_s'), 2)} |")
 w("")
 notes = []
 for (sv, mode, d), s in S.items():
