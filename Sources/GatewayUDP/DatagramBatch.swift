@@ -8,7 +8,7 @@ import Glibc
 public final class DatagramSlots {
     public static let slotSize = 2048
     public let capacity: Int
-    let slots: UnsafeMutablePointer<CGatewayShims_Datagram>
+    @usableFromInline let slots: UnsafeMutablePointer<CGatewayShims_Datagram>
     private let storage: UnsafeMutableRawPointer
 
     public init(capacity: Int = 64) {
@@ -34,6 +34,8 @@ public final class DatagramSlots {
     }
 
     /// Datagram `i` of the last `receive`: its bytes and its sender, valid until the next.
+    /// Inlinable: the gateway calls it for every datagram it receives.
+    @inlinable
     public func datagram(_ i: Int) -> (bytes: UnsafeRawBufferPointer, sender: UnsafeMutablePointer<sockaddr_storage>, senderLength: UInt32) {
         let slot = slots + i
         let sender = (UnsafeMutableRawPointer(slot) + MemoryLayout<CGatewayShims_Datagram>.offset(of: \.addr)!)
