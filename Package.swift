@@ -77,7 +77,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayDataplane", dependencies: ["GatewaySystem", 
-            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayUDP", "GatewayHostNetwork", "GatewaySessionCore", "CGatewayShims",
+            "GatewayCore", "GatewayWire", "GatewayIPC", "GatewayTLS", "GatewayTUN", "GatewayUDP", "GatewayHostNetwork", "GatewaySessionCore", "GatewaySandbox", "CGatewayShims",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewayLogging", dependencies: [

@@ -168,6 +168,7 @@ wait_for "mst-cli agent status --json: checked in" 100 agent_checked_in
 check "mst-cli auth status --json" sh -c "$W/mst-cli auth status --json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"process\"]==\"mstunnel-auth\"'"
 check "mst-cli server show sessions --json (a list)" sh -c "$W/mst-cli server show sessions --json | python3 -c 'import json,sys; assert isinstance(json.load(sys.stdin), list)'"
 check "mst-cli diagnose --json: nothing failed" sh -c "$W/mst-cli diagnose --json | python3 -c 'import json,sys; c=json.load(sys.stdin)[\"checks\"]; bad=[x for x in c if x[\"status\"]==\"failed\"]; assert not bad, bad'"
+check "mst-cli diagnose --json: the installed gateway is confined" sh -c "$W/mst-cli diagnose --json | python3 -c 'import json,sys; c=[x for x in json.load(sys.stdin)[\"checks\"] if x[\"name\"]==\"gateway confinement\"]; assert c and c[0][\"status\"]==\"ok\", c'"
 check "mst-cli server logs --tail 5 (JSON lines)" sh -c "$W/mst-cli server logs --tail 5 2>&1 | head -1 | python3 -c 'import json,sys; json.loads(sys.stdin.readline())'"
 check "mst-cli server stop" cli server stop
 check "mst-cli diagnose says the server is down and what to do (exit 1)" sh -c "$W/mst-cli diagnose > '$W/diag.txt'; test \$? = 1 && grep -q 'FAILED  mstunnel-server' '$W/diag.txt' && grep -q 'mst-cli server start' '$W/diag.txt'"

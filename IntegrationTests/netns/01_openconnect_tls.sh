@@ -29,6 +29,12 @@ check "the host-network helper is the gateway's child" test -n "$HELPER_PID"
 check "the helper keeps CAP_NET_ADMIN only" test "$(status_field "$HELPER_PID" CapEff)" = 0000000000001000
 check "the helper's bounding set is CAP_NET_ADMIN only" test "$(status_field "$HELPER_PID" CapBnd)" = 0000000000001000
 check "the gateway logged its confinement" grep -q '"msg":"gateway.confined".*CapEff 0' "$WORK/server.log"
+"$BIN/mst-cli" server show status --run-dir "$RUN" --json > "$WORK/status-confined.json"
+check "mst-cli server show status --json: confinement as the kernel reports it" python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["confinement"]
+sys.exit(0 if (c["uid"], c["gid"], c["effectiveCapabilities"], c["noNewPrivileges"], c["seccompMode"]) == (994, 990, 0, True, 2) else 1)' "$WORK/status-confined.json"
+check "mst-cli server show status: says it is confined" sh -c "'$BIN/mst-cli' server show status --run-dir '$RUN' | grep -q 'confinement: *uid 994:990, no capabilities, system-call filter on'"
 check "the helper set up the TUN and NAT" grep -q '"msg":"host.changed".*nat 100.64.0.0/24' "$WORK/server.log"
 ip netns exec "$NS_G" "$BIN/mstunnel-server" --check-sandbox --run-as "$GW_ACCOUNT" > "$WORK/sandbox.txt" 2>&1 || true
 check "--check-sandbox: all as designed" sh -c "! grep -q FAIL '$WORK/sandbox.txt' && test \$(grep -c '^ok' '$WORK/sandbox.txt') -ge 10"

@@ -3,6 +3,7 @@ import Glibc
 import GatewayCore
 import GatewayHostNetwork
 import GatewayIPC
+import GatewaySandbox
 import GatewaySessionCore
 import GatewayTLS
 import GatewayTUN
@@ -60,6 +61,10 @@ extension Gateway {
             status.dtlsDirectSessions = overDTLS.filter { $0.dtls?.connection.sealsDirectly ?? false }.count
             status.transitPackets = transit.packets
             status.transitNanos = transit.weightedNanos
+            let own = ProcessSecurity.current()
+            status.confinement = ProcessConfinement(uid: own.uids.dropFirst().first ?? 0, gid: own.gids.dropFirst().first ?? 0,
+                                                    effectiveCapabilities: own.effectiveCapabilities,
+                                                    noNewPrivileges: own.noNewPrivileges, seccompMode: own.seccompMode)
             return .serverStatus(status)
         case .listSessions(let q):
             let now = monotonicSeconds()

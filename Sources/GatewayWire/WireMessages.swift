@@ -135,6 +135,9 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// upper bound per loop turn). The agent reports Δnanos / Δpackets as `latency`.
     public var transitPackets: UInt64?
     public var transitNanos: UInt64?
+    /// How the gateway process is confined right now, from its own /proc/self/status
+    /// (added in 0.1.5; see docs/architecture.md, "Least privilege").
+    public var confinement: ProcessConfinement?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,
@@ -153,6 +156,34 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
         self.rxBytes = rxBytes
         self.txBytes = txBytes
         self.authAvailable = authAvailable
+    }
+}
+
+/// A process's privileges as the kernel reports them.
+public struct ProcessConfinement: Codable, Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    /// The effective capability set, as the bit mask /proc shows in hex (`CapEff`).
+    public var effectiveCapabilities: UInt64
+    public var noNewPrivileges: Bool
+    /// 0 none, 1 strict, 2 a seccomp filter.
+    public var seccompMode: Int
+
+    public init(uid: UInt32, gid: UInt32, effectiveCapabilities: UInt64, noNewPrivileges: Bool, seccompMode: Int) {
+        self.uid = uid
+        self.gid = gid
+        self.effectiveCapabilities = effectiveCapabilities
+        self.noNewPrivileges = noNewPrivileges
+        self.seccompMode = seccompMode
+    }
+
+    /// Confined as designed: not root, no capability, under its system-call filter.
+    public var isConfined: Bool { uid != 0 && effectiveCapabilities == 0 && noNewPrivileges && seccompMode == 2 }
+
+    public var summary: String {
+        isConfined
+            ? "uid \(uid):\(gid), no capabilities, system-call filter on"
+            : "NOT CONFINED: uid \(uid), capabilities \(String(effectiveCapabilities, radix: 16)), seccomp \(seccompMode == 2 ? "on" : "off")"
     }
 }
 

@@ -51,6 +51,10 @@ struct Diagnose: ParsableCommand {
                 action: "mst-cli server logs --tail 50 (is it waiting for admin-settings.json? then the agent has not written it: mst-cli agent logs)")
         }
         if let s = status {
+            if let c = s.confinement {
+                add("gateway confinement", c.isConfined, c.summary, warning: true,
+                    action: "start the gateway with --run-as 994:990 and SETUID/SETGID/SETPCAP in cap_add (compose.yaml from the image)")
+            }
             add("auth plugin", s.authAvailable, s.authAvailable ? "connected to the gateway" : "the gateway cannot reach mstunnel-auth",
                 action: "mst-cli auth logs --tail 50 (auth.json problems are named there)")
             let used = s.poolSize > 0 ? Double(s.poolInUse) / Double(s.poolSize) : 0

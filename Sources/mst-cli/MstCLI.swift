@@ -118,6 +118,7 @@ struct Server: ParsableCommand {
             if let d = s.dtlsSessions {
                 print("over DTLS:          \(d) sessions" + (s.dtlsDirectSessions.map { " (\($0) with records sealed directly)" } ?? ""))
             }
+            if let c = s.confinement { print("confinement:        \(c.summary)") }
             if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "
