@@ -124,19 +124,3 @@ public final class HostNetworkClient: HostNetworkControl {
         }
     }
 }
-
-/// Host changes made by the calling process itself, for the tests of the code around it.
-public final class InProcessHostNetwork: HostNetworkControl {
-    public let converger: HostNetworkConverger
-
-    public init(tun: String, commands: any HostCommands) {
-        converger = HostNetworkConverger(tun: tun, commands: commands)
-    }
-
-    @discardableResult
-    public func apply(_ state: HostNetworkState?) throws -> HostNetworkResponse {
-        let r = converger.converge(to: state)
-        guard r.applied else { throw HostNetworkError(r.error ?? "refused") }
-        return r
-    }
-}

@@ -83,10 +83,6 @@ public struct PATRules: Sendable {
     public let pool6: IPv6Prefix?
     public let tunName: String
 
-    public init(pool: IPv4Prefix, pool6: IPv6Prefix?, tunName: String) {
-        self.init(pools: [pool], pool6: pool6, tunName: tunName)
-    }
-
     public init(pools: [IPv4Prefix], pool6: IPv6Prefix?, tunName: String) {
         self.pools = pools
         self.pool6 = pool6
