@@ -165,7 +165,7 @@ let package = Package(
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayHostNetworkTests", dependencies: ["GatewayHostNetwork", "GatewayWire", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewaySandboxTests", dependencies: ["GatewaySandbox"], swiftSettings: strict),
-        .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire"], swiftSettings: strict),
+        .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayUDP", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),

@@ -13,16 +13,7 @@ final class AuthChannel {
     struct Pending {
         let connectionSlot: Int32
         let connectionGeneration: UInt32
-        let purpose: Purpose
         let sentAt: Int64
-    }
-
-    enum Purpose {
-        /// An HTTP login (Bearer header or form password); answer with `complete` + cookie.
-        case login(TokenTransport)
-        /// A CONNECT whose cookie is itself a token; on success the session is created
-        /// under that cookie and the tunnel starts.
-        case connect(request: HTTPRequest, cookieKey: CookieKey)
     }
 
     let socketPath: String
@@ -66,15 +57,15 @@ final class AuthChannel {
     }
 
     /// Queues a validation request. Nil when auth is unreachable.
-    func validate(token: String, transport: TokenTransport, peer: String, purpose: Purpose,
-                  connection: ClientConnection, now: Int64) -> UInt64? {
+    /// What the answer is for lives in the connection's `LoginConversation`.
+    func validate(token: String, transport: TokenTransport, peer: String, connection: ClientConnection, now: Int64) -> UInt64? {
         guard ensureConnected(now: now) else { return nil }
         let id = nextId
         nextId += 1
         let request = WireEnvelope(id: id, .request(.validateToken(ValidateTokenRequest(token: token, transport: transport, peerAddress: peer))))
         guard let bytes = try? WireCodec.encode(request) else { return nil }
         outbound.append(contentsOf: bytes)
-        pending[id] = Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, purpose: purpose, sentAt: now)
+        pending[id] = Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now)
         flush()
         return fd >= 0 ? id : nil
     }

@@ -1,21 +1,20 @@
 import GatewayCore
+import GatewaySessionCore
 import GatewayTLS
 
 /// One client TCP connection: TLS handshake, then HTTP login requests, then (after a
 /// CONNECT) the CSTP tunnel of one session.
 final class ClientConnection {
-    /// Where the connection is; the tunnel state carries its session, so "in the tunnel"
-    /// and "has a session" cannot disagree.
+    /// Where the connection is. The login phase's own states (handshake, reading,
+    /// waiting for auth, closing) are the conversation's; the tunnel state carries its
+    /// session, so "in the tunnel" and "has a session" cannot disagree.
     enum State {
-        case handshake
-        case http
-        /// A request waits for mstunnel-auth; its id is in the auth channel's table.
-        case waitingAuth
+        case login
         case tunnel(Session)
         case closed
     }
 
-    /// The state without its data, for comparisons.
+    /// The state without its data, for comparisons and timeouts.
     enum Phase: Equatable {
         case handshake, http, waitingAuth, tunnel, closed
     }
@@ -24,25 +23,27 @@ final class ClientConnection {
     let generation: UInt32
     let fd: Int32
     let tls: TLSConnection
+    /// What `tls` reads: filled by one `recv` per wakeup (see `Gateway.readClient`).
+    let input: InboundBuffer
     let peer: String
     let acceptedAt: Int64
-    var state: State = .handshake
-    var parser = HTTPRequestParser()
+    var state: State = .login
+    /// The login phase (GatewaySessionCore): requests, token paths, the wait for auth.
+    var login = LoginConversation()
     var lastReceive: Int64
     /// Bytes of a CSTP frame split across TLS records (rare: openconnect sends one frame
     /// per record). Empty, and unallocated, in the common case.
     var partial: [UInt8] = []
-    var userAgent: String?
     var writeBlocked = false
     var inDirtyList = false
     var inReadAgainList = false
-    var closeAfterFlush = false
 
-    init(slot: Int32, generation: UInt32, fd: Int32, tls: TLSConnection, peer: String, now: Int64) {
+    init(slot: Int32, generation: UInt32, fd: Int32, tls: TLSConnection, input: InboundBuffer, peer: String, now: Int64) {
         self.slot = slot
         self.generation = generation
         self.fd = fd
         self.tls = tls
+        self.input = input
         self.peer = peer
         acceptedAt = now
         lastReceive = now
@@ -53,12 +54,21 @@ final class ClientConnection {
     @inline(__always)
     var phase: Phase {
         switch state {
-        case .handshake: return .handshake
-        case .http: return .http
-        case .waitingAuth: return .waitingAuth
         case .tunnel: return .tunnel
         case .closed: return .closed
+        case .login:
+            switch login.state {
+            case .handshake: return .handshake
+            case .awaitingAuth, .awaitingSession: return .waitingAuth
+            case .reading, .closing, .tunnel: return .http
+            }
         }
+    }
+
+    /// A final response is queued: close once it is sent.
+    var closesAfterFlush: Bool {
+        if case .login = state { return login.state == .closing }
+        return false
     }
 
     /// The session this connection carries (only in the tunnel).

@@ -8,6 +8,7 @@ import GatewayTLS
 import GatewayTUN
 import GatewayWire
 import Logging
+import GatewaySystem
 
 /// Client connections: accept, read, the per-turn flush of their TLS output, close; the
 /// session event log and log metadata they share.
@@ -38,13 +39,14 @@ extension Gateway {
             }
             connectionGenerations[Int(slot)] &+= 1
             let generation = connectionGenerations[Int(slot)] & 0xFF_FFFF
+            let input = InboundBuffer()
             let output = OutboundBuffer(pool: bufferPool)
-            guard let conn = try? tls.makeConnection(fd: fd, output: output) else {
+            guard let conn = try? tls.makeConnection(input: input, output: output) else {
                 close(fd)
                 freeConnectionSlots.append(slot)
                 continue
             }
-            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, peer: Self.describe(&ss), now: now)
+            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, input: input, peer: Self.describe(&ss), now: now)
             connections[Int(slot)] = c
             do {
                 try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
@@ -70,7 +72,7 @@ extension Gateway {
                 c.writeBlocked = false
                 loop.modify(c.fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
             }
-            if c.closeAfterFlush { closeConnection(c, reason: "response sent") }
+            if c.closesAfterFlush { closeConnection(c, reason: "response sent") }
         case .blocked:
             if !c.writeBlocked {
                 c.writeBlocked = true
@@ -87,37 +89,63 @@ extension Gateway {
             if c.phase == .closed { return }
         }
         guard events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { return }
-        if c.phase == .handshake {
-            switch c.tls.handshake() {
-            case .done:
-                c.state = .http
-                markDirty(c)
-            case .wantRead, .wantWrite:
-                markDirty(c)
-                return
-            case .closed:
-                closeConnection(c, reason: "closed during handshake")
-                return
-            case .failed(let why):
-                logger.info("tls.handshake_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
-                closeConnection(c, reason: "handshake failed")
-                return
-            }
-        }
         readClient(c)
     }
 
     /// Most TLS records read from one connection per wakeup: one busy (or hostile)
     /// client must not keep the loop from everyone else. The rest is read on the next
-    /// turn (level-triggered epoll, or the `readAgain` list for bytes OpenSSL holds).
+    /// turn (level-triggered epoll, or the `readAgain` list for bytes the connection holds
+    /// that epoll cannot see).
     static let recordsPerWakeup = 64
 
+    /// One read pass: `recv` into the loop's shared area (lent to the connection's
+    /// `InboundBuffer` until the pass ends), then the handshake or `SSL_read` record by
+    /// record. A pass that starts with bytes the connection kept from the last one reads
+    /// those first and leaves the socket to the next wakeup.
     func readClient(_ c: ClientConnection) {
+        let input = c.input
+        // The area is shared: whatever this pass leaves unread is copied out before the
+        // next connection's pass uses it.
+        defer { input.settle() }
         let buf = io.baseAddress!
         let cap = io.count
         let now = monotonicSeconds()
+        var mayReceive = input.isEmpty
         var records = 0
         while c.phase != .closed {
+            if input.isEmpty, !input.endOfStream {
+                guard mayReceive else { return }
+                switch input.receive(fd: c.fd, into: tlsReceiveArea) {
+                case .received(let n):
+                    // A full area means more may be waiting: receive again when it is read.
+                    mayReceive = n == tlsReceiveArea.count
+                case .wouldBlock:
+                    return
+                case .endOfStream:
+                    break  // OpenSSL reads the end of stream below and says how it ended.
+                case .failed(let e):
+                    logger.debug("tls.receive_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(SystemError.reason(e))"])
+                    closeConnection(c, reason: "receive failed")
+                    return
+                }
+            }
+            if c.phase == .handshake {
+                switch c.tls.handshake() {
+                case .done:
+                    c.login.handshakeDone()
+                    markDirty(c)
+                    continue
+                case .wantRead, .wantWrite:
+                    markDirty(c)
+                    continue
+                case .closed:
+                    closeConnection(c, reason: "closed during handshake")
+                case .failed(let why):
+                    logger.info("tls.handshake_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                    closeConnection(c, reason: "handshake failed")
+                }
+                return
+            }
             if records == Self.recordsPerWakeup {
                 if c.tls.hasPending, !c.inReadAgainList {
                     c.inReadAgainList = true
@@ -132,21 +160,13 @@ extension Gateway {
                 c.lastReceive = now
                 if c.phase == .tunnel {
                     receiveCSTP(c, UnsafeRawBufferPointer(start: buf, count: n), now: now)
-                } else if c.closeAfterFlush {
-                    // A final response is on its way; whatever else the client sends is moot.
-                    continue
                 } else {
-                    c.parser.append(UnsafeRawBufferPointer(start: buf, count: n))
-                    if c.phase == .http {
-                        processRequests(c)
-                    } else if c.parser.buffered > HTTPRequestParser.maxHeaderBytes + HTTPRequestParser.maxBodyBytes {
-                        // Pipelining this much while a login is being checked is abuse.
-                        logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
-                        closeConnection(c, reason: "request flood while waiting for auth")
-                    }
+                    loginInput(c, UnsafeRawBufferPointer(start: buf, count: n))
                 }
             case .wantRead, .wantWrite:
-                return
+                // Everything given was read (a partial record waits inside OpenSSL);
+                // the loop above receives more if the last receive filled the area.
+                continue
             case .closed:
                 closeConnection(c, reason: "peer closed")
                 return
@@ -164,6 +184,7 @@ extension Gateway {
         guard c.phase != .closed else { return }
         let carried = c.session
         c.state = .closed
+        c.input.discard()
         c.tls.shutdown()
         _ = c.tls.output.flush(fd: c.fd)
         c.tls.output.release()

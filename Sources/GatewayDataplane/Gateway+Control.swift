@@ -34,9 +34,7 @@ extension Gateway {
 
     func failAuth(_ p: AuthChannel.Pending, reason: String) {
         guard let c = connection(for: p) else { return }
-        logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "\(reason)"])
-        c.state = .http
-        reply(c, .unavailable(reason))
+        authUnavailable(c, reason: reason)
     }
 
     // MARK: control socket

@@ -5,53 +5,52 @@ import GatewayTLS
 import GatewayWire
 import Logging
 
-/// The login phase, carried out: `LoginFlow` (GatewaySessionCore) decides from the
-/// request what happens; this file does it — sends, asks mstunnel-auth, creates sessions.
+/// The login phase, carried out: `LoginConversation` (GatewaySessionCore) reads the
+/// requests and says what to do; this file does it — sends, asks mstunnel-auth, logs,
+/// creates sessions, starts tunnels.
 extension Gateway {
-    func processRequests(_ c: ClientConnection) {
-        while c.phase == .http, !c.closeAfterFlush {
-            let request: HTTPRequest?
-            do {
-                request = try c.parser.next()
-            } catch {
-                logger.info("http.bad_request", metadata: ["peer.address": "\(c.peer)", "error": "\(error)"])
-                c.parser.reset()
-                reply(c, .badRequest("bad request: \(error)"))
-                return
-            }
-            guard let request else { return }
-            c.userAgent = request.header("user-agent")
-            perform(LoginFlow.step(for: request), c, request)
-        }
+    /// Decrypted bytes from a connection in its login phase.
+    func loginInput(_ c: ClientConnection, _ bytes: UnsafeRawBufferPointer) {
+        perform(c.login.received(bytes) { isSession($0) }, c)
     }
 
-    private func perform(_ step: LoginStep, _ c: ClientConnection, _ r: HTTPRequest) {
-        switch step {
-        case .reply(let answer):
-            if answer == .cookieNotAcceptable { logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "no webvpn cookie"]) }
-            reply(c, answer)
-        case .validate(let token, let transport):
-            startValidation(c, token: token, transport: transport, purpose: .login(transport))
-        case .refuseToken(let transport, let reason):
-            rejectLogin(c, transport: transport, code: "malformed", reason: reason)
-            reply(c, .unauthorized)
-        case .connect(let cookie):
-            let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
-            let session = sessions.lookup(key)
-            switch LoginFlow.connect(cookie: cookie, hasSession: session != nil) {
-            case .attach: if let session { attach(c, session, r) }
-            case .validateCookie(let token):
-                startValidation(c, token: token, transport: .cookie, purpose: .connect(request: r, cookieKey: key))
+    func isSession(_ cookie: String) -> Bool {
+        sessions.lookup(CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))) != nil
+    }
+
+    func perform(_ actions: [LoginAction], _ c: ClientConnection) {
+        for action in actions {
+            guard c.phase != .closed else { return }
+            switch action {
             case .reply(let answer):
-                logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "unknown or expired session cookie"])
-                reply(c, answer)
+                if answer == .cookieNotAcceptable {
+                    logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "no session has this cookie, or it has expired"])
+                }
+                writeRecord(c, answer.response().serialized())
+            case .validate(let token, let transport):
+                startValidation(c, token: token, transport: transport)
+            case .reject(let transport, let code, let reason):
+                rejectLogin(c, transport: transport, code: code, reason: reason)
+            case .malformed(let why):
+                logger.info("http.bad_request", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+            case .flood:
+                logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
+                closeConnection(c, reason: "request flood while waiting for auth")
+            case .createSession(let identity, let transport):
+                let cookieBytes = GatewayCrypto.randomBytes(32)
+                let cookie = Data(cookieBytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
+                let decision: LoginReply
+                switch createSession(c, identity: identity, transport: transport, cookieKey: key) {
+                case .success: decision = .loginComplete(cookie: cookie, banner: settings.advanced.banner)
+                case .failure(let refusal): decision = refusal.reply
+                }
+                perform(c.login.sessionDecided(decision) { isSession($0) }, c)
+            case .startTunnel(let cookie, let identity, let request):
+                startTunnel(c, cookie: cookie, identity: identity, request: request)
             }
         }
-    }
-
-    func reply(_ c: ClientConnection, _ answer: LoginReply) {
-        writeRecord(c, answer.response().serialized())
-        if answer.closes { c.closeAfterFlush = true }
     }
 
     private func rejectLogin(_ c: ClientConnection, transport: TokenTransport, code: String, reason: String) {
@@ -63,51 +62,53 @@ extension Gateway {
         }
     }
 
-    private func startValidation(_ c: ClientConnection, token: String, transport: TokenTransport, purpose: AuthChannel.Purpose) {
-        c.state = .waitingAuth
-        if auth.validate(token: token, transport: transport, peer: c.peer, purpose: purpose, connection: c, now: monotonicSeconds()) == nil {
-            c.state = .http
-            logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "authentication service unreachable at \(options.authSocket)"])
-            reply(c, .unavailable("authentication service unavailable"))
+    private func startValidation(_ c: ClientConnection, token: String, transport: TokenTransport) {
+        if auth.validate(token: token, transport: transport, peer: c.peer, connection: c, now: monotonicSeconds()) == nil {
+            authUnavailable(c, reason: "authentication service unreachable at \(options.authSocket)",
+                            clientReason: "authentication service unavailable")
         }
+    }
+
+    /// No answer will come for `c`'s token: a 503 that says why.
+    func authUnavailable(_ c: ClientConnection, reason: String, clientReason: String? = nil) {
+        logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "\(reason)"])
+        perform(c.login.authUnavailable(clientReason ?? reason), c)
     }
 
     /// The answer from mstunnel-auth for a waiting connection.
     func authCompleted(_ p: AuthChannel.Pending, _ response: ValidateTokenResponse) {
         guard let c = connection(for: p) else { return }
-        c.state = .http
-        let transport: TokenTransport
-        let forConnect: Bool
-        switch p.purpose {
-        case .login(let t): (transport, forConnect) = (t, false)
-        case .connect: (transport, forConnect) = (.cookie, true)
-        }
-        switch LoginFlow.outcome(response, forConnect: forConnect) {
-        case .refuse(let answer, let code, let reason):
-            rejectLogin(c, transport: transport, code: code, reason: reason)
-            reply(c, answer)
-            return
-        case .accept(let identity):
-            switch p.purpose {
-            case .login(let t):
-                let cookieBytes = GatewayCrypto.randomBytes(32)
-                let cookie = Data(cookieBytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-                guard createSession(c, identity: identity, transport: t, cookieKey: CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))) != nil else { return }
-                reply(c, .loginComplete(cookie: cookie, banner: settings.advanced.banner))
-            case .connect(let request, let key):
-                // Another connection may have created the session for this token meanwhile.
-                let session = sessions.lookup(key) ?? createSession(c, identity: identity, transport: .cookie, cookieKey: key)
-                guard let session else { return }
-                attach(c, session, request)
-            }
-        }
-        // Requests the client pipelined while we waited.
-        if c.phase == .http { processRequests(c) }
+        perform(c.login.authAnswered(response), c)
     }
 
-    /// Creates a session with a fresh address. On failure the client has been answered.
-    private func createSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Session? {
+    /// A CONNECT: the session under `cookie` (created for `identity` when the cookie was
+    /// a token and no session has it yet) takes this connection as its tunnel.
+    private func startTunnel(_ c: ClientConnection, cookie: String, identity: Identity?, request: HTTPRequest) {
+        let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
+        var session = sessions.lookup(key)
+        if session == nil, let identity {
+            switch createSession(c, identity: identity, transport: .cookie, cookieKey: key) {
+            case .success(let s): session = s
+            case .failure(let refusal):
+                perform(c.login.sessionDecided(refusal.reply) { isSession($0) }, c)
+                return
+            }
+        }
+        guard let session else {
+            // The session ended between the lookup and now (never within one call today).
+            logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "unknown or expired session cookie"])
+            perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
+            return
+        }
+        attach(c, session, request)
+    }
+
+    struct SessionRefusal: Error {
+        let reply: LoginReply
+    }
+
+    /// Creates a session with a fresh address, or says what to answer instead.
+    private func createSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Result<Session, SessionRefusal> {
         let limits = SessionAdmission.Limits(maxSessions: settings.advanced.maxSessions, maxSessionsPerUser: settings.advanced.maxSessionsPerUser)
         let mine = sessions.sessions(ofUser: identity.userId)
         switch SessionAdmission.decide(limits, total: sessions.count, user: mine.map { .init(slot: $0.slot, connected: $0.connection != nil) }) {
@@ -117,15 +118,13 @@ extension Gateway {
         case .refuse(let answer, let reason):
             logger.warning("session.refused", metadata: ["reason": "\(reason)", "limit": "\(reason.hasPrefix("max-sessions-per-user") ? limits.maxSessionsPerUser : limits.maxSessions)",
                                                          "user.id": "\(identity.userId)", "user.name": "\(identity.userName)"])
-            reply(c, answer)
-            return nil
+            return .failure(SessionRefusal(reply: answer))
         }
         let slot = sessions.reserveSlot()
         guard let address = pool.allocate(owner: slot, hint: stableHash(identity.userId)) else {
             sessions.unreserve(slot)
             logger.error("pool.exhausted", metadata: ["pool": "\(settings.pool)", "in_use": "\(pool.inUse)", "user.id": "\(identity.userId)"])
-            reply(c, .unavailable("no free client address"))
-            return nil
+            return .failure(SessionRefusal(reply: .unavailable("no free client address")))
         }
         let now = monotonicSeconds()
         let timeout = settings.advanced.sessionTimeout
@@ -133,20 +132,20 @@ extension Gateway {
                         address: address, now: now, deadline: timeout > 0 ? now + Int64(timeout) : 0)
         s.detachedAt = now
         s.remoteAddress = c.peer
-        s.userAgent = c.userAgent
+        s.userAgent = c.login.userAgent
         sessions.insert(s)
         counters.totalSessions += 1
         logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)"]))
-        return s
+        return .success(s)
     }
 
     /// Binds `c` to `s` and starts the tunnel. A session already on another connection
     /// moves to this one (the client reconnected; the old socket is stale).
-    func attach(_ c: ClientConnection, _ s: Session, _ r: HTTPRequest) {
+    private func attach(_ c: ClientConnection, _ s: Session, _ r: HTTPRequest) {
         let now = monotonicSeconds()
         guard Expiry.mayAttach(deadline: s.deadline, now: now) else {
             endSession(s, reason: "session-timeout")
-            reply(c, .cookieNotAcceptable)
+            perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
             return
         }
         if let old = s.connection, old !== c {
@@ -176,13 +175,13 @@ extension Gateway {
         s.baseMTU = params.baseMTU
         s.mtu = params.mtu
         let head = Array(params.responseHead(serverName: "mstunnel \(options.version)").utf8)
+        let rest = c.login.tunnelStarted()
         c.state = .tunnel(s)
         writeRecord(c, head)
         logger.info(reconnect ? "session.reconnected" : "session.connected",
                     metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)",
                                                   "dtls.offered": "\(params.dtls != nil)"]))
         if firstConnect { recordEvent(.sessionConnected, s) }
-        let rest = c.parser.takeRemainder()
         if !rest.isEmpty {
             rest.withUnsafeBytes { receiveCSTP(c, $0, now: now) }
         }

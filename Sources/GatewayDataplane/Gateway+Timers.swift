@@ -31,6 +31,10 @@ extension Gateway {
             }
             if let reason = Expiry.connection(stage: stage, acceptedAt: c.acceptedAt, lastReceive: c.lastReceive, now: now, timeouts) {
                 closeConnection(c, reason: reason)
+            } else if now - c.lastReceive >= 1, c.tls.output.isEmpty {
+                // Idle for a second: libssl's record buffers (~34 KB) go back until the
+                // next record (thousands of idle sessions).
+                c.tls.releaseIdleBuffers()
             }
         }
         for s in sessions.all {

@@ -101,6 +101,10 @@ public final class Gateway {
     var control: ControlServer?
     /// One buffer for every read: 8 bytes of CSTP headroom + the largest packet/record.
     let io: UnsafeMutableRawBufferPointer
+    /// Where each client connection's one `recv` per wakeup lands, lent to its
+    /// `InboundBuffer` for that read pass only: one area for every connection, instead of
+    /// a read-ahead buffer inside each connection's SSL.
+    let tlsReceiveArea: UnsafeMutableRawBufferPointer
     /// Where TUN reads land: room before the packet for the CSTP header (8), and with
     /// offload the 10-byte virtio header sits here too.
     static let tunReadOffset = 16
@@ -190,6 +194,7 @@ public final class Gateway {
         tls = try TLSServerContext(certificate: options.certificate)
         pool = AddressPool(prefix: options.settings.pool)
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
+        tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
         tun = try TUNDevice(name: options.tunName, offload: options.tunOffload)
         self.host = host
@@ -227,6 +232,7 @@ public final class Gateway {
 
     deinit {
         io.deallocate()
+        tlsReceiveArea.deallocate()
         zeroVirtioHeader.deallocate()
     }
 

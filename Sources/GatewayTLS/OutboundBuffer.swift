@@ -91,6 +91,15 @@ public final class OutboundBuffer {
         return .drained
     }
 
+    /// Takes every queued byte out (a memory transport: tests hand them to the peer's
+    /// `InboundBuffer`).
+    public func take() -> [UInt8] {
+        guard let base, head < tail else { return [] }
+        let bytes = Array(UnsafeRawBufferPointer(start: base + head, count: tail - head))
+        release()
+        return bytes
+    }
+
     /// Drops queued bytes and returns the chunk to the pool.
     public func release() {
         if let b = base {

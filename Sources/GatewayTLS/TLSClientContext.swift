@@ -36,6 +36,15 @@ public final class TLSClientContext: @unchecked Sendable {
     /// flushes. `serverName` is sent as SNI; leave it nil for an IP literal (as
     /// openconnect does).
     public func makeConnection(fd: Int32, output: OutboundBuffer, serverName: String? = nil) throws -> TLSConnection {
+        try makeConnection(reading: .socket(fd), output: output, serverName: serverName)
+    }
+
+    /// A client-side connection over memory: it reads what the caller puts in `input`.
+    public func makeConnection(input: InboundBuffer, output: OutboundBuffer, serverName: String? = nil) throws -> TLSConnection {
+        try makeConnection(reading: .buffer(input), output: output, serverName: serverName)
+    }
+
+    private func makeConnection(reading source: TLSConnection.Source, output: OutboundBuffer, serverName: String?) throws -> TLSConnection {
         ERR_clear_error()
         guard let ssl = SSL_new(ctx) else { throw TLSError.drain("SSL_new") }
         if let serverName {
@@ -48,9 +57,10 @@ public final class TLSClientContext: @unchecked Sendable {
                 throw TLSError.drain("SNI \(serverName)")
             }
         }
-        try TLSConnection.attach(ssl, fd: fd, output: output)
+        try TLSConnection.attach(ssl, reading: source, output: output)
         SSL_set_connect_state(ssl)
-        return TLSConnection(ssl: ssl, output: output)
+        let input: InboundBuffer? = if case .buffer(let b) = source { b } else { nil }
+        return TLSConnection(ssl: ssl, input: input, output: output)
     }
 }
 

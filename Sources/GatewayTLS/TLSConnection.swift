@@ -1,26 +1,48 @@
 import COpenSSL
 
-/// One TLS connection over a non-blocking socket. Not thread-safe: owned by the
-/// event loop that drives it. Results are values, never throws, because they are on
-/// the per-packet path; WANT_READ/WANT_WRITE are ordinary outcomes.
+/// One TLS connection. Not thread-safe: owned by the event loop that drives it. Results
+/// are values, never throws, because they are on the per-packet path;
+/// WANT_READ/WANT_WRITE are ordinary outcomes.
+///
+/// It does no I/O of its own on the gateway: it reads the bytes its owner put in `input`
+/// and writes records into `output`, which the owner sends. The same connection therefore
+/// runs over a socket in production and over plain memory in tests (a whole login is
+/// played that way in GatewayDataplaneTests).
 public final class TLSConnection {
     let ssl: OpaquePointer
     /// Where this connection's records accumulate until flushed.
     public let output: OutboundBuffer
+    /// What it reads; nil when OpenSSL reads the socket itself (the load generator's
+    /// clients).
+    public let input: InboundBuffer?
 
-    init(ssl: OpaquePointer, output: OutboundBuffer) {
+    init(ssl: OpaquePointer, input: InboundBuffer?, output: OutboundBuffer) {
         self.ssl = ssl
+        self.input = input
         self.output = output
     }
 
     deinit { SSL_free(ssl) }
 
-    /// Reads straight from the socket, writes into `output` (flushed by the caller, so a
-    /// batch of records leaves in one `send`). Frees `ssl` if it throws.
-    static func attach(_ ssl: OpaquePointer, fd: Int32, output: OutboundBuffer) throws {
-        guard let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
+    /// Where a connection's bytes come from.
+    enum Source {
+        /// libssl reads the socket (client side, load generator).
+        case socket(Int32)
+        /// The owner fills an `InboundBuffer` (the gateway, tests).
+        case buffer(InboundBuffer)
+    }
+
+    /// Reads from `source`, writes into `output` (flushed by the caller, so a batch of
+    /// records leaves in one `send`). Frees `ssl` if it throws.
+    static func attach(_ ssl: OpaquePointer, reading source: Source, output: OutboundBuffer) throws {
+        let made: OpaquePointer?
+        switch source {
+        case .socket(let fd): made = BIO_new_socket(fd, BIO_NOCLOSE)
+        case .buffer(let input): made = InboundBIO.make(input)
+        }
+        guard let rbio = made else {
             SSL_free(ssl)
-            throw TLSError.drain("BIO_new_socket")
+            throw TLSError.drain("BIO_new(read)")
         }
         guard let wbio = OutboundBIO.make(output) else {
             BIO_free(rbio)
@@ -77,8 +99,16 @@ public final class TLSConnection {
         return rc > 0 ? .done(Int(rc)) : classify(rc)
     }
 
-    /// Whether OpenSSL holds bytes (decrypted or read ahead) that epoll cannot see.
-    public var hasPending: Bool { SSL_has_pending(ssl) == 1 }
+    /// Whether bytes wait that epoll cannot see: in OpenSSL (decrypted or a partial
+    /// record) or in `input`.
+    public var hasPending: Bool { SSL_has_pending(ssl) == 1 || (input?.isEmpty == false) }
+
+    /// Gives libssl's record buffers back while the connection is idle (they are
+    /// allocated again with the next record). False when a partial record holds them.
+    /// Instead of `SSL_MODE_RELEASE_BUFFERS`, which with read-ahead off would free and
+    /// allocate the read buffer around every record.
+    @discardableResult
+    public func releaseIdleBuffers() -> Bool { SSL_free_buffers(ssl) == 1 }
 
     /// Sends close_notify (best effort, non-blocking).
     public func shutdown() {

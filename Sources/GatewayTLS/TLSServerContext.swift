@@ -20,12 +20,13 @@ public final class TLSServerContext: @unchecked Sendable {
         SSL_CTX_set_options(ctx, MST_SSL_OP_NO_RENEGOTIATION | MST_SSL_OP_CIPHER_SERVER_PREFERENCE | MST_SSL_OP_NO_COMPRESSION)
         // Partial writes stay off: one SSL_write is one CSTP frame is one TLS record.
         // Moving buffers are allowed so a retried write may come from a copy.
-        _ = mst_SSL_CTX_set_mode(ctx, MST_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | MST_SSL_MODE_RELEASE_BUFFERS)
-        // Read ahead: one recv takes in as many records as have arrived (instead of a
-        // 5-byte header read and a body read per record), so a busy tunnel costs far
-        // fewer syscalls. The buffer is released again when a connection goes idle.
-        mst_SSL_CTX_set_read_ahead(ctx, 1)
-        SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024)
+        // No SSL_MODE_RELEASE_BUFFERS: with read-ahead off the read buffer would be freed
+        // and allocated again around every record. The gateway gives an idle connection's
+        // buffers back itself (`TLSConnection.releaseIdleBuffers`, from its 1 s timer).
+        _ = mst_SSL_CTX_set_mode(ctx, MST_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+        // Read-ahead stays off: one recv per wakeup takes in every record that has arrived
+        // anyway (into the loop's area, `InboundBuffer`), and libssl then asks for
+        // exactly one record at a time, so it never moves buffered bytes around.
         switch certificate {
         case .pem(let chainPath, let keyPath):
             guard SSL_CTX_use_certificate_chain_file(ctx, chainPath) == 1 else {
@@ -115,14 +116,14 @@ public final class TLSServerContext: @unchecked Sendable {
         return "pin-sha256:" + Data(digest).base64EncodedString()
     }
 
-    /// A new server-side connection on a connected, non-blocking socket. Reads come
-    /// straight from the socket; writes go to `output`, which the caller flushes, so a
-    /// batch of records leaves in one `send`.
-    public func makeConnection(fd: Int32, output: OutboundBuffer) throws -> TLSConnection {
+    /// A new server-side connection that reads what its owner puts in `input` (one `recv`
+    /// per wakeup into the loop's area, or bytes in a test) and writes into `output`,
+    /// which the owner flushes, so a batch of records leaves in one `send`.
+    public func makeConnection(input: InboundBuffer, output: OutboundBuffer) throws -> TLSConnection {
         ERR_clear_error()
         guard let ssl = SSL_new(ctx) else { throw TLSError.drain("SSL_new") }
-        try TLSConnection.attach(ssl, fd: fd, output: output)
+        try TLSConnection.attach(ssl, reading: .buffer(input), output: output)
         SSL_set_accept_state(ssl)
-        return TLSConnection(ssl: ssl, output: output)
+        return TLSConnection(ssl: ssl, input: input, output: output)
     }
 }

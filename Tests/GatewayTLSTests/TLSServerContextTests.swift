@@ -88,9 +88,15 @@ import Testing
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         defer { close(fd) }
         let pool = BufferPool(chunkSize: 64 * 1024)
-        let conn = try ctx.makeConnection(fd: fd, output: OutboundBuffer(pool: pool))
+        let input = InboundBuffer()
+        let conn = try ctx.makeConnection(input: input, output: OutboundBuffer(pool: pool))
+        // The gateway's way: one recv into an area it owns, lent to the connection for a pass.
+        let area = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { area.deallocate() }
         var done = false
         for _ in 0..<200 where !done {
+            _ = input.receive(fd: fd, into: area)
+            defer { input.settle() }
             let r = conn.handshake()
             _ = conn.output.flush(fd: fd)
             switch r {
@@ -121,6 +127,8 @@ import Testing
         for _ in 0..<100 where !got.contains("ping") {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&p, 1, 100)
+            _ = input.receive(fd: fd, into: area)
+            defer { input.settle() }
             let r = buf.withUnsafeMutableBytes { conn.read($0.baseAddress!, $0.count) }
             if case .done(let n) = r { got += String(decoding: buf[0..<n], as: UTF8.self) }
         }

@@ -1,0 +1,172 @@
+import GatewayCore
+import GatewayWire
+
+/// What the gateway must do for a connection in its login phase, in the order returned.
+public enum LoginAction: Equatable, Sendable {
+    /// Send this response. When `reply.closes`, the conversation is already `.closing`:
+    /// close the connection once it is sent.
+    case reply(LoginReply)
+    /// Ask mstunnel-auth about `token`; hand its answer to `authAnswered`.
+    case validate(token: String, transport: TokenTransport)
+    /// A login refused (before asking, or by auth): log and count it. A reply follows.
+    case reject(transport: TokenTransport, code: String, reason: String)
+    /// A request that does not parse: log it. A `400` reply follows.
+    case malformed(String)
+    /// The client pipelined more than any login needs while auth was asked: close.
+    case flood
+    /// A login was accepted: create a session for `identity` with a fresh cookie, answer
+    /// `.loginComplete` (or the refusal) through `sessionDecided`.
+    case createSession(Identity, TokenTransport)
+    /// A CONNECT to start the tunnel of the session under `cookie`; `identity` is set when
+    /// the cookie was itself a token auth accepted (create the session if none has it).
+    /// Then `tunnelStarted` (or `sessionDecided` with the refusal).
+    case startTunnel(cookie: String, identity: Identity?, request: HTTPRequest)
+}
+
+/// One client connection from the end of its TLS handshake to the CONNECT that starts its
+/// tunnel: requests parsed as they arrive (pipelined ones in order), the token paths,
+/// the wait for mstunnel-auth, the final response before a close. Each state carries what
+/// it needs; nothing here does I/O or reads a clock. The gateway feeds it decrypted bytes
+/// and answers, and does what it returns (Gateway+HTTP); tests play whole logins with it
+/// (LoginConversationTests, over TLS in memory).
+public struct LoginConversation: Sendable {
+    public enum State: Equatable, Sendable {
+        /// The TLS handshake has not finished.
+        case handshake
+        /// Requests are read and answered in order.
+        case reading
+        /// A token is with mstunnel-auth. Requests that arrive meanwhile wait in the parser.
+        case awaitingAuth(transport: TokenTransport, connect: HTTPRequest?)
+        /// The gateway is deciding on a session (`createSession` / `startTunnel`) and
+        /// answers with `sessionDecided` or `tunnelStarted`.
+        case awaitingSession
+        /// The last response is queued; the connection closes once it is sent, and
+        /// anything else the client sends is ignored.
+        case closing
+        /// The CONNECT was accepted; what follows is CSTP.
+        case tunnel
+    }
+
+    public private(set) var state: State = .handshake
+    private var parser = HTTPRequestParser()
+    /// The last request's `User-Agent` (the session keeps it).
+    public private(set) var userAgent: String?
+
+    public init() {}
+
+    public mutating func handshakeDone() {
+        if state == .handshake { state = .reading }
+    }
+
+    /// Decrypted bytes from the client. `isSession` says whether a `webvpn` cookie value
+    /// belongs to a live session.
+    public mutating func received(_ bytes: UnsafeRawBufferPointer, isSession: (String) -> Bool) -> [LoginAction] {
+        switch state {
+        case .closing, .tunnel, .handshake:
+            // After a final response, or (never) in the tunnel: nothing to do.
+            return []
+        case .awaitingAuth, .awaitingSession:
+            parser.append(bytes)
+            // Pipelining this much while a login is being checked is abuse.
+            if parser.buffered > HTTPRequestParser.maxHeaderBytes + HTTPRequestParser.maxBodyBytes {
+                state = .closing
+                return [.flood]
+            }
+            return []
+        case .reading:
+            parser.append(bytes)
+            return process(isSession: isSession)
+        }
+    }
+
+    public mutating func received(_ bytes: [UInt8], isSession: (String) -> Bool) -> [LoginAction] {
+        bytes.withUnsafeBytes { received($0, isSession: isSession) }
+    }
+
+    /// mstunnel-auth answered the pending `validate` (or the gateway gives up on it with
+    /// a `.rejected(.issuerUnavailable, …)` of its own).
+    public mutating func authAnswered(_ response: ValidateTokenResponse) -> [LoginAction] {
+        guard case .awaitingAuth(let transport, let connect) = state else { return [] }
+        switch LoginFlow.outcome(response, forConnect: connect != nil) {
+        case .refuse(let reply, let code, let reason):
+            return [.reject(transport: transport, code: code, reason: reason), answer(reply)]
+        case .accept(let identity):
+            state = .awaitingSession
+            if let connect, let cookie = connect.cookie("webvpn") {
+                return [.startTunnel(cookie: cookie, identity: identity, request: connect)]
+            }
+            return [.createSession(identity, transport)]
+        }
+    }
+
+    /// No answer will come: mstunnel-auth is unreachable, went away, or did not answer in
+    /// time. The client gets a 503 with `reason`.
+    public mutating func authUnavailable(_ reason: String) -> [LoginAction] {
+        guard case .awaitingAuth = state else { return [] }
+        return [answer(.unavailable(reason))]
+    }
+
+    /// The gateway's decision on a session: `reply` is `.loginComplete` after a session
+    /// was created, or the refusal (limits, no address, an expired session). Returns the
+    /// reply to send, then the actions of requests the client pipelined meanwhile.
+    public mutating func sessionDecided(_ reply: LoginReply, isSession: (String) -> Bool) -> [LoginAction] {
+        guard state == .awaitingSession else { return [] }
+        state = .reading
+        let first = answer(reply)
+        return [first] + (state == .reading ? process(isSession: isSession) : [])
+    }
+
+    /// The tunnel started: returns the bytes that followed the CONNECT (CSTP frames the
+    /// client sent without waiting), which the gateway handles as tunnel input.
+    public mutating func tunnelStarted() -> [UInt8] {
+        guard state == .awaitingSession else { return [] }
+        state = .tunnel
+        return parser.takeRemainder()
+    }
+
+    /// Every request now in the parser, until one needs the gateway or ends the conversation.
+    private mutating func process(isSession: (String) -> Bool) -> [LoginAction] {
+        var actions: [LoginAction] = []
+        while state == .reading {
+            let request: HTTPRequest
+            do {
+                guard let r = try parser.next() else { break }
+                request = r
+            } catch {
+                parser.reset()
+                actions.append(.malformed("\(error)"))
+                actions.append(answer(.badRequest("bad request: \(error)")))
+                break
+            }
+            userAgent = request.header("user-agent") ?? userAgent
+            switch LoginFlow.step(for: request) {
+            case .reply(let reply):
+                actions.append(answer(reply))
+            case .validate(let token, let transport):
+                state = .awaitingAuth(transport: transport, connect: nil)
+                actions.append(.validate(token: token, transport: transport))
+            case .refuseToken(let transport, let reason):
+                actions.append(.reject(transport: transport, code: "malformed", reason: reason))
+                actions.append(answer(.unauthorized))
+            case .connect(let cookie):
+                switch LoginFlow.connect(cookie: cookie, hasSession: isSession(cookie)) {
+                case .attach:
+                    state = .awaitingSession
+                    actions.append(.startTunnel(cookie: cookie, identity: nil, request: request))
+                case .validateCookie(let token):
+                    state = .awaitingAuth(transport: .cookie, connect: request)
+                    actions.append(.validate(token: token, transport: .cookie))
+                case .reply(let reply):
+                    actions.append(answer(reply))
+                }
+            }
+        }
+        return actions
+    }
+
+    /// A reply, and `.closing` when it ends the connection.
+    private mutating func answer(_ reply: LoginReply) -> LoginAction {
+        if reply.closes { state = .closing }
+        return .reply(reply)
+    }
+}
