@@ -46,7 +46,7 @@ extension Gateway {
                 freeConnectionSlots.append(slot)
                 continue
             }
-            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, input: input, peer: Self.describe(&ss), now: now)
+            let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, input: input, peer: SocketAddress(storage: ss, length: len).description, now: now)
             connections[Int(slot)] = c
             do {
                 try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)

@@ -5,6 +5,7 @@ import GatewaySessionCore
 import GatewayTLS
 import GatewayUDP
 import Logging
+import GatewaySystem
 
 /// The UDP side: DTLS 1.2 PSK-NEGOTIATE on the TLS port, all sessions on one socket.
 ///
@@ -33,29 +34,12 @@ extension Gateway {
         }
     }
 
-    static func peerKey(_ ss: UnsafePointer<sockaddr_storage>) -> PeerKey {
-        ss.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p6 in
-            if ss.pointee.ss_family == sa_family_t(AF_INET6) {
-                var hi: UInt64 = 0, lo: UInt64 = 0
-                withUnsafeBytes(of: p6.pointee.sin6_addr) { b in
-                    for i in 0..<8 { hi = hi << 8 | UInt64(b[i]) }
-                    for i in 8..<16 { lo = lo << 8 | UInt64(b[i]) }
-                }
-                return PeerKey(high: hi, low: lo, port: UInt16(bigEndian: p6.pointee.sin6_port))
-            }
-            return ss.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p4 in
-                let a = UInt64(UInt32(bigEndian: p4.pointee.sin_addr.s_addr))
-                return PeerKey(high: 0, low: 0xFFFF_0000_0000 | a, port: UInt16(bigEndian: p4.pointee.sin_port))
-            }
-        }
-    }
-
     static func clientHelloSessionID(_ d: UnsafeRawBufferPointer) -> CookieKey? {
         DTLSClientHello.sessionID(in: d).map { CookieKey(digest: Array($0)) }
     }
 
     private func handleDatagram(_ d: UnsafeRawBufferPointer, from ss: UnsafeMutablePointer<sockaddr_storage>, length: UInt32, now: Int64) {
-        let key = Self.peerKey(ss)
+        let key = SocketAddress.key(of: ss)
         if let slot = sessionsByPeer[key], let s = sessions.session(at: slot), let ch = s.dtls, ch.peer == key {
             // A fresh ClientHello from a known address is a client restarting DTLS
             // (e.g. after its DPD timed out): start over below.
@@ -95,7 +79,7 @@ extension Gateway {
             case .done:
                 ch.established = true
                 logger.info("dtls.established", metadata: sessionMetadata(s, [
-                    "dtls": "\(ch.connection.protocolVersion) \(ch.connection.cipherName)", "udp.peer": "\(Self.describePeer(ch.peer))"]))
+                    "dtls": "\(ch.connection.protocolVersion) \(ch.connection.cipherName)", "udp.peer": "\(ch.peer)"]))
             case .wantRead, .wantWrite:
                 return
             case .closed, .failed:
@@ -166,13 +150,5 @@ extension Gateway {
         guard let ch = s.dtls else { return }
         s.dtls = nil
         if sessionsByPeer[ch.peer] == s.slot { sessionsByPeer[ch.peer] = nil }
-    }
-
-    static func describePeer(_ k: PeerKey) -> String {
-        if k.high == 0, k.low >> 32 == 0xFFFF {
-            let a = IPv4Address(UInt32(truncatingIfNeeded: k.low))
-            return "\(a):\(k.port)"
-        }
-        return "[\(IPv6Address(high: k.high, low: k.low))]:\(k.port)"
     }
 }

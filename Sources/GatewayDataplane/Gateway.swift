@@ -9,6 +9,7 @@ import GatewayTLS
 import GatewayTUN
 import GatewayWire
 import Logging
+import GatewaySystem
 
 /// Everything the gateway needs to start, decided by the executable.
 public struct GatewayOptions: Sendable {
@@ -84,7 +85,7 @@ public final class Gateway {
     let udpOut = DatagramBatch()
     /// Receive slots for recvmmsg.
     let udpIn = DatagramSlots(capacity: 64)
-    var sessionsByPeer: [PeerKey: Int32] = [:]
+    var sessionsByPeer: [SocketAddress.Key: Int32] = [:]
     let signalFd: Int32
     let timerFd: Int32
     var pool: AddressPool

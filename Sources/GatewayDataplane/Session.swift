@@ -1,6 +1,7 @@
 import GatewayCore
 import GatewayTLS
 import GatewayWire
+import GatewaySystem
 
 /// A SHA-256 of a cookie value: the session table's key. The table never holds the
 /// cookie (or a token used as a cookie) itself.
@@ -73,7 +74,7 @@ final class Session {
 /// A session's UDP channel: the DTLS connection and the client address it is bound to.
 final class DTLSChannel {
     let connection: DTLSConnection
-    let peer: PeerKey
+    let peer: SocketAddress.Key
     let startedAt: Int64
     var established = false
     var lastReceive: Int64
@@ -83,19 +84,12 @@ final class DTLSChannel {
     /// Whether the record path was checked after the first record (see `noteRecordPath`).
     var recordPathNoted = false
 
-    init(connection: DTLSConnection, peer: PeerKey, now: Int64) {
+    init(connection: DTLSConnection, peer: SocketAddress.Key, now: Int64) {
         self.connection = connection
         self.peer = peer
         startedAt = now
         lastReceive = now
     }
-}
-
-/// A UDP peer (address and port), IPv4 kept in its IPv4-mapped IPv6 form.
-struct PeerKey: Hashable {
-    let high: UInt64
-    let low: UInt64
-    let port: UInt16
 }
 
 /// All sessions, by slot (for the pool's O(1) routing) and by cookie hash.

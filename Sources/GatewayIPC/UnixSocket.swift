@@ -64,12 +64,14 @@ public enum UnixSocket {
     public static func listen(path: String, mode: mode_t = 0o660, backlog: Int32 = 128, nonBlocking: Bool = false) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0), 0)
         if fd < 0 { throw IPCError("socket(AF_UNIX)", errno: errno) }
-        var addr = try makeAddress(path: path)
+        let addr: SocketAddress
+        do { addr = try SocketAddress(unixPath: path) } catch {
+            close(fd)
+            throw IPCError(error.description)
+        }
         unlink(path)
         let old = umask(0o077)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = addr.withSockaddr { bind(fd, $0, $1) }
         let bindErrno = errno
         umask(old)
         if rc < 0 {
@@ -93,10 +95,12 @@ public enum UnixSocket {
     public static func connect(path: String, nonBlocking: Bool = false) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw IPCError("socket(AF_UNIX)", errno: errno) }
-        var addr = try makeAddress(path: path)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let addr: SocketAddress
+        do { addr = try SocketAddress(unixPath: path) } catch {
+            close(fd)
+            throw IPCError(error.description)
         }
+        let rc = addr.withSockaddr { Glibc.connect(fd, $0, $1) }
         if rc < 0 {
             let e = errno
             close(fd)
@@ -107,19 +111,6 @@ public enum UnixSocket {
             _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         }
         return fd
-    }
-
-    static func makeAddress(path: String) throws -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard bytes.count < capacity else { throw IPCError("socket path too long (\(bytes.count) bytes, max \(capacity - 1)): \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        return addr
     }
 
     /// Writes all of `bytes` to a blocking fd.

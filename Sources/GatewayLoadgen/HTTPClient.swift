@@ -1,5 +1,6 @@
 import GatewayCore
 import Glibc
+import GatewaySystem
 
 /// The client side of the login phase: parsing the gateway's HTTP/1.1 responses,
 /// the cookie jar, and the requests openconnect sends.
@@ -306,7 +307,7 @@ public struct TunnelGrant: Sendable, Equatable {
     /// Reads the headers openconnect requires and the timers.
     public init(_ head: HTTPResponseHead) throws(Problem) {
         guard let a = head.header("x-cstp-address") else { throw .noAddress }
-        guard IPLiteral.family(of: a) == AF_INET else { throw .badAddress(String(a.prefix(64))) }
+        guard SocketAddress(literal: a, port: 0)?.family == AF_INET else { throw .badAddress(String(a.prefix(64))) }
         address = a
         dpd = Self.seconds(head.header("x-cstp-dpd"))
         keepalive = Self.seconds(head.header("x-cstp-keepalive"))

@@ -76,8 +76,12 @@ public final class LoadGenerator {
         } else {
             bindAddress = nil
         }
-        peer = try SocketAddress.resolve(host: config.target.host, port: config.target.port, family: bindAddress?.family)
-        serverName = IPLiteral.family(of: config.target.host) == nil ? config.target.host : nil
+        do {
+            peer = try SocketAddress.resolve(host: config.target.host, port: config.target.port, family: bindAddress?.family)
+        } catch {
+            throw LoadgenError(bindAddress == nil ? error.description : "\(error.description) (--bind-address is \(config.bindAddress ?? ""))")
+        }
+        serverName = SocketAddress(literal: config.target.host, port: 0)?.family == nil ? config.target.host : nil
         switch config.login {
         case .bearer(let t): tokens = t
         case .password: tokens = []

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import GatewaySystem
 
 /// Where the load goes: `https://host[:port][/path]`. Only https (the protocol runs
 /// over TLS); the path is where the first login request goes, as with openconnect.
@@ -48,7 +49,7 @@ public struct URLTarget: Sendable, Equatable {
                 guard after.hasPrefix(":") else { throw ParseError("unexpected text after the IPv6 literal") }
                 portText = after.dropFirst()
             }
-            guard IPLiteral.family(of: String(host)) == AF_INET6 else { throw ParseError("'\(host)' is not an IPv6 address") }
+            guard SocketAddress(literal: String(host), port: 0)?.family == AF_INET6 else { throw ParseError("'\(host)' is not an IPv6 address") }
         } else if let colon = authority.lastIndex(of: ":") {
             host = authority[..<colon]
             portText = authority[authority.index(after: colon)...]
@@ -80,17 +81,6 @@ public struct URLTarget: Sendable, Equatable {
     public var groupAccess: String { "https://\(hostHeader)\(path)" }
 
     public var description: String { "https://\(hostHeader)\(path)" }
-}
-
-enum IPLiteral {
-    /// AF_INET, AF_INET6, or nil when `text` is not an address literal.
-    static func family(of text: String) -> Int32? {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return AF_INET }
-        if inet_pton(AF_INET6, text, &v6) == 1 { return AF_INET6 }
-        return nil
-    }
 }
 
 /// How each session logs in.
@@ -204,7 +194,7 @@ public struct LoadgenArguments: ParsableArguments {
         if !hold.isFinite || hold < 0 || hold > 366 * 86400 { problems.append("--hold must be 0 to 31622400 seconds") }
         if let rate, !rate.isFinite || rate <= 0 || rate > 10_000_000 { problems.append("--rate must be a positive number of connects per second") }
         if !timeout.isFinite || timeout <= 0 || timeout > 86400 { problems.append("--timeout must be more than 0 and at most 86400 seconds") }
-        if let bindAddress, IPLiteral.family(of: bindAddress) == nil { problems.append("--bind-address '\(bindAddress)' is not an IP address") }
+        if let bindAddress, SocketAddress(literal: bindAddress, port: 0) == nil { problems.append("--bind-address '\(bindAddress)' is not an IP address") }
         if let bad = gatewayPid.first(where: { $0 <= 0 }) { problems.append("--gateway-pid \(bad) is not a process id") }
         if let pin, !Self.isValidPin(pin) { problems.append("--pin must be pin-sha256: followed by the base64 of 32 bytes") }
         if !Self.isHeaderSafe(userAgent) || userAgent.isEmpty { problems.append("--user-agent must be printable text") }
