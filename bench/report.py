@@ -242,7 +242,7 @@ w("- Same settings on both: pool `100.64.0.0/24`, split include `198.18.1.0/24`,
   "link MTU (it subtracts 66 with DTLS, 28 without), so it gets 1500 for the DTLS runs and 1462 for the "
   "TLS-only runs; the MTU recorded on tun0 above shows both hand out 1434. ocserv logs in with a password "
   "(`ocpasswd` file, plain auth); mstunnel with a token from `mst-dev-issuer` (`--token-mode=oidc`). "
-  "ocserv runs with `isolate-workers = false` (as in the team's lab; mstunnel has no seccomp filter either) "
+  "ocserv runs with `isolate-workers = false` (as in the team's lab; so ocserv's workers run without its seccomp filter, while mstunnel-server, since 5ad7d22, runs with its own: uid 994, no capability, the system-call allow-list, which bench/lib.sh turns on by default) "
   "and Debian's default `tls-priorities` (TLS 1.3 disabled); the negotiated suites are listed above.")
 w("- Client: the stock `openconnect`, quiet (no `-v`), in DTLS mode with its defaults and in TLS mode with "
   "`--no-dtls`. The channel is read from openconnect's log (`Established DTLS connection` vs `No DTLS "
