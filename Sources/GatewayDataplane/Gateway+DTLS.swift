@@ -71,6 +71,8 @@ extension Gateway {
     }
 
     private func feedDTLS(_ s: Session, _ ch: DTLSChannel, _ d: UnsafeRawBufferPointer, now: Int64) {
+        // A handshake step or a read may answer (a flight, an alert).
+        makeDatagramRoom()
         ch.connection.feed(d)
         ch.lastReceive = now
         if !ch.established {
@@ -130,6 +132,7 @@ extension Gateway {
             // Echo with the same payload: the client's MTU probe only accepts an answer
             // of its own size and content.
             r[0] = CSTP.PacketType.dpdResponse.rawValue
+            makeDatagramRoom()
             _ = ch.connection.write(r.baseAddress!, r.count)
         case .dpdResponse, .keepalive:
             break

@@ -19,7 +19,8 @@ import GatewaySystem
 ///    in the connection's outbound buffer (`SSL_write`).
 /// 5. `flushTurn` (Gateway.swift) sends it: one `sendmmsg` (UDP GSO for runs to one client)
 ///    for every DTLS record of the turn, one `send` per connection with TLS output. Only a
-///    batch that fills up mid-turn is sent earlier (`DatagramBatch.flushWhenFull`).
+///    batch that is nearly full mid-turn is sent earlier, by `makeDatagramRoom` before the
+///    write that would not fit.
 extension Gateway {
     /// Drains the TUN in a batch and sends each packet to its session. With offload a
     /// read may be a TCP segment of up to 64 KiB, split here in place into MTU-size
@@ -96,6 +97,7 @@ extension Gateway {
         if let ch = s.dtls, ch.established, ch.preferred, now - ch.lastReceive <= Self.dtlsQuietSwitch, n <= s.mtu {
             let record = p - 1
             record.storeBytes(of: CSTP.PacketType.data.rawValue, as: UInt8.self)
+            makeDatagramRoom()
             if case .done = ch.connection.write(record, n + 1) {
                 s.txBytes &+= UInt64(n)
                 s.txPackets &+= 1

@@ -41,7 +41,9 @@ extension Gateway {
             guard let ch = s.dtls else { continue }
             switch Expiry.dtls(established: ch.established, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
             case .keep: break
-            case .retransmit: ch.connection.handleTimeout()
+            case .retransmit:
+                makeDatagramRoom()
+                ch.connection.handleTimeout()
             case .handshakeTimedOut:
                 counters.dtlsFailures += 1
                 logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))

@@ -222,9 +222,6 @@ public final class Gateway {
 
         try loop.add(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
         try loop.add(udpFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.udp))
-        let udp = udpFd
-        let out = udpOut
-        udpOut.flushWhenFull = { out.flush(fd: udp) }
         try loop.add(tun.fd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.tun))
         try loop.add(signalFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.signal))
         try loop.add(timerFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.timer))
@@ -290,6 +287,14 @@ public final class Gateway {
             if c.phase != .closed { flush(c) }
         }
         dirty.removeAll(keepingCapacity: true)
+    }
+
+    /// Before anything that may queue DTLS datagrams (a write, a read that may answer, a
+    /// handshake step, a retransmission): a nearly full batch leaves now, from the loop,
+    /// so what follows finds room. The only send of the batch outside `flushTurn`.
+    @inline(__always)
+    func makeDatagramRoom() {
+        if udpOut.isNearlyFull { udpOut.flush(fd: udpFd) }
     }
 
     func dispatch(_ token: UInt64, _ events: UInt32) {

@@ -65,10 +65,13 @@ public final class DatagramBatch {
     @exclusivity(unchecked) @usableFromInline var used = 0
     /// Whether UDP GSO is in use (cleared for good if the kernel refuses it).
     public private(set) var gso: Bool
-    /// Called when a datagram does not fit; it must empty the batch.
-    public var flushWhenFull: (() -> Void)?
-    /// Datagrams dropped because the socket buffer was full.
+    /// Datagrams dropped: the socket buffer was full, or the batch was (its owner did not
+    /// make room first, see `isNearlyFull`).
     public private(set) var dropped: UInt64 = 0
+    /// Room every writer may count on while `isNearlyFull` is false: a DTLS handshake
+    /// flight or retransmission is a few datagrams of at most the link MTU.
+    public static let reserveDatagrams = 8
+    public static let reserveBytes = 16 * 1024
 
     public init(arenaSize: Int = 512 * 1024, maxDatagrams: Int = 512, gso: Bool = true) {
         self.arenaSize = arenaSize
@@ -93,15 +96,27 @@ public final class DatagramBatch {
         return true
     }
 
+    /// Whether the owner should send the batch before the next thing that may queue
+    /// datagrams. The batch never sends itself: writes come from inside OpenSSL (a BIO
+    /// callback) as well as from the gateway, and a `sendmmsg` belongs to the loop, which
+    /// checks this before each DTLS write, read, handshake step or retransmission.
+    @inlinable
+    public var isNearlyFull: Bool {
+        queued + Self.reserveDatagrams > maxDatagrams || used + Self.reserveBytes > arenaSize
+    }
+
     /// Room for one datagram of up to `n` bytes, to be written in place and queued with
-    /// `commit`; nil if there is none (flushing first when the batch is full).
+    /// `commit`; nil (and the datagram counted as dropped) if there is none.
     @inlinable @inline(__always)
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer? {
-        guard n <= 65507 else { return nil }
-        if count == maxDatagrams || used + n > arenaSize { flushWhenFull?() }
-        guard count < maxDatagrams, used + n <= arenaSize else { return nil }
+        guard n <= 65507, queued < maxDatagrams, used + n <= arenaSize else {
+            noteDropped()
+            return nil
+        }
         return arena + used
     }
+
+    @usableFromInline func noteDropped() { dropped &+= 1 }
 
     /// Queues the `n` bytes written at the last `reserve` (at most what it reserved).
     @inlinable @inline(__always)
