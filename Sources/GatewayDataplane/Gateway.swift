@@ -1,4 +1,4 @@
-import CGatewayShims
+internal import CGatewayShims
 import Glibc
 import GatewayUDP
 import GatewayCore
@@ -161,8 +161,12 @@ public final class Gateway {
     /// Must run before any other thread exists (threads inherit the mask; a thread
     /// without it would take the default action and kill the process uncleanly), so
     /// `main` calls it first, and `init` again for safety.
-    @discardableResult
-    public static func blockSignals() -> sigset_t {
+    public static func blockSignals() {
+        _ = blockedSignalMask()
+    }
+
+    /// Blocks the three signals and returns the mask (for the loop's signalfd).
+    static func blockedSignalMask() -> sigset_t {
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, SIGTERM)
@@ -208,7 +212,7 @@ public final class Gateway {
         udpFd = try Self.bindUDP(address: settings.listenAddress, port: settings.listenPort)
         dtls = try DTLSServerContext(directRecords: options.dtlsDirectRecords)
 
-        var mask = Self.blockSignals()
+        var mask = Self.blockedSignalMask()
         signalFd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
         if signalFd < 0 { throw DataplaneError("signalfd", errno: errno) }
         signal(SIGPIPE, SIG_IGN)

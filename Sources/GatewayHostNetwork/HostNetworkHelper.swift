@@ -1,4 +1,4 @@
-import CGatewayShims
+internal import CGatewayShims
 import Foundation
 import GatewayIPC
 import GatewayWire
@@ -83,7 +83,7 @@ public struct HostNetworkError: Error, CustomStringConvertible, Sendable {
 /// answers whoever asked for the change.
 public final class HostNetworkClient: HostNetworkControl {
     private let connection: WireConnection
-    public let helperPid: pid_t
+    public let helperPid: Int32
     private var nextId: UInt64 = 1
 
     public init(executable: String, arguments: [String]) throws {

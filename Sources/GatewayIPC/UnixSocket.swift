@@ -1,4 +1,4 @@
-import CGatewayShims
+internal import CGatewayShims
 import Glibc
 import GatewayWire
 import GatewaySystem
@@ -61,7 +61,7 @@ public struct PeerPolicy: Sendable {
 public enum UnixSocket {
     /// Binds and listens on `path`, replacing a stale socket file, with the file mode
     /// set before anyone can connect (umask 077 during bind, then chmod to `mode`).
-    public static func listen(path: String, mode: mode_t = 0o660, backlog: Int32 = 128, nonBlocking: Bool = false) throws -> Int32 {
+    public static func listen(path: String, mode: UInt32 = 0o660, backlog: Int32 = 128, nonBlocking: Bool = false) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0), 0)
         if fd < 0 { throw IPCError("socket(AF_UNIX)", errno: errno) }
         let addr: SocketAddress
@@ -78,7 +78,7 @@ public enum UnixSocket {
             close(fd)
             throw IPCError("bind \(path)", errno: bindErrno)
         }
-        if chmod(path, mode) < 0 {
+        if chmod(path, mode_t(mode)) < 0 {
             let e = errno
             close(fd)
             throw IPCError("chmod \(path)", errno: e)

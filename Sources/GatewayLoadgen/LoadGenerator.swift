@@ -1,4 +1,4 @@
-import CGatewayShims
+internal import CGatewayShims
 import GatewayCore
 import GatewayTLS
 import Glibc

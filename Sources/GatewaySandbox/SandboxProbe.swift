@@ -1,4 +1,4 @@
-import CGatewayShims
+internal import CGatewayShims
 import Foundation
 import GatewaySystem
 

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// The few primitives the dataplane needs outside TLS itself, from the same OpenSSL.
 public enum GatewayCrypto {

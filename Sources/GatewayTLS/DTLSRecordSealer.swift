@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Glibc
 
 /// Seals outgoing DTLS 1.2 application-data records with the connection's own AEAD

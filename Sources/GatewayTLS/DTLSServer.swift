@@ -1,5 +1,4 @@
-import CGatewayShims
-import COpenSSL
+internal import COpenSSL
 import GatewayUDP
 import Glibc
 

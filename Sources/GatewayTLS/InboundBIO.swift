@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// A read-only BIO over an `InboundBuffer`: OpenSSL reads exactly the bytes the
 /// connection's owner put there, and hears "retry" when there are none yet. Written by

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// A write-only BIO that appends each record OpenSSL produces to an `OutboundBuffer`.
 /// OpenSSL 3.0 has no BIO that writes into caller-owned memory without copying it out

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// A TLS client context for test and benchmark tools (mst-loadgen): TLS 1.3 with 1.2
 /// fallback, like the stock client. The server certificate is not verified against a

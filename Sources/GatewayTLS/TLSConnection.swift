@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// One TLS connection. Not thread-safe: owned by the event loop that drives it. Results
 /// are values, never throws, because they are on the per-packet path;

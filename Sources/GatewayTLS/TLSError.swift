@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// A TLS setup failure with OpenSSL's own error strings (drained from its queue).
 public struct TLSError: Error, CustomStringConvertible, Sendable {

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Foundation
 
 /// The gateway's TLS server context: TLS 1.3 with 1.2 fallback, the site certificate

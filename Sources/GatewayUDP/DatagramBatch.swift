@@ -1,6 +1,8 @@
-// The shim's own types (the mmsghdr slots) stay internal; only libc's sockaddr_storage
-// is public. (An `internal import` is not possible: glibc's headers are not modular, so
-// sockaddr_storage reaches Swift through the shim's header.)
+// The one module that imports the C shim publicly: the per-datagram path (`reserve`,
+// `commit`, `datagram(_:)`) is @inlinable so it inlines into the gateway's loop, and
+// inlinable code may only touch publicly imported types (the shim's mmsghdr slots, and
+// libc's sockaddr_storage, which reaches Swift through the shim's header because glibc's
+// headers are not modular). Every other module imports the shims `internal`.
 import CGatewayShims
 import Glibc
 
