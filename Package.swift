@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "GatewaySandbox", dependencies: ["GatewaySystem", "CGatewayShims"], swiftSettings: strict),
-        .target(name: "GatewaySessionCore", dependencies: ["GatewayCore", "GatewayWire"], swiftSettings: strict),
+        .target(name: "GatewaySessionCore", dependencies: ["GatewayCore", "GatewayWire", "GatewaySystem"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: ["GatewaySystem", 
             "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
             .product(name: "JWTKit", package: "jwt-kit"),
@@ -153,7 +153,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // --- Tests.
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewaySystem"], swiftSettings: strict),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewaySystem", "GatewayTUN"], swiftSettings: strict),
         .testTarget(name: "GatewayCertificatesTests", dependencies: [
             "GatewayCertificates",
             .product(name: "X509", package: "swift-certificates"),
@@ -165,7 +165,7 @@ let package = Package(
         .testTarget(name: "GatewayIPCTests", dependencies: ["GatewayIPC", "GatewayWire"], swiftSettings: strict),
         .testTarget(name: "GatewayHostNetworkTests", dependencies: ["GatewayHostNetwork", "GatewayWire", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewaySandboxTests", dependencies: ["GatewaySandbox"], swiftSettings: strict),
-        .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire", "GatewayTLS"], swiftSettings: strict),
+        .testTarget(name: "GatewaySessionCoreTests", dependencies: ["GatewaySessionCore", "GatewayCore", "GatewayWire", "GatewayTLS", "GatewaySystem"], swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayUDP", "COpenSSL"], swiftSettings: strict),
         .testTarget(name: "GatewayLoadgenTests", dependencies: ["GatewayLoadgen", "GatewayTLS"], swiftSettings: strict),
         .testTarget(name: "GatewayDataplaneTests", dependencies: ["GatewayDataplane", "GatewayWire"], swiftSettings: strict),

@@ -171,6 +171,20 @@ json.dump({
 }, open(sys.argv[1], "w"), indent=1)
 PY
 python3 "$ROOT/bench/report.py" "$OUT/meta.json" "$OUT/throughput.jsonl" "$CM_MD" > "$OUT/benchmarks.md"
-cp "$OUT/benchmarks.md" "$DOC"
+# Sections other scripts own (bench/container.sh's, between <!-- NAME:begin --> and
+# <!-- NAME:end --> markers) are carried over from the current file, not lost.
+python3 - "$OUT/benchmarks.md" "$DOC" <<'PY'
+import re, sys
+new, doc = sys.argv[1], sys.argv[2]
+text = open(new).read()
+try:
+    old = open(doc).read()
+except FileNotFoundError:
+    old = ""
+for m in re.finditer(r"<!-- ([a-z-]+):begin -->.*?<!-- \1:end -->\n?", old, re.S):
+    if f"<!-- {m.group(1)}:begin -->" not in text:
+        text = text.rstrip("\n") + "\n\n" + m.group(0).rstrip("\n") + "\n"
+open(doc, "w").write(text)
+PY
 echo "wrote $DOC (raw data: bench/results/$STAMP/)"
 sed -n '/^### Targets/,/targets met/p' "$DOC"

@@ -193,9 +193,7 @@ extension Gateway {
         connections[Int(c.slot)] = nil
         freeConnectionSlots.append(c.slot)
         // `detach: false`: the caller ends the session or hands it to another connection.
-        if detach, let s = carried, s.connection === c {
-            s.connection = nil
-            s.detachedAt = monotonicSeconds()
+        if detach, let s = carried, s.life.detach(c, now: monotonicSeconds()) {
             // The client tears DTLS down with the TLS connection and brings both back
             // on reconnect (with a new key), so the old channel is useless now.
             dropDTLS(s)
@@ -230,9 +228,8 @@ extension Gateway {
 
     /// Ends a session for good: its cookie stops working and its address is freed.
     func endSession(_ s: Session, reason: String, clientReason: String? = nil) {
-        if let c = s.connection {
+        if let c = s.life.end(reason: reason) {
             if reason != "logoff" { writeRecord(c, CSTP.frame(.disconnect)) }
-            s.connection = nil
             closeConnection(c, reason: reason, detach: false)
         }
         dropDTLS(s)

@@ -40,7 +40,7 @@ extension Gateway {
 
     private func handleDatagram(_ d: UnsafeRawBufferPointer, from ss: UnsafeMutablePointer<sockaddr_storage>, length: UInt32, now: Int64) {
         let key = SocketAddress.key(of: ss)
-        if let slot = sessionsByPeer[key], let s = sessions.session(at: slot), let ch = s.dtls, ch.peer == key {
+        if let s = sessions.session(boundTo: key), let ch = s.dtls, ch.peer == key {
             // A fresh ClientHello from a known address is a client restarting DTLS
             // (e.g. after its DPD timed out): start over below.
             if DatagramRoute.feedsBoundChannel(established: ch.established, isClientHello: Self.clientHelloSessionID(d) != nil) {
@@ -65,7 +65,7 @@ extension Gateway {
         }
         let ch = DTLSChannel(connection: conn, peer: key, now: now)
         s.dtls = ch
-        sessionsByPeer[key] = s.slot
+        sessions.bind(s, to: key)
         counters.dtlsHandshakes += 1
         feedDTLS(s, ch, d, now: now)
     }
@@ -150,8 +150,8 @@ extension Gateway {
     /// Forgets a session's DTLS channel (the client falls back to TLS and may start a
     /// new handshake).
     func dropDTLS(_ s: Session) {
-        guard let ch = s.dtls else { return }
+        guard s.dtls != nil else { return }
         s.dtls = nil
-        if sessionsByPeer[ch.peer] == s.slot { sessionsByPeer[ch.peer] = nil }
+        sessions.unbindPeer(of: s)
     }
 }

@@ -15,7 +15,7 @@ extension Gateway {
     }
 
     func isSession(_ cookie: String) -> Bool {
-        sessions.lookup(CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))) != nil
+        sessions.lookup(cookie: CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))) != nil
     }
 
     func perform(_ actions: [LoginAction], _ c: ClientConnection) {
@@ -85,7 +85,7 @@ extension Gateway {
     /// a token and no session has it yet) takes this connection as its tunnel.
     private func startTunnel(_ c: ClientConnection, cookie: String, identity: Identity?, request: HTTPRequest) {
         let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
-        var session = sessions.lookup(key)
+        var session = sessions.lookup(cookie: key)
         if session == nil, let identity {
             switch createSession(c, identity: identity, transport: .cookie, cookieKey: key) {
             case .success(let s): session = s
@@ -110,11 +110,10 @@ extension Gateway {
     /// Creates a session with a fresh address, or says what to answer instead.
     private func createSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Result<Session, SessionRefusal> {
         let limits = SessionAdmission.Limits(maxSessions: settings.advanced.maxSessions, maxSessionsPerUser: settings.advanced.maxSessionsPerUser)
-        let mine = sessions.sessions(ofUser: identity.userId)
-        switch SessionAdmission.decide(limits, total: sessions.count, user: mine.map { .init(slot: $0.slot, connected: $0.connection != nil) }) {
+        switch sessions.admission(ofUser: identity.userId, limits) {
         case .admit: break
         case .admitReplacing(let slot):
-            if let idle = mine.first(where: { $0.slot == slot }) { endSession(idle, reason: "replaced by a newer login (max-sessions-per-user)") }
+            if let idle = sessions.session(at: slot) { endSession(idle, reason: "replaced by a newer login (max-sessions-per-user)") }
         case .refuse(let answer, let reason):
             logger.warning("session.refused", metadata: ["reason": "\(reason)", "limit": "\(reason.hasPrefix("max-sessions-per-user") ? limits.maxSessionsPerUser : limits.maxSessions)",
                                                          "user.id": "\(identity.userId)", "user.name": "\(identity.userName)"])
@@ -126,11 +125,8 @@ extension Gateway {
             logger.error("pool.exhausted", metadata: ["pool": "\(settings.pool)", "in_use": "\(pool.inUse)", "user.id": "\(identity.userId)"])
             return .failure(SessionRefusal(reply: .unavailable("no free client address")))
         }
-        let now = monotonicSeconds()
-        let timeout = settings.advanced.sessionTimeout
         let s = Session(slot: slot, id: GatewayCrypto.randomBytes(32), cookieKey: cookieKey, identity: identity, transport: transport,
-                        address: address, now: now, deadline: timeout > 0 ? now + Int64(timeout) : 0)
-        s.detachedAt = now
+                        address: address, now: monotonicSeconds(), sessionTimeout: settings.advanced.sessionTimeout)
         s.remoteAddress = c.peer
         s.userAgent = c.login.userAgent
         sessions.insert(s)
@@ -143,27 +139,25 @@ extension Gateway {
     /// moves to this one (the client reconnected; the old socket is stale).
     private func attach(_ c: ClientConnection, _ s: Session, _ r: HTTPRequest) {
         let now = monotonicSeconds()
-        guard Expiry.mayAttach(deadline: s.deadline, now: now) else {
-            endSession(s, reason: "session-timeout")
+        let firstConnect: Bool
+        switch s.life.attach(c, now: now) {
+        case .refused(let reason):
+            endSession(s, reason: reason)
             perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
             return
-        }
-        if let old = s.connection, old !== c {
-            closeConnection(old, reason: "replaced by a reconnect", detach: false)
+        case .attached(let first, let replaced):
+            firstConnect = first
+            if let replaced { closeConnection(replaced, reason: "replaced by a reconnect", detach: false) }
         }
         if let asked = r.header("x-cstp-address"), asked != s.address.description {
             logger.notice("session.address_mismatch", metadata: sessionMetadata(s, ["client.asked": "\(asked)"]))
         }
         let reconnect = s.rxPackets + s.txPackets > 0 || r.header("x-cstp-address") != nil
-        let firstConnect = !s.everConnected
-        s.connection = c
-        s.detachedAt = 0
-        s.everConnected = true
         s.remoteAddress = c.peer
         s.hostname = r.header("x-cstp-hostname")
         s.userAgent = r.header("user-agent") ?? s.userAgent
         dropDTLS(s)
-        let remaining = Expiry.remaining(deadline: s.deadline, now: now)
+        let remaining = s.life.remaining(now: now)
         var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r)
         s.dtlsPSK = nil
         if !settings.disableUdpConnections, TunnelParameters.clientOffersPSK(r),

@@ -15,8 +15,8 @@ import GatewaySystem
 /// 4. `forwardToTUN`: the packet's source must be the session's own address
 ///    (`SourceCheck`); counted.
 /// 5. The ACK filter may hold a pure ACK until a later one supersedes it (`TCPAckFilter`).
-/// 6. `writeTUN`: with offload, segments of one flow are merged (`TCPCoalescer`) and
-///    written once; anything else is written alone behind an empty virtio header.
+/// 6. `writeTUN`: to the `TunnelDevice`, which with offload merges segments of one flow
+///    (`TCPCoalescer`) and writes them once; anything else is written alone.
 /// 7. What a turn still holds (held ACKs, the merged segment) is written by `flushTUNWrites`
 ///    from `flushTurn`, the loop turn's one flush.
 ///
@@ -102,46 +102,16 @@ extension Gateway {
     /// One IP packet to the TUN (merged with its neighbours when offload allows).
     @inline(__always)
     func writeTUN(_ p: UnsafeRawBufferPointer) {
-        if tun.offload {
-            writeTUNOffload(p)
-        } else if write(tun.fd, p.baseAddress, p.count) <= 0 {
-            tunWriteFailed(errno)
-        }
+        let e = tun.writePacket(p)
+        if e != 0 { tunWriteFailed(e) }
     }
 
     /// Writes what this loop turn still holds for the TUN: ACKs the filter kept back,
     /// then the merged segment being built.
     func flushTUNWrites() {
         if ackFilter.heldCount > 0 { ackFilter.drain { writeTUN($0) } }
-        flushCoalescer()
-    }
-
-    /// With TUN offload: TCP segments of one flow that arrive together are merged into
-    /// one large segment (one write, one pass through routing and NAT); anything else is
-    /// written alone behind an empty virtio header.
-    func writeTUNOffload(_ p: UnsafeRawBufferPointer) {
-        if TCPCoalescer.eligible(p) {
-            if coalescer.active {
-                if coalescer.append(p) { return }
-                flushCoalescer()
-            }
-            coalescer.start(p)
-            return
-        }
-        flushCoalescer()
-        withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { iov in
-            iov[0] = iovec(iov_base: zeroVirtioHeader, iov_len: VirtioNetHeader.size)
-            iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
-            if writev(tun.fd, iov.baseAddress, 2) < 0 { tunWriteFailed(errno) }
-        }
-    }
-
-    /// Writes the merged segment being built, if any. Called whenever the flow changes
-    /// and at the end of every loop turn, so nothing waits longer than one turn.
-    func flushCoalescer() {
-        guard coalescer.active else { return }
-        let out = coalescer.finish()
-        if write(tun.fd, out.baseAddress, out.count) < 0 { tunWriteFailed(errno) }
+        let e = tun.flush()
+        if e != 0 { tunWriteFailed(e) }
     }
 
     /// A packet the kernel refused on the TUN: counted, and the first of each kind logged.

@@ -6,9 +6,9 @@ import GatewaySystem
 
 /// Network → client. The steps a packet takes, in the order this file does them:
 ///
-/// 1. `readTUN`: the TUN is drained in a batch into one buffer with headroom; with offload a
-///    read may be a TCP segment of up to 64 KiB, split here in place into MTU-size packets
-///    (`TUNPacketSplitter`).
+/// 1. `readTUN`: the TUN is drained in a batch into one buffer with headroom
+///    (`TunnelDevice.readPackets`; with offload a read may be a TCP segment of up to 64 KiB,
+///    which the device splits in place into MTU-size packets, `TUNPacketSplitter`).
 /// 2. `deliverFromTUN` / `sendToClient`: the destination is looked up in the pool's owner
 ///    array (one index, no hashing) → session → its connection.
 /// 3. The channel: DTLS while it is up and the client keeps using it and the packet fits,
@@ -23,10 +23,9 @@ import GatewaySystem
 ///    write that would not fit.
 extension Gateway {
     /// Drains the TUN in a batch and sends each packet to its session. With offload a
-    /// read may be a TCP segment of up to 64 KiB, split here in place into MTU-size
-    /// packets (fewer reads, and one pass through the kernel for the whole segment).
+    /// read may be a TCP segment of up to 64 KiB, which the device splits in place into
+    /// MTU-size packets (fewer reads, and one pass through the kernel for the whole segment).
     func readTUN() {
-        let base = io.baseAddress!
         let off = Self.tunReadOffset
         let now = monotonicSeconds()
         defer {
@@ -35,35 +34,9 @@ extension Gateway {
                 ackFilterOut.drain { sendToClient(UnsafeMutableRawPointer(mutating: $0.baseAddress!), $0.count, now: now) }
             }
         }
-        for _ in 0..<256 {
-            let n = read(tun.fd, base + off, io.count - off)
-            if n <= 0 { return }
-            turnWork &+= 1
-            guard tun.offload else {
-                deliverFromTUN(off, n, now: now)
-                continue
-            }
-            guard n > VirtioNetHeader.size else { continue }
-            let h = VirtioNetHeader(base + off)
-            let packetOffset = off + VirtioNetHeader.size
-            let length = n - VirtioNetHeader.size
-            switch h.gsoType & ~VirtioNetHeader.gsoECN {
-            case VirtioNetHeader.gsoNone:
-                if h.flags & VirtioNetHeader.needsChecksum != 0,
-                   !TUNPacketSplitter.completeChecksum(h, packet: UnsafeMutableRawBufferPointer(start: base + packetOffset, count: length)) {
-                    counters.dropsUnsupported += 1
-                    continue
-                }
-                deliverFromTUN(packetOffset, length, now: now)
-            case VirtioNetHeader.gsoTCPv4:
-                let failure = TUNPacketSplitter.segmentTCPv4(h, buffer: io, packetOffset: packetOffset, length: length) { o, l in
-                    deliverFromTUN(o, l, now: now)
-                }
-                if failure != nil { counters.dropsUnsupported += 1 }
-            default:
-                counters.dropsUnsupported += 1
-            }
-        }
+        let read = tun.readPackets(into: io, headroom: off, maxFrames: 256) { o, l in deliverFromTUN(o, l, now: now) }
+        turnWork &+= read.frames
+        counters.dropsUnsupported &+= UInt64(read.unsupported)
     }
 
     /// Sends the IP packet at `io[offset..<offset+n]` to its session, unless the ACK

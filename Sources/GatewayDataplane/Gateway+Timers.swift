@@ -54,9 +54,7 @@ extension Gateway {
             }
         }
         for s in sessions.all {
-            let times = Expiry.SessionTimes(deadline: s.deadline, connected: s.connection != nil, everConnected: s.everConnected,
-                                            detachedAt: s.detachedAt, lastTraffic: s.lastTraffic)
-            if let reason = Expiry.session(times, now: now, timeouts) { endSession(s, reason: reason) }
+            if let reason = s.life.expiry(now: now, lastTraffic: s.lastTraffic, timeouts) { endSession(s, reason: reason) }
         }
         for p in auth.expire(now: now, timeout: 10) {
             failAuth(p, reason: "authentication service did not answer in time")

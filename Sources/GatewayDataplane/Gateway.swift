@@ -73,7 +73,9 @@ public final class Gateway {
     /// connections get the new one; each open connection's SSL keeps its own reference to
     /// the context it was made from, so no session is dropped.
     var tls: TLSServerContext
-    let tun: TUNDevice
+    /// The TUN, as packets in batches (`TunnelDevice`: the split and merge of TCP offload
+    /// happen behind it).
+    let tun: any TunnelDevice
     /// Addresses, MTU and NAT for the TUN, made by the privileged helper (the gateway
     /// itself may hold no capability once it runs; see docs/architecture.md).
     let host: any HostNetworkControl
@@ -85,11 +87,11 @@ public final class Gateway {
     let udpOut = DatagramBatch()
     /// Receive slots for recvmmsg.
     let udpIn = DatagramSlots(capacity: 64)
-    var sessionsByPeer: [SocketAddress.Key: Int32] = [:]
     let signalFd: Int32
     let timerFd: Int32
     var pool: AddressPool
-    var sessions = SessionTable()
+    /// Every session, by slot, cookie, session id, user and bound DTLS peer.
+    var sessions = SessionDirectory<Session>()
     var connections: [ClientConnection?] = []
     var connectionGenerations: [UInt32] = []
     var freeConnectionSlots: [Int32] = []
@@ -109,19 +111,11 @@ public final class Gateway {
     /// Where TUN reads land: room before the packet for the CSTP header (8), and with
     /// offload the 10-byte virtio header sits here too.
     static let tunReadOffset = 16
-    /// Merges TCP segments on their way into the TUN (offload only).
-    var coalescer = TCPCoalescer()
     /// Holds clients' pure ACKs back within a loop turn (`options.ackFilter`).
     var ackFilter = TCPAckFilter()
     /// Holds pure ACKs to clients back within one TUN read batch, with room in front of
     /// each for the CSTP header.
     var ackFilterOut = TCPAckFilter(headroom: 16)
-    /// An all-zero virtio header (no offload) for packets written alone.
-    let zeroVirtioHeader: UnsafeMutableRawPointer = {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: VirtioNetHeader.size)
-        return p
-    }()
     var running = true
     var acceptPausedUntil: Int64 = 0
     let startedWall = wallSeconds()
@@ -201,7 +195,7 @@ public final class Gateway {
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
         tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
-        tun = try TUNDevice(name: options.tunName, offload: options.tunOffload)
+        tun = try LinuxTUN(name: options.tunName, offload: options.tunOffload)
         self.host = host
         let hostResponse = try host.apply(Self.hostState(pool: pool, mtu: options.settings.advanced.mtu))
         for warning in hostResponse.warnings {
@@ -226,7 +220,7 @@ public final class Gateway {
 
         try loop.add(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
         try loop.add(udpFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.udp))
-        try loop.add(tun.fd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.tun))
+        try loop.add(tun.descriptor, events: UInt32(EPOLLIN.rawValue), token: Token.make(.tun))
         try loop.add(signalFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.signal))
         try loop.add(timerFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.timer))
         control = try ControlServer(path: options.controlSocket, policy: options.controlPolicy, loop: loop, logger: logger)
@@ -235,7 +229,6 @@ public final class Gateway {
     deinit {
         io.deallocate()
         tlsReceiveArea.deallocate()
-        zeroVirtioHeader.deallocate()
     }
 
     public var publicKeyPin: String? { tls.publicKeyPin }

@@ -1,0 +1,123 @@
+import GatewaySystem
+
+/// A SHA-256 of a cookie value (the directory's key; it never holds a cookie, or a token
+/// used as one), or of a session id (the DTLS App-ID a ClientHello carries).
+public struct CookieKey: Hashable, Sendable {
+    public let a: UInt64, b: UInt64, c: UInt64, d: UInt64
+
+    /// The first 32 bytes of `digest` (a SHA-256, or a 32-byte session id).
+    public init(digest: [UInt8]) {
+        precondition(digest.count >= 32, "CookieKey needs 32 bytes")
+        func word(_ i: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 << 8 | UInt64(digest[i * 8 + $1]) } }
+        a = word(0)
+        b = word(1)
+        c = word(2)
+        d = word(3)
+    }
+}
+
+/// What the directory needs to know of a session; the gateway's `Session` is one.
+public protocol SessionEntry: AnyObject {
+    var slot: Int32 { get }
+    var cookieKey: CookieKey { get }
+    /// The session id as the ClientHello of its DTLS names it (`X-DTLS-App-ID`).
+    var appID: CookieKey { get }
+    var userId: String { get }
+    var createdAt: Int64 { get }
+    var isConnected: Bool { get }
+}
+
+/// Every session of one event loop, and the ways to find one: by slot (the address pool
+/// routes a packet to a slot in O(1)), by cookie (a CONNECT), by session id (a DTLS
+/// ClientHello), by user (`max-sessions-per-user`), and by the UDP peer its DTLS channel is
+/// bound to (every datagram). One owner for all of them, so a binding cannot outlive its
+/// session, and no I/O: SessionDirectoryTests plays logins, roaming and reuse in memory.
+public struct SessionDirectory<Entry: SessionEntry> {
+    @usableFromInline var slots: [Entry?] = []
+    private var freeSlots: [Int32] = []
+    private var byCookie: [CookieKey: Int32] = [:]
+    private var byAppID: [CookieKey: Int32] = [:]
+    /// UDP peer → slot, for each session whose DTLS channel is bound to a peer; and back.
+    @usableFromInline var byPeer: [SocketAddress.Key: Int32] = [:]
+    private var peerOfSlot: [Int32: SocketAddress.Key] = [:]
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// A slot for a session about to be created (its address is leased under it first).
+    public mutating func reserveSlot() -> Int32 {
+        if let s = freeSlots.popLast() { return s }
+        slots.append(nil)
+        return Int32(slots.count - 1)
+    }
+
+    /// Gives back a reserved slot whose session was not created after all.
+    public mutating func unreserve(_ slot: Int32) { freeSlots.append(slot) }
+
+    public mutating func insert(_ s: Entry) {
+        precondition(slots[Int(s.slot)] == nil, "SessionDirectory: slot \(s.slot) is taken")
+        slots[Int(s.slot)] = s
+        byCookie[s.cookieKey] = s.slot
+        byAppID[s.appID] = s.slot
+        count += 1
+    }
+
+    /// Removes a session and its peer binding; the slot is free again.
+    public mutating func remove(_ s: Entry) {
+        guard Int(s.slot) < slots.count, slots[Int(s.slot)] === s else { return }
+        unbindPeer(of: s)
+        slots[Int(s.slot)] = nil
+        byCookie[s.cookieKey] = nil
+        byAppID[s.appID] = nil
+        freeSlots.append(s.slot)
+        count -= 1
+    }
+
+    public func lookup(cookie key: CookieKey) -> Entry? { byCookie[key].flatMap { slots[Int($0)] } }
+
+    public func lookup(appID key: CookieKey) -> Entry? { byAppID[key].flatMap { slots[Int($0)] } }
+
+    @inlinable @inline(__always)
+    public func session(at slot: Int32) -> Entry? { slots[Int(slot)] }
+
+    public var all: [Entry] { slots.compactMap { $0 } }
+
+    /// Sessions of one user, oldest first.
+    public func sessions(ofUser userId: String) -> [Entry] {
+        slots.compactMap { $0 }.filter { $0.userId == userId }.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    /// Whether a login of `userId` may create a session (`SessionAdmission`).
+    public func admission(ofUser userId: String, _ limits: SessionAdmission.Limits) -> SessionAdmission.Decision {
+        SessionAdmission.decide(limits, total: count, user: sessions(ofUser: userId).map { .init(slot: $0.slot, connected: $0.isConnected) })
+    }
+
+    // MARK: DTLS peers
+
+    /// The session whose DTLS channel is bound to `peer` (per datagram).
+    @inlinable @inline(__always)
+    public func session(boundTo peer: SocketAddress.Key) -> Entry? {
+        byPeer[peer].flatMap { slots[Int($0)] }
+    }
+
+    /// The peer `s`'s channel is bound to.
+    public func peer(of s: Entry) -> SocketAddress.Key? { peerOfSlot[s.slot] }
+
+    /// Binds `s`'s DTLS channel to `peer`: a session has one peer, a peer one session. A
+    /// client that roamed (a ClientHello naming its session from a new address) moves
+    /// here; whatever else used `peer` loses it.
+    public mutating func bind(_ s: Entry, to peer: SocketAddress.Key) {
+        unbindPeer(of: s)
+        if let other = byPeer[peer] { peerOfSlot[other] = nil }
+        byPeer[peer] = s.slot
+        peerOfSlot[s.slot] = peer
+    }
+
+    /// `s` has no DTLS channel any more.
+    public mutating func unbindPeer(of s: Entry) {
+        guard let peer = peerOfSlot.removeValue(forKey: s.slot) else { return }
+        if byPeer[peer] == s.slot { byPeer[peer] = nil }
+    }
+
+    public var boundPeers: Int { byPeer.count }
+}
