@@ -6,18 +6,16 @@ internal import COpenSSL
 /// socket BIO makes libssl read ahead (see `InboundBuffer`).
 enum InboundBIO {
     nonisolated(unsafe) static let method: OpaquePointer = {
-        let m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mstunnel-inbound")!
+        let m = RetainingBIO.method("mstunnel-inbound")
         BIO_meth_set_read(m) { bio, data, len in
-            guard let bio, let data, len > 0, let raw = BIO_get_data(bio) else { return -1 }
-            let input = Unmanaged<InboundBuffer>.fromOpaque(raw).takeUnretainedValue()
+            guard let data, len > 0, let input = RetainingBIO.object(of: bio, as: InboundBuffer.self) else { return -1 }
             mst_BIO_clear_retry_flags(bio)
             let n = input.read(into: data, max: Int(len))
             if n < 0 { mst_BIO_set_retry_read(bio) }
             return Int32(n)
         }
         BIO_meth_set_ctrl(m) { bio, cmd, _, _ in
-            guard let bio, let raw = BIO_get_data(bio) else { return 0 }
-            let input = Unmanaged<InboundBuffer>.fromOpaque(raw).takeUnretainedValue()
+            guard let input = RetainingBIO.object(of: bio, as: InboundBuffer.self) else { return 0 }
             switch cmd {
             case BIO_CTRL_PENDING: return input.count
             case BIO_CTRL_EOF: return input.isEmpty && input.endOfStream ? 1 : 0
@@ -25,25 +23,8 @@ enum InboundBIO {
             default: return 0
             }
         }
-        BIO_meth_set_create(m) { bio in
-            BIO_set_init(bio, 1)
-            return 1
-        }
-        BIO_meth_set_destroy(m) { bio in
-            guard let bio else { return 0 }
-            if let raw = BIO_get_data(bio) {
-                Unmanaged<InboundBuffer>.fromOpaque(raw).release()
-                BIO_set_data(bio, nil)
-            }
-            return 1
-        }
         return m
     }()
 
-    static func make(_ input: InboundBuffer) -> OpaquePointer? {
-        guard let bio = BIO_new(method) else { return nil }
-        // The BIO keeps the buffer alive; released in the destroy callback.
-        BIO_set_data(bio, Unmanaged.passRetained(input).toOpaque())
-        return bio
-    }
+    static func make(_ input: InboundBuffer) -> OpaquePointer? { RetainingBIO.make(method, holding: input) }
 }
