@@ -65,7 +65,12 @@ extension Gateway {
         }
         let ch = DTLSChannel(connection: conn, peer: key, now: now)
         s.dtls = ch
-        sessions.bind(s, to: key)
+        if let displaced = sessions.bind(s, to: key), displaced !== s {
+            // Another session's channel was at this address and port (a NAT reused them):
+            // records sealed for it would now reach this client. It starts over.
+            logger.info("dtls.peer_reused", metadata: sessionMetadata(displaced, ["udp.peer": "\(key)"]))
+            dropDTLS(displaced)
+        }
         counters.dtlsHandshakes += 1
         feedDTLS(s, ch, d, now: now)
     }

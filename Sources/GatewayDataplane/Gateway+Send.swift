@@ -37,6 +37,11 @@ extension Gateway {
         let read = tun.readPackets(into: io, headroom: off, maxFrames: 256) { o, l in deliverFromTUN(o, l, now: now) }
         turnWork &+= read.frames
         counters.dropsUnsupported &+= UInt64(read.unsupported)
+        if read.error != 0, read.error != lastTunReadErrno {
+            // The TUN itself failed (its link deleted under us?): said once per kind.
+            lastTunReadErrno = read.error
+            logger.error("tun.read_failed", metadata: ["code": "\(SystemError.name(of: read.error))", "error": "\(SystemError.reason(read.error))"])
+        }
     }
 
     /// Sends the IP packet at `io[offset..<offset+n]` to its session, unless the ACK

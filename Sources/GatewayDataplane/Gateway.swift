@@ -124,6 +124,7 @@ public final class Gateway {
     /// Session and access events for the agent.
     let events = SessionEventLog()
     var lastTunWriteErrno: Int32 = 0
+    var lastTunReadErrno: Int32 = 0
     /// Tunnel packets, datagrams and TUN reads handled in this loop turn.
     var turnWork = 0
     /// Transit time, the gateway's `latency` health metric: how long packets spend inside

@@ -105,12 +105,19 @@ public struct SessionDirectory<Entry: SessionEntry> {
 
     /// Binds `s`'s DTLS channel to `peer`: a session has one peer, a peer one session. A
     /// client that roamed (a ClientHello naming its session from a new address) moves
-    /// here; whatever else used `peer` loses it.
-    public mutating func bind(_ s: Entry, to peer: SocketAddress.Key) {
+    /// here. Returns the other session that was bound to `peer` (a NAT gave its address
+    /// and port to this client): its channel now leads nowhere, and the caller drops it.
+    @discardableResult
+    public mutating func bind(_ s: Entry, to peer: SocketAddress.Key) -> Entry? {
         unbindPeer(of: s)
-        if let other = byPeer[peer] { peerOfSlot[other] = nil }
+        var displaced: Entry?
+        if let other = byPeer[peer], other != s.slot {
+            peerOfSlot[other] = nil
+            displaced = slots[Int(other)]
+        }
         byPeer[peer] = s.slot
         peerOfSlot[s.slot] = peer
+        return displaced
     }
 
     /// `s` has no DTLS channel any more.

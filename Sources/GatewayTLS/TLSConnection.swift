@@ -107,8 +107,31 @@ public final class TLSConnection {
     /// allocated again with the next record). False when a partial record holds them.
     /// Instead of `SSL_MODE_RELEASE_BUFFERS`, which with read-ahead off would free and
     /// allocate the read buffer around every record.
+    /// Never on a libssl older than the fix of CVE-2024-4741 (3.0.14, 3.1.6, 3.2.2, 3.3.1):
+    /// with read-ahead off a record header can sit in the read buffer while OpenSSL
+    /// reports it empty, and those versions freed it anyway (a use-after-free a client
+    /// could trigger by stalling mid-record). There, buffers are simply kept.
     @discardableResult
-    public func releaseIdleBuffers() -> Bool { SSL_free_buffers(ssl) == 1 }
+    public func releaseIdleBuffers() -> Bool {
+        guard Self.libsslReleasesBuffersSafely else { return false }
+        return SSL_free_buffers(ssl) == 1
+    }
+
+    /// Whether the libssl this process runs with has the CVE-2024-4741 fix, from its
+    /// version number (0xMNN00PP0: major, minor, patch).
+    public static let libsslReleasesBuffersSafely: Bool = safeToFreeBuffers(version: UInt(OpenSSL_version_num()))
+
+    static func safeToFreeBuffers(version v: UInt) -> Bool {
+        let major = (v >> 28) & 0xF, minor = (v >> 20) & 0xFF, patch = (v >> 4) & 0xFF
+        guard major == 3 else { return major > 3 }
+        switch minor {
+        case 0: return patch >= 14
+        case 1: return patch >= 6
+        case 2: return patch >= 2
+        case 3: return patch >= 1
+        default: return true
+        }
+    }
 
     /// Sends close_notify (best effort, non-blocking).
     public func shutdown() {

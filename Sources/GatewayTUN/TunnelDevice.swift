@@ -28,6 +28,8 @@ public struct TUNReadResult: Equatable, Sendable {
     /// Frames that could not be turned into packets (a GSO type other than TCP/IPv4, a
     /// truncated header), dropped.
     public var unsupported = 0
+    /// The errno of a read that failed (0: none); the batch ends there.
+    public var error: Int32 = 0
     public init() {}
 }
 
@@ -42,6 +44,7 @@ extension TunnelDevice {
         var result = TUNReadResult()
         for _ in 0..<maxFrames {
             let n = readFrame(into: buffer, at: headroom)
+            if n < 0 { result.error = Int32(-n) }
             if n <= 0 { break }
             result.frames += 1
             if !offload {

@@ -122,8 +122,11 @@ import Testing
 
         // Bob binds at home, then his channel comes from the café's address (a NAT reused
         // it): the café is bob's now, alice's channel is unbound, home is free again.
-        dir.bind(b, to: home)
-        dir.bind(b, to: cafe)
+        let none = dir.bind(b, to: home)
+        #expect(none == nil)
+        let displaced = dir.bind(b, to: cafe)
+        // The caller drops alice's channel: it leads to bob now.
+        #expect(displaced === a)
         #expect(dir.session(boundTo: cafe) === b && dir.peer(of: a) == nil)
         #expect(dir.session(boundTo: home) == nil)
 

@@ -189,7 +189,18 @@ import Testing
         }
     }
 
-    @Test func idleBuffersAreGivenBackAndComeBack() throws {
+    /// CVE-2024-4741: buffers are given back only on a libssl with the fix.
+    @Test(arguments: [
+        (0x3000_00D0 as UInt, false), (0x3000_00E0, true), (0x3000_0160, true), (0x3010_0050, false), (0x3010_0060, true),
+        (0x3020_0010, false), (0x3020_0020, true), (0x3030_0000, false), (0x3030_0010, true), (0x3040_0000, true),
+        (0x1010_1170, false),
+    ])
+    func buffersAreReleasedOnlyWhereItIsSafe(version: UInt, safe: Bool) {
+        #expect(TLSConnection.safeToFreeBuffers(version: version) == safe)
+    }
+
+    @Test(.enabled(if: TLSConnection.libsslReleasesBuffersSafely, "this libssl lacks the CVE-2024-4741 fix"))
+    func idleBuffersAreGivenBackAndComeBack() throws {
         let p = try Pair()
         #expect(p.handshake())
         #expect(p.server.releaseIdleBuffers())
