@@ -46,10 +46,10 @@ public enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
-    /// Parses a JSON document whose top level must be an object; nil for anything else.
+    /// Parses a JSON document whose top level must be an object; nil for anything else,
+    /// including an object that repeats a member name (see `StrictJSON`).
     public static func parseObject(_ data: Data) -> [String: JSONValue]? {
-        guard case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return nil }
-        return o
+        try? StrictJSON.parseObject(data)
     }
 
     public var stringValue: String? {

@@ -104,14 +104,16 @@ public actor TokenValidator {
         guard let headerBytes = Base64URL.decode(parts[0]) else {
             return reject(.malformed, "JWT header is not base64url")
         }
-        guard let header = JSONValue.parseObject(Data(headerBytes)) else {
-            return reject(.malformed, "JWT header is not a JSON object")
+        let header: [String: JSONValue]
+        do { header = try StrictJSON.parseObject(headerBytes) } catch {
+            return reject(.malformed, "JWT header \(error.description)")
         }
         guard let payloadBytes = Base64URL.decode(parts[1]) else {
             return reject(.malformed, "JWT payload is not base64url")
         }
-        guard let payload = JSONValue.parseObject(Data(payloadBytes)) else {
-            return reject(.malformed, "JWT payload is not a JSON object")
+        let payload: [String: JSONValue]
+        do { payload = try StrictJSON.parseObject(payloadBytes) } catch {
+            return reject(.malformed, "JWT payload \(error.description)")
         }
         guard Base64URL.decode(parts[2]) != nil else {
             return reject(.malformed, "JWT signature is not base64url")
@@ -130,6 +132,20 @@ public actor TokenValidator {
         result.subjectHash = payload["sub"]?.stringValue.map(Self.hashPrefix)
         if header["crit"] != nil {
             return reject(.malformed, "JWT header has 'crit' extensions; none are supported")
+        }
+        // The key comes from the configured issuer only. A header naming where to fetch a key
+        // (jku, x5u) or carrying one (jwk, x5c) is an attempt to choose the key: refuse it
+        // rather than ignore it, so the log says what was tried.
+        for name in ["jku", "x5u", "jwk", "x5c"] where header[name] != nil {
+            return reject(.malformed, "JWT header carries '\(name)'; keys come only from the issuer's JWKS")
+        }
+        // RFC 8725 §3.11: a token of another kind (an encrypted JWT, a DPoP proof, a logout
+        // token…) must not pass as an access token. Entra sends "JWT"; RFC 9068 "at+jwt".
+        if let typValue = header["typ"] {
+            let typ = typValue.stringValue?.lowercased()
+            guard let typ, ["jwt", "at+jwt", "application/at+jwt"].contains(typ) else {
+                return reject(.malformed, "JWT header 'typ' is \(typValue.stringValue.map { "'\(Self.clip($0, 32))'" } ?? "not a string"), not an access token ('JWT' or 'at+jwt')")
+            }
         }
 
         // 2. Algorithm allow-list. `none` and HMAC get their own words: they are attacks.
