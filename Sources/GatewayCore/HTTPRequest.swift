@@ -61,6 +61,7 @@ public struct HTTPRequestParser: Sendable {
         case badRequestLine
         case badHeader
         case badContentLength
+        case conflictingContentLength
         case unsupportedTransferEncoding
 
         public var description: String {
@@ -71,6 +72,7 @@ public struct HTTPRequestParser: Sendable {
             case .badRequestLine: return "malformed request line"
             case .badHeader: return "malformed header line"
             case .badContentLength: return "malformed Content-Length"
+            case .conflictingContentLength: return "Content-Length headers that disagree"
             case .unsupportedTransferEncoding: return "Transfer-Encoding in a request is not supported"
             }
         }
@@ -139,14 +141,18 @@ public struct HTTPRequestParser: Sendable {
             }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { throw .badHeader }
             let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
-            guard !name.contains(" ") else { throw .badHeader }
+            guard !name.contains(" "), !name.contains("\t") else { throw .badHeader }
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSet(" \t")
             headers.append((name, value))
             if headers.count > Self.maxHeaders { throw .tooManyHeaders }
         }
         if headers.contains(where: { $0.name == "transfer-encoding" }) { throw .unsupportedTransferEncoding }
         var bodyLength = 0
-        if let cl = headers.first(where: { $0.name == "content-length" })?.value {
+        let lengths = headers.filter { $0.name == "content-length" }.map(\.value)
+        if let cl = lengths.first {
+            // RFC 9112 §6.3: lengths that disagree make the framing ambiguous (the classic
+            // request-smuggling shape); repeating the same value is harmless.
+            guard lengths.allSatisfy({ $0 == cl }) else { throw .conflictingContentLength }
             guard let n = Int(cl), n >= 0, cl.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw .badContentLength }
             guard n <= Self.maxBodyBytes else { throw .bodyTooLarge(n) }
             bodyLength = n

@@ -73,6 +73,22 @@ import Testing
         #expect(fails("GET / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n") == .bodyTooLarge(99_999_999))
         #expect(fails("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") == .unsupportedTransferEncoding)
         #expect(fails("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 40000)) == .headerTooLarge)
+        #expect(fails("GET / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nx") == .badContentLength)
+        #expect(fails("GET / HTTP/1.1\r\nContent Length: 1\r\n\r\nx") == .badHeader)
+        #expect(fails("GET / HTTP/1.1\r\nContent-Length\t: 1\r\n\r\nx") == .badHeader)
+    }
+
+    /// Found from outside: two different Content-Length headers were accepted with the first
+    /// value. RFC 9112 §6.3 makes that an unrecoverable framing error; the same value twice is not.
+    @Test func contentLengthsThatDisagreeAreRefused() throws {
+        var p = HTTPRequestParser()
+        p.append(Array("POST /auth HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 30\r\n\r\nabc".utf8))
+        #expect(throws: HTTPRequestParser.ParseError.conflictingContentLength) { try p.next() }
+
+        var same = HTTPRequestParser()
+        same.append(Array("POST /auth HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc".utf8))
+        let request = try #require(try same.next())
+        #expect(request.body == Array("abc".utf8))
     }
 }
 

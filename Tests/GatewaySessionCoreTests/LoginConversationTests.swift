@@ -188,6 +188,7 @@ import Testing
         ("GET / HTTP/1.1\r\nNo-Colon-Here\r\n\r\n", true),
         ("POST / HTTP/1.1\r\nContent-Length: -4\r\n\r\n", true),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", true),
+        ("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc", true),
         ("POST / HTTP/1.1\r\n\(oc)Content-Length: 30\r\n\r\n<config-auth type=\"auth-reply\">", true),
         ("DELETE / HTTP/1.1\r\n\r\n", true),
         ("CONNECT /elsewhere HTTP/1.1\r\n\r\n", true),
