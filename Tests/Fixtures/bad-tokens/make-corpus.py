@@ -172,8 +172,8 @@ refused = [
      sign({"alg": "RS256", "typ": "JWT", "kid": "rsa-1", "jwk": rsa_jwk(ATTACKER, "rsa-1")}, claims(), k=ATTACKER)),
     ("no-user", "neither oid nor sub: nobody to log in", "missingClaim", "neither 'oid' nor 'sub'",
      sign(H_RSA, claims(oid=None, sub=None))),
-    ("deep-nesting", "ten thousand nested arrays in a claim", "malformed", "nests deeper than",
-     sign(H_RSA, json.dumps(claims())[:-1] + ',"x":' + "[" * 10000 + "]" * 10000 + "}")),
+    ("deep-nesting", "two thousand nested arrays in a claim", "malformed", "nests deeper than",
+     sign(H_RSA, json.dumps(claims())[:-1] + ',"x":' + "[" * 2000 + "]" * 2000 + "}")),
 ]
 
 corpus = {
