@@ -78,8 +78,12 @@ extension Gateway {
     private func feedDTLS(_ s: Session, _ ch: DTLSChannel, _ d: UnsafeRawBufferPointer, now: Int64) {
         // A handshake step or a read may answer (a flight, an alert).
         makeDatagramRoom()
-        ch.connection.feed(d)
         ch.lastReceive = now
+        ch.connection.receive(d) { _ in stepDTLS(s, ch, now: now) }
+    }
+
+    /// The handshake step or the reads one received datagram allows.
+    private func stepDTLS(_ s: Session, _ ch: DTLSChannel, now: Int64) {
         if !ch.established {
             let result = ch.connection.handshake()
             switch result {

@@ -144,9 +144,16 @@ public final class DTLSConnection {
 
     deinit { SSL_free(ssl) }
 
-    /// Offers one received datagram to OpenSSL. Call `handshake()` or `read()` (until it
-    /// says `.wantRead`) after this.
-    public func feed(_ datagram: UnsafeRawBufferPointer) { input = datagram }
+    /// Offers one received datagram to OpenSSL while `body` runs; `body` calls `handshake()`
+    /// or `read()` (until it says `.wantRead`). The datagram is borrowed, not kept: once
+    /// `body` returns it is gone, and a later handshake step or timer finds no input, so a
+    /// caller cannot leave OpenSSL holding a pointer whose memory has been reused.
+    @inline(__always)
+    public func receive<R>(_ datagram: UnsafeRawBufferPointer, _ body: (DTLSConnection) throws -> R) rethrows -> R {
+        input = datagram
+        defer { input = nil }
+        return try body(self)
+    }
 
     public var isHandshakeDone: Bool { SSL_is_init_finished(ssl) == 1 }
 
