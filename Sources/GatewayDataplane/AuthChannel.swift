@@ -62,7 +62,8 @@ final class AuthChannel {
         guard ensureConnected(now: now) else { return nil }
         let id = nextId
         nextId += 1
-        let request = WireEnvelope(id: id, .request(.validateToken(ValidateTokenRequest(token: token, transport: transport, peerAddress: peer))))
+        let request = WireEnvelope(id: id, .request(.validateToken(ValidateTokenRequest(
+            token: token, transport: transport, peerAddress: peer, clientCertificateChain: connection.clientCertificateChain))))
         guard let bytes = try? WireCodec.encode(request) else { return nil }
         outbound.append(contentsOf: bytes)
         pending[id] = Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now)

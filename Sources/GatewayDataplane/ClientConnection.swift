@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import GatewaySessionCore
 import GatewayTLS
@@ -30,6 +31,23 @@ final class ClientConnection {
     var state: State = .login
     /// The login phase (GatewaySessionCore): requests, token paths, the wait for auth.
     var login = LoginConversation()
+    /// What the client presented in its TLS handshake (DER, leaf first), passed to
+    /// mstunnel-auth with every validation; nil if nothing.
+    var clientCertificateChain: [Data]?
+    /// SHA-256 of the presented leaf (lowercase hex): a session bound to a certificate
+    /// attaches only to connections that present the same one.
+    var clientCertificateSHA256: String?
+
+    /// The TLS handshake finished: keep what certificate the client presented, and let the
+    /// login begin.
+    func handshakeDone() {
+        let chain = tls.peerCertificateChain
+        if let leaf = chain.first {
+            clientCertificateChain = chain.map { Data($0) }
+            clientCertificateSHA256 = GatewayCrypto.sha256(leaf).map { String(format: "%02x", $0) }.joined()
+        }
+        login.handshakeDone(clientCertificate: !chain.isEmpty)
+    }
     var lastReceive: Int64
     /// Bytes of a CSTP frame split across TLS records (rare: openconnect sends one frame
     /// per record). Empty, and unallocated, in the common case.

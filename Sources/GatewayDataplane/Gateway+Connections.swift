@@ -132,7 +132,7 @@ extension Gateway {
             if c.phase == .handshake {
                 switch c.tls.handshake() {
                 case .done:
-                    c.login.handshakeDone()
+                    c.handshakeDone()
                     markDirty(c)
                     continue
                 case .wantRead, .wantWrite:

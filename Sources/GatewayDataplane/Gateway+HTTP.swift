@@ -78,7 +78,7 @@ extension Gateway {
     /// The answer from mstunnel-auth for a waiting connection.
     func authCompleted(_ p: AuthChannel.Pending, _ response: ValidateTokenResponse) {
         guard let c = connection(for: p) else { return }
-        perform(c.login.authAnswered(response), c)
+        perform(c.login.authAnswered(response) { isSession($0) }, c)
     }
 
     /// A CONNECT: the session under `cookie` (created for `identity` when the cookie was
@@ -97,6 +97,14 @@ extension Gateway {
         guard let session else {
             // The session ended between the lookup and now (never within one call today).
             logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "unknown or expired session cookie"])
+            perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
+            return
+        }
+        if let bound = session.identity.certificateSHA256, bound != c.clientCertificateSHA256 {
+            // The cookie of a certificate login, on a connection without that certificate:
+            // a copied cookie, not the client that logged in.
+            rejectLogin(c, transport: .cookie, code: "certificateMismatch",
+                        reason: "the session's cookie was presented \(c.clientCertificateSHA256 == nil ? "without a client certificate" : "with another client certificate"); it is bound to the certificate it logged in with")
             perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
             return
         }

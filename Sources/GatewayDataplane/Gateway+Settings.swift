@@ -55,7 +55,9 @@ extension Gateway {
     func reloadCertificate() {
         guard let load = options.reloadCertificate else { return }
         do {
-            tls = try TLSServerContext(certificate: try load())
+            let context = try TLSServerContext(certificate: try load())
+            if options.requestClientCertificates { context.requestClientCertificates() }
+            tls = context
             logger.info("tls.certificate_reloaded", metadata: ["sessions.kept": "\(sessions.count)", "applies_to": "new connections"])
         } catch {
             logger.error("tls.certificate_reload_failed", metadata: ["error": "\(error)", "kept": "the certificate in use"])

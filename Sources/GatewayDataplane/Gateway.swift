@@ -27,6 +27,9 @@ public struct GatewayOptions: Sendable {
     /// Seal DTLS application records with the gateway's own `DTLSRecordSealer` (the same
     /// OpenSSL cipher without libssl's per-record overhead) once a channel is proven up.
     public var dtlsDirectRecords: Bool = true
+    /// Ask every client for a certificate in the TLS handshake (accepting none), so a
+    /// certificate can be the login (`authenticationMode` in auth.json decides whether it is).
+    public var requestClientCertificates: Bool = true
     /// Microseconds the loop pauses after a busy turn before it polls again (0: never).
     /// Under load, the next turn then finds several times more packets waiting, and every
     /// per-turn cost shrinks per byte: fewer wakeups and context switches, larger
@@ -192,6 +195,7 @@ public final class Gateway {
         self.logger = logger
         loop = try EventLoop()
         tls = try TLSServerContext(certificate: options.certificate)
+        if options.requestClientCertificates { tls.requestClientCertificates() }
         pool = AddressPool(prefix: options.settings.pool)
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
         tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)

@@ -51,11 +51,22 @@ public struct LoginConversation: Sendable {
     private var parser = HTTPRequestParser()
     /// The last request's `User-Agent` (the session keeps it).
     public private(set) var userAgent: String?
+    /// The client presented a certificate in the TLS handshake.
+    public private(set) var hasClientCertificate = false
+    /// A certificate-only login was tried on this connection (once is enough).
+    private var certificateTried = false
+    /// While a certificate-only login is with mstunnel-auth: what the request would have
+    /// been answered without a certificate (the form or the Bearer challenge).
+    private var certificateFallback: LoginReply?
 
     public init() {}
 
-    public mutating func handshakeDone() {
-        if state == .handshake { state = .reading }
+    /// `clientCertificate`: the client presented one. Its first request without a token is
+    /// then offered to mstunnel-auth as a certificate login (`validate` with `.certificate`).
+    public mutating func handshakeDone(clientCertificate: Bool = false) {
+        guard state == .handshake else { return }
+        state = .reading
+        hasClientCertificate = clientCertificate
     }
 
     /// Decrypted bytes from the client. `isSession` says whether a `webvpn` cookie value
@@ -85,8 +96,21 @@ public struct LoginConversation: Sendable {
 
     /// mstunnel-auth answered the pending `validate` (or the gateway gives up on it with
     /// a `.rejected(.issuerUnavailable, …)` of its own).
-    public mutating func authAnswered(_ response: ValidateTokenResponse) -> [LoginAction] {
+    /// `isSession` (as for `received`) matters only when a refused certificate login falls
+    /// back and requests the client pipelined meanwhile are read.
+    public mutating func authAnswered(_ response: ValidateTokenResponse,
+                                      isSession: (String) -> Bool = { _ in false }) -> [LoginAction] {
         guard case .awaitingAuth(let transport, let connect) = state else { return [] }
+        if transport == .certificate, let fallback = certificateFallback {
+            certificateFallback = nil
+            // A certificate that is not good enough alone (token mode, or certificate+token
+            // without the token yet) gets the answer it would have had without one, so the
+            // client goes on to the token. A certificate that is bad is a failed login.
+            if let rejection = response.rejection, !LoginFlow.isCertificateFailure(rejection.code) {
+                state = .reading
+                return [answer(fallback)] + (state == .reading ? process(isSession: isSession) : [])
+            }
+        }
         switch LoginFlow.outcome(response, forConnect: connect != nil) {
         case .refuse(let reply, let code, let reason):
             return [.reject(transport: transport, code: code, reason: reason), answer(reply)]
@@ -141,7 +165,16 @@ public struct LoginConversation: Sendable {
             userAgent = request.header("user-agent") ?? userAgent
             switch LoginFlow.step(for: request) {
             case .reply(let reply):
-                actions.append(answer(reply))
+                if hasClientCertificate, !certificateTried, LoginFlow.asksForCredentials(reply) {
+                    // The first request without a token, from a client with a certificate:
+                    // the certificate may be the whole login (ocserv answers `complete` here).
+                    certificateTried = true
+                    certificateFallback = reply
+                    state = .awaitingAuth(transport: .certificate, connect: nil)
+                    actions.append(.validate(token: "", transport: .certificate))
+                } else {
+                    actions.append(answer(reply))
+                }
             case .validate(let token, let transport):
                 state = .awaitingAuth(transport: transport, connect: nil)
                 actions.append(.validate(token: token, transport: transport))

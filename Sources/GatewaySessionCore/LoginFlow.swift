@@ -110,6 +110,24 @@ public enum LoginFlow {
         return .refuse(reply, code: rejection.code.rawValue, reason: rejection.reason)
     }
 
+    /// A reply that asks the client for credentials it has not sent: where a client
+    /// certificate can stand in for them.
+    public static func asksForCredentials(_ reply: LoginReply) -> Bool {
+        switch reply {
+        case .tokenForm(error: nil), .bearerChallenge: return true
+        default: return false
+        }
+    }
+
+    /// A refusal that is about the certificate itself (untrusted, revoked, nobody in it,
+    /// another user's): a failed login, as opposed to "a certificate is not enough here".
+    public static func isCertificateFailure(_ code: TokenRejection.Code) -> Bool {
+        switch code {
+        case .certificateUntrusted, .certificateRevoked, .certificateNoUser, .certificateUserMismatch: return true
+        default: return false
+        }
+    }
+
     /// `application/x-www-form-urlencoded` field lookup.
     public static func formField(_ name: String, in body: [UInt8]) -> String? {
         let text = String(decoding: body, as: UTF8.self)

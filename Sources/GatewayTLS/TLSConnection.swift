@@ -152,6 +152,32 @@ public final class TLSConnection {
         return rc == 1 ? out : nil
     }
 
+    /// The certificates the client presented (DER, leaf first), empty if none. After a
+    /// resumed handshake only the leaf is known (the session kept it, not the chain).
+    public var peerCertificateChain: [[UInt8]] {
+        guard let leaf = SSL_get1_peer_certificate(ssl) else { return [] }
+        defer { X509_free(leaf) }
+        var chain = [Self.der(leaf)]
+        // On the server side the stack holds the certificates after the leaf.
+        if let stack = SSL_get_peer_cert_chain(ssl) {
+            for i in 0..<mst_sk_X509_num(stack) {
+                if let x = mst_sk_X509_value(stack, i) { chain.append(Self.der(x)) }
+            }
+        }
+        return chain.filter { !$0.isEmpty }
+    }
+
+    static func der(_ x: OpaquePointer) -> [UInt8] {
+        let length = i2d_X509(x, nil)
+        guard length > 0 else { return [] }
+        var out = [UInt8](repeating: 0, count: Int(length))
+        out.withUnsafeMutableBufferPointer { buffer in
+            var p = buffer.baseAddress
+            _ = i2d_X509(x, &p)
+        }
+        return out
+    }
+
     public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
 
     public var cipherName: String {

@@ -49,6 +49,19 @@ public final class TLSServerContext: @unchecked Sendable {
 
     deinit { SSL_CTX_free(ctx) }
 
+    /// Sends a CertificateRequest in every handshake and accepts whatever the client
+    /// presents, or nothing. libssl still checks the client's CertificateVerify (it holds the
+    /// leaf's private key); whether the chain is trusted, revoked, and whose it is, is
+    /// mstunnel-auth's decision, which holds the CAs and CRLs (the gateway holds no secret
+    /// and no trust policy). Call once, before the first connection.
+    public func requestClientCertificates() {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, { _, _ in 1 })
+        // Resumed sessions keep the peer's certificate; OpenSSL requires a session id
+        // context once peer verification is on, or refuses to resume.
+        let context = Array("mstunnel-server".utf8)
+        _ = SSL_CTX_set_session_id_context(ctx, context, UInt32(context.count))
+    }
+
     public enum CertificateSource: Sendable {
         case pem(chain: String, key: String)
         case pkcs12(path: String, password: String)

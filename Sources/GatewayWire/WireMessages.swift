@@ -1,3 +1,5 @@
+import Foundation
+
 /// How the client presented its token; kept for logs and per-path policy.
 public enum TokenTransport: String, Codable, Sendable {
     /// `Authorization: Bearer` (RFC 6750), e.g. `openconnect --token-mode=oidc`.
@@ -6,19 +8,27 @@ public enum TokenTransport: String, Codable, Sendable {
     case password
     /// The `webvpn` cookie on CONNECT, e.g. `openconnect --cookie 'webvpn=…'`.
     case cookie
+    /// No token: the TLS client certificate alone (`openconnect -c cert.pem -k key.pem`).
+    case certificate
 }
 
 public struct ValidateTokenRequest: Codable, Sendable, Equatable {
-    /// The compact JWS exactly as the client sent it. Never logged by either side.
+    /// The compact JWS exactly as the client sent it; empty when `transport` is
+    /// `.certificate`. Never logged by either side.
     public var token: String
     public var transport: TokenTransport
     /// The client's address as the gateway saw it, for the auth log.
     public var peerAddress: String?
+    /// The certificate chain the client presented in the TLS handshake (DER, leaf first),
+    /// if it presented one. libssl has checked only that the client holds the leaf's private
+    /// key; whether the chain is trusted, unrevoked and whose it is, mstunnel-auth decides.
+    public var clientCertificateChain: [Data]?
 
-    public init(token: String, transport: TokenTransport, peerAddress: String? = nil) {
+    public init(token: String, transport: TokenTransport, peerAddress: String? = nil, clientCertificateChain: [Data]? = nil) {
         self.token = token
         self.transport = transport
         self.peerAddress = peerAddress
+        self.clientCertificateChain = clientCertificateChain
     }
 }
 
@@ -31,15 +41,21 @@ public struct Identity: Codable, Sendable, Equatable {
     public var tenantId: String?
     /// The `deviceid` claim, kept for logs.
     public var deviceId: String?
-    /// Token expiry, seconds since 1970.
+    /// Token expiry, seconds since 1970 (for a certificate login: the certificate's notAfter).
     public var expiresAt: Int64
+    /// Set when a client certificate was part of the decision: SHA-256 of the leaf's DER, in
+    /// lowercase hex. The gateway binds the session to it, so its cookie is accepted only on
+    /// a connection presenting the same certificate (a stolen cookie alone is worth nothing).
+    public var certificateSHA256: String?
 
-    public init(userId: String, userName: String, tenantId: String? = nil, deviceId: String? = nil, expiresAt: Int64) {
+    public init(userId: String, userName: String, tenantId: String? = nil, deviceId: String? = nil, expiresAt: Int64,
+                certificateSHA256: String? = nil) {
         self.userId = userId
         self.userName = userName
         self.tenantId = tenantId
         self.deviceId = deviceId
         self.expiresAt = expiresAt
+        self.certificateSHA256 = certificateSHA256
     }
 }
 
@@ -61,6 +77,18 @@ public struct TokenRejection: Codable, Sendable, Equatable {
         case claimMismatch
         /// The issuer's keys could not be fetched: not the client's fault.
         case issuerUnavailable
+        /// The configured mode needs a client certificate and none was presented.
+        case certificateRequired
+        /// Client certificates are not accepted here (`authenticationMode` is `token`).
+        case certificateNotAccepted
+        /// The chain does not lead to a trusted CA, is expired, or is not for client auth.
+        case certificateUntrusted
+        /// The certificate (or one above it) is on its CA's revocation list.
+        case certificateRevoked
+        /// The subject names no user under the configured mapping.
+        case certificateNoUser
+        /// `certificate+token`: the certificate's user is not the token's user.
+        case certificateUserMismatch
     }
     public var code: Code
     public var reason: String

@@ -42,6 +42,9 @@ struct MstunnelServer: ParsableCommand {
     @Flag(help: "Encrypt DTLS records to clients through OpenSSL's SSL_write instead of the gateway's own record sealer (same cipher, slower; see docs/performance.md).")
     var noDtlsDirectRecords = false
 
+    @Flag(help: "Do not ask clients for a certificate in the TLS handshake (no certificate logins; see docs/auth.md).")
+    var noClientCertificates = false
+
     @Option(help: "Microseconds to let packets gather after a busy loop turn, like a NIC's interrupt moderation (0 turns it off; see docs/performance.md).")
     var coalesceUs: UInt32 = 200
 
@@ -118,6 +121,7 @@ struct MstunnelServer: ParsableCommand {
         options.reloadCertificate = { try state.certificateSource() }
         options.ackFilter = !noAckFilter
         options.dtlsDirectRecords = !noDtlsDirectRecords
+        options.requestClientCertificates = !noClientCertificates
         guard coalesceUs <= 10_000 else {
             logger.critical("config.invalid", metadata: ["error": "--coalesce-us must be 0...10000 microseconds, not \(coalesceUs)"])
             throw ExitCode(2)
