@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "GatewaySandbox", dependencies: ["GatewaySystem", "CGatewayShims"], swiftSettings: strict),
         .target(name: "GatewaySessionCore", dependencies: ["GatewayCore", "GatewayWire", "GatewaySystem"], swiftSettings: strict),
         .target(name: "GatewayAuth", dependencies: ["GatewaySystem", 
-            "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl",
+            "GatewayWire", "GatewayIPC", "CCurl", "GatewayCurl", "COpenSSL",
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),

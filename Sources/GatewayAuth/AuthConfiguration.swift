@@ -35,6 +35,70 @@ public enum SupportedAlgorithm: String, Sendable, CaseIterable, Codable {
     }
 }
 
+/// How a client proves who it is (`authenticationMode` in `auth.json`).
+public enum AuthenticationMode: String, Codable, Sendable, CaseIterable {
+    /// An access token only (the default). A client certificate is ignored; a login that
+    /// offers only a certificate is refused (`certificateNotAccepted`).
+    case token
+    /// A client certificate only; any token is ignored.
+    case certificate
+    /// A certificate if the client presents one (and then only the certificate decides),
+    /// otherwise a token.
+    case certificateOrToken = "certificate-or-token"
+    /// Both, and they must name the same user.
+    case certificateAndToken = "certificate+token"
+
+    /// Whether tokens can be part of a decision (every mode but `certificate`).
+    public var usesTokens: Bool { self != .certificate }
+    /// Whether client certificates can be part of a decision (every mode but `token`).
+    public var usesCertificates: Bool { self != .token }
+}
+
+/// Which part of a client certificate names the user (`clientCertificates.userFrom`).
+public enum CertificateUserMapping: String, Codable, Sendable, CaseIterable {
+    /// The subject's commonName.
+    case cn
+    /// The subjectAltName otherName User Principal Name (1.3.6.1.4.1.311.20.2.3).
+    case upn
+    /// The subjectAltName rfc822Name, else the subject's emailAddress.
+    case email
+    /// The subject's userId (0.9.2342.19200300.100.1.1).
+    case uid
+}
+
+/// `clientCertificates` in `auth.json`: which CAs a client certificate must chain to,
+/// which revocation lists apply, and how the user is named.
+public struct ClientCertificateConfiguration: Codable, Sendable, Equatable {
+    /// PEM bundle of the trusted CAs (the roots; intermediates may come from the client).
+    public var caFile: String
+    /// CRLs (PEM or DER, one or more). When set, every certificate of a chain needs a
+    /// current CRL from its issuer. Reloaded when the file changes.
+    public var crlFile: String?
+    public var userFrom: CertificateUserMapping
+
+    public init(caFile: String, crlFile: String? = nil, userFrom: CertificateUserMapping = .cn) {
+        self.caFile = caFile
+        self.crlFile = crlFile
+        self.userFrom = userFrom
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case caFile, crlFile, userFrom
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        caFile = try c.decode(String.self, forKey: .caFile)
+        crlFile = try c.decodeIfPresent(String.self, forKey: .crlFile)
+        let mapping = try c.decodeIfPresent(String.self, forKey: .userFrom) ?? CertificateUserMapping.cn.rawValue
+        guard let userFrom = CertificateUserMapping(rawValue: mapping) else {
+            throw DecodingError.dataCorruptedError(forKey: .userFrom, in: c, debugDescription:
+                "must be one of \(CertificateUserMapping.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")), got '\(mapping)'")
+        }
+        self.userFrom = userFrom
+    }
+}
+
 /// `auth.json`: what tokens the plugin accepts and where the issuer's keys come from.
 public struct AuthConfiguration: Codable, Sendable, Equatable {
     /// The Microsoft Tunnel Gateway application id, the audience Entra puts in tokens
@@ -42,7 +106,8 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
     public static let defaultAudience = "3678c9e9-9681-447a-974d-d19f668fcd88"
     public static let maxClockSkewSeconds = 600
 
-    /// Exact value the `iss` claim must have.
+    /// Exact value the `iss` claim must have. Empty only when `authenticationMode` is
+    /// `certificate` and the file has no `issuer`.
     public var issuer: String
     /// OpenID discovery document; defaults to `<issuer>/.well-known/openid-configuration`
     /// when neither `jwksFile` nor `jwksURL` is set.
@@ -65,12 +130,17 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
     public var jwksMinRefreshSeconds: Int
     /// Keys older than this are refetched on the next validation.
     public var jwksMaxAgeSeconds: Int
+    /// Token, certificate, or both (default token).
+    public var authenticationMode: AuthenticationMode
+    /// Client-certificate trust; required when `authenticationMode` uses certificates.
+    public var clientCertificates: ClientCertificateConfiguration?
 
     public init(issuer: String, discoveryURL: String? = nil, jwksURL: String? = nil, jwksFile: String? = nil,
                 audiences: [String] = [AuthConfiguration.defaultAudience], allowedTenants: [String] = [],
                 requiredClaims: [String: String] = [:], clockSkewSeconds: Int = 120,
                 allowedAlgorithms: [String] = ["RS256", "ES256"], caBundle: String? = nil,
-                jwksMinRefreshSeconds: Int = 60, jwksMaxAgeSeconds: Int = 3600) {
+                jwksMinRefreshSeconds: Int = 60, jwksMaxAgeSeconds: Int = 3600,
+                authenticationMode: AuthenticationMode = .token, clientCertificates: ClientCertificateConfiguration? = nil) {
         self.issuer = issuer
         self.discoveryURL = discoveryURL
         self.jwksURL = jwksURL
@@ -83,18 +153,33 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         self.caBundle = caBundle
         self.jwksMinRefreshSeconds = jwksMinRefreshSeconds
         self.jwksMaxAgeSeconds = jwksMaxAgeSeconds
+        self.authenticationMode = authenticationMode
+        self.clientCertificates = clientCertificates
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case issuer, discoveryURL, jwksURL, jwksFile, audiences, allowedTenants, requiredClaims
         case clockSkewSeconds, allowedAlgorithms, caBundle, jwksMinRefreshSeconds, jwksMaxAgeSeconds
+        case authenticationMode, clientCertificates
     }
 
     /// Decodes with defaults for every optional key. Unknown keys are caught by `parse`,
     /// which sees the raw object; this initialiser only applies types and defaults.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        issuer = try c.decode(String.self, forKey: .issuer)
+        let mode = try c.decodeIfPresent(String.self, forKey: .authenticationMode) ?? AuthenticationMode.token.rawValue
+        guard let authenticationMode = AuthenticationMode(rawValue: mode) else {
+            throw DecodingError.dataCorruptedError(forKey: .authenticationMode, in: c, debugDescription:
+                "must be one of \(AuthenticationMode.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")), got '\(mode)'")
+        }
+        self.authenticationMode = authenticationMode
+        clientCertificates = try c.decodeIfPresent(ClientCertificateConfiguration.self, forKey: .clientCertificates)
+        // A certificate-only plugin needs no issuer; every other mode does.
+        if authenticationMode.usesTokens {
+            issuer = try c.decode(String.self, forKey: .issuer)
+        } else {
+            issuer = try c.decodeIfPresent(String.self, forKey: .issuer) ?? ""
+        }
         discoveryURL = try c.decodeIfPresent(String.self, forKey: .discoveryURL)
         jwksURL = try c.decodeIfPresent(String.self, forKey: .jwksURL)
         jwksFile = try c.decodeIfPresent(String.self, forKey: .jwksFile)
@@ -122,11 +207,18 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         if !unknown.isEmpty {
             throw AuthConfigurationError("auth.json: unknown key\(unknown.count > 1 ? "s" : "") \(unknown.map { "'\($0)'" }.joined(separator: ", ")) (known keys: \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        if let nested = object[CodingKeys.clientCertificates.rawValue] as? [String: Any] {
+            let knownNested = ClientCertificateConfiguration.CodingKeys.allCases.map(\.rawValue)
+            let unknownNested = nested.keys.filter { !knownNested.contains($0) }.sorted()
+            if !unknownNested.isEmpty {
+                throw AuthConfigurationError("auth.json: unknown key\(unknownNested.count > 1 ? "s" : "") \(unknownNested.map { "'clientCertificates.\($0)'" }.joined(separator: ", ")) (known keys in 'clientCertificates': \(knownNested.joined(separator: ", ")))")
+            }
+        }
         var config: AuthConfiguration
         do {
             config = try JSONDecoder().decode(AuthConfiguration.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw AuthConfigurationError("auth.json: '\(key.stringValue)' is required")
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw AuthConfigurationError("auth.json: '\(Self.path(ctx.codingPath + [key]))' is required")
         } catch let DecodingError.typeMismatch(type, ctx) {
             throw AuthConfigurationError("auth.json: '\(Self.path(ctx.codingPath))' has the wrong type (expected \(Self.typeName(type)))")
         } catch let DecodingError.valueNotFound(type, ctx) {
@@ -139,8 +231,14 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         if let dir = stateDirectory {
             config.jwksFile = config.jwksFile.map { Self.resolve($0, in: dir) }
             config.caBundle = config.caBundle.map { Self.resolve($0, in: dir) }
+            if var certificates = config.clientCertificates {
+                if !certificates.caFile.isEmpty { certificates.caFile = Self.resolve(certificates.caFile, in: dir) }
+                certificates.crlFile = certificates.crlFile.map { $0.isEmpty ? $0 : Self.resolve($0, in: dir) }
+                config.clientCertificates = certificates
+            }
         }
         try config.validate()
+        try config.checkCertificateFiles()
         return config
     }
 
@@ -161,7 +259,21 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
 
     /// Checks every value; the first problem found is thrown, naming its key.
     public func validate() throws(AuthConfigurationError) {
-        if issuer.trimmingCharacters(in: .whitespaces).isEmpty {
+        if authenticationMode.usesCertificates, clientCertificates == nil {
+            throw AuthConfigurationError("auth.json: 'clientCertificates.caFile' is required when 'authenticationMode' is '\(authenticationMode.rawValue)'")
+        }
+        if let certificates = clientCertificates {
+            if certificates.caFile.isEmpty {
+                throw AuthConfigurationError("auth.json: 'clientCertificates.caFile' must not be empty")
+            }
+            if let crl = certificates.crlFile, crl.isEmpty {
+                throw AuthConfigurationError("auth.json: 'clientCertificates.crlFile' must not be empty")
+            }
+        }
+        // Certificate-only without an issuer: the token settings keep their defaults and
+        // are never used, so there is no issuer to check.
+        let tokenSettingsUnused = !authenticationMode.usesTokens && issuer.isEmpty
+        if !tokenSettingsUnused, issuer.trimmingCharacters(in: .whitespaces).isEmpty {
             throw AuthConfigurationError("auth.json: 'issuer' must not be empty")
         }
         let sources = [("jwksFile", jwksFile), ("jwksURL", jwksURL), ("discoveryURL", discoveryURL)].filter { $0.1 != nil }
@@ -176,7 +288,7 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
                 throw AuthConfigurationError("auth.json: '\(key)' must be an http:// or https:// URL, got '\(v)'")
             }
         }
-        if jwksFile == nil, jwksURL == nil, discoveryURL == nil, !Self.isHTTPURL(issuer) {
+        if !tokenSettingsUnused, jwksFile == nil, jwksURL == nil, discoveryURL == nil, !Self.isHTTPURL(issuer) {
             throw AuthConfigurationError("auth.json: 'issuer' '\(issuer)' is not an http(s) URL, so keys cannot be discovered from it; set 'discoveryURL', 'jwksURL' or 'jwksFile'")
         }
         if audiences.isEmpty || audiences.contains(where: \.isEmpty) {
@@ -213,6 +325,25 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         }
         if !(jwksMinRefreshSeconds...(7 * 86_400)).contains(jwksMaxAgeSeconds) {
             throw AuthConfigurationError("auth.json: 'jwksMaxAgeSeconds' must be between 'jwksMinRefreshSeconds' (\(jwksMinRefreshSeconds)) and 604800, got \(jwksMaxAgeSeconds)")
+        }
+    }
+
+    /// Loads `clientCertificates.caFile` and `crlFile` (when set) the way the plugin will,
+    /// so a missing or unreadable file stops the plugin at start instead of refusing every
+    /// certificate later. Paths are used as they are (`parse` has resolved them).
+    public func checkCertificateFiles() throws(AuthConfigurationError) {
+        guard let certificates = clientCertificates else { return }
+        do {
+            _ = try PKIFiles.certificates(pem: PKIFiles.read(certificates.caFile))
+        } catch {
+            throw AuthConfigurationError("auth.json: 'clientCertificates.caFile' \(certificates.caFile): \(error.message.replacingOccurrences(of: "cannot read \(certificates.caFile): ", with: ""))")
+        }
+        if let crlFile = certificates.crlFile {
+            do {
+                _ = try PKIFiles.crls(PKIFiles.read(crlFile))
+            } catch {
+                throw AuthConfigurationError("auth.json: 'clientCertificates.crlFile' \(crlFile): \(error.message.replacingOccurrences(of: "cannot read \(crlFile): ", with: ""))")
+            }
         }
     }
 
@@ -265,6 +396,7 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         case is Int.Type: return "an integer"
         case is [String].Type: return "a list of strings"
         case is [String: String].Type: return "an object of strings"
+        case is [String: Any].Type: return "an object"
         default: return "\(type)"
         }
     }

@@ -12,7 +12,7 @@ import Logging
 struct MstunnelAuth: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mstunnel-auth",
-        abstract: "mstunnel authentication plugin: validates Entra ID / OIDC access tokens for the gateway.",
+        abstract: "mstunnel authentication plugin: validates Entra ID / OIDC access tokens and client certificates for the gateway.",
         version: AuthVersion.string)
 
     @Option(name: .customLong("state-dir"), help: "State directory (default: $MSTUNNEL_DIR or /etc/mstunnel).")
@@ -62,13 +62,25 @@ struct MstunnelAuth: AsyncParsableCommand {
             // Plain text for a human at a terminal (mst-cli, setup script), not JSON logs.
             do {
                 let loaded = try AuthConfiguration.load(path: configPath, stateDirectory: stateDirectory)
+                var certificateSummary = ""
+                if let certificates = loaded.clientCertificates {
+                    let verifier = try ClientCertificateVerifier(configuration: certificates, logger: Logger(label: "check") { _ in SwiftLogNoOpLogHandler() })
+                    if certificates.crlFile != nil, verifier.revokedCount == nil {
+                        throw AuthConfigurationError("\(configPath): \(verifier.summary)")
+                    }
+                    certificateSummary = "; client certificates: \(verifier.summary)"
+                }
+                guard loaded.authenticationMode.usesTokens else {
+                    print("\(configPath): OK (authenticationMode certificate\(certificateSummary))")
+                    return
+                }
                 if case .file(let path) = loaded.keyLocation {
                     let data = try await FileJWKSSource(path: path).fetchJWKS()
                     guard JSONValue.parseObject(data).map({ if case .array = $0["keys"] { true } else { false } }) == true else {
                         throw AuthConfigurationError("\(configPath): jwksFile \(path) is not a JWKS (no 'keys' array)")
                     }
                 }
-                print("\(configPath): OK (issuer \(loaded.issuer), keys from \(loaded.keyLocation), audiences \(loaded.audiences.joined(separator: ", ")))")
+                print("\(configPath): OK (authenticationMode \(loaded.authenticationMode.rawValue), issuer \(loaded.issuer), keys from \(loaded.keyLocation), audiences \(loaded.audiences.joined(separator: ", "))\(certificateSummary))")
             } catch {
                 FileHandle.standardError.write(Data("mstunnel-auth: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -101,10 +113,21 @@ struct MstunnelAuth: AsyncParsableCommand {
         }
 
         let validator = TokenValidator(configuration: configuration, source: configuration.makeJWKSSource(logger: logger), logger: logger)
+        // Client certificates: the CAs load now (a bad caFile stops the plugin); the CRL file
+        // is loaded and logged (auth.crl.loaded / auth.crl.failed), then reloaded on change.
+        var certificates: ClientCertificateVerifier?
+        if configuration.authenticationMode.usesCertificates, let settings = configuration.clientCertificates {
+            do {
+                certificates = try ClientCertificateVerifier(configuration: settings, logger: logger)
+            } catch {
+                logger.error("auth.config.invalid", metadata: ["error": "\(error)", "config": "\(configPath)"])
+                throw ExitCode(1)
+            }
+        }
         let server = AuthServer(
             socketPath: socket, socketMode: 0o660,
             peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID), allowedGIDs: Set(allowGID)),
-            handler: AuthRequestHandler(validator: validator, logger: logger), logger: logger)
+            handler: AuthRequestHandler(validator: validator, certificates: certificates, logger: logger), logger: logger)
 
         // Signals are turned into an async event before anything else can be interrupted.
         signal(SIGTERM, SIG_IGN)
@@ -124,17 +147,26 @@ struct MstunnelAuth: AsyncParsableCommand {
             logger.error("auth.socket.failed", metadata: ["error": "\(error)", "socket": "\(socket)"])
             throw ExitCode(1)
         }
-        logger.info("auth.started", metadata: [
-            "version": "\(AuthVersion.string)", "issuer": "\(configuration.issuer)",
-            "keys": "\(configuration.keyLocation)", "audiences": "\(configuration.audiences.joined(separator: ","))",
-            "tenants": "\(configuration.allowedTenants.isEmpty ? "any" : configuration.allowedTenants.joined(separator: ","))",
-        ])
+        var started: Logger.Metadata = [
+            "version": "\(AuthVersion.string)", "mode": "\(configuration.authenticationMode.rawValue)",
+        ]
+        if configuration.authenticationMode.usesTokens {
+            started["issuer"] = "\(configuration.issuer)"
+            started["keys"] = "\(configuration.keyLocation)"
+            started["audiences"] = "\(configuration.audiences.joined(separator: ","))"
+            started["tenants"] = "\(configuration.allowedTenants.isEmpty ? "any" : configuration.allowedTenants.joined(separator: ","))"
+        }
+        if let certificates { started["certificates"] = "\(certificates.summary)" }
+        logger.info("auth.started", metadata: started)
 
         // Key prefetch runs beside the server: a slow or down issuer must not delay the
-        // socket, and failures are retried on demand by the validator.
-        Task {
-            if case .failure(let error) = await validator.prefetch() {
-                logger.warning("auth.jwks.prefetch_failed", metadata: ["error": "\(error)", "action": "retried on demand"])
+        // socket, and failures are retried on demand by the validator. A certificate-only
+        // plugin has no issuer to ask.
+        if configuration.authenticationMode.usesTokens {
+            Task {
+                if case .failure(let error) = await validator.prefetch() {
+                    logger.warning("auth.jwks.prefetch_failed", metadata: ["error": "\(error)", "action": "retried on demand"])
+                }
             }
         }
 
