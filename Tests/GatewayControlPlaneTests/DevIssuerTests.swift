@@ -97,8 +97,11 @@ import Testing
                                            source: ServedJWKS(data: jwks), now: { clock.now() }, logger: quietLogger)
             let result = await validator.validate(token)
             #expect(result.rejection == nil, "\(String(describing: result.rejection))")
-            #expect(result.identity?.userName == "Carol@Corp.test")
-            #expect(result.identity?.tenantId == issuer.tenantId)
+            // Unwrapped first: optional chaining inside #expect was miscompiled under
+            // AddressSanitizer (a SEGV releasing the Identity; swift 6.3).
+            let identity = try #require(result.identity)
+            #expect(identity.userName == "Carol@Corp.test")
+            #expect(identity.tenantId == issuer.tenantId)
             // Another tenant's allow-list refuses it: the tid is the issuer's own.
             let strict = TokenValidator(configuration: AuthConfiguration(issuer: issuer.issuer, allowedTenants: [UUID().uuidString.lowercased()]),
                                         source: ServedJWKS(data: jwks), now: { clock.now() }, logger: quietLogger)
