@@ -50,11 +50,26 @@ public struct GatewaySettings: Sendable, Equatable {
         /// replaces the user's oldest disconnected session, or is refused. 0 = no limit.
         /// (`max-sessions-per-user`)
         public var maxSessionsPerUser = 10
+        /// Most connections one source address may have in their login phase (TLS
+        /// handshake, HTTP, waiting for auth) at once; more are closed at accept. 0 = no
+        /// limit. Tunnels do not count. (`max-login-connections-per-ip`)
+        public var maxLoginConnectionsPerIP = 64
+        /// A source address whose ban score reaches this is refused at accept until its
+        /// score resets; 0 turns banning off. A failed login or a malformed request scores
+        /// 10 (ocserv's default weights). (`max-ban-score`)
+        public var maxBanScore = 80
+        /// Seconds after an address's last scored event until its score is forgotten
+        /// (and a ban lifted). (`ban-reset-time`)
+        public var banResetTime = 300
+        /// The TLS handshake must finish within this many seconds of accept.
+        /// (`handshake-timeout`)
+        public var handshakeTimeout = 10
         public init() {}
 
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
             "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
+            "max-login-connections-per-ip", "max-ban-score", "ban-reset-time", "handshake-timeout",
         ]
     }
 
@@ -164,6 +179,10 @@ public struct GatewaySettings: Sendable, Equatable {
             case "max-sessions": adv.maxSessions = int(0...1_000_000) ?? adv.maxSessions
             case "auth-timeout": adv.authTimeout = int(5...600) ?? adv.authTimeout
             case "max-sessions-per-user": adv.maxSessionsPerUser = int(0...10_000) ?? adv.maxSessionsPerUser
+            case "max-login-connections-per-ip": adv.maxLoginConnectionsPerIP = int(0...100_000) ?? adv.maxLoginConnectionsPerIP
+            case "max-ban-score": adv.maxBanScore = int(0...1_000_000) ?? adv.maxBanScore
+            case "ban-reset-time": adv.banResetTime = int(1...86_400) ?? adv.banResetTime
+            case "handshake-timeout": adv.handshakeTimeout = int(1...600) ?? adv.handshakeTimeout
             case "banner": adv.banner = kv.value
             case "listen-address":
                 if IPAddress(kv.value) != nil { listenAddress = kv.value } else {

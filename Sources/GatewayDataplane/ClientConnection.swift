@@ -2,6 +2,7 @@ import Foundation
 import GatewayCore
 import GatewaySessionCore
 import GatewayTLS
+import GatewaySystem
 
 /// One client TCP connection: TLS handshake, then HTTP login requests, then (after a
 /// CONNECT) the CSTP tunnel of one session.
@@ -37,6 +38,10 @@ final class ClientConnection {
     /// SHA-256 of the presented leaf (lowercase hex): a session bound to a certificate
     /// attaches only to connections that present the same one.
     var clientCertificateSHA256: String?
+    /// The peer's address without its port: what `SourceGuard` counts and scores.
+    var source = SocketAddress.Key(high: 0, low: 0, port: 0)
+    /// Counted among its source's login connections until it reaches the tunnel or closes.
+    var countedAsLogin = false
 
     /// The TLS handshake finished: keep what certificate the client presented, and let the
     /// login begin.

@@ -29,6 +29,16 @@ extension Gateway {
                 }
                 return
             }
+            let peerKey = SocketAddress.key(of: &ss)
+            let source = SocketAddress.Key(high: peerKey.high, low: peerKey.low, port: 0)
+            if case .refuse(let why) = sourceGuard.admit(source, now: now) {
+                close(fd)
+                counters.connectionsRefused += 1
+                if sourceGuard.shouldLogRefusal(source, now: now) {
+                    logger.notice("connection.refused", metadata: ["peer.address": "\(peerKey)", "reason": "\(why)", "logged": "once a minute per address"])
+                }
+                continue
+            }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             let slot: Int32
@@ -44,9 +54,12 @@ extension Gateway {
             guard let conn = try? tls.makeConnection(input: input, output: output) else {
                 close(fd)
                 freeConnectionSlots.append(slot)
+                sourceGuard.loginEnded(source)
                 continue
             }
             let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, input: input, peer: SocketAddress(storage: ss, length: len).description, now: now)
+            c.source = source
+            c.countedAsLogin = true
             connections[Int(slot)] = c
             do {
                 try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
@@ -54,8 +67,16 @@ extension Gateway {
                 connections[Int(slot)] = nil
                 freeConnectionSlots.append(slot)
                 close(fd)
+                leftLogin(c)
             }
         }
+    }
+
+    /// `c` reached its tunnel or closed: it no longer counts against its source's limit.
+    func leftLogin(_ c: ClientConnection) {
+        guard c.countedAsLogin else { return }
+        c.countedAsLogin = false
+        sourceGuard.loginEnded(c.source)
     }
 
     func markDirty(_ c: ClientConnection) {
@@ -183,6 +204,7 @@ extension Gateway {
     func closeConnection(_ c: ClientConnection, reason: String, detach: Bool = true) {
         guard c.phase != .closed else { return }
         let carried = c.session
+        leftLogin(c)
         c.state = .closed
         c.input.discard()
         c.tls.shutdown()

@@ -63,6 +63,8 @@ extension Gateway {
             status.confinement = ProcessConfinement(uid: own.uids.dropFirst().first ?? 0, gid: own.gids.dropFirst().first ?? 0,
                                                     effectiveCapabilities: own.effectiveCapabilities,
                                                     noNewPrivileges: own.noNewPrivileges, seccompMode: own.seccompMode)
+            status.connectionsRefused = counters.connectionsRefused
+            status.bansSinceStart = sourceGuard.bans
             return .serverStatus(status)
         case .listSessions(let q):
             let now = monotonicSeconds()

@@ -33,6 +33,7 @@ extension Gateway {
                 rejectLogin(c, transport: transport, code: code, reason: reason)
             case .malformed(let why):
                 logger.info("http.bad_request", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                penalize(c)
             case .flood:
                 logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
                 closeConnection(c, reason: "request flood while waiting for auth")
@@ -53,8 +54,19 @@ extension Gateway {
         }
     }
 
+    /// A failed login or a malformed request from `c`'s address adds to its ban score.
+    private func penalize(_ c: ClientConnection) {
+        if sourceGuard.penalize(c.source, now: monotonicSeconds()) {
+            logger.warning("source.banned", metadata: [
+                "peer.address": "\(c.peer)", "score": "\(sourceGuard.score(of: c.source, now: monotonicSeconds()))",
+                "for_seconds": "\(settings.advanced.banResetTime)"])
+        }
+    }
+
     private func rejectLogin(_ c: ClientConnection, transport: TokenTransport, code: String, reason: String) {
         counters.authFailures += 1
+        // The issuer being unreachable is not the client's doing.
+        if code != TokenRejection.Code.issuerUnavailable.rawValue { penalize(c) }
         logger.notice("login.rejected", metadata: ["peer.address": "\(c.peer)", "transport": "\(transport.rawValue)", "code": "\(code)", "reason": "\(reason)"])
         events.record(.loginRejected, time: wallMilliseconds()) { e in
             e.clientAddress = c.peer
@@ -179,6 +191,7 @@ extension Gateway {
         let head = Array(params.responseHead(serverName: "mstunnel \(options.version)").utf8)
         let rest = c.login.tunnelStarted()
         c.state = .tunnel(s)
+        leftLogin(c)
         writeRecord(c, head)
         logger.info(reconnect ? "session.reconnected" : "session.connected",
                     metadata: sessionMetadata(s, ["mtu": "\(params.mtu)", "tls": "\(c.tls.protocolVersion) \(c.tls.cipherName)",

@@ -1,5 +1,7 @@
 import Foundation
 import GatewayCore
+import GatewaySessionCore
+import GatewaySystem
 import GatewayHostNetwork
 import GatewayTLS
 import GatewayTUN
@@ -114,6 +116,7 @@ extension Gateway {
             ])
         }
         settings = new
+        sourceGuard.limits = Self.sourceLimits(new.advanced)
         return restart
     }
 
@@ -125,5 +128,9 @@ extension Gateway {
         } catch {
             logger.error("pool.host_update_failed", metadata: ["prefix": "\(prefix)", "error": "\(error)"])
         }
+    }
+
+    static func sourceLimits(_ a: GatewaySettings.Advanced) -> SourceGuard<SocketAddress.Key>.Limits {
+        .init(maxLoginConnectionsPerSource: a.maxLoginConnectionsPerIP, maxBanScore: a.maxBanScore, banResetSeconds: Int64(a.banResetTime))
     }
 }

@@ -25,7 +25,8 @@ extension Gateway {
             guard let c else { continue }
             let stage: Expiry.Stage
             switch c.phase {
-            case .handshake, .http, .waitingAuth: stage = .login
+            case .handshake: stage = .handshake
+            case .http, .waitingAuth: stage = .login
             case .tunnel: stage = .tunnel
             case .closed: continue
             }

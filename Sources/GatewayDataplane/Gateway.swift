@@ -121,6 +121,8 @@ public final class Gateway {
     var ackFilterOut = TCPAckFilter(headroom: 16)
     var running = true
     var acceptPausedUntil: Int64 = 0
+    /// Per source address: login connections and ban score (`SourceGuard`).
+    var sourceGuard: SourceGuard<SocketAddress.Key>
     let startedWall = wallSeconds()
     let fileLimit: UInt64
     var counters = Counters()
@@ -143,6 +145,8 @@ public final class Gateway {
     struct Counters {
         var totalSessions = 0
         var authFailures = 0
+        /// Connections closed at accept by `SourceGuard` (per-address limit or ban).
+        var connectionsRefused = 0
         var rxBytes: UInt64 = 0  // from clients
         var txBytes: UInt64 = 0
         var dropsNoSession: UInt64 = 0
@@ -192,6 +196,7 @@ public final class Gateway {
         fileLimit = Self.raiseFileLimit()
         self.options = options
         self.settings = options.settings
+        sourceGuard = SourceGuard(limits: Self.sourceLimits(options.settings.advanced))
         self.logger = logger
         loop = try EventLoop()
         tls = try TLSServerContext(certificate: options.certificate)

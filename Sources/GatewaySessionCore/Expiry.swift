@@ -14,21 +14,28 @@ public enum Expiry {
         public var reconnect: Int64
         /// No tunnel traffic for this long ends the session (0: never).
         public var idle: Int64
+        /// From accept to the end of the TLS handshake (a client that connects and says
+        /// nothing holds a socket this long, not `auth`).
+        public var handshake: Int64
 
-        public init(auth: Int64, deadPeer: Int64, reconnect: Int64, idle: Int64) {
+        public init(auth: Int64, deadPeer: Int64, reconnect: Int64, idle: Int64, handshake: Int64 = 10) {
             self.auth = auth
             self.deadPeer = deadPeer
             self.reconnect = reconnect
             self.idle = idle
+            self.handshake = min(handshake, auth)
         }
 
         public init(_ a: GatewaySettings.Advanced) {
-            self.init(auth: Int64(a.authTimeout), deadPeer: Int64(3 * a.dpd), reconnect: Int64(a.reconnectTimeout), idle: Int64(a.idleTimeout))
+            self.init(auth: Int64(a.authTimeout), deadPeer: Int64(3 * a.dpd), reconnect: Int64(a.reconnectTimeout), idle: Int64(a.idleTimeout),
+                      handshake: Int64(a.handshakeTimeout))
         }
     }
 
     public enum Stage: Equatable, Sendable {
-        /// Handshake, HTTP, or waiting for auth.
+        /// The TLS handshake.
+        case handshake
+        /// HTTP, or waiting for auth.
         case login
         case tunnel
     }
@@ -36,6 +43,7 @@ public enum Expiry {
     /// Why a connection must close now, or nil.
     public static func connection(stage: Stage, acceptedAt: Int64, lastReceive: Int64, now: Int64, _ t: Timeouts) -> String? {
         switch stage {
+        case .handshake: return now - acceptedAt > t.handshake ? "TLS handshake not finished in \(t.handshake) s" : nil
         case .login: return now - acceptedAt > t.auth ? "login timeout" : nil
         case .tunnel: return now - lastReceive > t.deadPeer ? "dead peer (no traffic for \(t.deadPeer) s)" : nil
         }

@@ -166,6 +166,10 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// How the gateway process is confined right now, from its own /proc/self/status
     /// (added in 0.1.5; see docs/architecture.md, "Least privilege").
     public var confinement: ProcessConfinement?
+    /// Connections closed at accept (per-address login limit or ban), and addresses banned
+    /// since start (added in 0.1.6; docs/security.md).
+    public var connectionsRefused: Int?
+    public var bansSinceStart: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

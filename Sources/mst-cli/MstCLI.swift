@@ -119,6 +119,9 @@ struct Server: ParsableCommand {
                 print("over DTLS:          \(d) sessions" + (s.dtlsDirectSessions.map { " (\($0) with records sealed directly)" } ?? ""))
             }
             if let c = s.confinement { print("confinement:        \(c.summary)") }
+            if let r = s.connectionsRefused {
+                print("refused at accept:  \(r) connections (per-address login limit or ban), \(s.bansSinceStart ?? 0) addresses banned since start")
+            }
             if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "

@@ -59,6 +59,18 @@ import Testing
         #expect(Expiry.connection(stage: .login, acceptedAt: 1000, lastReceive: 1060, now: 1061, t) == "login timeout")
     }
 
+    /// A client that connects and never finishes its TLS handshake holds its socket for
+    /// `handshake-timeout` (10 s), not the whole `auth-timeout`.
+    @Test func theTLSHandshakeHasItsOwnShorterDeadline() {
+        #expect(Expiry.connection(stage: .handshake, acceptedAt: 1000, lastReceive: 1000, now: 1010, t) == nil)
+        #expect(Expiry.connection(stage: .handshake, acceptedAt: 1000, lastReceive: 1000, now: 1011, t) == "TLS handshake not finished in 10 s")
+        var a = GatewaySettings.Advanced()
+        a.handshakeTimeout = 3
+        #expect(Expiry.Timeouts(a).handshake == 3)
+        // Never longer than the whole login may take.
+        #expect(Expiry.Timeouts(auth: 5, deadPeer: 90, reconnect: 300, idle: 0, handshake: 30).handshake == 5)
+    }
+
     @Test func aTunnelWithoutTrafficForThreeDPDsIsDead() {
         #expect(Expiry.connection(stage: .tunnel, acceptedAt: 0, lastReceive: 1000, now: 1090, t) == nil)
         #expect(Expiry.connection(stage: .tunnel, acceptedAt: 0, lastReceive: 1000, now: 1091, t) == "dead peer (no traffic for 90 s)")
