@@ -18,6 +18,8 @@ public final class ControlPlane: Sendable {
     let downloadKey: SymmetricKey
     /// The development issuer, in standalone mode with `--dev-issuer` only.
     public let devIssuer: DevIssuer?
+    /// Failed admin authentications per source address.
+    let adminThrottle: AdminAuthThrottle
 
     public init(store: any ControlStore, ca: CertificateAuthority, authenticator: AdminAuthenticator, options: ControlPlaneOptions,
                 logger: Logger, devIssuer: DevIssuer? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
@@ -29,6 +31,7 @@ public final class ControlPlane: Sendable {
         self.now = now
         self.devIssuer = devIssuer
         self.downloadKey = SymmetricKey(size: .bits256)
+        self.adminThrottle = AdminAuthThrottle(settings: options.adminAuthThrottle)
     }
 
     // MARK: - Health

@@ -33,6 +33,19 @@ public struct ControlPlaneOptions: Sendable {
     /// How often the retention task runs (also once at start).
     public var retentionInterval: TimeInterval = 600
     public var version: String = ControlPlaneVersion.string
+    /// A connection whose TLS handshake has not completed this long after it was accepted
+    /// is closed (`--tls-handshake-timeout`).
+    public var tlsHandshakeTimeout: TimeInterval = 10
+    /// An HTTP connection with no request in progress and nothing read for this long is
+    /// closed (`--idle-timeout`).
+    public var idleTimeout: TimeInterval = 60
+    /// Open connections from one source (an IPv4 address or an IPv6 /64); the next one is
+    /// closed at once (`--max-connections-per-source`).
+    public var maxConnectionsPerSource: Int = 64
+    /// Open connections in all (`--max-connections`).
+    public var maxConnections: Int = 4096
+    /// Failed admin authentications per source before a lockout (429), and its length.
+    public var adminAuthThrottle = AdminAuthThrottle.Settings()
 
     public init(stateDirectory: String, publicBaseURL: String) {
         self.stateDirectory = stateDirectory

@@ -58,6 +58,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days health reports, session events and report ids are kept (pruned every 10 minutes).")
     var retentionDays = 30
 
+    @Option(help: "Seconds a client has to complete the TLS handshake before its connection is closed.")
+    var tlsHandshakeTimeout = 10
+
+    @Option(help: "Seconds an HTTP connection may stay idle (no request in progress) before it is closed.")
+    var idleTimeout = 60
+
+    @Option(help: "Open connections allowed from one source (an IPv4 address or an IPv6 /64); more are closed at once.")
+    var maxConnectionsPerSource = 64
+
+    @Option(help: "Open connections allowed in all; more are closed at once.")
+    var maxConnections = 4096
+
+    @Option(help: "Failed admin authentications from one source within a minute before it is locked out (429).")
+    var adminAuthMaxFailures = 10
+
+    @Option(help: "Seconds of the first admin lockout; each further one doubles, up to 15 minutes.")
+    var adminAuthLockout = 30
+
     @Flag(help: "Serve a development OpenID issuer with local users (standalone mode only; not with --admin-auth-config). See docs/identity.md.")
     var devIssuer = false
 
@@ -70,6 +88,14 @@ struct Serve: AsyncParsableCommand {
         // Short lifetimes are for tests of expiry and renewal; nothing below a second.
         guard agentCertLifetime >= 1 else { throw ValidationError("--agent-cert-lifetime must be at least 1 second") }
         guard (1...36500).contains(retentionDays) else { throw ValidationError("--retention-days must be 1 to 36500") }
+        guard (1...3600).contains(tlsHandshakeTimeout) else { throw ValidationError("--tls-handshake-timeout must be 1 to 3600 seconds") }
+        guard (1...86400).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1 to 86400 seconds") }
+        guard maxConnectionsPerSource >= 1, maxConnections >= maxConnectionsPerSource else {
+            throw ValidationError("--max-connections-per-source must be at least 1 and at most --max-connections")
+        }
+        guard adminAuthMaxFailures >= 1, (1...86400).contains(adminAuthLockout) else {
+            throw ValidationError("--admin-auth-max-failures must be at least 1 and --admin-auth-lockout 1 to 86400 seconds")
+        }
         _ = try Self.split(listen)
     }
 
@@ -102,6 +128,13 @@ struct Serve: AsyncParsableCommand {
         config.agentCertificateLifetime = TimeInterval(agentCertLifetime)
         config.retentionDays = retentionDays
         config.devIssuer = devIssuer
+        config.tlsHandshakeTimeout = TimeInterval(tlsHandshakeTimeout)
+        config.idleTimeout = TimeInterval(idleTimeout)
+        config.maxConnectionsPerSource = maxConnectionsPerSource
+        config.maxConnections = maxConnections
+        config.adminAuthThrottle.maxFailures = adminAuthMaxFailures
+        config.adminAuthThrottle.lockout = TimeInterval(adminAuthLockout)
+        config.adminAuthThrottle.maxLockout = max(900, TimeInterval(adminAuthLockout))
         let prepared: ControlPlaneServer.Prepared
         do {
             prepared = try await ControlPlaneServer.prepare(config, logger: logger)

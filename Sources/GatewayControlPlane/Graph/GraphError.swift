@@ -32,9 +32,10 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, H
         let data = (try? encoder.encode(body)) ?? Data("{\"error\":{\"code\":\"internalError\",\"message\":\"\"}}".utf8)
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
-        // Only the two headers the APIs set; named here so no HTTPTypes import is needed.
+        // Only the headers the APIs set; named here so no HTTPTypes import is needed.
         if let v = headers["WWW-Authenticate"] { fields[.wwwAuthenticate] = v }
         if let v = headers["Allow"] { fields[.allow] = v }
+        if let v = headers["Retry-After"] { fields[.retryAfter] = v }
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -48,6 +49,9 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, H
         .init(.unauthorized, code: "Unauthorized", message, headers: ["WWW-Authenticate": "Bearer"])
     }
     static func forbidden(_ message: String) -> GraphError { .init(.forbidden, code: "Forbidden", message) }
+    static func tooManyRequests(_ message: String, retryAfter seconds: Int) -> GraphError {
+        .init(.tooManyRequests, code: "TooManyRequests", message, headers: ["Retry-After": "\(seconds)"])
+    }
     static func internalError(_ message: String) -> GraphError { .init(.internalServerError, code: "InternalServerError", message) }
     static func unsupportedQuery(_ message: String) -> GraphError { .init(.badRequest, code: "BadRequest", message) }
 }

@@ -32,11 +32,14 @@ extension ControlPlane {
         let router = Router(context: ControlRequestContext.self)
         router.add(middleware: ODataErrorMiddleware(logger: logger))
         if refuseAmbiguousPaths { router.add(middleware: CanonicalPathMiddleware()) }
+        let logGate = LogGate()
         if authenticateBetaPrefix {
-            router.add(middleware: AdminAuthMiddleware(authenticator: authenticator, logger: logger, scope: .pathPrefix))
+            router.add(middleware: AdminAuthMiddleware(authenticator: authenticator, throttle: adminThrottle, now: now, logger: logger,
+                                                       logGate: logGate, scope: .pathPrefix))
         }
         let admin = router.group(RouterPath(RouteTable.adminPrefix))
-            .add(middleware: AdminAuthMiddleware(authenticator: authenticator, logger: logger, scope: .group))
+            .add(middleware: AdminAuthMiddleware(authenticator: authenticator, throttle: adminThrottle, now: now, logger: logger,
+                                                 logGate: logGate, scope: .group))
         let routes = RouteTable(router: router, admin: admin)
         addConfigurationRoutes(routes)
         addSiteRoutes(routes)

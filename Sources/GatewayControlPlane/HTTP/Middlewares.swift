@@ -83,7 +83,11 @@ struct AdminAuthMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
     enum Scope: Sendable { case pathPrefix, group }
     let authenticator: AdminAuthenticator
+    /// Failed authentications per source address: 429 during a lockout (AdminAuthThrottle).
+    let throttle: AdminAuthThrottle
+    let now: @Sendable () -> Date
     let logger: Logger
+    let logGate: LogGate
     var scope: Scope = .group
 
     /// True when the path's first segment is `beta` (percent-decoded, any case).
@@ -107,13 +111,38 @@ struct AdminAuthMiddleware: RouterMiddleware {
         case .group:
             if context.admin != nil { return try await next(request, context) }
         }
+        // Locked out: refused before the credential is even looked at, a correct one too.
+        let source = SourceAddress.key(context.channel.remoteAddress)
+        if let wait = throttle.retryAfter(source, now: now()) {
+            if let suppressed = logGate.pass("admin.auth.throttled") {
+                logger.notice("admin.auth.throttled", metadata: [
+                    "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "source": "\(source)",
+                    "retry_after": "\(wait)", "suppressed": "\(suppressed)",
+                ])
+            }
+            throw GraphError.tooManyRequests(
+                "too many failed admin authentications from this address; every admin request from it is refused for \(wait) s more",
+                retryAfter: wait)
+        }
+        let authorization = request.headers[.authorization]
         let principal: AdminPrincipal
-        switch await authenticator.authenticate(authorization: request.headers[.authorization]) {
+        switch await authenticator.authenticate(authorization: authorization) {
         case .success(let p): principal = p
         case .failure(let error):
-            logger.notice("admin.auth.rejected", metadata: [
-                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(error.status.code)", "reason": "\(error.message)",
-            ])
+            var metadata: Logger.Metadata = [
+                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(error.status.code)",
+                "reason": "\(error.message)", "source": "\(source)",
+            ]
+            // A presented credential that is wrong counts; no credential at all, or a valid
+            // JWT without the admin role (403), does not.
+            if error.status == .unauthorized, let authorization, !authorization.isEmpty,
+               let lockout = throttle.recordFailure(source, now: now()) {
+                metadata["lockout_s"] = "\(lockout)"
+                logger.warning("admin.auth.locked_out", metadata: metadata)
+            } else {
+                // Every rejection (the lockout bounds how many one source can cause).
+                logger.notice("admin.auth.rejected", metadata: metadata)
+            }
             throw error
         }
         var context = context

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayAuth
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -28,6 +29,14 @@ public struct ServeConfiguration: Sendable {
     public var retentionDays: Int = 30
     /// Serve the development issuer (standalone mode only; refused with `adminAuthConfigPath`).
     public var devIssuer = false
+    /// TLS handshake deadline, idle HTTP connection deadline, and connection limits
+    /// (see `ControlPlaneOptions`).
+    public var tlsHandshakeTimeout: TimeInterval = 10
+    public var idleTimeout: TimeInterval = 60
+    public var maxConnectionsPerSource = 64
+    public var maxConnections = 4096
+    /// Failed admin authentications per source before a lockout (see `AdminAuthThrottle`).
+    public var adminAuthThrottle = AdminAuthThrottle.Settings()
 
     public init() {}
 }
@@ -83,6 +92,11 @@ public enum ControlPlaneServer {
         options.offlineAfter = config.offlineAfter
         options.agentCertificateLifetime = config.agentCertificateLifetime
         options.retention = TimeInterval(config.retentionDays) * 24 * 3600
+        options.tlsHandshakeTimeout = config.tlsHandshakeTimeout
+        options.idleTimeout = config.idleTimeout
+        options.maxConnectionsPerSource = config.maxConnectionsPerSource
+        options.maxConnections = config.maxConnections
+        options.adminAuthThrottle = config.adminAuthThrottle
         try StateFiles.ensureDirectory(options.logsDirectory)
         let devIssuer = config.devIssuer
             ? try await DevIssuer.loadOrCreate(stateDirectory: config.stateDirectory, baseURL: options.publicBaseURL) : nil
@@ -95,13 +109,29 @@ public enum ControlPlaneServer {
 
     /// The HTTPS application (not started). `onServerRunning` gets the bound channel
     /// (tests read the port from it).
+    ///
+    /// Each accepted connection goes through `GuardedChildChannel` (per-source and total
+    /// connection limits, TLS handshake deadline) before TLS and HTTP/1 (idle deadline).
     public static func application(_ prepared: Prepared, host: String, port: Int, logger: Logger,
                                    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        Application(router: prepared.controlPlane.router(),
-                    server: try .tls(.http1(), configuration: TLSChannelConfiguration(
-                        tlsConfiguration: prepared.tlsConfiguration,
-                        customVerificationCallback: ClientCertificateVerifier.callback(ca: prepared.controlPlane.ca))),
-                    configuration: .init(address: .hostname(host, port: port), serverName: "mstunnel-control"),
-                    onServerRunning: onServerRunning, logger: logger)
+        let options = prepared.controlPlane.options
+        let tls = TLSChannelConfiguration(tlsConfiguration: prepared.tlsConfiguration,
+                                          customVerificationCallback: ClientCertificateVerifier.callback(ca: prepared.controlPlane.ca))
+        let limiter = ConnectionLimiter(perSource: options.maxConnectionsPerSource, total: options.maxConnections)
+        let handshakeTimeout = Self.timeAmount(options.tlsHandshakeTimeout)
+        let idleTimeout = Self.timeAmount(options.idleTimeout)
+        let logGate = LogGate()
+        let server = HTTPServerBuilder { responder in
+            let http = HTTP1Channel(responder: responder, configuration: .init(idleTimeout: idleTimeout))
+            return GuardedChildChannel(base: try TLSChannel(http, configuration: tls), limiter: limiter,
+                                       handshakeTimeout: handshakeTimeout, logger: logger, logGate: logGate)
+        }
+        return Application(router: prepared.controlPlane.router(), server: server,
+                           configuration: .init(address: .hostname(host, port: port), serverName: "mstunnel-control"),
+                           onServerRunning: onServerRunning, logger: logger)
+    }
+
+    static func timeAmount(_ seconds: TimeInterval) -> TimeAmount {
+        .milliseconds(Int64((max(0.001, seconds) * 1000).rounded()))
     }
 }
