@@ -21,7 +21,7 @@ extension AgentRunner {
 
         let serverVersion = try? gateway.ping().get().version
         let applied = database.appliedConfigurationVersion
-        let lastApply = database.lastApplyReported ? nil : database.lastApply
+        let lastApply = database.lastApplyReported ? nil : database.lastApply?.clampedToLimits()
         let request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
                                      appliedConfigurationVersion: applied, lastApply: lastApply)
         let response: CheckinResponse

@@ -14,7 +14,9 @@ extension AgentDatabase {
 
     /// Records an apply attempt; the applied version moves only when it is in force.
     public func recordApply(_ outcome: ApplyOutcome) throws(AgentError) {
-        let json = (try? JSONEncoder().encode(outcome.result)).map { String(decoding: $0, as: UTF8.self) }
+        // Clamped to what the control plane accepts, so a long gateway message cannot get
+        // every check-in refused.
+        let json = (try? JSONEncoder().encode(outcome.result.clampedToLimits())).map { String(decoding: $0, as: UTF8.self) }
         var values: [StateKey: String?] = [
             .lastApply: json, .lastApplyReported: "0", .lastApplyPermanent: outcome.permanent ? "1" : "0",
         ]

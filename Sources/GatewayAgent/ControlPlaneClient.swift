@@ -82,7 +82,7 @@ public final class ControlPlaneClient {
 
     public func reportLogFailure(collectionId: String, message: String) throws(ControlPlaneError) {
         let _: EmptyReply = try json("POST", "/logCollections/\(Self.pathComponent(collectionId))/failure",
-                                     LogCollectionFailure(message: message), mutualTLS: true)
+                                     LogCollectionFailure(message: AgentAPILimits.truncated(message, toBytes: AgentAPILimits.failureMessage)), mutualTLS: true)
     }
 
     /// Removes this server from its Site; its certificate is refused afterwards.

@@ -31,7 +31,9 @@ public struct Outbox: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var payloads: [(ReportItem, Data)] = []
-        for item in items {
+        // Every field within what the control plane accepts (AgentAPILimits): a long gateway
+        // message is cut here rather than have its report refused later.
+        for item in items.map({ $0.clampedToLimits() }) {
             do {
                 payloads.append((item, try encoder.encode(item)))
             } catch {

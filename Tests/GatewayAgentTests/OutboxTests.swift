@@ -98,3 +98,18 @@ import Testing
         #expect(!db.isActionDone("a2"))
     }
 }
+
+@Suite struct OutboxLimitTests {
+    @Test func queuedReportsAreClampedToWhatTheControlPlaneAccepts() throws {
+        let dir = TempDir()
+        let outbox = Outbox(database: try AgentDatabase(path: dir.path + "/agent/agent.sqlite"), maxRows: 10)
+        let now = "2026-11-21T10:00:00.000Z"
+        try outbox.enqueue([ReportItem(id: "big", createdDateTime: now, event: AgentEvent(
+            type: .loginRejected, dateTime: now, userName: String(repeating: "u", count: 1 << 20), reason: String(repeating: "r", count: 8 << 20)))])
+        let batch = try outbox.nextBatch()
+        let item = try #require(batch.items.first)
+        try item.checkLimits("items[0]")
+        #expect(item.event?.reason?.utf8.count ?? 0 <= AgentAPILimits.reason)
+        #expect(item.event?.userName?.utf8.count ?? 0 <= AgentAPILimits.userName)
+    }
+}

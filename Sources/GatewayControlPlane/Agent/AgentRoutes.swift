@@ -18,14 +18,14 @@ extension ControlPlane {
         ])
         HTTP.route(router, base + "/enroll", [
             .post: { request, _ in
-                let body = try await Self.decode(EnrollmentRequest.self, request)
+                let body = try await Self.decode(EnrollmentRequest.self, request, limit: AgentAPILimits.maxJSONBodyBytes)
                 return try HTTP.json(encodable: try await self.enroll(body))
             },
         ])
         HTTP.route(router, base + "/renew", [
             .post: { request, context in
                 let (server, _) = try await self.authenticateAgent(request, context)
-                let body = try await Self.decode(RenewalRequest.self, request)
+                let body = try await Self.decode(RenewalRequest.self, request, limit: AgentAPILimits.maxJSONBodyBytes)
                 return try HTTP.json(encodable: try await self.renew(server: server, request: body))
             },
         ])
@@ -43,14 +43,14 @@ extension ControlPlane {
         HTTP.route(router, base + "/checkin", [
             .post: { request, context in
                 let (server, cert) = try await self.authenticateAgent(request, context)
-                let body = try await Self.decode(CheckinRequest.self, request)
+                let body = try await Self.decode(CheckinRequest.self, request, limit: AgentAPILimits.maxJSONBodyBytes)
                 return try HTTP.json(encodable: try await self.checkin(server: server, certificate: cert, request: body))
             },
         ])
         HTTP.route(router, base + "/reports", [
             .post: { request, context in
                 let (server, _) = try await self.authenticateAgent(request, context)
-                let body = try await Self.decode(ReportBatch.self, request, limit: 16 << 20)
+                let body = try await Self.decode(ReportBatch.self, request, limit: AgentAPILimits.maxReportBatchBytes)
                 return try HTTP.json(encodable: try await self.receiveReports(server: server, batch: body))
             },
         ])
@@ -66,7 +66,8 @@ extension ControlPlane {
             .post: { request, context in
                 let (server, _) = try await self.authenticateAgent(request, context)
                 let id = try HTTP.parameter(context, "id")
-                let body = try await Self.decode(LogCollectionFailure.self, request)
+                let body = try await Self.decode(LogCollectionFailure.self, request, limit: AgentAPILimits.maxJSONBodyBytes)
+                try Self.checkLimits { () throws(FieldLimitError) in try body.checkLimits() }
                 try await self.recordLogFailure(server: server, collectionId: id, message: body.message)
                 return HTTP.noContent()
             },
@@ -93,6 +94,15 @@ extension ControlPlane {
             throw GraphError.badRequest("\(type): \(ctx.codingPath.isEmpty ? "body is not valid JSON" : "bad value at '\(Self.path(ctx.codingPath))'")")
         } catch {
             throw GraphError.badRequest("\(type): body does not decode")
+        }
+    }
+
+    /// A field over its limit (`AgentAPILimits`) is a 400 naming the field and the limit.
+    static func checkLimits(_ check: () throws(FieldLimitError) -> Void) throws(GraphError) {
+        do {
+            try check()
+        } catch {
+            throw GraphError.badRequest(error.description)
         }
     }
 

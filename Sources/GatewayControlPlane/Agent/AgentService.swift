@@ -12,6 +12,7 @@ extension ControlPlane {
     // MARK: - Enrollment
 
     public func enroll(_ request: EnrollmentRequest) async throws(GraphError) -> EnrollmentResponse {
+        try Self.checkLimits { () throws(FieldLimitError) in try request.checkLimits() }
         let token: JoinToken
         do {
             token = try JoinToken(parsing: request.joinToken)
@@ -85,6 +86,7 @@ extension ControlPlane {
     // MARK: - Renewal
 
     public func renew(server: ServerRecord, request: RenewalRequest) async throws -> EnrollmentResponse {
+        try Self.checkLimits { () throws(FieldLimitError) in try request.checkLimits() }
         let cert: Certificate
         do {
             cert = try ca.issueAgentCertificate(csrPEM: request.csrPEM, serverId: server.id, lifetime: options.agentCertificateLifetime, now: now())
@@ -102,6 +104,7 @@ extension ControlPlane {
 
     /// `certificate` is the one the agent authenticated with; renewAfter is 2/3 into its life.
     public func checkin(server: ServerRecord, certificate: IssuedCertificate?, request: CheckinRequest) async throws -> CheckinResponse {
+        try Self.checkLimits { () throws(FieldLimitError) in try request.checkLimits() }
         let now = self.now()
         var request = request
         request.agentVersion = String(request.agentVersion.prefix(64))
@@ -137,6 +140,9 @@ extension ControlPlane {
             guard !item.id.isEmpty, item.id.count <= 128 else {
                 throw GraphError.badRequest("items[\(i)].id must be 1 to 128 characters")
             }
+            // Every stored string and array within its bound (AgentAPILimits): a 400 naming
+            // the field, which the agent answers by isolating and dropping that one report.
+            try Self.checkLimits { () throws(FieldLimitError) in try item.checkLimits("items[\(i)]") }
             switch item.kind {
             case .health where item.health == nil: throw GraphError.badRequest("items[\(i)] is kind 'health' without 'health'")
             case .event where item.event == nil: throw GraphError.badRequest("items[\(i)] is kind 'event' without 'event'")
