@@ -18,6 +18,12 @@ public final class AgentDatabase: Sendable {
             // 0700: reports name users and addresses; only the agent (root) reads them.
             try AtomicFile.ensureDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
         }
+        // 0600: the outbox names users, devices and client addresses. Created 0600 before
+        // SQLite opens it (SQLite gives `-wal`/`-shm` the database file's mode), and an
+        // existing file and its companions (an older agent's, or made under a loose umask)
+        // are set to 0600 as well.
+        // (`status` opens read-only, maybe as another user: it tries, and does not insist.)
+        try Self.restrictFile(path, create: createDirectory, strict: createDirectory)
         var configuration = Configuration()
         // The status command may read while the agent writes a batch.
         configuration.busyMode = .timeout(5)
@@ -26,6 +32,26 @@ public final class AgentDatabase: Sendable {
             try Self.migrator.migrate(pool)
         } catch {
             throw AgentError("cannot open the agent database \(path): \(error)")
+        }
+        for companion in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            try Self.restrictFile(companion, create: false, strict: createDirectory)
+        }
+    }
+
+    /// Sets `path` to 0600; creates it empty (0600, exclusively, not through a symlink) when
+    /// `create` and it does not exist. A missing file is left alone otherwise. Without
+    /// `strict` a failing chmod is not an error.
+    static func restrictFile(_ path: String, create: Bool, strict: Bool) throws(AgentError) {
+        if create {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                close(fd)
+            } else if errno != EEXIST {
+                throw AgentError("cannot create the agent database \(path): \(errnoText())")
+            }
+        }
+        if chmod(path, 0o600) != 0, errno != ENOENT, strict {
+            throw AgentError("cannot set mode 0600 on \(path): \(errnoText())")
         }
     }
 

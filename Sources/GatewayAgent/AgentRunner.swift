@@ -112,6 +112,10 @@ public final class AgentRunner {
             throw AgentError("not enrolled: \(paths.agentInfo) does not exist; run: mstunnel-agent enroll --control-url https://HOST:PORT --join-token-file FILE")
         }
         self.info = info
+        // Earlier agents wrote it 0644: owner-only now (this only ever takes bits away).
+        if !AtomicFile.restrict(paths.agentInfo, to: 0o600) {
+            logger.warning("agent.files.mode_not_restricted", metadata: ["path": "\(paths.agentInfo)", "error": "\(errnoText())"])
+        }
         if let note = AgentFiles.recoverPendingRenewal(paths) {
             logger.warning("agent.renew.recovered", metadata: ["detail": "\(note)"])
         }

@@ -9,7 +9,10 @@ public enum AtomicFile {
     /// system), sets `mode` before any byte is written (a key is never world-readable, not
     /// even for a moment), fsyncs it, renames it over `path`, then fsyncs the directory so
     /// the rename itself is durable.
-    public static func write(_ data: Data, to path: String, mode: mode_t) throws(AgentError) {
+    ///
+    /// `group`: also give the file this group (best effort: refused when the agent is
+    /// neither root nor a member, and the file then keeps the agent's own group).
+    public static func write(_ data: Data, to path: String, mode: mode_t, group: gid_t? = nil) throws(AgentError) {
         let directory = (path as NSString).deletingLastPathComponent
         let temp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -23,6 +26,7 @@ public enum AtomicFile {
             let e = errnoText(); close(fd)
             throw AgentError("cannot chmod \(temp): \(e)")
         }
+        if let group { _ = fchown(fd, uid_t.max, group) }
         let written: Bool = data.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
@@ -87,6 +91,25 @@ public enum AtomicFile {
         var st = stat()
         if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_mode & 0o027 == 0 { return }
         try ensureDirectory(path, mode: 0o700)
+    }
+
+    /// The group of `path` (the state directory: 990, the stack's group, in the images),
+    /// nil when it cannot be read.
+    public static func group(of path: String) -> gid_t? {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_gid : nil
+    }
+
+    /// Takes away the permission bits of an existing file that `mode` does not allow
+    /// (never adds any; a missing file is left alone). Returns false when it could not.
+    @discardableResult
+    public static func restrict(_ path: String, to mode: mode_t) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return errno == ENOENT }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        let current = st.st_mode & 0o7777
+        if current & ~mode == 0 { return true }
+        return chmod(path, current & mode) == 0
     }
 
     /// Reads a whole small file; nil when it does not exist or cannot be read.

@@ -120,7 +120,11 @@ public struct ConfigApplier {
         }
 
         do {
-            try AtomicFile.write(document, to: paths.adminSettings, mode: 0o644)
+            // 0640 in the state directory's group (990, the stack's, in the images): the
+            // gateway reads it at start and on SIGHUP as its own unprivileged user in that
+            // group, without any capability that would let it read an owner-only file.
+            try AtomicFile.write(document, to: paths.adminSettings, mode: 0o640,
+                                 group: AtomicFile.group(of: paths.stateDirectory))
         } catch {
             return fail("applied on the gateway but \(paths.adminSettings) could not be written (a restart would lose it): \(error.message)", permanent: false)
         }

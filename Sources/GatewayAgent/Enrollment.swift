@@ -70,14 +70,10 @@ public struct Enrollment {
         }
 
         // 4. Files, identity first, agent-info.json last (its presence = enrolled).
-        try AgentFiles.prepareDirectories(paths)
-        try AtomicFile.write(Data(caPEM.utf8), to: paths.controlCA, mode: 0o644)
-        try AtomicFile.write(Data(keyAndCSR.privateKeyPEM.utf8), to: paths.agentKey, mode: 0o600)
-        try AtomicFile.write(Data(Self.normalizedChain(response.certificateChainPEM).utf8), to: paths.agentCertificate, mode: 0o644)
-        AgentFiles.removePendingRenewal(paths)
         let agentInfo = AgentInfo(serverId: response.serverId, siteId: response.siteId, controlPlaneUrl: baseURL,
                                   enrolledDateTime: GraphDate.string(Date()))
-        try AtomicFile.write(agentInfo.encoded(), to: paths.agentInfo, mode: 0o644)
+        try AgentFiles.install(paths, caPEM: caPEM, keyPEM: keyAndCSR.privateKeyPEM,
+                               chainPEM: Self.normalizedChain(response.certificateChainPEM), info: agentInfo)
         logger.info("agent.enrolled", metadata: [
             "server.id": "\(agentInfo.serverId)", "site.id": "\(agentInfo.siteId)", "control_plane": "\(baseURL)",
             "certificate.not_after": "\(GraphDate.string(info.notAfter))",
@@ -116,6 +112,18 @@ enum AgentFiles {
         }
         try AtomicFile.ensureDirectory(paths.certsDirectory, mode: 0o755)
         try AtomicFile.ensurePrivateDirectory(paths.privateDirectory)
+    }
+
+    /// The enrollment's files, identity first and `agent-info.json` last (its presence
+    /// means enrolled). `agent-info.json` is 0600: only the agent reads it (the installer
+    /// and the scripts read it as root).
+    static func install(_ paths: AgentPaths, caPEM: String, keyPEM: String, chainPEM: String, info: AgentInfo) throws(AgentError) {
+        try prepareDirectories(paths)
+        try AtomicFile.write(Data(caPEM.utf8), to: paths.controlCA, mode: 0o644)
+        try AtomicFile.write(Data(keyPEM.utf8), to: paths.agentKey, mode: 0o600)
+        try AtomicFile.write(Data(chainPEM.utf8), to: paths.agentCertificate, mode: 0o644)
+        removePendingRenewal(paths)
+        try AtomicFile.write(info.encoded(), to: paths.agentInfo, mode: 0o600)
     }
 
     static func pendingKey(_ paths: AgentPaths) -> String { paths.agentKey + ".new" }

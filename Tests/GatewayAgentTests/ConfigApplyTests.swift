@@ -93,7 +93,9 @@ import Testing
             #expect((try? GatewaySettings.validate(reloaded).get()) != nil)
             var st = stat()
             #expect(stat(paths.adminSettings, &st) == 0)
-            #expect(st.st_mode & 0o777 == 0o644)
+            // Owner and the state directory's group (the gateway's, in the images) only.
+            #expect(st.st_mode & 0o777 == 0o640)
+            #expect(st.st_gid == AtomicFile.group(of: dir.path))
         }
     }
 
