@@ -446,7 +446,7 @@ public final class ClientCertificateVerifier: @unchecked Sendable {
             crlLastError = nil
             var meta: Logger.Metadata = [
                 "file": "\(path)", "reason": "\(reason)", "crls": "\(crls.count)", "revoked": "\(revoked)",
-                "nextUpdate": "\(nextUpdate.map(Self.time) ?? "none")",
+                "next_update": "\(nextUpdate.map(Self.time) ?? "none")",
                 "issuers": "\(crls.map(\.issuer).joined(separator: "; "))",
             ]
             let expired = crls.filter { ($0.nextUpdate ?? .max) <= Int64(time.timeIntervalSince1970) }

@@ -240,7 +240,7 @@ func replaceFile(_ path: String, with data: Data) throws {
         #expect(loaded.count == 2)
         #expect(loaded.first?.contains("revoked=1") == true)
         #expect(loaded.last?.contains("revoked=2") == true)
-        #expect(loaded.last?.contains("nextUpdate=2099-12-01T00:00:00Z") == true)
+        #expect(loaded.last?.contains("next_update=2099-12-01T00:00:00Z") == true)
         #expect(loaded.last?.contains("reason=file changed") == true)
     }
 
