@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Builds everything, runs the unit tests, then (as root) the namespace integration
 # tests with the real openconnect client, then the container tests (images, compose,
-# installer). Exit status is non-zero if anything failed.
+# installer), then the fuzz targets for a bounded time (scripts/fuzz.sh) and the unit tests
+# again under AddressSanitizer and ThreadSanitizer (each in its own scratch path).
+# Exit status is non-zero if anything failed.
+#
+#   SANITIZERS="address thread" (default) | "address" | "" to skip them
+#   FUZZ_SECONDS=20 (default, per target) | 0 to skip fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build --build-tests
@@ -28,4 +33,25 @@ run_scripts IntegrationTests/netns/[0-9]*.sh
 # The stack as it ships: images built with deploy/build-images (a release build, kept in
 # .build-release), run with podman compose; then the installer against them.
 run_scripts IntegrationTests/containers/[0-9]*.sh
+
+# Parsers and decoders under libFuzzer (+ASan), from the committed seed corpus.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+    echo "== fuzzing, ${FUZZ_SECONDS:-20} s per target"
+    FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./scripts/fuzz.sh || { echo "FAILED: fuzzing"; status=1; }
+fi
+
+# The unit tests again under each sanitizer. LeakSanitizer (with ASan) ignores only the
+# runtime libraries' own leaks (scripts/lsan.supp); ThreadSanitizer stops at nothing.
+for s in ${SANITIZERS-address thread}; do
+    echo "== unit tests under --sanitize=$s"
+    if swift build --build-tests --sanitize="$s" --scratch-path ".build-$s" \
+        && LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
+           TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
+           swift test --skip-build --sanitize="$s" --scratch-path ".build-$s"; then
+        echo "ok: unit tests under $s"
+    else
+        echo "FAILED: unit tests under --sanitize=$s"
+        status=1
+    fi
+done
 exit $status
