@@ -112,6 +112,7 @@ for line in "${TARGETS[@]}"; do
     for d in ${dicts//,/ }; do cat "$ROOT/Fuzz/Dictionaries/$d.dict" >> "$dict"; done
     log=$ARTIFACTS/$target.log
     echo "== $target: ${FUZZ_SECONDS} s, -max_len=$maxlen, $(ls "$corpus" | wc -l) seeds"
+    t0=$(date +%s)
     set +e
     # libFuzzer stops on its own at -max_total_time; `timeout` only guards a hang in exit.
     timeout --kill-after=30 $(( FUZZ_SECONDS + 300 )) "$bin/$target" "$corpus" \
@@ -119,9 +120,11 @@ for line in "${TARGETS[@]}"; do
         -dict="$dict" -artifact_prefix="$ARTIFACTS/$target-" -print_final_stats=1 -close_fd_mask=1 > "$log" 2>&1
     rc=$?
     set -e
+    secs=$(( $(date +%s) - t0 ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | awk '{print $2" "$4}')
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | awk '{print $2" "$4}' || true)
+    [[ -n $cov ]] || cov="? ?"
     size=$(ls "$corpus" | wc -l)
     found=$(ls "$ARTIFACTS" | grep -E "^$target-(crash|leak|timeout|oom|slow-unit)-" || true)
     what=ok
@@ -130,18 +133,21 @@ for line in "${TARGETS[@]}"; do
         if grep -q "ERROR: LeakSanitizer" "$log"; then what=LEAK
         elif grep -q "ERROR: libFuzzer: timeout" "$log"; then what=TIMEOUT
         elif grep -qE "out-of-memory|malloc limit" "$log"; then what=OOM
-        elif grep -q "INVARIANT VIOLATED" "$log"; then what="INVARIANT: $(grep -m1 -o 'INVARIANT VIOLATED: .*' "$log" | cut -c21-120)"
-        elif grep -qE "ERROR: (AddressSanitizer|libFuzzer)" "$log"; then what="CRASH: $(grep -m1 -oE 'Fatal error: .*|ERROR: AddressSanitizer: [a-z-]+|ERROR: libFuzzer: [a-z -]+' "$log" | cut -c1-100)"
+        elif grep -q "INVARIANT VIOLATED" "$log"; then what="INVARIANT: $(grep -m1 -o 'INVARIANT VIOLATED: .*' "$log" | cut -c21-120 || true)"
+        elif grep -qE "Fatal error|ERROR: (AddressSanitizer|libFuzzer)" "$log"; then
+            what="CRASH: $(grep -m1 -oE 'Fatal error: .*|ERROR: AddressSanitizer: [A-Za-z-]+|ERROR: libFuzzer: [a-z -]+' "$log" | cut -c1-100 || true)"
+            top=$(grep -m1 -E '^ +#[0-9]+ .* in .*(Gateway|FoundationXML|JWTKit|fuzz_)' "$log" | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in //' | cut -c1-90 || true)
+            [[ -n $top ]] && what="$what; at $top"
         else what="FAILED (exit $rc)"; fi
     fi
-    results+=("$(printf '%-20s %10s %8s %6s %7s %7s  %s' "$target" "${execs:-?}" "${speed:-?}" "${cov% *}" "${cov#* }" "$size" "$what")")
+    results+=("$(printf '%-20s %5s %10s %8s %6s %7s %7s  %s' "$target" "$secs" "${execs:-?}" "${speed:-?}" "${cov% *}" "${cov#* }" "$size" "$what")")
     echo "   ${results[-1]}"
     for f in $found; do echo "   reproducer: $ARTIFACTS/$f"; done
 done
 
 echo
 echo "== fuzz summary ($FUZZ_CONFIG, ${FUZZ_SECONDS} s per target; logs and reproducers in $ARTIFACTS)"
-printf '%-20s %10s %8s %6s %7s %7s  %s\n' target execs exec/s cov ft corpus result
+printf '%-20s %5s %10s %8s %6s %7s %7s  %s\n' target s execs exec/s cov ft corpus result
 printf '%s\n' "${results[@]}"
 if [[ $failed -ne 0 ]]; then
     echo "fuzz.sh: a target crashed, leaked, timed out or ran out of memory; reproduce with"

