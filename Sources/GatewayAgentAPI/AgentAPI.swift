@@ -426,9 +426,31 @@ public enum GraphDate {
         formatter(fractional: true).string(from: date)
     }
 
-    /// Accepts with or without fractional seconds.
+    /// Accepts with or without fractional seconds (at most 9 digits), `Z` or an offset, years
+    /// 0001–9999. The shape is checked before Foundation sees the text: fuzzing found
+    /// ISO8601DateFormatter dividing by zero (SIGFPE) on 35 fraction digits and reading year
+    /// 0000 as 0001 (Fuzz/Crashes/fuzz-agent-api).
     public static func parse(_ text: String) -> Date? {
-        formatter(fractional: true).date(from: text) ?? formatter(fractional: false).date(from: text)
+        guard isGraphShape(Array(text.utf8)) else { return nil }
+        return formatter(fractional: true).date(from: text) ?? formatter(fractional: false).date(from: text)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, year not 0000.
+    static func isGraphShape(_ b: [UInt8]) -> Bool {
+        func digits(_ range: Range<Int>) -> Bool { range.upperBound <= b.count && b[range].allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }
+        func at(_ i: Int, _ c: Character) -> Bool { i < b.count && b[i] == c.asciiValue! }
+        guard b.count >= 20, b.count <= 35, digits(0..<4), !b[0..<4].allSatisfy({ $0 == 0x30 }), at(4, "-"), digits(5..<7), at(7, "-"),
+              digits(8..<10), at(10, "T"), digits(11..<13), at(13, ":"), digits(14..<16), at(16, ":"), digits(17..<19) else { return false }
+        var i = 19
+        if at(i, ".") {
+            let start = i + 1
+            i = start
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            guard (1...9).contains(i - start) else { return false }
+        }
+        if at(i, "Z") { return i + 1 == b.count }
+        guard at(i, "+") || at(i, "-") else { return false }
+        return i + 6 == b.count && digits(i + 1..<i + 3) && at(i + 3, ":") && digits(i + 4..<i + 6)
     }
 
     // ISO8601DateFormatter is not Sendable; one per call is cheap next to an HTTP request.

@@ -82,6 +82,10 @@ public struct HTTPRequestParser: Sendable {
     /// Where the search for the end of the header block resumes: bytes before it were
     /// already scanned, so feeding a header one byte per record stays linear.
     private var scanned = 0
+    /// A parsed head whose body has not all arrived: kept, so a body fed a byte per
+    /// record is not a reparse of the whole head per byte (fuzzing found 197 s of CPU for
+    /// one 31 KB head + 64 KB body sent in 1–2-byte records).
+    private var pendingHead: (request: HTTPRequest, bodyStart: Int, bodyLength: Int)?
 
     public init() {}
 
@@ -101,6 +105,7 @@ public struct HTTPRequestParser: Sendable {
         defer {
             buffer = []
             scanned = 0
+            pendingHead = nil
         }
         return buffer
     }
@@ -109,9 +114,15 @@ public struct HTTPRequestParser: Sendable {
     public mutating func reset() {
         buffer = []
         scanned = 0
+        pendingHead = nil
     }
 
     public mutating func next() throws(ParseError) -> HTTPRequest? {
+        if let pending = pendingHead {
+            guard buffer.count >= pending.bodyStart + pending.bodyLength else { return nil }
+            pendingHead = nil
+            return complete(pending.request, bodyStart: pending.bodyStart, bodyLength: pending.bodyLength)
+        }
         guard let headerEnd = Self.findHeaderEnd(buffer, from: scanned) else {
             scanned = max(0, buffer.count - 3)
             if buffer.count > Self.maxHeaderBytes { throw .headerTooLarge }
@@ -158,14 +169,20 @@ public struct HTTPRequestParser: Sendable {
             bodyLength = n
         }
         let bodyStart = headerEnd + 4
+        let parsed = HTTPRequest(method: method, target: target, version: version, headers: headers, body: [])
         guard buffer.count >= bodyStart + bodyLength else {
-            scanned = headerEnd
+            pendingHead = (parsed, bodyStart, bodyLength)
             return nil
         }
-        let body = Array(buffer[bodyStart..<(bodyStart + bodyLength)])
+        return complete(parsed, bodyStart: bodyStart, bodyLength: bodyLength)
+    }
+
+    private mutating func complete(_ head: HTTPRequest, bodyStart: Int, bodyLength: Int) -> HTTPRequest {
+        var request = head
+        request.body = Array(buffer[bodyStart..<(bodyStart + bodyLength)])
         buffer.removeFirst(bodyStart + bodyLength)
         scanned = 0
-        return HTTPRequest(method: method, target: target, version: version, headers: headers, body: body)
+        return request
     }
 
     /// Index of the "\r\n\r\n" that ends the header block.

@@ -25,6 +25,25 @@ import Testing
         #expect(abs(back.timeIntervalSince(d)) < 0.001)
         #expect(GraphDate.parse("2026-11-21T10:00:00Z") != nil)
         #expect(GraphDate.parse("yesterday") == nil)
+        #expect(GraphDate.parse("2026-11-21T10:00:00.123456789+01:00") != nil)
+    }
+
+    /// Found by fuzzing (Fuzz/Crashes/fuzz-agent-api): Foundation's ISO8601DateFormatter
+    /// died of SIGFPE on 35+ fraction digits and read year 0000 as 0001. Such text never
+    /// reaches it now.
+    @Test(arguments: [
+        "2026-11-21T10:00:00." + String(repeating: "1", count: 36) + "Z",
+        "2026-11-21T10:00:00.1234567890Z",
+        "0000-01-01T00:00:00Z",
+        "2026-11-21T10:00:00",
+        "2026-11-21T10:00:00.Z",
+        "2026-11-21 10:00:00Z",
+        "2026-11-21T10:00:00+0100",
+        "2026-11-21T10:00:00Zjunk",
+        "+2026-11-21T10:00:00Z",
+    ])
+    func malformedDatesAreRefusedBeforeFoundation(text: String) {
+        #expect(GraphDate.parse(text) == nil)
     }
 
     @Test func reportItemEncodesKind() throws {

@@ -78,6 +78,26 @@ import Testing
         #expect(fails("GET / HTTP/1.1\r\nContent-Length\t: 1\r\n\r\nx") == .badHeader)
     }
 
+    /// A body that arrives a byte per record: the head is parsed once and kept (fuzzing
+    /// found every byte reparsing a 31 KB head); the request comes out whole and exact,
+    /// followed by a pipelined one.
+    @Test func aBodyFedByteByByteCompletesTheKeptHead() throws {
+        var p = HTTPRequestParser()
+        let head = "POST /auth HTTP/1.1\r\nX-Big: " + String(repeating: "h", count: 30_000) + "\r\nContent-Length: 2000\r\n\r\n"
+        p.append(Array(head.utf8))
+        #expect(try p.next() == nil)
+        let body = (0..<2000).map { UInt8($0 % 251) }
+        for b in body.dropLast() {
+            p.append([b])
+            #expect(try p.next() == nil)
+        }
+        p.append([body.last!] + Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        let first = try #require(try p.next())
+        #expect(first.body == body && first.header("x-big")?.count == 30_000)
+        let second = try #require(try p.next())
+        #expect(second.method == "GET")
+    }
+
     /// Found from outside: two different Content-Length headers were accepted with the first
     /// value. RFC 9112 §6.3 makes that an unrecoverable framing error; the same value twice is not.
     @Test func contentLengthsThatDisagreeAreRefused() throws {
@@ -121,6 +141,49 @@ import Testing
         #expect(ConfigAuthMessage.parse(body) == nil)
         body = Array("<config-auth type=\"auth-reply\"><auth><password>".utf8) + [0xC3, 0x28] + Array("</password></auth></config-auth>".utf8)
         #expect(ConfigAuthMessage.parse(body) == nil)
+    }
+
+    /// What fuzzing found in Foundation's XMLParser (a NULL dereference on a processing
+    /// instruction without data, a leak on every parse error): the hand-written parser
+    /// refuses these documents and never reaches Foundation (Fuzz/Crashes/fuzz-config-auth).
+    @Test(arguments: [
+        "<?pi?><config-auth/>",
+        "<?xml version=\"1.0\"?><?pi?><config-auth type=\"init\"/>",
+        "<config-auth type=\"init\"><?target data?></config-auth>",
+        "<config-auth type=\"init\"><!-- comment --></config-auth>",
+        "<config-auth type=\"init\"><![CDATA[x]]></config-auth>",
+        "<config-auth type=\"init\"><auth><password>&e;</password></auth></config-auth>",
+        "<config-auth type=\"init\"><auth><password>&#0;</password></auth></config-auth>",
+        "<config-auth type=\"init\"><auth><password>&#x110000;</password></auth></config-auth>",
+        "<config-auth type=\"init\" type=\"auth-reply\"/>",
+        "<config-auth type=\"init\"></config-auth><config-auth type=\"init\"/>",
+        "<config-auth type=\"init\"><a></b></config-auth>",
+        "<config-auth type=\"init\">text</config-auth> trailing",
+        "<config-auth type=\"init\"><a x=1/></config-auth>",
+        "<config-auth/>",
+        "<config-auth type=\"init\">",
+        "<",
+    ])
+    func refusesWhatIsNotTheConfigAuthSubset(text: String) {
+        #expect(ConfigAuthMessage.parse(Array(text.utf8)) == nil)
+    }
+
+    @Test func readsWhatClientsSend() throws {
+        let r = try #require(ConfigAuthMessage.parse(Array("""
+        \u{FEFF}<?xml version='1.0'?>
+        <config-auth type='auth-reply' client="vpn">
+          <auth><username>a&lt;b&#62;&#x26;</username><password/></auth>
+          <device-id unique-id="x">linux</device-id>
+        </config-auth>
+
+        """.utf8)))
+        #expect(r.type == "auth-reply")
+        #expect(r.authFields["username"] == "a<b>&")
+        #expect(r.authFields["password"] == "")
+        #expect(r.deviceId == "linux")
+        // Deeper than any message: refused, not recursed into.
+        let deep = "<config-auth type=\"init\">" + String(repeating: "<a>", count: 40) + String(repeating: "</a>", count: 40) + "</config-auth>"
+        #expect(ConfigAuthMessage.parse(Array(deep.utf8)) == nil)
     }
 
     @Test func escapesFormText() {
