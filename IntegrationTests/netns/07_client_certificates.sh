@@ -14,6 +14,13 @@ setup_namespaces
 make_pki
 make_issuer
 write_settings
+# Every refusal here is on purpose: no ban score (09_abuse.sh tests banning).
+python3 - "$STATE/admin-settings.json" <<'PY'
+import json, sys
+p = sys.argv[1]; s = json.load(open(p))
+s["advancedSettings"].append({"name": "max-ban-score", "value": "0"})
+json.dump(s, open(p, "w"))
+PY
 make_script_wrapper
 start_corp
 mkdir -p "$PKI"
@@ -60,6 +67,8 @@ oc alice -c "$PKI/alice-chain.pem" -k "$PKI/alice.key"
 if wait_tunnel alice; then
     pass "alice: tunnel up with her certificate alone"
     check "alice: address from the pool" grep -q '^INTERNAL_IP4_ADDRESS=100\.64\.0\.' "$WORK/env-alice.connect"
+    # The connect script sets the address first, then the routes: wait for the route.
+    for _ in $(seq 50); do ip -n "$NS_C" route get 198.18.1.2 2>/dev/null | grep -q 'dev tun0' && break; sleep 0.1; done
     check "alice: ping the corporate host" ip netns exec "$NS_C" ping -c 2 -i 0.2 -W 2 198.18.1.2
     check "alice: the session is hers (user from the SAN UPN), by certificate" sh -c \
         "grep '\"msg\":\"session.created\"' '$WORK/server.log' | grep '\"transport\":\"certificate\"' | grep -q 'alice@corp.test'"
