@@ -107,6 +107,11 @@ for line in "${TARGETS[@]}"; do
     corpus=$work/$target
     mkdir -p "$corpus"
     cp "$ROOT/Fuzz/Corpus/$target"/* "$corpus/"
+    # Past findings run first with the seeds (libFuzzer reads the whole corpus before it
+    # mutates): a regression is found in the first second.
+    if [ -d "$ROOT/Fuzz/Crashes/$target" ] && [ -n "$(ls -A "$ROOT/Fuzz/Crashes/$target")" ]; then
+        cp "$ROOT/Fuzz/Crashes/$target"/* "$corpus/"
+    fi
     dict=$work/$target.dict
     : > "$dict"
     for d in ${dicts//,/ }; do cat "$ROOT/Fuzz/Dictionaries/$d.dict" >> "$dict"; done
