@@ -118,6 +118,19 @@ write_settings() {
 JSON
 }
 
+# set_advanced NAME VALUE…: adds advancedSettings entries to the admin-settings.json
+# write_settings wrote (before start_stack).
+set_advanced() {
+    python3 - "$STATE/admin-settings.json" "$@" <<'PY'
+import json, sys
+path, pairs = sys.argv[1], sys.argv[2:]
+s = json.load(open(path))
+for name, value in zip(pairs[::2], pairs[1::2]):
+    s["advancedSettings"].append({"name": name, "value": value})
+json.dump(s, open(path, "w"))
+PY
+}
+
 start_stack() {
     ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 > "$WORK/auth.log" 2>&1 &
     AUTH_PID=$!

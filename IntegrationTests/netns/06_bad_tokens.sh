@@ -10,12 +10,7 @@ setup_namespaces
 make_pki
 write_settings
 # Every refusal here is on purpose: no ban score (09_abuse.sh tests banning).
-python3 - "$STATE/admin-settings.json" <<'PY'
-import json, sys
-p = sys.argv[1]; s = json.load(open(p))
-s["advancedSettings"].append({"name": "max-ban-score", "value": "0"})
-json.dump(s, open(p, "w"))
-PY
+set_advanced max-ban-score 0
 cp "$CORPUS/jwks.json" "$WORK/jwks.json"
 python3 - "$CORPUS/corpus.json" "$WORK/jwks.json" > "$STATE/auth.json" <<'PY'
 import json, sys

@@ -15,12 +15,7 @@ make_pki
 make_issuer
 write_settings
 # Every refusal here is on purpose: no ban score (09_abuse.sh tests banning).
-python3 - "$STATE/admin-settings.json" <<'PY'
-import json, sys
-p = sys.argv[1]; s = json.load(open(p))
-s["advancedSettings"].append({"name": "max-ban-score", "value": "0"})
-json.dump(s, open(p, "w"))
-PY
+set_advanced max-ban-score 0
 make_script_wrapper
 start_corp
 mkdir -p "$PKI"

@@ -10,13 +10,7 @@ setup_namespaces
 make_pki
 make_issuer
 write_settings
-python3 - "$STATE/admin-settings.json" <<'PY'
-import json, sys
-p = sys.argv[1]; s = json.load(open(p))
-s["advancedSettings"] += [{"name": "handshake-timeout", "value": "3"}, {"name": "ban-reset-time", "value": "6"},
-                          {"name": "max-login-connections-per-ip", "value": "64"}]
-json.dump(s, open(p, "w"))
-PY
+set_advanced handshake-timeout 3 ban-reset-time 6 max-login-connections-per-ip 64
 start_stack
 echo "stack up (pin $PIN)"
 for i in $(seq 10 17) 20 21; do ip -n "$NS_C" addr add "198.18.0.$i/24" dev cli0; done
