@@ -195,6 +195,7 @@ public final class ClientCertificateVerifier: @unchecked Sendable {
         guard let current else {
             var r = untrusted("certificate \(details.label) is refused: CRL unavailable (crlFile \(configuration.crlFile ?? "") has never loaded: \(lock.withLock { crlLastError } ?? "unknown error"))")
             r.operatorProblem = true
+            r.response = .rejected(.issuerUnavailable, r.rejection?.reason ?? "CRL unavailable")
             return r
         }
 
@@ -207,6 +208,9 @@ public final class ClientCertificateVerifier: @unchecked Sendable {
             let code: TokenRejection.Code = failure.error == X509_V_ERR_CERT_REVOKED ? .certificateRevoked : .certificateUntrusted
             r.response = .rejected(code, Self.reason(for: failure, leaf: details))
             r.operatorProblem = [X509_V_ERR_CRL_HAS_EXPIRED, X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_NOT_YET_VALID].contains(failure.error)
+            // Not the client's fault: the gateway answers 503 and adds nothing to the
+            // address's ban score (a NAT full of good users must not be banned for it).
+            if r.operatorProblem { r.response = .rejected(.issuerUnavailable, Self.reason(for: failure, leaf: details)) }
             return r
         }
 

@@ -30,7 +30,8 @@ extension Gateway {
                 return
             }
             let peerKey = SocketAddress.key(of: &ss)
-            let source = SocketAddress.Key(high: peerKey.high, low: peerKey.low, port: 0)
+            // IPv4 by address; IPv6 by /64, since one host commonly holds a whole /64.
+            let source = SocketAddress.Key(high: peerKey.high, low: peerKey.isIPv4 ? peerKey.low : 0, port: 0)
             if case .refuse(let why) = sourceGuard.admit(source, now: now) {
                 close(fd)
                 counters.connectionsRefused += 1

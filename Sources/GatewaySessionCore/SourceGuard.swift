@@ -28,6 +28,7 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
     public private(set) var refusedConnections = 0
     /// Addresses whose score reached the limit since start.
     public private(set) var bans = 0
+    private var lastEvictionScan: Int64 = .min
 
     public init(limits: Limits, capacity: Int = 65_536) {
         self.limits = limits
@@ -100,8 +101,17 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
         if e.score > 0, now - e.lastScored >= limits.banResetSeconds { e.score = 0 }
     }
 
+    /// Past `capacity`, a new address is tracked only if an eviction pass frees room, and
+    /// such a pass runs at most once a second: a stream of new addresses against a full
+    /// table of live scores costs one scan a second, not one per connection. Until then new
+    /// addresses are admitted untracked (their count is approximate, never stuck).
     private mutating func store(_ source: Source, _ e: Entry, now: Int64) {
-        if entries[source] == nil, entries.count >= capacity { evict(now: now) }
+        if entries[source] == nil, entries.count >= capacity {
+            guard now > lastEvictionScan else { return }
+            lastEvictionScan = now
+            evict(now: now)
+            guard entries.count < capacity else { return }
+        }
         entries[source] = e
     }
 
@@ -113,7 +123,10 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
             for key in idle.keys { entries[key] = nil }
             return
         }
-        if let oldest = entries.filter({ $0.value.loginConnections == 0 }).min(by: { $0.value.lastSeen < $1.value.lastSeen }) {
+        // Nothing idle: forget the least recently seen address holding no connection and no
+        // ban, never a banned one (churning new addresses must not lift bans).
+        let unbanned = entries.filter { $0.value.loginConnections == 0 && (limits.maxBanScore == 0 || $0.value.score < limits.maxBanScore) }
+        if let oldest = unbanned.min(by: { $0.value.lastSeen < $1.value.lastSeen }) {
             entries[oldest.key] = nil
         }
     }

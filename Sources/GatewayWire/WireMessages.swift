@@ -75,7 +75,8 @@ public struct TokenRejection: Codable, Sendable, Equatable {
         case tenantNotAllowed
         case missingClaim
         case claimMismatch
-        /// The issuer's keys could not be fetched: not the client's fault.
+        /// The issuer's keys could not be fetched, or the client-certificate CRL is missing or
+        /// expired: not the client's fault (503, no ban score).
         case issuerUnavailable
         /// The configured mode needs a client certificate and none was presented.
         case certificateRequired

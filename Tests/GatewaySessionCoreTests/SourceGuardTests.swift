@@ -72,6 +72,20 @@ import Testing
         for source in 0..<10 { holds(admitted(&h, source, now: 2)) }
     }
 
+    /// A stream of new addresses against a full table neither lifts a ban nor costs a scan
+    /// per connection (new addresses go untracked until a scan a second frees room).
+    @Test func churningNewAddressesDoesNotLiftABan() {
+        var g = SourceGuard<Int>(limits: Self.limits, capacity: 4)
+        for _ in 0..<8 { _ = banned(&g, 0, now: 0) }
+        for source in 1...3 { _ = banned(&g, source, now: 0) }  // scored, not banned, no connection
+        for source in 100..<1100 {
+            holds(admitted(&g, source, now: Int64(source) / 100))
+            g.loginEnded(source)
+        }
+        #expect(g.trackedSources <= 4)
+        holds(!admitted(&g, 0, now: 11), "still banned")
+    }
+
     @Test func refusalsAreLoggedOnceAMinutePerAddress() {
         var g = SourceGuard<String>(limits: Self.limits)
         _ = g.admit("a", now: 0)
