@@ -47,15 +47,32 @@ public struct Identity: Codable, Sendable, Equatable {
     /// lowercase hex. The gateway binds the session to it, so its cookie is accepted only on
     /// a connection presenting the same certificate (a stolen cookie alone is worth nothing).
     public var certificateSHA256: String?
+    /// What group policy matches on (docs/group-policy.md). The token's `groups` claim
+    /// (Entra group object ids, or names where the issuer sends names); nil when the token
+    /// has none.
+    public var groups: [String]?
+    /// The token's `roles` claim (app roles assigned to the user or to a group of theirs).
+    public var roles: [String]?
+    /// For a certificate login: the `OU` values of the leaf's subject, in order.
+    public var organizationalUnits: [String]?
+    /// The issuer left the groups out because the user has too many (Entra's "groups
+    /// overage": `_claim_names.groups` or `hasgroups`). Group policy then sees no groups,
+    /// and the gateway logs it so an operator knows why a group did not match.
+    public var groupsOverage: Bool?
 
     public init(userId: String, userName: String, tenantId: String? = nil, deviceId: String? = nil, expiresAt: Int64,
-                certificateSHA256: String? = nil) {
+                certificateSHA256: String? = nil, groups: [String]? = nil, roles: [String]? = nil,
+                organizationalUnits: [String]? = nil, groupsOverage: Bool? = nil) {
         self.userId = userId
         self.userName = userName
         self.tenantId = tenantId
         self.deviceId = deviceId
         self.expiresAt = expiresAt
         self.certificateSHA256 = certificateSHA256
+        self.groups = groups
+        self.roles = roles
+        self.organizationalUnits = organizationalUnits
+        self.groupsOverage = groupsOverage
     }
 }
 
