@@ -23,6 +23,8 @@ public struct AdminSettings: Codable, Sendable, Equatable {
     public var disableUdpConnections: Bool?
     public var roleScopeTagIds: [String]?
     public var lastUpdateDateTime: String?
+    /// Extension beyond Graph: per-group routes, DNS or denial (GroupPolicy.swift).
+    public var groupPolicies: [GroupPolicySettings]?
 
     public init() {}
 
@@ -40,6 +42,7 @@ public struct AdminSettings: Codable, Sendable, Equatable {
         "id", "displayName", "description", "network", "ipv6Network", "dnsServers", "defaultDomainSuffix",
         "routeIncludes", "routeExcludes", "routesInclude", "routesExclude", "splitDNS", "listenPort",
         "advancedSettings", "disableUdpConnections", "roleScopeTagIds", "lastUpdateDateTime", "@odata.type",
+        "groupPolicies",
     ]
 
     /// Decodes the file, refusing unknown top-level keys (a typo such as `dnsServer`
@@ -57,6 +60,15 @@ public struct AdminSettings: Codable, Sendable, Equatable {
         let unknown = Set(dict.keys).subtracting(knownKeys).sorted()
         if !unknown.isEmpty {
             throw ConfigurationError("admin-settings.json: unknown key(s) \(unknown.joined(separator: ", "))")
+        }
+        if let policies = dict["groupPolicies"] as? [Any] {
+            for (i, item) in policies.enumerated() {
+                guard let policy = item as? [String: Any] else { continue }
+                let unknown = Set(policy.keys).subtracting(GroupPolicySettings.knownKeys).sorted()
+                if !unknown.isEmpty {
+                    throw ConfigurationError("admin-settings.json: groupPolicies[\(i)]: unknown key(s) \(unknown.joined(separator: ", "))")
+                }
+            }
         }
         do {
             return try JSONDecoder().decode(AdminSettings.self, from: data)

@@ -53,18 +53,21 @@ public struct TunnelParameters: Sendable, Equatable {
         return (max(576 - 28, min(configured, base - dtlsOverhead)), base)
     }
 
+    /// `policy`: the user's group policy (`GatewaySettings.effectivePolicy`); nil gives the
+    /// server-wide routes and DNS.
     public init(settings: GatewaySettings, address: IPv4Address, sessionTimeoutRemaining: Int,
-                request: HTTPRequest) {
+                request: HTTPRequest, policy: EffectivePolicy? = nil) {
         self.address = address
         netmask = settings.pool.mask
         let m = Self.dataMTU(clientBaseMTU: request.header("x-cstp-base-mtu").flatMap { Int($0) }, configured: settings.advanced.mtu)
         mtu = m.mtu
         baseMTU = m.base
-        dnsServers = settings.dnsServers
-        defaultDomain = settings.defaultDomainSuffix
-        splitDNS = settings.splitDNS
-        includes = settings.routeIncludes
-        excludes = settings.routeExcludes
+        let policy = policy ?? settings.serverWidePolicy
+        dnsServers = policy.dnsServers
+        defaultDomain = policy.defaultDomainSuffix
+        splitDNS = policy.splitDNS
+        includes = policy.routeIncludes
+        excludes = policy.routeExcludes
         dpd = settings.advanced.dpd
         keepalive = settings.advanced.keepalive
         idleTimeout = settings.advanced.idleTimeout

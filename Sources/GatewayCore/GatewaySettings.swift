@@ -22,6 +22,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var listenAddress: String
     public var disableUdpConnections: Bool
     public var advanced: Advanced
+    /// In order; the first that matches a user applies (GroupPolicy.swift).
+    public var groupPolicies: [GroupPolicy]
 
     /// `advancedSettings` keys we understand, with their defaults.
     public struct Advanced: Sendable, Equatable {
@@ -113,8 +115,12 @@ public struct GatewaySettings: Sendable, Equatable {
 
         let includesText = (s.routeIncludes ?? []) + (s.routesInclude ?? [])
         let excludesText = (s.routeExcludes ?? []) + (s.routesExclude ?? [])
-        if includesText.count + excludesText.count > maxSplitRules {
-            note("routeIncludes + routeExcludes: \(includesText.count + excludesText.count) rules, at most \(maxSplitRules) allowed")
+        // The limit counts every rule the gateway may hand out, group policies' included:
+        // it bounds the CONNECT response head and what one configuration can ask of clients.
+        let policyRules = (s.groupPolicies ?? []).reduce(0) { $0 + ($1.routeIncludes?.count ?? 0) + ($1.routeExcludes?.count ?? 0) }
+        if includesText.count + excludesText.count + policyRules > maxSplitRules {
+            let split = policyRules > 0 ? " (\(includesText.count + excludesText.count) server-wide, \(policyRules) in groupPolicies)" : ""
+            note("routeIncludes + routeExcludes: \(includesText.count + excludesText.count + policyRules) rules\(split), at most \(maxSplitRules) allowed")
         }
         func parseRoutes(_ list: [String], _ field: String) -> [IPPrefix] {
             var out: [IPPrefix] = []
@@ -130,20 +136,23 @@ public struct GatewaySettings: Sendable, Equatable {
         }
         let includes = parseRoutes(includesText, "routeIncludes")
         let excludes = parseRoutes(excludesText, "routeExcludes")
-        if let pool {
-            for r in includes + excludes {
-                if case .v4(let p) = r, p.length > 0, p.overlaps(pool) {
-                    note("route \(p) overlaps the client pool \(pool)")
+        func checkPoolOverlap(_ routes: [IPPrefix]) {
+            for r in routes {
+                switch r {
+                case .v4(let p):
+                    if let pool, p.length > 0, p.overlaps(pool) { note("route \(p) overlaps the client pool \(pool)") }
+                case .v6(let p):
+                    if let pool6, p.length > 0, p.overlaps(pool6) { note("route \(p) overlaps the IPv6 client pool \(pool6)") }
                 }
             }
         }
-        if let pool6 {
-            for r in includes + excludes {
-                if case .v6(let p) = r, p.length > 0, p.overlaps(pool6) {
-                    note("route \(p) overlaps the IPv6 client pool \(pool6)")
-                }
-            }
-        }
+        checkPoolOverlap(includes + excludes)
+
+        let policies = validateGroupPolicies(s.groupPolicies ?? [], parseRoutes: { list, field in
+            let routes = parseRoutes(list, field)
+            checkPoolOverlap(routes)
+            return routes
+        }, note: note)
 
         var splitDNS: [String] = []
         for (i, d) in (s.splitDNS ?? []).enumerated() {
@@ -198,7 +207,8 @@ public struct GatewaySettings: Sendable, Equatable {
             displayName: s.displayName ?? "mstunnel", pool: pool!, ipv6Pool: pool6, dnsServers: dns,
             defaultDomainSuffix: (s.defaultDomainSuffix?.isEmpty ?? true) ? nil : s.defaultDomainSuffix,
             routeIncludes: includes, routeExcludes: excludes, splitDNS: splitDNS, listenPort: port,
-            listenAddress: listenAddress, disableUdpConnections: s.disableUdpConnections ?? false, advanced: adv))
+            listenAddress: listenAddress, disableUdpConnections: s.disableUdpConnections ?? false, advanced: adv,
+            groupPolicies: policies))
     }
 
     static func isDomainName(_ s: String) -> Bool {

@@ -1,5 +1,6 @@
 internal import CGatewayShims
 import Glibc
+import Foundation
 import GatewayCore
 import GatewayIPC
 import GatewayWire
@@ -14,6 +15,9 @@ final class AuthChannel {
         let connectionSlot: Int32
         let connectionGeneration: UInt32
         let sentAt: Int64
+        /// Set for a session's re-check at its deadline (`Recheck`), not a login: the
+        /// session's slot and handle (a slot is reused; the handle tells sessions apart).
+        var recheck: (slot: Int32, handle: String)? = nil
     }
 
     let socketPath: String
@@ -59,14 +63,23 @@ final class AuthChannel {
     /// Queues a validation request. Nil when auth is unreachable.
     /// What the answer is for lives in the connection's `LoginConversation`.
     func validate(token: String, transport: TokenTransport, peer: String, connection: ClientConnection, now: Int64) -> UInt64? {
+        enqueue(ValidateTokenRequest(token: token, transport: transport, peerAddress: peer, clientCertificateChain: connection.clientCertificateChain),
+             Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now), now: now)
+    }
+
+    /// Asks for a session's certificate to be verified again (its re-check at the deadline).
+    func recheck(certificateChain: [Data], peer: String?, sessionSlot: Int32, handle: String, now: Int64) -> UInt64? {
+        enqueue(ValidateTokenRequest(token: "", transport: .certificate, peerAddress: peer, clientCertificateChain: certificateChain),
+             Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, recheck: (sessionSlot, handle)), now: now)
+    }
+
+    private func enqueue(_ request: ValidateTokenRequest, _ p: Pending, now: Int64) -> UInt64? {
         guard ensureConnected(now: now) else { return nil }
         let id = nextId
         nextId += 1
-        let request = WireEnvelope(id: id, .request(.validateToken(ValidateTokenRequest(
-            token: token, transport: transport, peerAddress: peer, clientCertificateChain: connection.clientCertificateChain))))
-        guard let bytes = try? WireCodec.encode(request) else { return nil }
+        guard let bytes = try? WireCodec.encode(WireEnvelope(id: id, .request(.validateToken(request)))) else { return nil }
         outbound.append(contentsOf: bytes)
-        pending[id] = Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now)
+        pending[id] = p
         flush()
         return fd >= 0 ? id : nil
     }

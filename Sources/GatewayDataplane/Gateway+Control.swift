@@ -27,7 +27,7 @@ extension Gateway {
 
     func connection(for p: AuthChannel.Pending) -> ClientConnection? {
         let slot = Int(p.connectionSlot)
-        guard slot < connections.count, let c = connections[slot], c.generation == p.connectionGeneration,
+        guard p.recheck == nil, slot >= 0, slot < connections.count, let c = connections[slot], c.generation == p.connectionGeneration,
               c.phase == .waitingAuth else { return nil }
         return c
     }
@@ -72,11 +72,17 @@ extension Gateway {
             let list = sessions.all.filter { s in
                 q.user.map { $0 == s.identity.userId || $0 == s.identity.userName } ?? true
             }.map { s in
-                SessionInfo(id: s.handle, userId: s.identity.userId, userName: s.identity.userName, deviceId: s.identity.deviceId,
+                var info = SessionInfo(id: s.handle, userId: s.identity.userId, userName: s.identity.userName, deviceId: s.identity.deviceId,
                             address: s.address.description, remoteAddress: s.remoteAddress, connected: s.connection != nil,
                             channel: s.connection == nil ? "none" : (s.dtls.map { $0.established && $0.preferred } ?? false) ? "dtls" : "tls", connectedAt: s.createdWall,
                             expiresAt: s.deadline > 0 ? wallNow + (s.deadline - now) : 0, rxBytes: s.rxBytes, txBytes: s.txBytes,
                             userAgent: s.userAgent, hostname: s.hostname)
+                info.groups = s.identity.groups
+                info.roles = s.identity.roles
+                info.organizationalUnits = s.identity.organizationalUnits
+                info.groupsOverage = s.identity.groupsOverage
+                info.policy = s.policy.info
+                return info
             }
             return .listSessions(ListSessionsResponse(sessions: list))
         case .applySettings(let r):

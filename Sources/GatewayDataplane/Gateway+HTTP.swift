@@ -45,7 +45,9 @@ extension Gateway {
                 let decision: LoginReply
                 switch createSession(c, identity: identity, transport: transport, cookieKey: key) {
                 case .success: decision = .loginComplete(cookie: cookie, banner: settings.advanced.banner)
-                case .failure(let refusal): decision = refusal.reply
+                case .failure(let refusal):
+                    guard let reply = refusal.reply else { continue }
+                    decision = reply
                 }
                 perform(c.login.sessionDecided(decision) { isSession($0) }, c)
             case .startTunnel(let cookie, let identity, let request):
@@ -89,6 +91,7 @@ extension Gateway {
 
     /// The answer from mstunnel-auth for a waiting connection.
     func authCompleted(_ p: AuthChannel.Pending, _ response: ValidateTokenResponse) {
+        if let target = p.recheck { return recheckAnswered(target, response) }
         guard let c = connection(for: p) else { return }
         perform(c.login.authAnswered(response) { isSession($0) }, c)
     }
@@ -102,7 +105,7 @@ extension Gateway {
             switch createSession(c, identity: identity, transport: .cookie, cookieKey: key) {
             case .success(let s): session = s
             case .failure(let refusal):
-                perform(c.login.sessionDecided(refusal.reply) { isSession($0) }, c)
+                if let reply = refusal.reply { perform(c.login.sessionDecided(reply) { isSession($0) }, c) }
                 return
             }
         }
@@ -120,15 +123,51 @@ extension Gateway {
             perform(c.login.sessionDecided(.cookieNotAcceptable) { isSession($0) }, c)
             return
         }
+        // Group policy is looked at again on every CONNECT: a configuration change since
+        // the login applies when the client reconnects.
+        session.policy = settings.effectivePolicy(for: session.identity.policySubject)
+        if session.policy.denied {
+            refuseByPolicy(c, session.identity, session.policy)
+            endSession(session, reason: "denied by group policy '\(session.policy.policyName ?? "")'")
+            return
+        }
         attach(c, session, request)
     }
 
+    /// The user logged in fine but their group policy denies the tunnel: a 403 that says
+    /// so, a log line and an event naming the policy. No ban score (not an attack).
+    private func refuseByPolicy(_ c: ClientConnection, _ identity: Identity, _ policy: EffectivePolicy) {
+        let name = policy.policyName ?? ""
+        logger.notice("session.denied_by_policy", metadata: [
+            "peer.address": "\(c.peer)", "user.id": "\(identity.userId)", "user.name": "\(identity.userName)", "policy": "\(name)"])
+        events.record(.loginRejected, time: wallMilliseconds()) { e in
+            e.clientAddress = c.peer
+            e.userId = identity.userId
+            e.userName = identity.userName
+            e.deviceId = identity.deviceId
+            e.reason = "groupPolicyDenied: group policy '\(name)' gives this user no tunnel"
+        }
+        counters.policyDenials += 1
+        perform(c.login.sessionDecided(.forbidden("your account's group policy does not allow a tunnel here")) { isSession($0) }, c)
+    }
+
     struct SessionRefusal: Error {
-        let reply: LoginReply
+        /// nil: already answered.
+        let reply: LoginReply?
     }
 
     /// Creates a session with a fresh address, or says what to answer instead.
     private func createSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Result<Session, SessionRefusal> {
+        let policy = settings.effectivePolicy(for: identity.policySubject)
+        if identity.groupsOverage == true, !settings.groupPolicies.isEmpty {
+            logger.warning("policy.groups_overage", metadata: [
+                "user.id": "\(identity.userId)", "user.name": "\(identity.userName)", "policy": "\(policy.policyName ?? "-")",
+                "why": "the token carries no groups (too many); policies on groups cannot match this user, use app roles"])
+        }
+        if policy.denied {
+            refuseByPolicy(c, identity, policy)
+            return .failure(SessionRefusal(reply: nil))
+        }
         let limits = SessionAdmission.Limits(maxSessions: settings.advanced.maxSessions, maxSessionsPerUser: settings.advanced.maxSessionsPerUser)
         switch sessions.admission(ofUser: identity.userId, limits) {
         case .admit: break
@@ -146,12 +185,14 @@ extension Gateway {
             return .failure(SessionRefusal(reply: .unavailable("no free client address")))
         }
         let s = Session(slot: slot, id: GatewayCrypto.randomBytes(32), cookieKey: cookieKey, identity: identity, transport: transport,
-                        address: address, now: monotonicSeconds(), sessionTimeout: settings.advanced.sessionTimeout)
+                        address: address, now: monotonicSeconds(), sessionTimeout: settings.advanced.sessionTimeout, policy: policy)
         s.remoteAddress = c.peer
         s.userAgent = c.login.userAgent
+        // Kept to verify it again at each deadline (`Recheck`); certificates are public.
+        if identity.certificateSHA256 != nil { s.certificateChain = c.clientCertificateChain }
         sessions.insert(s)
         counters.totalSessions += 1
-        logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)"]))
+        logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)", "policy": "\(policy.policyName ?? "-")"]))
         return .success(s)
     }
 
@@ -178,7 +219,7 @@ extension Gateway {
         s.userAgent = r.header("user-agent") ?? s.userAgent
         dropDTLS(s)
         let remaining = s.life.remaining(now: now)
-        var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r)
+        var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r, policy: s.policy)
         s.dtlsPSK = nil
         if !settings.disableUdpConnections, TunnelParameters.clientOffersPSK(r),
            let psk = c.tls.exportKeyingMaterial(label: "EXPORTER-openconnect-psk", length: 32) {

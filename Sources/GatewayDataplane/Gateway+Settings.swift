@@ -117,7 +117,29 @@ extension Gateway {
         }
         settings = new
         sourceGuard.limits = Self.sourceLimits(new.advanced)
+        enforceGroupPolicies()
         return restart
+    }
+
+    /// After a configuration change: a session whose user a group policy now denies ends
+    /// at once (an admin who locks a group out means now, not at its next login). Other
+    /// sessions keep the routes and DNS they were given; they get the new ones at their
+    /// next CONNECT, since a client takes routes only when its tunnel starts.
+    private func enforceGroupPolicies() {
+        var changed = 0
+        for s in sessions.all {
+            let now = settings.effectivePolicy(for: s.identity.policySubject)
+            if now.denied {
+                logger.notice("session.denied_by_policy", metadata: sessionMetadata(s, ["policy": "\(now.policyName ?? "")", "when": "configuration changed"]))
+                counters.policyDenials += 1
+                endSession(s, reason: "denied by group policy '\(now.policyName ?? "")' (configuration changed)")
+            } else if now != s.policy {
+                changed += 1
+            }
+        }
+        if changed > 0 {
+            logger.info("policy.changed", metadata: ["sessions": "\(changed)", "applies": "at each session's next CONNECT"])
+        }
     }
 
     /// Called when a release emptied a retired block: its address and NAT rule go.

@@ -54,11 +54,51 @@ extension Gateway {
                 dropDTLS(s)
             }
         }
+        for s in sessions.all where s.deadline > 0 && now >= s.deadline && !s.life.isEnded {
+            recheck(s, now: now)
+        }
         for s in sessions.all {
             if let reason = s.life.expiry(now: now, lastTraffic: s.lastTraffic, timeouts) { endSession(s, reason: reason) }
         }
         for p in auth.expire(now: now, timeout: 10) {
             failAuth(p, reason: "authentication service did not answer in time")
+        }
+    }
+
+    /// A session at its deadline: `Recheck` says whether it goes on, ends, or waits for
+    /// mstunnel-auth to verify its certificate again.
+    func recheck(_ s: Session, now: Int64) {
+        let policy = settings.effectivePolicy(for: s.identity.policySubject)
+        let decision = Recheck.atDeadline(s.identity, hasCertificateChain: s.certificateChain != nil,
+                                          policyDenied: policy.denied ? (policy.policyName ?? "") : nil,
+                                          now: now, wallNow: wallSeconds(), sessionTimeout: settings.advanced.sessionTimeout)
+        act(on: decision, s, now: now)
+    }
+
+    func recheckAnswered(_ target: (slot: Int32, handle: String), _ response: ValidateTokenResponse) {
+        guard let s = sessions.session(at: target.slot), s.handle == target.handle, !s.life.isEnded else { return }
+        let now = monotonicSeconds()
+        act(on: Recheck.afterAuth(response, session: s.identity, now: now, wallNow: wallSeconds(),
+                                  sessionTimeout: settings.advanced.sessionTimeout), s, now: now)
+    }
+
+    private func act(on decision: Recheck.Decision, _ s: Session, now: Int64) {
+        switch decision {
+        case .extend(let until):
+            s.life.renew(until: until)
+            logger.info("session.rechecked", metadata: sessionMetadata(s, ["next_check_s": "\(until - now)"]))
+        case .askAuth(let grace):
+            // Kept for the grace period either way: the answer, or the next ask, comes in it.
+            s.life.renew(until: now + grace)
+            if let chain = s.certificateChain,
+               auth.recheck(certificateChain: chain, peer: s.remoteAddress, sessionSlot: s.slot, handle: s.handle, now: now) == nil {
+                // Unreachable right now: try again soon rather than at the end of the grace.
+                s.life.renew(until: now + Recheck.unreachableRetry)
+                logger.warning("session.recheck_deferred", metadata: sessionMetadata(s, [
+                    "reason": "authentication service unreachable", "retry_s": "\(Recheck.unreachableRetry)"]))
+            }
+        case .end(let reason):
+            endSession(s, reason: reason)
         }
     }
 }

@@ -145,6 +145,8 @@ public final class Gateway {
     struct Counters {
         var totalSessions = 0
         var authFailures = 0
+        /// Logins and CONNECTs refused because group policy denies the user a tunnel.
+        var policyDenials = 0
         /// Connections closed at accept by `SourceGuard` (per-address limit or ban).
         var connectionsRefused = 0
         var rxBytes: UInt64 = 0  // from clients

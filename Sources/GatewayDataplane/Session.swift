@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import GatewaySessionCore
 import GatewayTLS
@@ -35,9 +36,14 @@ final class Session: SessionEntry {
     var baseMTU = 1406
     var mtu = 1340
     var dtls: DTLSChannel?
+    /// The user's group policy as of the latest login or CONNECT (routes and DNS given).
+    var policy: EffectivePolicy
+    /// The client certificate chain of a login that involved one (DER, leaf first), verified
+    /// again at each deadline.
+    var certificateChain: [Data]?
 
     init(slot: Int32, id: [UInt8], cookieKey: CookieKey, identity: Identity, transport: TokenTransport,
-         address: IPv4Address, now: Int64, sessionTimeout: Int) {
+         address: IPv4Address, now: Int64, sessionTimeout: Int, policy: EffectivePolicy) {
         self.slot = slot
         self.id = id
         handle = String(hex(id).prefix(8))
@@ -46,6 +52,7 @@ final class Session: SessionEntry {
         self.identity = identity
         self.transport = transport
         self.address = address
+        self.policy = policy
         createdWall = wallSeconds()
         life = SessionLifecycle(now: now, sessionTimeout: sessionTimeout)
         lastTraffic = now
@@ -73,6 +80,9 @@ final class DTLSChannel {
     var preferred = true
     /// Whether the record path was checked after the first record (see `noteRecordPath`).
     var recordPathNoted = false
+    /// Sequence numbers of the client's records OpenSSL accepted: says why it dropped one
+    /// (a replay, or a forged record; see `Gateway.feedDTLS`).
+    var replay = DTLSReplayWindow()
 
     init(connection: DTLSConnection, peer: SocketAddress.Key, now: Int64) {
         self.connection = connection

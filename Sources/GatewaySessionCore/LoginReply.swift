@@ -24,11 +24,14 @@ public enum LoginReply: Equatable, Sendable {
     case cookieNotAcceptable
     /// 503 with the reason in `X-Reason`.
     case unavailable(String)
+    /// 403 with the reason in `X-Reason`: the user is who they say, and group policy gives
+    /// them no tunnel. Not a failed login (no ban score).
+    case forbidden(String)
 
     public var closes: Bool {
         switch self {
         case .livenessPage, .bearerChallenge, .loggedOut, .tokenForm, .loginComplete: return false
-        case .notFound, .methodNotAllowed, .badRequest, .unauthorized, .cookieNotAcceptable, .unavailable: return true
+        case .notFound, .methodNotAllowed, .badRequest, .unauthorized, .cookieNotAcceptable, .unavailable, .forbidden: return true
         }
     }
 
@@ -56,6 +59,7 @@ public enum LoginReply: Equatable, Sendable {
         case .unauthorized: r = HTTPResponse(status: 401, reason: "Unauthorized")
         case .cookieNotAcceptable: r = HTTPResponse(status: 401, reason: "Cookie is not acceptable")
         case .unavailable(let why): r = HTTPResponse(status: 503, reason: "Service Unavailable", headers: [("X-Reason", why)])
+        case .forbidden(let why): r = HTTPResponse(status: 403, reason: "Forbidden", headers: [("X-Reason", why)], text: "\(why)\n")
         }
         if closes { r.headers.append(("Connection", "close")) }
         return r

@@ -19,8 +19,9 @@ public struct SessionLifecycle<Connection: AnyObject> {
     }
 
     public let createdAt: Int64
-    /// Monotonic deadline (session-timeout); 0 = none.
-    public let deadline: Int64
+    /// Monotonic deadline (session-timeout); 0 = none. At it the session is re-checked
+    /// (`Recheck`) and either ends or gets a new deadline (`extend`).
+    public private(set) var deadline: Int64
     public private(set) var state: State
     /// Whether a CONNECT ever attached the session.
     public private(set) var everConnected = false
@@ -80,6 +81,14 @@ public struct SessionLifecycle<Connection: AnyObject> {
         let carried = connection
         if !isEnded { state = .ended(reason: reason) }
         return carried
+    }
+
+    /// The re-check at the deadline passed (or waits for mstunnel-auth): the next deadline
+    /// is `until` (a later re-check may bring a grace period's deadline forward). Never
+    /// revives an ended session, never gives a deadline to a session that had none.
+    public mutating func renew(until: Int64) {
+        guard !isEnded, deadline > 0, until > 0 else { return }
+        deadline = until
     }
 
     /// Why the session must end now, or nil (`Expiry.session`, the first rule that applies).

@@ -281,6 +281,14 @@ public struct SessionInfo: Codable, Sendable, Equatable {
     public var txBytes: UInt64
     public var userAgent: String?
     public var hostname: String?
+    /// What group policy saw in the identity (added in 0.1.7; absent from older servers).
+    public var groups: [String]?
+    public var roles: [String]?
+    public var organizationalUnits: [String]?
+    public var groupsOverage: Bool?
+    /// The routes and DNS this session was given at its latest CONNECT, and the policy
+    /// they came from (added in 0.1.7).
+    public var policy: SessionPolicyInfo?
 
     public init(id: String, userId: String, userName: String, deviceId: String?, address: String, remoteAddress: String?,
                 connected: Bool, channel: String, connectedAt: Int64, expiresAt: Int64, rxBytes: UInt64, txBytes: UInt64,
@@ -299,6 +307,27 @@ public struct SessionInfo: Codable, Sendable, Equatable {
         self.txBytes = txBytes
         self.userAgent = userAgent
         self.hostname = hostname
+    }
+}
+
+/// A session's effective group policy, as text (CIDRs, addresses, names).
+public struct SessionPolicyInfo: Codable, Sendable, Equatable {
+    /// The group policy that matched; nil: none did, the server-wide settings apply.
+    public var policyName: String?
+    public var routeIncludes: [String]
+    public var routeExcludes: [String]
+    public var dnsServers: [String]
+    public var splitDNS: [String]
+    public var defaultDomainSuffix: String?
+
+    public init(policyName: String?, routeIncludes: [String], routeExcludes: [String], dnsServers: [String],
+                splitDNS: [String], defaultDomainSuffix: String?) {
+        self.policyName = policyName
+        self.routeIncludes = routeIncludes
+        self.routeExcludes = routeExcludes
+        self.dnsServers = dnsServers
+        self.splitDNS = splitDNS
+        self.defaultDomainSuffix = defaultDomainSuffix
     }
 }
 

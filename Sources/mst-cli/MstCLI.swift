@@ -122,6 +122,7 @@ struct Server: ParsableCommand {
             if let r = s.connectionsRefused {
                 print("refused at accept:  \(r) connections (per-address login limit or ban), \(s.bansSinceStart ?? 0) addresses banned since start")
             }
+            if let p = s.policyDenials { print("policy denials:     \(p) logins or reconnects refused by a group policy") }
             if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "
@@ -158,7 +159,30 @@ struct Server: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "user", abstract: "One user's sessions.")
         @OptionGroup var options: SocketOptions
         @Argument(help: "User id (oid) or user name (UPN).") var user: String
-        func run() throws { try Server.listSessions(options, user: user) }
+        func run() throws {
+            try Server.listSessions(options, user: user)
+            guard !options.json else { return }
+            guard case .listSessions(let l) = try options.call("server.sock", .listSessions(ListSessionsRequest(user: user))) else { throw ExitCode(1) }
+            for s in l.sessions { Server.printPolicy(s) }
+        }
+    }
+
+    /// What group policy saw and gave: the identity's groups, roles and OUs, the policy
+    /// that matched (or the server-wide settings) and the routes and DNS it gave.
+    static func printPolicy(_ s: SessionInfo) {
+        func list(_ items: [String]?) -> String { (items ?? []).isEmpty ? "-" : items!.joined(separator: ", ") }
+        print("")
+        print("session \(s.id):")
+        print("  groups:             \(list(s.groups))\(s.groupsOverage == true ? " (the issuer left them out: too many groups)" : "")")
+        print("  roles:              \(list(s.roles))")
+        print("  certificate OUs:    \(list(s.organizationalUnits))")
+        guard let p = s.policy else { return print("  group policy:       (not reported by this server)") }
+        print("  group policy:       \(p.policyName.map { "'\($0)'" } ?? "none matched: server-wide settings")")
+        print("  routes included:    \(p.routeIncludes.isEmpty ? "all traffic" : p.routeIncludes.joined(separator: ", "))")
+        print("  routes excluded:    \(list(p.routeExcludes))")
+        print("  DNS servers:        \(list(p.dnsServers))")
+        print("  split DNS:          \(list(p.splitDNS))")
+        print("  default domain:     \(p.defaultDomainSuffix ?? "-")")
     }
 
     static func listSessions(_ options: SocketOptions, user: String?) throws {

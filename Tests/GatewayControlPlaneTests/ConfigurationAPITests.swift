@@ -106,3 +106,42 @@ import Testing
         }
     }
 }
+
+@Suite struct ConfigurationGroupPolicyAPITests {
+    let path = ControlPlane.configurationsPath
+
+    @Test func groupPoliciesRoundTripAndAreValidatedLikeTheFile() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let body = #"""
+            {"displayName":"Policies","network":"100.64.0.0/16","routeIncludes":["10.0.0.0/8"],
+             "groupPolicies":[{"displayName":"Contractors","groups":["g-con"],"deny":true},
+                              {"displayName":"Engineering","roles":["Eng"],"routeIncludes":["10.20.0.0/16"],"dnsServers":["10.20.0.53"]}]}
+            """#
+            let (created, made) = try await client.admin(.post, path, body)
+            #expect(created == .created)
+            let policies = made?["groupPolicies"]?.array ?? []
+            #expect(policies.count == 2)
+            #expect(policies.last?["routeIncludes"]?.array.first?.string == "10.20.0.0/16")
+            let id = try #require(made?["id"]?.string)
+
+            // PATCH replaces the list; a misspelt key inside a policy is refused by name,
+            // not dropped (it would silently give the server-wide routes).
+            let (typo, error) = try await client.admin(.patch, "\(path)/\(id)", #"{"groupPolicies":[{"displayName":"A","groups":["g"],"routeInclude":["10.1.0.0/16"]}]}"#)
+            #expect(typo == .badRequest)
+            #expect(error?.errorMessage.contains("groupPolicies[0]: unknown key(s) routeInclude") == true)
+
+            // The same checks as the gateway's file loader, with the same words.
+            let (bad, why) = try await client.admin(.patch, "\(path)/\(id)", #"{"groupPolicies":[{"displayName":"A","everyone":true},{"displayName":"B","groups":["g"]}]}"#)
+            #expect(bad == .badRequest)
+            #expect(why?.errorMessage.contains("groupPolicies[1] ('B'): can never match") == true)
+            let (notArray, why2) = try await client.admin(.patch, "\(path)/\(id)", #"{"groupPolicies":["x"]}"#)
+            #expect(notArray == .badRequest)
+            #expect(why2?.errorMessage.contains("'groupPolicies' must be an array of objects") == true)
+
+            let (got, one) = try await client.admin(.get, "\(path)/\(id)")
+            #expect(got == .ok)
+            #expect(one?["groupPolicies"]?.array.count == 2)
+        }
+    }
+}

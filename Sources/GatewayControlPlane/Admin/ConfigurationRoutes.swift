@@ -78,6 +78,14 @@ extension ControlPlane {
             throw GraphError.validation("the configuration does not decode: \(error)")
         }
         var problems: [String] = []
+        // Decoding ignores unknown members inside a policy; the file loader does not, and a
+        // misspelt `routeInclude` would otherwise silently give the server-wide routes.
+        if case .array(let policies) = object["groupPolicies"] {
+            for (i, item) in policies.enumerated() {
+                let unknown = Set((item.objectValue ?? [:]).keys).subtracting(AdminSettings.GroupPolicySettings.knownKeys)
+                if !unknown.isEmpty { problems.append("groupPolicies[\(i)]: unknown key(s) \(unknown.sorted().joined(separator: ", "))") }
+            }
+        }
         if (settings.displayName ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
             problems.append("displayName: required")
         } else if (settings.displayName ?? "").count > 200 {

@@ -10,6 +10,9 @@ enum GraphFieldType: Sendable, Equatable {
     case bool
     /// `[{"name": String, "value": String}]` (Graph's keyValuePair collection).
     case keyValueArray
+    /// An array of JSON objects whose members the route validates itself (extensions such
+    /// as a configuration's `groupPolicies`, checked by GatewayCore).
+    case objectArray
     /// Graph's TimeOfDay, `HH:mm[:ss[.fffffff]]`.
     case timeOfDay
     /// ISO 8601 with a zone (`Z` or an offset).
@@ -23,6 +26,7 @@ enum GraphFieldType: Sendable, Equatable {
         case .int64: return "an integer"
         case .bool: return "a boolean"
         case .keyValueArray: return "an array of {\"name\",\"value\"} objects"
+        case .objectArray: return "an array of objects"
         case .timeOfDay: return "a time of day (HH:mm:ss)"
         case .dateTime: return "an ISO 8601 date-time"
         }
@@ -139,6 +143,8 @@ struct GraphBody: Sendable {
                 }
             }
             return nil
+        case (.objectArray, .array(let items)):
+            return items.allSatisfy { if case .object = $0 { return true } else { return false } } ? nil : "every item must be an object"
         case (.timeOfDay, .string(let s)):
             return TimeOfDay.parse(s) == nil ? "'\(s)' is not HH:mm:ss" : nil
         case (.dateTime, .string(let s)):

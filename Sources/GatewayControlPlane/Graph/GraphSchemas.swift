@@ -19,6 +19,8 @@ enum GraphSchemas {
         .ro("lastUpdateDateTime", .dateTime),
         .rw("roleScopeTagIds", .stringArray),
         .rw("disableUdpConnections", .bool),
+        // Extension: per-group routes, DNS or denial (docs/group-policy.md).
+        .rw("groupPolicies", .objectArray),
     ])
 
     static let site = GraphSchema(entityType: "microsoftTunnelSite", fields: [
