@@ -63,6 +63,9 @@ public struct HTTPRequestParser: Sendable {
         case badContentLength
         case conflictingContentLength
         case unsupportedTransferEncoding
+        /// The bytes start with the CSTP magic (`STF\x01`): a tunnel frame sent before the
+        /// gateway accepted a CONNECT on this connection.
+        case tunnelFrame
 
         public var description: String {
             switch self {
@@ -74,6 +77,7 @@ public struct HTTPRequestParser: Sendable {
             case .badContentLength: return "malformed Content-Length"
             case .conflictingContentLength: return "Content-Length headers that disagree"
             case .unsupportedTransferEncoding: return "Transfer-Encoding in a request is not supported"
+            case .tunnelFrame: return "a CSTP frame before the tunnel started (no CONNECT accepted on this connection)"
             }
         }
     }
@@ -123,6 +127,7 @@ public struct HTTPRequestParser: Sendable {
             pendingHead = nil
             return complete(pending.request, bodyStart: pending.bodyStart, bodyLength: pending.bodyLength)
         }
+        if let refused = Self.requestStartError(buffer) { throw refused }
         guard let headerEnd = Self.findHeaderEnd(buffer, from: scanned) else {
             scanned = max(0, buffer.count - 3)
             if buffer.count > Self.maxHeaderBytes { throw .headerTooLarge }
@@ -183,6 +188,22 @@ public struct HTTPRequestParser: Sendable {
         buffer.removeFirst(bodyStart + bodyLength)
         scanned = 0
         return request
+    }
+
+    /// Longest method the start of a request may have before its space.
+    static let maxMethodLength = 16
+
+    /// What is wrong with the first bytes of a request, known before its head is complete:
+    /// a CSTP frame, or a method that is not 1–16 letters A–Z followed by a space. Without
+    /// it, bytes that are not HTTP would wait for a blank line that may never come, holding
+    /// the connection until the login timeout.
+    static func requestStartError(_ b: [UInt8]) -> ParseError? {
+        if b.count >= 4, b[0] == 0x53, b[1] == 0x54, b[2] == 0x46, b[3] == 0x01 { return .tunnelFrame }
+        for (i, c) in b.prefix(maxMethodLength + 1).enumerated() {
+            if c == 0x20 { return i == 0 ? .badRequestLine : nil }
+            if c < 0x41 || c > 0x5A { return .badRequestLine }
+        }
+        return b.count > maxMethodLength ? .badRequestLine : nil
     }
 
     /// Index of the "\r\n\r\n" that ends the header block.

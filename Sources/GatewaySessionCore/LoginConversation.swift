@@ -12,6 +12,9 @@ public enum LoginAction: Equatable, Sendable {
     case reject(transport: TokenTransport, code: String, reason: String)
     /// A request that does not parse: log it. A `400` reply follows.
     case malformed(String)
+    /// A CSTP frame before any CONNECT was accepted on this connection: malformed tunnel
+    /// input (counted, logged at most once a minute per address). A `400` reply follows.
+    case tunnelFrameBeforeConnect
     /// The client pipelined more than any login needs while auth was asked: close.
     case flood
     /// A login was accepted: create a session for `identity` with a fresh cookie, answer
@@ -158,7 +161,7 @@ public struct LoginConversation: Sendable {
                 request = r
             } catch {
                 parser.reset()
-                actions.append(.malformed("\(error)"))
+                actions.append(error == .tunnelFrame ? .tunnelFrameBeforeConnect : .malformed("\(error)"))
                 actions.append(answer(.badRequest("bad request: \(error)")))
                 break
             }

@@ -18,7 +18,6 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
         var score = 0
         var lastScored: Int64 = 0
         var lastSeen: Int64 = 0
-        var lastLogged: Int64?
     }
 
     public var limits: Limits
@@ -29,6 +28,8 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
     /// Addresses whose score reached the limit since start.
     public private(set) var bans = 0
     private var lastEvictionScan: Int64 = .min
+    /// Refusals logged once a minute per address (bounded on its own: `LogThrottle`).
+    private var refusalLog = LogThrottle<Source>()
 
     public init(limits: Limits, capacity: Int = 65_536) {
         self.limits = limits
@@ -89,11 +90,7 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
 
     /// Whether a refusal for `source` should be logged now (once a minute per address).
     public mutating func shouldLogRefusal(_ source: Source, now: Int64) -> Bool {
-        guard var e = entries[source] else { return true }
-        if let last = e.lastLogged, now - last < 60 { return false }
-        e.lastLogged = now
-        entries[source] = e
-        return true
+        refusalLog.admit(source, now: now) != .suppress
     }
 
     /// The score is forgotten `banResetSeconds` after it last grew.

@@ -48,15 +48,24 @@ public enum TunnelFrame {
 public enum SourceCheck {
     public enum Verdict: Equatable {
         case pass
-        /// Not an IPv4 packet (or too short to be one).
+        /// An IPv6 packet (not routed yet).
         case unsupported
+        /// Not an IP packet: shorter than its header, a version other than 4 or 6, or an
+        /// IPv4 header whose lengths the packet contradicts (header length under 20 bytes,
+        /// total length under the header or past the packet's end).
+        case malformed
         /// The source address is not the session's.
         case spoofed
     }
 
     @inlinable
     public static func verdict(_ packet: UnsafeRawBufferPointer, sessionAddress: IPv4Address) -> Verdict {
-        guard packet.count >= 20, packet[0] >> 4 == 4 else { return .unsupported }
+        guard packet.count >= 20 else { return .malformed }
+        let first = packet[0]
+        guard first >> 4 == 4 else { return first >> 4 == 6 && packet.count >= 40 ? .unsupported : .malformed }
+        let headerLength = Int(first & 0x0F) << 2
+        let totalLength = Int(packet[2]) << 8 | Int(packet[3])
+        guard headerLength >= 20, totalLength >= headerLength, totalLength <= packet.count else { return .malformed }
         return IPv4Address.read(packet, at: 12) == sessionAddress ? .pass : .spoofed
     }
 }

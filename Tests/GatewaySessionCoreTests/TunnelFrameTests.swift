@@ -48,6 +48,7 @@ import Testing
     func packet(version: UInt8 = 4, source: String, length: Int = 40) -> [UInt8] {
         var p = [UInt8](repeating: 0, count: length)
         p[0] = version << 4 | 5
+        if length >= 4 { p[2] = UInt8(length >> 8); p[3] = UInt8(length & 0xFF) }
         if length >= 16, let a = IPv4Address(source) {
             let v = a.value
             p[12] = UInt8(v >> 24); p[13] = UInt8(v >> 16 & 0xFF); p[14] = UInt8(v >> 8 & 0xFF); p[15] = UInt8(v & 0xFF)
@@ -61,8 +62,30 @@ import Testing
     @Test func anotherClientsAddressIsSpoofed() { #expect(verdict(packet(source: "100.64.0.8")) == .spoofed) }
     @Test func anInternalAddressIsSpoofed() { #expect(verdict(packet(source: "198.18.1.2")) == .spoofed) }
     @Test func ipv6IsUnsupported() { #expect(verdict(packet(version: 6, source: "100.64.0.7")) == .unsupported) }
-    @Test func truncatedIsUnsupported() {
-        #expect(verdict(packet(source: "100.64.0.7", length: 19)) == .unsupported)
-        #expect(verdict([]) == .unsupported)
+    @Test func truncatedIsMalformed() {
+        #expect(verdict(packet(source: "100.64.0.7", length: 19)) == .malformed)
+        #expect(verdict([]) == .malformed)
+        #expect(verdict(packet(version: 6, source: "100.64.0.7", length: 39)) == .malformed)
+    }
+
+    @Test func otherVersionsAreMalformed() {
+        for v: UInt8 in [0, 1, 5, 7, 15] { #expect(verdict(packet(version: v, source: "100.64.0.7")) == .malformed) }
+    }
+
+    /// IPv4 header lengths the packet contradicts: the kernel would refuse the write, and
+    /// nothing past the gateway should have to read such a header.
+    @Test func contradictoryIPv4LengthsAreMalformed() {
+        var p = packet(source: "100.64.0.7")
+        p[0] = 0x44  // header length 16 bytes
+        #expect(verdict(p) == .malformed)
+        p = packet(source: "100.64.0.7")
+        p[2] = 0; p[3] = 41  // one byte past the end
+        #expect(verdict(p) == .malformed)
+        p[3] = 19  // shorter than the header
+        #expect(verdict(p) == .malformed)
+        p[3] = 20  // a bare header with padding behind it is a packet
+        #expect(verdict(p) == .pass)
+        p[0] = 0x4F; p[3] = 40  // 60-byte header in a 40-byte packet
+        #expect(verdict(p) == .malformed)
     }
 }

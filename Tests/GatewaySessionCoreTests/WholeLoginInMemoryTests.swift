@@ -96,6 +96,7 @@ import Testing
                     pendingToken = token
                 case .reject(_, let code, _): log.append("rejected \(code)")
                 case .malformed(let why): log.append("malformed \(why)")
+                case .tunnelFrameBeforeConnect: log.append("tunnel frame before CONNECT")
                 case .flood: closed = true
                 case .createSession(let identity, _):
                     let cookie = "cookie-\(sessions.count + 1)"

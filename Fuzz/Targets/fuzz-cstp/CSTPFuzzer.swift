@@ -137,11 +137,15 @@ private func tunPath(_ d: Decoded) {
             turn += 1
         }
         let verdict = f.payload.withUnsafeBytes { SourceCheck.verdict($0, sessionAddress: sessionAddress) }
-        if f.payload.count >= 20, f.payload[0] >> 4 == 4 {
-            let source = IPv4Address(f.payload[12], f.payload[13], f.payload[14], f.payload[15])
+        let p = f.payload
+        let total = p.count >= 4 ? Int(p[2]) << 8 | Int(p[3]) : 0
+        if p.count >= 20, p[0] >> 4 == 4, p[0] & 0x0F >= 5, total >= Int(p[0] & 0x0F) * 4, total <= p.count {
+            let source = IPv4Address(p[12], p[13], p[14], p[15])
             invariant(verdict == (source == sessionAddress ? .pass : .spoofed), "verdict \(verdict) for source \(source)")
+        } else if p.count >= 40, p[0] >> 4 == 6 {
+            invariant(verdict == .unsupported, "verdict \(verdict) for an IPv6 packet")
         } else {
-            invariant(verdict == .unsupported, "verdict \(verdict) for a non-IPv4 packet")
+            invariant(verdict == .malformed, "verdict \(verdict) for a packet that is not IP")
         }
         guard verdict == .pass else { continue }
         passed += 1
