@@ -114,6 +114,8 @@ public struct AuthRequestHandler: Sendable {
                 return decision
             }
             identity.certificateSHA256 = certificateSHA256
+            // Group policy sees both: the token's groups and roles, the certificate's OUs.
+            identity.organizationalUnits = decision.certificate?.identity?.organizationalUnits
             decision.response = .accepted(identity)
             return decision
         }
@@ -155,6 +157,11 @@ public struct AuthRequestHandler: Sendable {
             meta["tenant"] = "\(identity.tenantId ?? "")"
             meta["device.id"] = "\(identity.deviceId ?? "")"
             meta["expires"] = "\(identity.expiresAt)"
+            if let token = decision.token, let iss = token.issuer { meta["iss"] = "\(iss)" }
+            // Counts only: the values can be a thousand group ids.
+            if let groups = identity.groups { meta["groups.count"] = "\(groups.count)" }
+            if let roles = identity.roles { meta["roles.count"] = "\(roles.count)" }
+            if identity.groupsOverage == true { meta["groups.overage"] = "true" }
             logger.info("auth.accepted", metadata: meta)
         } else if let rejection = decision.rejection {
             meta["reason.code"] = "\(rejection.code.rawValue)"

@@ -221,9 +221,20 @@ public final class ClientCertificateVerifier: @unchecked Sendable {
             r.response = .rejected(.certificateNoUser, "certificate \(details.label) names no user: \(why)")
             return r
         case .success(let user):
+            // The OUs go to the gateway for group policy: the same bounds as a token's
+            // `groups` (TokenValidator.maxClaimValues), for the same reasons.
+            let units: [String]
+            switch TokenValidator.boundedStrings(details.organizationalUnits, what: "the subject's OU values of certificate \(details.label)") {
+            case .success(let list): units = list
+            case .failure(let rejection):
+                var r = result
+                r.response = .rejected(rejection.code, rejection.reason)
+                return r
+            }
             result.user = user
             result.response = .accepted(Identity(userId: user, userName: user, tenantId: nil, deviceId: nil,
-                                                 expiresAt: details.notAfter, certificateSHA256: details.sha256))
+                                                 expiresAt: details.notAfter, certificateSHA256: details.sha256,
+                                                 organizationalUnits: units.isEmpty ? nil : units))
             return result
         }
     }

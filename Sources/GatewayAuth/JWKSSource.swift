@@ -81,8 +81,8 @@ public struct DiscoveryJWKSSource: JWKSSource {
     }
 }
 
-extension AuthConfiguration {
-    /// The key source this configuration describes.
+extension IssuerConfiguration {
+    /// The key source this issuer describes.
     public func makeJWKSSource(logger: Logger) -> any JWKSSource {
         let fetcher = HTTPFetcher(caBundle: caBundle)
         switch keyLocation {
@@ -90,5 +90,12 @@ extension AuthConfiguration {
         case .jwksURL(let url): return URLJWKSSource(url: url, fetcher: fetcher)
         case .discovery(let url): return DiscoveryJWKSSource(discoveryURL: url, expectedIssuer: issuer, fetcher: fetcher, logger: logger)
         }
+    }
+}
+
+extension AuthConfiguration {
+    /// The first issuer's key source (see `issuers`; `TokenValidator` makes one per issuer).
+    public func makeJWKSSource(logger: Logger) -> any JWKSSource {
+        (issuers.first ?? IssuerConfiguration(issuer: issuer)).makeJWKSSource(logger: logger)
     }
 }

@@ -17,6 +17,9 @@ public struct TokenValidationResult: Sendable, Equatable {
     /// First 16 hex digits of SHA-256(`sub`): correlates a user's failures without
     /// putting an identifier from an unverified token in the log.
     public var subjectHash: String?
+    /// The entry of `AuthConfiguration.issuers` the token's `iss` chose (nil when none did
+    /// or the token was refused before).
+    public var issuerIndex: Int?
 
     public var identity: Identity? { response.identity }
     public var rejection: TokenRejection? { response.rejection }
@@ -25,62 +28,107 @@ public struct TokenValidationResult: Sendable, Equatable {
 /// Validates Entra ID / OIDC access tokens against `AuthConfiguration`.
 ///
 /// Checks run in a fixed order and the first failure is the answer:
-/// structure → algorithm → key → signature → exp → nbf → iat → iss → aud → tid →
-/// user id → required claims. Every rejection is a value with a stable code and a
-/// human reason that never contains the token.
+/// structure → algorithm (`none`, HMAC) → issuer (the payload's `iss` picks one entry of
+/// `issuers`; none matches: refused before any key is fetched) → that issuer's algorithm
+/// allow-list → key → signature → exp → nbf → iat → aud → tid → user id → required
+/// claims → group-policy claims (`groups`, `roles`). Everything after the issuer is
+/// checked with that issuer's keys and rules only. Every rejection is a value with a
+/// stable code and a human reason that never contains the token.
 ///
-/// An actor because the key cache is shared by all concurrent validations and its
-/// refresh must happen at most once per rate-limit window however many requests ask.
+/// Each issuer has its own key cache, shared by all concurrent validations, whose refresh
+/// happens at most once per rate-limit window however many requests ask (`IssuerKeys`).
 public actor TokenValidator {
     /// Larger than any real access token (Entra's stay well under 16 KiB, group overage
     /// keeps them from growing); bounds the work an attacker can ask for.
     public static let maxTokenBytes = 64 * 1024
     /// Reload window while no keys have ever loaded (`jwksMinRefreshSeconds` if smaller).
     public static let retryWithoutKeysSeconds = 10
+    /// At most this many values in a `groups` or `roles` claim (or certificate OUs), and
+    /// at most this many bytes per value. The values travel to the gateway in every
+    /// identity, are kept with the session, matched against group policy and shown in its
+    /// logs and `mst-cli server show user`: an issuer (or a token minted by a compromised
+    /// one) must not be able to make that unbounded. Entra itself stops at 200 groups in a
+    /// JWT (then it signals overage), and group ids and role values are far below 256 bytes.
+    public static let maxClaimValues = 1000
+    public static let maxClaimValueBytes = 256
 
     public nonisolated let configuration: AuthConfiguration
-    public nonisolated let source: any JWKSSource
-    private let now: @Sendable () -> Date
-    private let logger: Logger
+    /// One key cache per entry of `configuration.issuers`, in the same order.
+    nonisolated let issuerKeys: [IssuerKeys]
+    private nonisolated let now: @Sendable () -> Date
 
-    private var keySet: KeySet?
-    private var lastAttempt: Date?
-    private var lastError: String?
-    private var inflight: Task<RefreshOutcome, Never>?
-    /// How many times the key source was asked (successful or not). For tests and status.
-    public private(set) var fetchCount = 0
-
-    enum RefreshOutcome: Sendable {
-        case loaded
-        case failed(String)
-        case rateLimited(retryInSeconds: Int)
+    /// Every issuer with the key source its configuration describes.
+    public init(configuration: AuthConfiguration, now: @escaping @Sendable () -> Date = { Date() }, logger: Logger) {
+        self.init(configuration: configuration, sources: configuration.issuers.map { $0.makeJWKSSource(logger: logger) },
+                  now: now, logger: logger)
     }
 
+    /// `source` serves the first issuer (the only one in the single-issuer form); any
+    /// further issuer uses the key source its configuration describes.
     public init(configuration: AuthConfiguration, source: any JWKSSource,
                 now: @escaping @Sendable () -> Date = { Date() }, logger: Logger) {
-        self.configuration = configuration
-        self.source = source
-        self.now = now
-        self.logger = logger
+        let rest = configuration.issuers.dropFirst().map { $0.makeJWKSSource(logger: logger) }
+        self.init(configuration: configuration, sources: [source] + rest, now: now, logger: logger)
     }
 
-    /// The `kid`s currently cached (synthetic `#n` for keys published without one).
-    public var cachedKeyIDs: [String] { keySet?.kids ?? [] }
-
-    /// Loads the keys now (at start-up). A failure is returned, not fatal: the next
-    /// validation retries once the rate-limit window has passed.
-    @discardableResult
-    public func prefetch() async -> Result<Int, KeySourceError> {
-        switch await refresh(reason: "startup") {
-        case .loaded: return .success(keySet?.keys.count ?? 0)
-        case .failed(let message): return .failure(KeySourceError(message))
-        case .rateLimited:
-            if let keySet { return .success(keySet.keys.count) }
-            return .failure(KeySourceError(lastError ?? "keys not loaded"))
+    /// One key source per entry of `configuration.issuers`, in order (extra sources are
+    /// ignored; an issuer without one has no keys: `issuerUnavailable`).
+    public init(configuration: AuthConfiguration, sources: [any JWKSSource],
+                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger) {
+        self.configuration = configuration
+        self.now = now
+        issuerKeys = configuration.issuers.enumerated().map { index, issuer in
+            IssuerKeys(configuration: issuer, source: index < sources.count ? sources[index] : MissingJWKSSource(),
+                       now: now, logger: logger)
         }
     }
 
-    public func validate(_ token: String) async -> TokenValidationResult {
+    /// The `kid`s currently cached, every issuer's in order (synthetic `#n` for keys
+    /// published without one).
+    public var cachedKeyIDs: [String] {
+        get async {
+            var all: [String] = []
+            for keys in issuerKeys { all += await keys.cachedKeyIDs }
+            return all
+        }
+    }
+
+    /// How many times the key sources were asked (successful or not), all issuers.
+    public var fetchCount: Int {
+        get async {
+            var total = 0
+            for keys in issuerKeys { total += await keys.fetchCount }
+            return total
+        }
+    }
+
+    /// Loads every issuer's keys now (at start-up): the number of keys, or the failures
+    /// (each naming its issuer). A failure is not fatal: the next validation that needs
+    /// that issuer's keys retries once the rate-limit window has passed.
+    @discardableResult
+    public func prefetch() async -> Result<Int, KeySourceError> {
+        var total = 0
+        var failures: [String] = []
+        for keys in issuerKeys {
+            switch await keys.prefetch() {
+            case .success(let n): total += n
+            case .failure(let error):
+                failures.append(issuerKeys.count == 1 ? error.message : "issuer \(keys.configuration.issuer): \(error.message)")
+            }
+        }
+        return failures.isEmpty ? .success(total) : .failure(KeySourceError(failures.joined(separator: "; ")))
+    }
+
+    /// The entry of `issuers` a token's `iss` (with its `tid`, for a template) names: an
+    /// exact issuer first, then a template filled with the tenant. Both come from the
+    /// unverified payload; they only choose whose keys and rules judge the token.
+    public nonisolated func issuerIndex(iss: String, tid: String?) -> Int? {
+        let issuers = configuration.issuers
+        if let exact = issuers.firstIndex(where: { !$0.isTemplate && $0.issuer == iss }) { return exact }
+        return issuers.firstIndex { $0.isTemplate && $0.expectedIssuer(tenant: tid) == iss }
+    }
+
+    public nonisolated func validate(_ token: String) async -> TokenValidationResult {
         var result = TokenValidationResult(response: .rejected(.malformed, ""))
         func reject(_ code: TokenRejection.Code, _ reason: String) -> TokenValidationResult {
             var r = result
@@ -148,7 +196,7 @@ public actor TokenValidator {
             }
         }
 
-        // 2. Algorithm allow-list. `none` and HMAC get their own words: they are attacks.
+        // 2. `none` and HMAC are refused whatever the issuer: they are attacks.
         let shownAlg = Self.clip(alg, 32)
         if alg.lowercased() == "none" {
             return reject(.algorithmNotAllowed, "unsigned token (alg 'none') is never accepted")
@@ -156,52 +204,33 @@ public actor TokenValidator {
         if alg.uppercased().hasPrefix("HS") {
             return reject(.algorithmNotAllowed, "HMAC algorithm '\(shownAlg)' is never accepted (a public key must not be used as a shared secret)")
         }
-        guard let algorithm = SupportedAlgorithm(rawValue: alg), configuration.algorithms.contains(algorithm) else {
-            return reject(.algorithmNotAllowed, "alg '\(shownAlg)' is not allowed (allowedAlgorithms: \(configuration.allowedAlgorithms.joined(separator: ", ")))")
+
+        // 3. The issuer: the token's `iss` names the entry whose keys and rules judge it.
+        // A token from an issuer nobody configured costs no key fetch.
+        guard let iss = payload["iss"]?.stringValue else {
+            return reject(.badIssuer, "token has no string 'iss'")
+        }
+        let tid = payload["tid"]?.stringValue
+        guard let index = issuerIndex(iss: iss, tid: tid) else {
+            return reject(.badIssuer, unknownIssuerReason(iss: iss, tid: tid))
+        }
+        let issuer = configuration.issuers[index]
+        let keys = issuerKeys[index]
+        result.issuerIndex = index
+
+        // 4. That issuer's algorithm allow-list.
+        guard let algorithm = SupportedAlgorithm(rawValue: alg), issuer.algorithms.contains(algorithm) else {
+            return reject(.algorithmNotAllowed, "alg '\(shownAlg)' is not allowed (allowedAlgorithms: \(issuer.allowedAlgorithms.joined(separator: ", ")))")
         }
 
-        // 3. Key: load if never loaded or too old (stale keys keep working if that fails).
-        if keySet == nil {
-            _ = await refresh(reason: "no keys loaded")
-        } else if let loaded = keySet?.loadedAt, now().timeIntervalSince(loaded) >= Double(configuration.jwksMaxAgeSeconds) {
-            _ = await refresh(reason: "keys older than jwksMaxAgeSeconds")
-        }
-        guard let keys = keySet else {
-            return reject(.issuerUnavailable, "the issuer's signing keys are not available (\(lastError ?? "not loaded yet"))")
-        }
+        // 5. Key, from that issuer's keys only.
         let verifiers: [JWTKeyCollection]
-        if let kid {
-            let shownKid = Self.clip(kid, 128)
-            var entries = keys.byKid[kid]
-            if entries == nil {
-                switch await refresh(reason: "unknown kid") {
-                case .failed(let message):
-                    return reject(.issuerUnavailable, "kid '\(shownKid)' is not among the cached keys and reloading them failed: \(message)")
-                case .rateLimited(let retry):
-                    return reject(.unknownKey, "kid '\(shownKid)' is not among the issuer's keys (reload rate-limited, next in \(retry)s)")
-                case .loaded:
-                    entries = keySet?.byKid[kid]
-                }
-            }
-            guard let entries else {
-                return reject(.unknownKey, "kid '\(shownKid)' is not among the issuer's keys")
-            }
-            // Normally one key per kid; RFC 7517 allows several of different types.
-            verifiers = entries.compactMap { $0.verifiers[algorithm] }
-            if verifiers.isEmpty {
-                let kinds = entries.map(\.summary).joined(separator: ", ")
-                return reject(.algorithmNotAllowed, "key '\(shownKid)' (\(kinds)) cannot verify alg '\(algorithm.rawValue)'")
-            }
-        } else {
-            // Without a kid the token is acceptable only if exactly one key could have signed it.
-            let candidates = keys.keys.compactMap { $0.verifiers[algorithm] }
-            guard candidates.count == 1 else {
-                return reject(.unknownKey, "token has no 'kid' and \(candidates.count) of the issuer's keys could verify alg '\(algorithm.rawValue)'")
-            }
-            verifiers = candidates
+        switch await keys.verifiers(kid: kid, algorithm: algorithm) {
+        case .success(let found): verifiers = found
+        case .failure(let rejection): return reject(rejection.code, rejection.reason)
         }
 
-        // 4. Signature, by jwt-kit, with only the key(s) chosen above.
+        // 6. Signature, by jwt-kit, with only the key(s) chosen above.
         var verified = false
         for verifier in verifiers where !verified {
             verified = (try? await verifier.verify(token, as: SignatureOnlyPayload.self)) != nil
@@ -210,8 +239,33 @@ public actor TokenValidator {
             return reject(.badSignature, "signature does not verify with key '\(result.kid ?? "(only key)")'")
         }
 
-        // 5. Claims, now that the issuer vouches for them.
-        let nowSeconds = Int64(now().timeIntervalSince1970.rounded(.down))
+        // 7. Claims, now that the issuer vouches for them, by that issuer's rules.
+        switch Self.checkClaims(payload, issuer: issuer, now: Int64(now().timeIntervalSince1970.rounded(.down))) {
+        case .success(let identity): result.response = .accepted(identity)
+        case .failure(let rejection): result.response = .rejected(rejection.code, rejection.reason)
+        }
+        return result
+    }
+
+    /// Why no entry of `issuers` took the token, naming what is configured.
+    nonisolated func unknownIssuerReason(iss: String, tid: String?) -> String {
+        let issuers = configuration.issuers
+        let shown = "issuer '\(Self.clip(iss, 256))'"
+        let templateHint = issuers.contains(where: \.isTemplate)
+            ? " (a '\(IssuerConfiguration.tenantPlaceholder)' issuer is filled with the token's 'tid', \(tid.map { "'\(Self.clip($0, 64))'" } ?? "which it lacks"))" : ""
+        if issuers.count == 1 {
+            return "\(shown) is not the configured issuer '\(issuers[0].issuer)'\(templateHint)"
+        }
+        let listed = issuers.prefix(4).map { "'\(Self.clip($0.issuer, 128))'" }.joined(separator: ", ") + (issuers.count > 4 ? ", …" : "")
+        return "\(shown) is not the configured issuer of any of the \(issuers.count) entries in 'issuers' (\(listed))\(templateHint)"
+    }
+
+    /// Steps after the signature: times, audience, tenant, user, required claims, and the
+    /// claims group policy uses. Pure: the payload and the chosen issuer's rules.
+    static func checkClaims(_ payload: [String: JSONValue], issuer configuration: IssuerConfiguration, now nowSeconds: Int64) -> Result<Identity, Refusal> {
+        func reject(_ code: TokenRejection.Code, _ reason: String) -> Result<Identity, Refusal> {
+            .failure(Refusal(code: code, reason: reason))
+        }
         let skew = Int64(configuration.clockSkewSeconds)
         guard let expValue = payload["exp"] else {
             return reject(.missingClaim, "token has no 'exp'")
@@ -234,11 +288,11 @@ public actor TokenValidator {
                 return reject(.issuedInFuture, "token issued in the future at \(Self.time(iat)) (now \(Self.time(nowSeconds)), skew \(skew)s)")
             }
         }
-        guard let iss = payload["iss"]?.stringValue else {
-            return reject(.badIssuer, "token has no string 'iss'")
-        }
-        guard iss == configuration.issuer else {
-            return reject(.badIssuer, "issuer '\(Self.clip(iss, 256))' is not the configured issuer '\(configuration.issuer)'")
+        let tid = payload["tid"]?.stringValue
+        // The issuer was chosen by this `iss` before the signature; the signed payload must
+        // still say exactly what this issuer (filled with the signed `tid`) says.
+        guard let iss = payload["iss"]?.stringValue, let expected = configuration.expectedIssuer(tenant: tid), iss == expected else {
+            return reject(.badIssuer, "issuer '\(Self.clip(payload["iss"]?.stringValue ?? "", 256))' is not the configured issuer '\(configuration.issuer)'")
         }
         let audiences: [String]
         switch payload["aud"] {
@@ -250,7 +304,6 @@ public actor TokenValidator {
             let shown = audiences.isEmpty ? "none" : audiences.prefix(5).map { "'\(Self.clip($0, 128))'" }.joined(separator: ", ")
             return reject(.badAudience, "audience \(shown) is not one of the configured audiences")
         }
-        let tid = payload["tid"]?.stringValue
         if !configuration.allowedTenants.isEmpty {
             guard let tid else { return reject(.tenantNotAllowed, "token has no 'tid' and allowedTenants is set") }
             guard configuration.allowedTenants.contains(tid) else {
@@ -276,69 +329,75 @@ public actor TokenValidator {
             }
         }
 
+        // What group policy matches on. A claim of the wrong shape is refused rather than
+        // dropped: a policy that denies a group must not be sidestepped by a token whose
+        // `groups` the plugin could not read.
+        var lists: [String: [String]] = [:]
+        for name in ["groups", "roles"] {
+            guard let value = payload[name] else { continue }
+            switch Self.boundedStrings(value, what: "claim '\(name)'") {
+            case .success(let list): lists[name] = list
+            case .failure(let why): return reject(.malformed, why.reason)
+            }
+        }
+
         let userName = Self.nonEmpty(payload["upn"]) ?? Self.nonEmpty(payload["preferred_username"]) ?? userId
-        result.response = .accepted(Identity(
+        return .success(Identity(
             userId: userId, userName: userName, tenantId: tid,
-            deviceId: Self.nonEmpty(payload["deviceid"]), expiresAt: exp))
-        return result
+            deviceId: Self.nonEmpty(payload["deviceid"]), expiresAt: exp,
+            groups: lists["groups"], roles: lists["roles"], groupsOverage: Self.groupsOverage(payload) ? true : nil))
     }
 
-    // MARK: - Key cache
-
-    /// Reloads the keys unless a load happened less than `jwksMinRefreshSeconds` ago.
-    /// Concurrent callers share one load.
-    private func refresh(reason: String) async -> RefreshOutcome {
-        if let inflight { return await inflight.value }
-        let start = now()
-        if let last = lastAttempt {
-            let elapsed = start.timeIntervalSince(last)
-            // With no keys at all every token fails, so retry sooner (an issuer or network
-            // that was not up yet when the plugin started); still bounded for the issuer.
-            let window = keySet == nil ? min(configuration.jwksMinRefreshSeconds, Self.retryWithoutKeysSeconds) : configuration.jwksMinRefreshSeconds
-            let minimum = Double(window)
-            if elapsed < minimum {
-                return .rateLimited(retryInSeconds: max(1, Int((minimum - elapsed).rounded(.up))))
-            }
-        }
-        lastAttempt = start
-        let task = Task { await self.load(reason: reason) }
-        inflight = task
-        let outcome = await task.value
-        inflight = nil
-        return outcome
+    /// Entra leaves `groups` out of a token for a user in too many groups and says so with
+    /// `_claim_names.groups` (the distributed-claims pointer, in JWTs) or `hasgroups: true`
+    /// (implicit-flow tokens). Either means: the groups exist but are not here.
+    static func groupsOverage(_ payload: [String: JSONValue]) -> Bool {
+        if case .object(let names)? = payload["_claim_names"], names["groups"] != nil { return true }
+        if case .bool(true)? = payload["hasgroups"] { return true }
+        return false
     }
 
-    /// One fetch and parse. Keys are swapped in only when the new set has a usable key,
-    /// so a broken or empty document never wipes working keys.
-    private func load(reason: String) async -> RefreshOutcome {
-        fetchCount += 1
-        do throws(KeySourceError) {
-            let data = try await source.fetchJWKS()
-            let set = try await KeySet.build(from: data, algorithms: configuration.algorithms, loadedAt: now())
-            guard !set.keys.isEmpty else {
-                let why = set.skipped.isEmpty ? "the JWKS is empty" : set.skipped.joined(separator: "; ")
-                throw KeySourceError("no usable signing key in the JWKS from \(source.description) (\(why))")
-            }
-            keySet = set
-            lastError = nil
-            logger.info("auth.jwks.loaded", metadata: [
-                "source": "\(source.description)", "reason": "\(reason)",
-                "keys": "\(set.keys.count)", "kids": "\(set.kids.joined(separator: ","))",
-            ])
-            if !set.skipped.isEmpty {
-                logger.notice("auth.jwks.skipped", metadata: [
-                    "source": "\(source.description)", "skipped": "\(set.skipped.joined(separator: "; "))",
-                ])
-            }
-            return .loaded
-        } catch {
-            lastError = error.message
-            logger.warning("auth.jwks.failed", metadata: [
-                "source": "\(source.description)", "reason": "\(reason)", "error": "\(error.message)",
-                "cached_keys": "\(keySet?.keys.count ?? 0)",
-            ])
-            return .failed(error.message)
+    /// `value` as a list of strings within `maxClaimValues` × `maxClaimValueBytes`, no
+    /// control characters (they would reach the gateway's logs and a terminal). The reason
+    /// names `what` and the first offending entry's position, never its contents.
+    static func boundedStrings(_ value: JSONValue, what: String) -> Result<[String], Refusal> {
+        func refuse(_ reason: String) -> Result<[String], Refusal> {
+            .failure(Refusal(code: .malformed, reason: reason))
         }
+        guard case .array(let items) = value else {
+            return refuse("\(what) must be an array of strings (found: \(value.typeName))")
+        }
+        return boundedStrings(items.map { item -> String? in item.stringValue }, what: what,
+                              types: items.map(\.typeName))
+    }
+
+    /// The same bounds for values that are already strings (certificate OUs).
+    static func boundedStrings(_ values: [String], what: String) -> Result<[String], Refusal> {
+        boundedStrings(values.map { Optional($0) }, what: what, types: [])
+    }
+
+    private static func boundedStrings(_ items: [String?], what: String, types: [String]) -> Result<[String], Refusal> {
+        func refuse(_ reason: String) -> Result<[String], Refusal> {
+            .failure(Refusal(code: .malformed, reason: reason))
+        }
+        if items.count > maxClaimValues {
+            return refuse("\(what) has \(items.count) entries; at most \(maxClaimValues) are accepted")
+        }
+        var out: [String] = []
+        out.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard let s = item else {
+                return refuse("\(what) must be an array of strings (entry \(i): \(i < types.count ? types[i] : "not a string"))")
+            }
+            if s.utf8.count > maxClaimValueBytes {
+                return refuse("\(what): entry \(i) is \(s.utf8.count) bytes; at most \(maxClaimValueBytes) are accepted")
+            }
+            if s.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) {
+                return refuse("\(what): entry \(i) contains control characters")
+            }
+            out.append(s)
+        }
+        return .success(out)
     }
 
     // MARK: - Helpers

@@ -74,13 +74,20 @@ struct MstunnelAuth: AsyncParsableCommand {
                     print("\(configPath): OK (authenticationMode certificate\(certificateSummary))")
                     return
                 }
-                if case .file(let path) = loaded.keyLocation {
-                    let data = try await FileJWKSSource(path: path).fetchJWKS()
-                    guard JSONValue.parseObject(data).map({ if case .array = $0["keys"] { true } else { false } }) == true else {
-                        throw AuthConfigurationError("\(configPath): jwksFile \(path) is not a JWKS (no 'keys' array)")
+                for (index, issuer) in loaded.issuers.enumerated() {
+                    if case .file(let path) = issuer.keyLocation {
+                        let data = try await FileJWKSSource(path: path).fetchJWKS()
+                        guard JSONValue.parseObject(data).map({ if case .array = $0["keys"] { true } else { false } }) == true else {
+                            let entry = loaded.issuers.count > 1 ? "issuers[\(index)]: " : ""
+                            throw AuthConfigurationError("\(configPath): \(entry)jwksFile \(path) is not a JWKS (no 'keys' array)")
+                        }
                     }
                 }
-                print("\(configPath): OK (authenticationMode \(loaded.authenticationMode.rawValue), issuer \(loaded.issuer), keys from \(loaded.keyLocation), audiences \(loaded.audiences.joined(separator: ", "))\(certificateSummary))")
+                let issuers = loaded.issuers.map {
+                    "issuer \($0.issuer), keys from \($0.keyLocation), audiences \($0.audiences.joined(separator: ", "))"
+                }
+                let shown = issuers.count == 1 ? issuers[0] : "\(issuers.count) issuers: " + issuers.joined(separator: "; ")
+                print("\(configPath): OK (authenticationMode \(loaded.authenticationMode.rawValue), \(shown)\(certificateSummary))")
             } catch {
                 FileHandle.standardError.write(Data("mstunnel-auth: \(error)\n".utf8))
                 throw ExitCode(1)
@@ -112,7 +119,7 @@ struct MstunnelAuth: AsyncParsableCommand {
             }
         }
 
-        let validator = TokenValidator(configuration: configuration, source: configuration.makeJWKSSource(logger: logger), logger: logger)
+        let validator = TokenValidator(configuration: configuration, logger: logger)
         // Client certificates: the CAs load now (a bad caFile stops the plugin); the CRL file
         // is loaded and logged (auth.crl.loaded / auth.crl.failed), then reloaded on change.
         var certificates: ClientCertificateVerifier?
@@ -151,10 +158,12 @@ struct MstunnelAuth: AsyncParsableCommand {
             "version": "\(AuthVersion.string)", "mode": "\(configuration.authenticationMode.rawValue)",
         ]
         if configuration.authenticationMode.usesTokens {
-            started["issuer"] = "\(configuration.issuer)"
-            started["keys"] = "\(configuration.keyLocation)"
-            started["audiences"] = "\(configuration.audiences.joined(separator: ","))"
-            started["tenants"] = "\(configuration.allowedTenants.isEmpty ? "any" : configuration.allowedTenants.joined(separator: ","))"
+            // One value per issuer, separated by " | " (the single-issuer form has one).
+            let issuers = configuration.issuers
+            started["issuer"] = "\(issuers.map(\.issuer).joined(separator: " | "))"
+            started["keys"] = "\(issuers.map { "\($0.keyLocation)" }.joined(separator: " | "))"
+            started["audiences"] = "\(issuers.map { $0.audiences.joined(separator: ",") }.joined(separator: " | "))"
+            started["tenants"] = "\(issuers.map { $0.allowedTenants.isEmpty ? "any" : $0.allowedTenants.joined(separator: ",") }.joined(separator: " | "))"
         }
         if let certificates { started["certificates"] = "\(certificates.summary)" }
         logger.info("auth.started", metadata: started)

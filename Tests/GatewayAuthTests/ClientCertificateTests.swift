@@ -120,7 +120,8 @@ func replaceFile(_ path: String, with data: Data) throws {
         let result = try verifier(userFrom: .upn).verify(chain)
         let identity = try #require(result.identity)
         #expect(identity == Identity(userId: "alice@corp.test", userName: "alice@corp.test", tenantId: nil, deviceId: nil,
-                                     expiresAt: PKI.notAfter2099, certificateSHA256: PKI.sha256(chain[0])))
+                                     expiresAt: PKI.notAfter2099, certificateSHA256: PKI.sha256(chain[0]),
+                                     organizationalUnits: ["Engineering"]))
         #expect(result.user == "alice@corp.test")
         #expect(result.organizationalUnits == ["Engineering"])
         let certificate = try #require(result.certificate)

@@ -89,7 +89,7 @@ actor MemoryJWKSSource: JWKSSource {
 
 /// A JSON value for building claims.
 enum Claim: Encodable, Sendable {
-    case string(String), int(Int64), array([Claim]), bool(Bool)
+    case string(String), int(Int64), array([Claim]), bool(Bool), object([String: Claim])
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
@@ -98,6 +98,7 @@ enum Claim: Encodable, Sendable {
         case .int(let i): try c.encode(i)
         case .array(let a): try c.encode(a)
         case .bool(let b): try c.encode(b)
+        case .object(let o): try c.encode(o)
         }
     }
 }
