@@ -174,6 +174,20 @@ refused = [
      sign(H_RSA, claims(oid=None, sub=None))),
     ("deep-nesting", "two thousand nested arrays in a claim", "malformed", "nests deeper than",
      sign(H_RSA, json.dumps(claims())[:-1] + ',"x":' + "[" * 2000 + "]" * 2000 + "}")),
+    # The claims group policy matches on must be arrays of strings, bounded: they travel to
+    # the gateway with the identity and into its logs and status.
+    ("groups-not-array", "groups as one string: group policy could not read it", "malformed",
+     "claim 'groups' must be an array of strings (found: string)",
+     sign(H_RSA, claims(groups="Tunnel.Users"))),
+    ("roles-entry-not-string", "a number among the roles", "malformed",
+     "claim 'roles' must be an array of strings (entry 1: number)",
+     sign(H_RSA, claims(roles=["Tunnel.Users", 7]))),
+    ("groups-over-limit", "1,001 groups: more than the 1,000 accepted", "malformed",
+     "claim 'groups' has 1001 entries; at most 1000 are accepted",
+     sign(H_RSA, claims(groups=[f"g{i}" for i in range(1001)]))),
+    ("group-name-too-long", "one group name of 257 bytes: more than the 256 accepted", "malformed",
+     "claim 'groups': entry 0 is 257 bytes; at most 256 are accepted",
+     sign(H_RSA, claims(groups=["g" * 257]))),
 ]
 
 corpus = {
