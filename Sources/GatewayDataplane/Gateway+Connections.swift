@@ -163,7 +163,7 @@ extension Gateway {
                 case .closed:
                     closeConnection(c, reason: "closed during handshake")
                 case .failed(let why):
-                    logger.info("tls.handshake_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                    malformedInput(.tlsHandshake, on: c, detail: why)
                     closeConnection(c, reason: "handshake failed")
                 }
                 return
@@ -193,7 +193,7 @@ extension Gateway {
                 closeConnection(c, reason: "peer closed")
                 return
             case .failed(let why):
-                logger.debug("tls.read_failed", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
+                malformedInput(.tlsRecord, on: c, detail: why)
                 closeConnection(c, reason: "TLS error")
                 return
             }

@@ -65,6 +65,8 @@ extension Gateway {
                                                     noNewPrivileges: own.noNewPrivileges, seccompMode: own.seccompMode)
             status.connectionsRefused = counters.connectionsRefused
             status.bansSinceStart = sourceGuard.bans
+            status.malformed = malformed
+            status.policyDenials = counters.policyDenials
             return .serverStatus(status)
         case .listSessions(let q):
             let now = monotonicSeconds()

@@ -48,11 +48,15 @@ extension Gateway {
                 return
             }
         }
-        let route = DatagramRoute.newChannel(helloSessionID: Self.clientHelloSessionID(d), udpDisabled: settings.disableUdpConnections) { id in
+        let hello = Self.clientHelloSessionID(d)
+        let route = DatagramRoute.newChannel(helloSessionID: hello, udpDisabled: settings.disableUdpConnections) { id in
             sessions.lookup(appID: id).map { ($0, DatagramRoute.Candidate(hasKey: $0.dtlsPSK != nil, connected: $0.connection != nil)) }
         }
         guard case .handshake(let s) = route, let psk = s.dtlsPSK else {
             counters.dropsUnknownDatagram += 1
+            if let kind = DatagramRoute.malformedClass(d, namesLiveSession: hello.map { sessions.lookup(appID: $0) != nil } ?? false) {
+                malformedDatagram(kind, from: key, detail: Self.datagramDetail(d))
+            }
             return
         }
         dropDTLS(s)
@@ -75,15 +79,41 @@ extension Gateway {
         feedDTLS(s, ch, d, now: now)
     }
 
+    /// One datagram for a session's channel. OpenSSL drops a record that fails
+    /// authentication or its replay check without a word, so the datagram's record layer is
+    /// read first (`DTLSRecords`): one that does not parse is not given to OpenSSL, and
+    /// application data that yields no record was dropped by it — a replay if its sequence
+    /// number was already received (`DTLSReplayWindow`), otherwise a forged or corrupted
+    /// record. Neither refreshes the channel's `lastReceive`: only what OpenSSL accepts does.
     private func feedDTLS(_ s: Session, _ ch: DTLSChannel, _ d: UnsafeRawBufferPointer, now: Int64) {
+        guard let shape = DTLSRecords.inspect(d) else {
+            malformedDatagram(.dtlsBadRecord, from: ch.peer, session: s, detail: Self.datagramDetail(d))
+            return
+        }
+        let wasEstablished = ch.established
         // A handshake step or a read may answer (a flight, an alert).
         makeDatagramRoom()
-        ch.lastReceive = now
-        ch.connection.receive(d) { _ in stepDTLS(s, ch, now: now) }
+        let records = ch.connection.receive(d) { _ in stepDTLS(s, ch, now: now) }
+        if records > 0 || !wasEstablished { ch.lastReceive = now }
+        guard wasEstablished, shape.allApplicationData, s.dtls === ch else { return }
+        if records == 0 {
+            let replay = ch.replay.isReplay(epoch: shape.firstEpoch, sequence: shape.firstSequence)
+            malformedDatagram(replay ? .dtlsReplayed : .dtlsBadRecord, from: ch.peer, session: s,
+                              detail: "epoch \(shape.firstEpoch) sequence \(shape.firstSequence), \(d.count) bytes")
+        } else if shape.records == 1 {
+            ch.replay.mark(epoch: shape.firstEpoch, sequence: shape.firstSequence)
+        }
     }
 
-    /// The handshake step or the reads one received datagram allows.
-    private func stepDTLS(_ s: Session, _ ch: DTLSChannel, now: Int64) {
+    static func datagramDetail(_ d: UnsafeRawBufferPointer) -> String {
+        "\(d.count) bytes, starting \(hex(Array(d.prefix(16))))"
+    }
+
+    /// The handshake step or the reads one received datagram allows; returns the records
+    /// read.
+    @discardableResult
+    private func stepDTLS(_ s: Session, _ ch: DTLSChannel, now: Int64) -> Int {
+        var records = 0
         if !ch.established {
             let result = ch.connection.handshake()
             switch result {
@@ -92,34 +122,37 @@ extension Gateway {
                 logger.info("dtls.established", metadata: sessionMetadata(s, [
                     "dtls": "\(ch.connection.protocolVersion) \(ch.connection.cipherName)", "udp.peer": "\(ch.peer)"]))
             case .wantRead, .wantWrite:
-                return
+                return records
             case .closed, .failed:
                 counters.dtlsFailures += 1
                 if case .failed(let why) = result {
-                    logger.info("dtls.handshake_failed", metadata: sessionMetadata(s, ["error": "\(why)"]))
+                    malformedDatagram(.dtlsHandshake, from: ch.peer, session: s, detail: why)
                 }
                 dropDTLS(s)
-                return
+                return records
             }
         }
         let buf = io.baseAddress!
         while s.dtls === ch {
             switch ch.connection.read(buf, io.count) {
             case .done(let n):
+                records += 1
                 if !ch.recordPathNoted { noteRecordPath(s, ch) }
                 handleDTLSRecord(s, ch, UnsafeMutableRawBufferPointer(start: buf, count: n), now: now)
             case .wantRead, .wantWrite:
-                return
+                return records
             case .closed:
                 dropDTLS(s)
-                return
+                return records
             case .failed:
                 // A record that does not authenticate (garbage, replay) is simply
-                // dropped by OpenSSL; a hard failure ends this channel only.
+                // dropped by OpenSSL (and counted by `feedDTLS`); a hard failure ends this
+                // channel only.
                 dropDTLS(s)
-                return
+                return records
             }
         }
+        return records
     }
 
     /// After the channel's first record from the client: says how records to it are

@@ -34,6 +34,9 @@ extension Gateway {
             case .malformed(let why):
                 logger.info("http.bad_request", metadata: ["peer.address": "\(c.peer)", "error": "\(why)"])
                 penalize(c)
+            case .tunnelFrameBeforeConnect:
+                malformedInput(.cstpBeforeConnect, on: c)
+                penalize(c)
             case .flood:
                 logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
                 closeConnection(c, reason: "request flood while waiting for auth")

@@ -12,8 +12,12 @@ import GatewaySystem
 ///    a frame split across TLS records is copied (`partial`).
 /// 3. `handleFrame`: what the frame means (`TunnelFrame.step`): data goes on; DPD is
 ///    answered; DISCONNECT ends or detaches the session.
-/// 4. `forwardToTUN`: the packet's source must be the session's own address
+/// 4. `forwardToTUN`: the packet must be IP and its source the session's own address
 ///    (`SourceCheck`); counted.
+///
+/// Malformed input on the way (a CSTP header that does not parse, an unknown frame type, a
+/// packet that is not IP) is counted and logged by Gateway+Malformed: the connection is
+/// closed (a frame) or the packet dropped.
 /// 5. The ACK filter may hold a pure ACK until a later one supersedes it (`TCPAckFilter`).
 /// 6. `writeTUN`: to the `TunnelDevice`, which with offload merges segments of one flow
 ///    (`TCPCoalescer`) and writes them once; anything else is written alone.
@@ -47,7 +51,10 @@ extension Gateway {
             case .incomplete:
                 return offset
             case .invalid:
-                logger.notice("cstp.invalid_frame", metadata: sessionMetadata(s))
+                let kind = TunnelFrame.invalidHeaderClass(rest)
+                malformedInput(kind, on: c, detail: kind == .cstpOversize
+                               ? "length \(Int(rest[4]) << 8 | Int(rest[5])) > \(CSTP.maxPayload)"
+                               : "header \(hex(Array(rest.prefix(CSTP.headerSize))))")
                 closeConnection(c, reason: "invalid CSTP frame")
                 return offset
             case .header(let type, let length):
@@ -72,7 +79,7 @@ extension Gateway {
         case .detach: closeConnection(c, reason: "client disconnect (session kept)")
         case .dropUnsupported: counters.dropsUnsupported += 1
         case .close(let reason):
-            logger.notice("cstp.unexpected_type", metadata: sessionMetadata(s, ["type": "\(type)"]))
+            malformedInput(.cstpUnknownType, on: c, detail: "type \(type)")
             closeConnection(c, reason: reason)
         }
     }
@@ -85,6 +92,9 @@ extension Gateway {
         case .pass: break
         case .unsupported:
             counters.dropsUnsupported += 1
+            return
+        case .malformed:
+            malformedPacket(s, packet)
             return
         case .spoofed:
             counters.dropsSpoofed += 1

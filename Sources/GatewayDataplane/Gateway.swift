@@ -126,6 +126,10 @@ public final class Gateway {
     let startedWall = wallSeconds()
     let fileLimit: UInt64
     var counters = Counters()
+    /// Malformed tunnel input dropped, by class (Gateway+Malformed; `mst-cli server show status`).
+    var malformed = MalformedInputCounts()
+    /// Malformed input is logged at most once a minute per address.
+    var malformedLog = LogThrottle<SocketAddress.Key>()
     /// Session and access events for the agent.
     let events = SessionEventLog()
     var lastTunWriteErrno: Int32 = 0

@@ -71,6 +71,12 @@ public final class TLSConnection {
             let detail = OpenSSLErrors.drain()
             return detail == "no OpenSSL error detail" ? .closed : .failed(detail)
         default:
+            // TCP closed without a close_notify (OpenSSL 3 makes it an error): the peer went
+            // away, its bytes were not malformed.
+            if mst_ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING {
+                ERR_clear_error()
+                return .closed
+            }
             return .failed(OpenSSLErrors.drain())
         }
     }

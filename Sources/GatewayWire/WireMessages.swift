@@ -188,6 +188,11 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// since start (added in 0.1.6; docs/security.md).
     public var connectionsRefused: Int?
     public var bansSinceStart: Int?
+    /// Malformed tunnel input dropped since start, by class (added in 0.1.7; absent from
+    /// older servers).
+    public var malformed: MalformedInputCounts?
+    /// Logins and CONNECTs refused by a group policy that denies the user (added in 0.1.7).
+    public var policyDenials: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

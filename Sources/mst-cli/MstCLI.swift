@@ -128,6 +128,16 @@ struct Server: ParsableCommand {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "
                       + "\(d.unsupported) unsupported, \(d.unknownDatagram) stray datagrams")
             }
+            if let m = s.malformed {
+                print("malformed input:    \(m.total) dropped (a TLS connection closed, or a datagram or packet dropped; logged once a minute per address)")
+                print("  TLS:              \(m.tlsHandshake) failed handshakes, \(m.tlsRecord) bad records")
+                print("  CSTP:             \(m.cstpBadHeader) bad headers, \(m.cstpOversize) oversize, \(m.cstpUnknownType) unknown types, "
+                      + "\(m.cstpBeforeConnect) before CONNECT")
+                print("  DTLS:             \(m.dtlsNotDTLS) not DTLS, \(m.dtlsBeforeHandshake) records before a handshake, "
+                      + "\(m.dtlsNoSession) for no session, \(m.dtlsBadRecord) bad records, \(m.dtlsReplayed) replayed, "
+                      + "\(m.dtlsHandshake) failed handshakes")
+                print("  inner packets:    \(m.ipMalformed) not IP")
+            }
         }
     }
 
