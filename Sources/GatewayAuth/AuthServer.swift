@@ -29,6 +29,9 @@ public final class AuthServer: @unchecked Sendable {
     /// Each connection costs a thread. The gateway keeps one or two; a peer opening
     /// dozens is broken, and refusing it protects the plugin.
     public let maxConnections: Int
+    /// The sessions that outlive a gateway process; nil: not kept (a gateway restart asks
+    /// every client to log in again).
+    public let sessionStore: SessionStore?
     let logger: Logger
 
     private let lock = Mutex()
@@ -40,7 +43,8 @@ public final class AuthServer: @unchecked Sendable {
     private let acceptFinished = DispatchSemaphore(value: 0)
 
     public init(socketPath: String, socketMode: mode_t = 0o660, peerPolicy: PeerPolicy, handler: AuthRequestHandler,
-                maxFramePayload: Int = 1 << 20, maxConnections: Int = 64, logger: Logger) {
+                maxFramePayload: Int = 1 << 20, maxConnections: Int = 64, sessionStore: SessionStore? = nil, logger: Logger) {
+        self.sessionStore = sessionStore
         self.socketPath = socketPath
         self.socketMode = socketMode
         self.peerPolicy = peerPolicy
@@ -228,7 +232,9 @@ public final class AuthServer: @unchecked Sendable {
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
             case .request(let request):
-                if let answer = handler.immediateResponse(to: request, id: envelope.id) {
+                if let store = sessionStore, let answer = store.respond(to: request) {
+                    send(WireEnvelope(id: envelope.id, .response(answer)), on: connection, peerMeta: peerMeta)
+                } else if let answer = handler.immediateResponse(to: request, id: envelope.id) {
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
             }

@@ -18,6 +18,8 @@ final class AuthChannel {
         /// Set for a session's re-check at its deadline (`Recheck`), not a login: the
         /// session's slot and handle (a slot is reused; the handle tells sessions apart).
         var recheck: (slot: Int32, handle: String)? = nil
+        /// The one `restoreSessions` request of this process.
+        var restore = false
     }
 
     let socketPath: String
@@ -74,10 +76,32 @@ final class AuthChannel {
     }
 
     private func enqueue(_ request: ValidateTokenRequest, _ p: Pending, now: Int64) -> UInt64? {
+        enqueue(.validateToken(request), p, now: now)
+    }
+
+    /// Asks for the sessions a previous gateway process left with mstunnel-auth.
+    func requestRestore(now: Int64) -> Bool {
+        enqueue(.restoreSessions(RestoreSessionsRequest()), Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, restore: true), now: now) != nil
+    }
+
+    /// A request whose answer nobody waits for (saving or forgetting a session): sent if
+    /// auth is connected, dropped if not. False when dropped.
+    @discardableResult
+    func notify(_ request: WireRequest, now: Int64) -> Bool {
+        guard fd >= 0 || ensureConnected(now: now) else { return false }
+        let id = nextId
+        nextId += 1
+        guard let bytes = try? WireCodec.encode(WireEnvelope(id: id, .request(request))) else { return false }
+        outbound.append(contentsOf: bytes)
+        flush()
+        return fd >= 0
+    }
+
+    private func enqueue(_ request: WireRequest, _ p: Pending, now: Int64) -> UInt64? {
         guard ensureConnected(now: now) else { return nil }
         let id = nextId
         nextId += 1
-        guard let bytes = try? WireCodec.encode(WireEnvelope(id: id, .request(.validateToken(request)))) else { return nil }
+        guard let bytes = try? WireCodec.encode(WireEnvelope(id: id, .request(request))) else { return nil }
         outbound.append(contentsOf: bytes)
         pending[id] = p
         flush()
@@ -107,7 +131,8 @@ final class AuthChannel {
 
     /// Reads responses; calls `deliver` for each. Returns the pendings orphaned by a
     /// disconnect (to be failed by the caller).
-    func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void) -> [Pending] {
+    func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void,
+                        restored: ([StoredSession]?) -> Void) -> [Pending] {
         while fd >= 0 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 {
@@ -115,6 +140,10 @@ final class AuthChannel {
                 do {
                     while let env = try decoder.next() {
                         guard let p = pending.removeValue(forKey: env.id) else { continue }
+                        if p.restore {
+                            if case .response(.restoreSessions(let r)) = env.message { restored(r.sessions) } else { restored(nil) }
+                            continue
+                        }
                         switch env.message {
                         case .response(.validateToken(let r)): deliver(p, r)
                         case .response(.error(let e)):

@@ -262,6 +262,7 @@ extension Gateway {
                                      "rx.bytes": "\(s.rxBytes)", "tx.bytes": "\(s.txBytes)"]
         if let clientReason, !clientReason.isEmpty { meta["client.reason"] = "\(clientReason)" }
         logger.info("session.ended", metadata: sessionMetadata(s, meta))
+        forget(s)
         recordEvent(.sessionDisconnected, s, reason: reason)
     }
 }

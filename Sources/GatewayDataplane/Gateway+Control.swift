@@ -18,9 +18,9 @@ extension Gateway {
     func handleAuthEvent(_ events: UInt32) {
         if events & UInt32(EPOLLOUT.rawValue) != 0 { auth.flush() }
         if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-            let orphaned = auth.handleReadable(buffer: io) { pending, response in
+            let orphaned = auth.handleReadable(buffer: io, deliver: { pending, response in
                 authCompleted(pending, response)
-            }
+            }, restored: { restoreSessions($0) })
             for p in orphaned { failAuth(p, reason: "authentication service went away") }
         }
     }
@@ -33,6 +33,7 @@ extension Gateway {
     }
 
     func failAuth(_ p: AuthChannel.Pending, reason: String) {
+        if p.restore { restorePending = false }
         guard let c = connection(for: p) else { return }
         authUnavailable(c, reason: reason)
     }
@@ -93,6 +94,8 @@ extension Gateway {
             return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
+        case .saveSession, .forgetSession, .restoreSessions:
+            return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not keep sessions for others; mstunnel-auth does"))
         case .hostNetwork:
             // Only the gateway's own helper, over its private socket pair, changes the host.
             return .error(WireErrorResponse(code: WireErrorResponse.notAllowed, message: "host changes are not taken on the control socket"))

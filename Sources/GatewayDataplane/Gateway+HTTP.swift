@@ -194,6 +194,7 @@ extension Gateway {
         // Kept to verify it again at each deadline (`Recheck`); certificates are public.
         if identity.certificateSHA256 != nil { s.certificateChain = c.clientCertificateChain }
         sessions.insert(s)
+        keep(s)
         counters.totalSessions += 1
         logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)", "policy": "\(policy.policyName ?? "-")"]))
         return .success(s)

@@ -60,6 +60,7 @@ extension Gateway {
         for s in sessions.all {
             if let reason = s.life.expiry(now: now, lastTraffic: s.lastTraffic, timeouts) { endSession(s, reason: reason) }
         }
+        requestRestoreIfNeeded(now: now)
         for p in auth.expire(now: now, timeout: 10) {
             failAuth(p, reason: "authentication service did not answer in time")
         }
@@ -86,6 +87,7 @@ extension Gateway {
         switch decision {
         case .extend(let until):
             s.life.renew(until: until)
+            keep(s)
             logger.info("session.rechecked", metadata: sessionMetadata(s, ["next_check_s": "\(until - now)"]))
         case .askAuth(let grace):
             // Kept for the grace period either way: the answer, or the next ask, comes in it.

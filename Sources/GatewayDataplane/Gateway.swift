@@ -120,6 +120,10 @@ public final class Gateway {
     /// each for the CSTP header.
     var ackFilterOut = TCPAckFilter(headroom: 16)
     var running = true
+    /// Sessions a previous process left with mstunnel-auth: asked for once, at start or as
+    /// soon as auth can be reached (Gateway+Restore).
+    var sessionsRestored = false
+    var restorePending = false
     var acceptPausedUntil: Int64 = 0
     /// Per source address: login connections and ban score (`SourceGuard`).
     var sourceGuard: SourceGuard<SocketAddress.Key>
@@ -260,6 +264,7 @@ public final class Gateway {
             "coalesce_us": "\(options.coalesceMicros)", "dtls_direct_records": "\(options.dtlsDirectRecords)",
         ])
         _ = auth.ensureConnected(now: monotonicSeconds())
+        requestRestoreIfNeeded(now: monotonicSeconds())
         var pausedNanos: UInt64 = 0
         while running {
             loop.poll(timeoutMs: readAgain.isEmpty ? 1000 : 0) { token, events in dispatch(token, events) }

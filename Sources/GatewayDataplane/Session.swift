@@ -18,7 +18,7 @@ final class Session: SessionEntry {
     let identity: Identity
     let transport: TokenTransport
     let address: IPv4Address
-    let createdWall: Int64
+    var createdWall: Int64
     /// Waiting for a CONNECT, carried by a connection, detached, ended (GatewaySessionCore).
     var life: SessionLifecycle<ClientConnection>
     var lastTraffic: Int64
@@ -43,7 +43,8 @@ final class Session: SessionEntry {
     var certificateChain: [Data]?
 
     init(slot: Int32, id: [UInt8], cookieKey: CookieKey, identity: Identity, transport: TokenTransport,
-         address: IPv4Address, now: Int64, sessionTimeout: Int, policy: EffectivePolicy) {
+         address: IPv4Address, now: Int64, sessionTimeout: Int, policy: EffectivePolicy,
+         restored life: SessionLifecycle<ClientConnection>? = nil) {
         self.slot = slot
         self.id = id
         handle = String(hex(id).prefix(8))
@@ -54,7 +55,7 @@ final class Session: SessionEntry {
         self.address = address
         self.policy = policy
         createdWall = wallSeconds()
-        life = SessionLifecycle(now: now, sessionTimeout: sessionTimeout)
+        self.life = life ?? SessionLifecycle(now: now, sessionTimeout: sessionTimeout)
         lastTraffic = now
     }
 

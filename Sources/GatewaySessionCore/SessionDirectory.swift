@@ -14,6 +14,43 @@ public struct CookieKey: Hashable, Sendable {
         c = word(2)
         d = word(3)
     }
+
+    /// The 32 bytes as lowercase hex (what `StoredSession.cookieDigest` holds).
+    public var hex: String {
+        [a, b, c, d].map { w in
+            let h = String(w, radix: 16)
+            return String(repeating: "0", count: 16 - h.count) + h
+        }.joined()
+    }
+
+    /// From 64 hex digits; nil for anything else.
+    public init?(hex: String) {
+        guard let bytes = CookieKey.bytes(hex: hex), bytes.count == 32 else { return nil }
+        self.init(digest: bytes)
+    }
+
+    /// Hex text to bytes; nil if it is not an even number of hex digits.
+    public static func bytes(hex: String) -> [UInt8]? {
+        let u = Array(hex.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
 }
 
 /// What the directory needs to know of a session; the gateway's `Session` is one.

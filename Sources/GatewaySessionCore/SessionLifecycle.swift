@@ -33,6 +33,16 @@ public struct SessionLifecycle<Connection: AnyObject> {
         state = .awaitingConnect(since: now)
     }
 
+    /// A session a new gateway process took back from mstunnel-auth (`StoredSession`):
+    /// connected once, its connection gone with the old process, so its client has the
+    /// reconnect window from `now` to come back; `deadline` as it was (0: none).
+    public init(restoredAt now: Int64, deadline: Int64) {
+        createdAt = now
+        self.deadline = deadline
+        state = .detached(since: now)
+        everConnected = true
+    }
+
     /// The connection carrying the session, if one does.
     @inlinable
     public var connection: Connection? {

@@ -30,6 +30,9 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "applySettings": message = .request(.applySettings(try c.decode(ApplySettingsRequest.self, forKey: .body)))
             case "sessionEvents": message = .request(.sessionEvents(try c.decode(SessionEventsRequest.self, forKey: .body)))
             case "hostNetwork": message = .request(.hostNetwork(try c.decode(HostNetworkRequest.self, forKey: .body)))
+            case "saveSession": message = .request(.saveSession(try c.decode(SaveSessionRequest.self, forKey: .body)))
+            case "forgetSession": message = .request(.forgetSession(try c.decode(ForgetSessionRequest.self, forKey: .body)))
+            case "restoreSessions": message = .request(.restoreSessions(try c.decode(RestoreSessionsRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -41,6 +44,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "applySettings": message = .response(.applySettings(try c.decode(ApplySettingsResponse.self, forKey: .body)))
             case "sessionEvents": message = .response(.sessionEvents(try c.decode(SessionEventsResponse.self, forKey: .body)))
             case "hostNetwork": message = .response(.hostNetwork(try c.decode(HostNetworkResponse.self, forKey: .body)))
+            case "sessionStore": message = .response(.sessionStore(try c.decode(SessionStoreResponse.self, forKey: .body)))
+            case "restoreSessions": message = .response(.restoreSessions(try c.decode(RestoreSessionsResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -64,6 +69,9 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .applySettings(let b): try c.encode(b, forKey: .body)
             case .sessionEvents(let b): try c.encode(b, forKey: .body)
             case .hostNetwork(let b): try c.encode(b, forKey: .body)
+            case .saveSession(let b): try c.encode(b, forKey: .body)
+            case .forgetSession(let b): try c.encode(b, forKey: .body)
+            case .restoreSessions(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -76,6 +84,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .applySettings(let b): try c.encode(b, forKey: .body)
             case .sessionEvents(let b): try c.encode(b, forKey: .body)
             case .hostNetwork(let b): try c.encode(b, forKey: .body)
+            case .sessionStore(let b): try c.encode(b, forKey: .body)
+            case .restoreSessions(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -106,6 +116,10 @@ public enum WireRequest: Sendable, Equatable {
     case sessionEvents(SessionEventsRequest)
     /// gateway → its privileged helper: make the host's network match this state.
     case hostNetwork(HostNetworkRequest)
+    /// gateway → auth: keep, forget, give back the sessions that outlive a gateway process.
+    case saveSession(SaveSessionRequest)
+    case forgetSession(ForgetSessionRequest)
+    case restoreSessions(RestoreSessionsRequest)
 
     public var typeName: String {
         switch self {
@@ -116,6 +130,9 @@ public enum WireRequest: Sendable, Equatable {
         case .applySettings: return "applySettings"
         case .sessionEvents: return "sessionEvents"
         case .hostNetwork: return "hostNetwork"
+        case .saveSession: return "saveSession"
+        case .forgetSession: return "forgetSession"
+        case .restoreSessions: return "restoreSessions"
         }
     }
 }
@@ -128,6 +145,8 @@ public enum WireResponse: Sendable, Equatable {
     case applySettings(ApplySettingsResponse)
     case sessionEvents(SessionEventsResponse)
     case hostNetwork(HostNetworkResponse)
+    case sessionStore(SessionStoreResponse)
+    case restoreSessions(RestoreSessionsResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -140,6 +159,8 @@ public enum WireResponse: Sendable, Equatable {
         case .applySettings: return "applySettings"
         case .sessionEvents: return "sessionEvents"
         case .hostNetwork: return "hostNetwork"
+        case .sessionStore: return "sessionStore"
+        case .restoreSessions: return "restoreSessions"
         case .error: return "error"
         }
     }

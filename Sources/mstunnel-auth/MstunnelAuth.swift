@@ -24,6 +24,9 @@ struct MstunnelAuth: AsyncParsableCommand {
     @Option(help: "Unix socket to serve on.")
     var socket: String = "/run/mstunnel/auth.sock"
 
+    @Option(name: .customLong("session-store"), help: "File of the sessions that outlive a gateway restart (default: sessions.json beside the socket; 'none' keeps none).")
+    var sessionStorePath: String?
+
     @Option(name: .customLong("allow-uid"), help: "Also allow this peer uid (repeatable). Root and our own uid are always allowed.")
     var allowUID: [UInt32] = []
 
@@ -131,10 +134,20 @@ struct MstunnelAuth: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        // Beside the socket by default: the run directory is the stack's private one (0750),
+        // kept across container restarts, cleared with the host (a reboot outlasts any
+        // reconnect window anyway).
+        var sessionStore: SessionStore?
+        let storePath = sessionStorePath ?? URL(fileURLWithPath: socketDir).appendingPathComponent("sessions.json").path
+        if storePath != "none" {
+            sessionStore = SessionStore(path: storePath, logger: logger)
+            sessionStore?.startWriting()
+        }
         let server = AuthServer(
             socketPath: socket, socketMode: 0o660,
             peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID), allowedGIDs: Set(allowGID)),
-            handler: AuthRequestHandler(validator: validator, certificates: certificates, logger: logger), logger: logger)
+            handler: AuthRequestHandler(validator: validator, certificates: certificates, logger: logger),
+            sessionStore: sessionStore, logger: logger)
 
         // Signals are turned into an async event before anything else can be interrupted.
         signal(SIGTERM, SIG_IGN)
@@ -185,5 +198,7 @@ struct MstunnelAuth: AsyncParsableCommand {
         }
         signalSources.forEach { $0.cancel() }
         server.stop()
+        // What changed in the last second reaches the file before the process goes.
+        sessionStore?.flush()
     }
 }

@@ -87,3 +87,29 @@ import Testing
         #expect(forever.deadline == 0)
     }
 }
+
+@Suite struct RestoredSessionTests {
+    final class Conn {}
+
+    @Test func aRestoredSessionWaitsForItsClientForTheReconnectWindow() {
+        var life = SessionLifecycle<Conn>(restoredAt: 1000, deadline: 4000)
+        let t = Expiry.Timeouts(auth: 60, deadPeer: 90, reconnect: 300, idle: 0, handshake: 10)
+        // Not "no CONNECT after login": it was connected before the restart.
+        #expect(life.expiry(now: 1100, lastTraffic: 1000, t) == nil)
+        #expect(life.expiry(now: 1301, lastTraffic: 1000, t) == "reconnect window expired")
+        guard case .attached(let first, nil) = life.attach(Conn(), now: 1100) else { Issue.record("refused"); return }
+        #expect(!first)
+        #expect(life.deadline == 4000)
+    }
+
+    @Test func cookieDigestsRoundTripThroughHex() {
+        let bytes = (0..<32).map { UInt8($0 * 7 & 0xFF) }
+        let key = CookieKey(digest: bytes)
+        #expect(key.hex.count == 64)
+        #expect(CookieKey(hex: key.hex) == key)
+        #expect(CookieKey(hex: key.hex.uppercased()) == key)
+        #expect(CookieKey(hex: "abc") == nil)
+        #expect(CookieKey(hex: String(repeating: "g", count: 64)) == nil)
+        #expect(CookieKey.bytes(hex: "00ff10") == [0, 255, 16])
+    }
+}

@@ -23,7 +23,14 @@ import Testing
             mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.0/24"])))))),
         ("hostNetwork-failed", WireEnvelope(id: 13, .response(.hostNetwork(HostNetworkResponse(
             applied: false, error: "nat 100.64.0.0/24: nft: Could not process rule", steps: ["mtu 1400"], warnings: []))))),
+        ("saveSession-request", WireEnvelope(id: 14, .request(.saveSession(SaveSessionRequest(session: Self.stored))))),
+        ("restoreSessions-response", WireEnvelope(id: 15, .response(.restoreSessions(RestoreSessionsResponse(sessions: [Self.stored]))))),
     ]
+
+    static let stored = StoredSession(
+        cookieDigest: String(repeating: "0f", count: 32), id: String(repeating: "a1", count: 32),
+        identity: Identity(userId: "oid-1", userName: "alice@corp.test", expiresAt: 1_800_003_600, groups: ["g-1"]),
+        transport: .bearer, address: "100.64.0.5", createdAt: 1_800_000_000, deadline: 1_800_003_600)
 
     func golden(_ name: String) throws -> [UInt8] {
         let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Golden"))

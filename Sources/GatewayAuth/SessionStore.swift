@@ -1,0 +1,129 @@
+import Foundation
+import GatewayIPC
+import GatewayWire
+import Logging
+
+/// The sessions that outlive a `mstunnel-server` process (docs/architecture.md, "Sessions
+/// across a restart"). The gateway is confined and writes no file; it hands each session
+/// here as it is made or renewed and says when it ends, and a new gateway process asks for
+/// them all back. Kept in memory and written to one file (0600), whole and renamed into
+/// place, at most once a second while something changed, and at stop: a crash of this
+/// process loses at most the last second's changes, never the file.
+///
+/// Why a file of our own rather than SQLite: one small table, read once at start, written
+/// whole; the plugin has no database otherwise, and the file's format is the wire module's
+/// own Codable `StoredSession`.
+public final class SessionStore: @unchecked Sendable {
+    // @unchecked: `sessions`, `dirty` and `lastWrite` are only touched under `lock`.
+
+    /// Far more than one gateway holds (its pool is at most a /10 and its file limit
+    /// 20,000 here), so a confused peer cannot make the file grow without bound.
+    public static let maxSessions = 100_000
+
+    public let path: String
+    private let logger: Logger
+    private let lock = Mutex()
+    private var sessions: [String: StoredSession] = [:]
+    private var dirty = false
+    private var timer: (any DispatchSourceTimer)?
+    private let now: @Sendable () -> Int64
+
+    /// Loads `path` if it exists; a file that does not read is set aside (renamed with
+    /// `.unreadable`) and the store starts empty, so a bad file costs re-logins, not a plugin
+    /// that will not start.
+    public init(path: String, logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.path = path
+        self.logger = logger
+        self.now = now
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        do {
+            let list = try JSONDecoder().decode([StoredSession].self, from: data)
+            let t = now()
+            for s in list where s.deadline == 0 || s.deadline > t { sessions[s.cookieDigest] = s }
+            logger.info("auth.sessions.loaded", metadata: ["path": "\(path)", "sessions": "\(sessions.count)", "expired": "\(list.count - sessions.count)"])
+        } catch {
+            let aside = path + ".unreadable"
+            _ = rename(path, aside)
+            logger.error("auth.sessions.unreadable", metadata: ["path": "\(path)", "error": "\(error)", "moved_to": "\(aside)"])
+        }
+    }
+
+    /// Writes changes once a second from now on.
+    public func startWriting() {
+        let t = DispatchSource.makeTimerSource(queue: .global())
+        t.schedule(deadline: .now() + 1, repeating: 1)
+        t.setEventHandler { [weak self] in self?.flush() }
+        t.resume()
+        lock.withLock { timer = t }
+    }
+
+    public var count: Int { lock.withLock { sessions.count } }
+
+    /// Answers the three session requests; nil for any other.
+    public func respond(to request: WireRequest) -> WireResponse? {
+        switch request {
+        case .saveSession(let r):
+            guard Self.isDigest(r.session.cookieDigest) else {
+                return .error(WireErrorResponse(code: WireErrorResponse.malformed, message: "cookieDigest must be 64 lowercase hex digits"))
+            }
+            let kept: Int? = lock.withLock { () -> Int? in
+                if sessions[r.session.cookieDigest] == nil, sessions.count >= Self.maxSessions { return nil }
+                sessions[r.session.cookieDigest] = r.session
+                dirty = true
+                return sessions.count
+            }
+            guard let kept else {
+                return .error(WireErrorResponse(code: WireErrorResponse.unavailable, message: "session store full (\(Self.maxSessions))"))
+            }
+            return .sessionStore(SessionStoreResponse(kept: kept))
+        case .forgetSession(let r):
+            let kept = lock.withLock {
+                if sessions.removeValue(forKey: r.cookieDigest) != nil { dirty = true }
+                return sessions.count
+            }
+            return .sessionStore(SessionStoreResponse(kept: kept))
+        case .restoreSessions:
+            let t = now()
+            let list = lock.withLock { sessions.values.filter { $0.deadline == 0 || $0.deadline > t } }
+            logger.info("auth.sessions.restored", metadata: ["sessions": "\(list.count)"])
+            return .restoreSessions(RestoreSessionsResponse(sessions: list.sorted { $0.createdAt < $1.createdAt }))
+        default:
+            return nil
+        }
+    }
+
+    /// Writes the file if anything changed since the last write.
+    public func flush() {
+        let snapshot: [StoredSession]? = lock.withLock { () -> [StoredSession]? in
+            guard dirty else { return nil }
+            dirty = false
+            let t = now()
+            sessions = sessions.filter { $0.value.deadline == 0 || $0.value.deadline > t }
+            return Array(sessions.values)
+        }
+        guard let snapshot else { return }
+        do {
+            let data = try JSONEncoder().encode(snapshot)
+            let temp = path + ".tmp"
+            let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StoreError("open \(temp): \(String(cString: strerror(errno)))") }
+            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let synced = fsync(fd)
+            close(fd)
+            guard written == data.count, synced == 0 else { throw StoreError("write \(temp): \(String(cString: strerror(errno)))") }
+            guard rename(temp, path) == 0 else { throw StoreError("rename to \(path): \(String(cString: strerror(errno)))") }
+        } catch {
+            lock.withLock { dirty = true }
+            logger.error("auth.sessions.write_failed", metadata: ["path": "\(path)", "error": "\(error)", "retry": "in 1 s"])
+        }
+    }
+
+    static func isDigest(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    struct StoreError: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+}
