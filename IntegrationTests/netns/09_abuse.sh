@@ -3,7 +3,8 @@
 # 8 addresses that never finish a TLS handshake) while the stock client logs in — it gets in
 # within 1 s; the per-address limit refuses the excess at accept and the handshake deadline
 # closes the rest; a ban score for repeated failed logins (8 × 401 bans the address, not its
-# neighbours, until ban-reset-time); counted in `mst-cli server show status`.
+# neighbours, until ban-reset-time); counted in `mst-cli server show status`; then a cap on
+# login connections from all addresses together.
 source "$(dirname "$0")/../lib.sh"
 
 setup_namespaces
@@ -13,7 +14,7 @@ write_settings
 set_advanced handshake-timeout 3 ban-reset-time 6 max-login-connections-per-ip 64
 start_stack
 echo "stack up (pin $PIN)"
-for i in $(seq 10 17) 20 21; do ip -n "$NS_C" addr add "198.18.0.$i/24" dev cli0; done
+for i in $(seq 10 17) 20 21 $(seq 30 37); do ip -n "$NS_C" addr add "198.18.0.$i/24" dev cli0; done
 GOOD=$(mint --oid 0b1f7a3e-0000-4000-8000-0000000000c1 --upn abuse@corp.test)
 printf %s "$GOOD" > "$WORK/good.jwt"
 mint --oid u1 --exp-in -600 > "$WORK/bad.jwt"
@@ -60,5 +61,27 @@ check "mst-cli server show status counts refusals and bans" grep -q 'refused at 
 sleep 6.5
 check "after ban-reset-time the address logs in again" sh -c \
     "test \"\$(ip netns exec $NS_C python3 '$ROOT/IntegrationTests/abuse_client.py' login 198.18.0.20 '$WORK/good.jwt')\" = 200"
+
+echo "== the global cap: logins from all addresses together (max-login-connections)"
+python3 - "$STATE/admin-settings.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["advancedSettings"] = [kv for kv in s["advancedSettings"] if kv["name"] != "max-login-connections"]
+s["advancedSettings"].append({"name": "max-login-connections", "value": "100"})
+json.dump(s, open(sys.argv[1], "w"))
+PY
+kill -HUP "$SERVER_PID"
+for _ in $(seq 50); do [ "$(grep -c '"msg":"gateway.reloaded"' "$WORK/server.log")" -ge 1 ] && break; sleep 0.1; done
+# Fresh addresses: refusals are logged once a minute per address, and 10-17 were just logged.
+ip netns exec "$NS_C" python3 "$ROOT/IntegrationTests/abuse_client.py" hold 4 "$WORK/hold2.json" \
+    198.18.0.30 198.18.0.31 198.18.0.32 198.18.0.33 198.18.0.34 198.18.0.35 198.18.0.36 198.18.0.37 &
+HOLD_PID=$!
+PIDS+=($HOLD_PID)
+sleep 1.5
+established=$(ip netns exec "$NS_G" ss -Htn state established 'sport = :443' | wc -l)
+echo "  connections held by the gateway: $established"
+check "at most 100 login connections held, from 8 addresses together" test "$established" -le 100
+check "the refusal names the global limit" grep -q '"msg":"connection.refused".*max-login-connections 100' "$WORK/server.log"
+wait "$HOLD_PID" || true
 check "gateway still running" kill -0 "$SERVER_PID"
 summary

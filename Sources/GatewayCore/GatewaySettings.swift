@@ -56,6 +56,11 @@ public struct GatewaySettings: Sendable, Equatable {
         /// handshake, HTTP, waiting for auth) at once; more are closed at accept. 0 = no
         /// limit. Tunnels do not count. (`max-login-connections-per-ip`)
         public var maxLoginConnectionsPerIP = 64
+        /// Connections in their login phase from all addresses together; more are closed at
+        /// accept. A quarter of the container's default 16,384 open files: what many
+        /// addresses can hold at once stays well below what tunnels need. 0 = no limit.
+        /// (`max-login-connections`)
+        public var maxLoginConnections = 4096
         /// A source address whose ban score reaches this is refused at accept until its
         /// score resets; 0 turns banning off. A failed login or a malformed request scores
         /// 10 (ocserv's default weights). (`max-ban-score`)
@@ -71,7 +76,7 @@ public struct GatewaySettings: Sendable, Equatable {
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
             "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
-            "max-login-connections-per-ip", "max-ban-score", "ban-reset-time", "handshake-timeout",
+            "max-login-connections-per-ip", "max-login-connections", "max-ban-score", "ban-reset-time", "handshake-timeout",
         ]
     }
 
@@ -189,6 +194,7 @@ public struct GatewaySettings: Sendable, Equatable {
             case "auth-timeout": adv.authTimeout = int(5...600) ?? adv.authTimeout
             case "max-sessions-per-user": adv.maxSessionsPerUser = int(0...10_000) ?? adv.maxSessionsPerUser
             case "max-login-connections-per-ip": adv.maxLoginConnectionsPerIP = int(0...100_000) ?? adv.maxLoginConnectionsPerIP
+            case "max-login-connections": adv.maxLoginConnections = int(0...1_000_000) ?? adv.maxLoginConnections
             case "max-ban-score": adv.maxBanScore = int(0...1_000_000) ?? adv.maxBanScore
             case "ban-reset-time": adv.banResetTime = int(1...86_400) ?? adv.banResetTime
             case "handshake-timeout": adv.handshakeTimeout = int(1...600) ?? adv.handshakeTimeout

@@ -153,6 +153,7 @@ extension Gateway {
     }
 
     static func sourceLimits(_ a: GatewaySettings.Advanced) -> SourceGuard<SocketAddress.Key>.Limits {
-        .init(maxLoginConnectionsPerSource: a.maxLoginConnectionsPerIP, maxBanScore: a.maxBanScore, banResetSeconds: Int64(a.banResetTime))
+        .init(maxLoginConnectionsPerSource: a.maxLoginConnectionsPerIP, maxBanScore: a.maxBanScore, banResetSeconds: Int64(a.banResetTime),
+              maxLoginConnections: a.maxLoginConnections)
     }
 }

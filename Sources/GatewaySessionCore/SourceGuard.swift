@@ -27,6 +27,8 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
     public private(set) var refusedConnections = 0
     /// Addresses whose score reached the limit since start.
     public private(set) var bans = 0
+    /// Connections in their login phase, from every address together.
+    public private(set) var loginConnections = 0
     private var lastEvictionScan: Int64 = .min
     /// Refusals logged once a minute per address (bounded on its own: `LogThrottle`).
     private var refusalLog = LogThrottle<Source>()
@@ -48,12 +50,18 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
             entries[source] = e
             return .refuse("banned: ban score \(e.score) ≥ max-ban-score \(limits.maxBanScore) (failed logins), for \(e.lastScored + limits.banResetSeconds - now) s more")
         }
+        if limits.maxLoginConnections > 0, loginConnections >= limits.maxLoginConnections {
+            refusedConnections += 1
+            entries[source] = e
+            return .refuse("\(loginConnections) connections are already logging in (max-login-connections \(limits.maxLoginConnections))")
+        }
         if limits.maxLoginConnectionsPerSource > 0, e.loginConnections >= limits.maxLoginConnectionsPerSource {
             refusedConnections += 1
             entries[source] = e
             return .refuse("\(e.loginConnections) connections from this address are already logging in (max-login-connections-per-ip \(limits.maxLoginConnectionsPerSource))")
         }
         e.loginConnections += 1
+        loginConnections += 1
         e.lastSeen = now
         store(source, e, now: now)
         return .admit
@@ -61,8 +69,9 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
 
     /// One admitted connection of `source` left its login phase (tunnel, or closed).
     public mutating func loginEnded(_ source: Source) {
-        guard var e = entries[source] else { return }
-        e.loginConnections = max(0, e.loginConnections - 1)
+        guard var e = entries[source], e.loginConnections > 0 else { return }
+        e.loginConnections -= 1
+        loginConnections -= 1
         entries[source] = e
     }
 
@@ -146,8 +155,12 @@ public struct SourceGuardLimits: Equatable, Sendable {
     /// 0: no banning.
     public var maxBanScore: Int
     public var banResetSeconds: Int64
+    /// Connections in their login phase from all addresses together; 0: no limit. Bounds
+    /// what many addresses (a botnet's slow-loris) can hold at once; tunnels do not count.
+    public var maxLoginConnections: Int
 
-    public init(maxLoginConnectionsPerSource: Int, maxBanScore: Int, banResetSeconds: Int64) {
+    public init(maxLoginConnectionsPerSource: Int, maxBanScore: Int, banResetSeconds: Int64, maxLoginConnections: Int = 0) {
+        self.maxLoginConnections = maxLoginConnections
         self.maxLoginConnectionsPerSource = maxLoginConnectionsPerSource
         self.maxBanScore = maxBanScore
         self.banResetSeconds = banResetSeconds

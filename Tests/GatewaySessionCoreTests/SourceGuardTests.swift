@@ -26,6 +26,23 @@ import Testing
         #expect(g.refusedConnections == 1)
     }
 
+    @Test func loginConnectionsFromAllAddressesTogetherAreCapped() {
+        var g = SourceGuard<String>(limits: SourceGuardLimits(maxLoginConnectionsPerSource: 2, maxBanScore: 0, banResetSeconds: 300,
+                                                              maxLoginConnections: 4))
+        for source in ["a", "b", "c", "d"] { holds(admitted(&g, source, now: 0)) }
+        #expect(g.loginConnections == 4)
+        guard case .refuse(let why) = g.admit("e", now: 0) else { Issue.record("5th connection admitted"); return }
+        #expect(why.contains("max-login-connections 4"))
+        // One leaves its login phase: room for one more, from anywhere.
+        g.loginEnded("b")
+        holds(admitted(&g, "e", now: 1))
+        // A stray second loginEnded for the same connection does not make room that is not there.
+        g.loginEnded("b")
+        g.loginEnded("b")
+        #expect(g.loginConnections == 4)
+        holds(!admitted(&g, "f", now: 2))
+    }
+
     @Test func eightFailedLoginsBanUntilTheScoreResets() {
         var g = SourceGuard<String>(limits: Self.limits)
         for i in 1...7 {
