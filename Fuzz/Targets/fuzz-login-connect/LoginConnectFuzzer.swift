@@ -82,7 +82,7 @@ private struct StandInGateway {
                 perform(next, &login, depth: depth + 1)
             case .reject(_, let code, _):
                 invariant(!code.isEmpty, "a rejection without a code")
-            case .malformed:
+            case .malformed, .tunnelFrameBeforeConnect:
                 break
             case .flood:
                 invariant(login.state == .closing, "flood without closing")
