@@ -175,7 +175,7 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
 /// Work the control plane asks of the agent. `type` discriminates; unknown types are
 /// skipped by the agent (and logged), so a newer control plane does not break an older agent.
 public struct AgentAction: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         /// Gather the stack's logs for [startDateTime, endDateTime] and upload them to
         /// `PUT /agent/v1/logCollections/{id}`.
         case collectLogs
@@ -299,7 +299,7 @@ public struct GatewayReport: Codable, Sendable, Equatable {
 
 /// A session or access event from the gateway, forwarded by the agent.
 public struct AgentEvent: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         case sessionConnected
         case sessionDisconnected
         case loginRejected
@@ -338,7 +338,7 @@ public struct AgentEvent: Codable, Sendable, Equatable {
 /// control plane stores each id once, so a batch resent after a lost response is
 /// acknowledged again but never counted twice.
 public struct ReportItem: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         case health
         case event
     }
@@ -431,8 +431,36 @@ public enum GraphDate {
     /// ISO8601DateFormatter dividing by zero (SIGFPE) on 35 fraction digits and reading year
     /// 0000 as 0001 (Fuzz/Crashes/fuzz-agent-api).
     public static func parse(_ text: String) -> Date? {
-        guard isGraphShape(Array(text.utf8)) else { return nil }
+        let b = Array(text.utf8)
+        guard isGraphShape(b), fieldsInRange(b) else { return nil }
         return formatter(fractional: true).date(from: text) ?? formatter(fractional: false).date(from: text)
+    }
+
+    /// The fields of `YYYY-MM-DDTHH:MM:SS…(Z|±HH:MM)` name a real instant: month 01–12, a day
+    /// that month has, hour 00–23, minute and second 00–59, an offset within ±23:59. Foundation's
+    /// formatter rolls 2020-02-30 over to March 1 and 24:00 to the next day; an API prober
+    /// sending such "dates" as invalid found them accepted.
+    public static func fieldsInRange(_ b: [UInt8]) -> Bool {
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= b.count else { return nil }
+            var n = 0
+            for c in b[range] {
+                guard c >= 0x30, c <= 0x39 else { return nil }
+                n = n * 10 + Int(c - 0x30)
+            }
+            return n
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+              (1...12).contains(month), hour < 24, minute < 60, second < 60 else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        guard (1...days).contains(day) else { return false }
+        if b.last == UInt8(ascii: "Z") { return true }
+        guard b.count >= 6, let offsetHours = number(b.count - 5..<b.count - 3), let offsetMinutes = number(b.count - 2..<b.count) else {
+            return false
+        }
+        return offsetHours < 24 && offsetMinutes < 60
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, year not 0000.

@@ -12,7 +12,7 @@ struct MstunnelControl: AsyncParsableCommand {
         commandName: "mstunnel-control",
         abstract: "Self-hosted control plane: Graph-shaped admin API, agent enrollment and check-in, health.",
         version: ControlPlaneVersion.string,
-        subcommands: [Serve.self, AdminToken.self],
+        subcommands: [Serve.self, AdminToken.self, OpenAPI.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -186,5 +186,15 @@ struct AdminToken: ParsableCommand {
             FileHandle.standardError.write(Data("mstunnel-control: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+struct OpenAPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openapi",
+        abstract: "Print the OpenAPI 3.1 description of the admin and agent APIs (as served at GET /openapi.json; docs/openapi.json).")
+
+    func run() throws {
+        FileHandle.standardOutput.write(ControlPlaneOpenAPI.json())
     }
 }

@@ -1,4 +1,41 @@
+import Foundation
 import Hummingbird
+import NIOCore
+
+/// Records what the route table registers (path and the methods with a real handler, not
+/// the 405 answers), so a test can hold the OpenAPI description to the router.
+final class RouteRegistry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: Set<String>] = [:]
+
+    func record(_ path: String, _ methods: some Sequence<HTTPRequest.Method>) {
+        lock.withLock { entries[path, default: []].formUnion(methods.map(\.rawValue)) }
+    }
+
+    /// Path → method names.
+    var routes: [String: Set<String>] { lock.withLock { entries } }
+
+    /// The methods served on the route `path` matches (a `{name}` segment matches any one
+    /// segment; one trailing `/` is ignored), in `HTTP.methods` order; nil when no route
+    /// matches. Lets a method the router has no entry for at all (TRACE, QUERY, …) on a
+    /// known path be answered 405 rather than 404.
+    func allowedMethods(forPath path: String) -> [String]? {
+        var segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        if segments.count > 1, segments.last?.isEmpty == true { segments = segments.dropLast() }
+        let routes = self.routes
+        var allowed = Set<String>()
+        var matched = false
+        for (pattern, methods) in routes {
+            let parts = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard parts.count == segments.count else { continue }
+            if zip(parts, segments).allSatisfy({ p, s in (p.hasPrefix("{") && p.hasSuffix("}") && !s.isEmpty) || p == s }) {
+                matched = true
+                allowed.formUnion(methods)
+            }
+        }
+        return matched ? HTTP.methods.map(\.rawValue).filter(allowed.contains) : nil
+    }
+}
 
 /// Where routes are registered. Admin paths (`/beta…`) go on the `/beta` route group,
 /// which carries the admin authentication middleware, so no admin route can be reached
@@ -8,8 +45,10 @@ struct RouteTable {
     static let adminPrefix = "/beta"
     let router: Router<ControlRequestContext>
     let admin: RouterGroup<ControlRequestContext>
+    var registry: RouteRegistry?
 
     func route(_ path: String, _ handlers: [HTTPRequest.Method: Handler]) {
+        registry?.record(path, handlers.keys)
         if path == Self.adminPrefix || path.hasPrefix(Self.adminPrefix + "/") {
             let rest = String(path.dropFirst(Self.adminPrefix.count))
             HTTP.route(admin, rest.isEmpty ? "/" : rest, handlers)
@@ -28,9 +67,11 @@ extension ControlPlane {
     }
 
     /// The outer layers can be left out to test that the `/beta` group authenticates on its own.
-    func router(refuseAmbiguousPaths: Bool, authenticateBetaPrefix: Bool) -> Router<ControlRequestContext> {
+    func router(refuseAmbiguousPaths: Bool, authenticateBetaPrefix: Bool, registry: RouteRegistry? = nil) -> Router<ControlRequestContext> {
         let router = Router(context: ControlRequestContext.self)
-        router.add(middleware: ODataErrorMiddleware(logger: logger))
+        // Always kept: the error middleware asks it whether a 404 is really a 405.
+        let registry = registry ?? RouteRegistry()
+        router.add(middleware: ODataErrorMiddleware(logger: logger, routes: registry))
         if refuseAmbiguousPaths { router.add(middleware: CanonicalPathMiddleware()) }
         let logGate = LogGate()
         if authenticateBetaPrefix {
@@ -40,7 +81,7 @@ extension ControlPlane {
         let admin = router.group(RouterPath(RouteTable.adminPrefix))
             .add(middleware: AdminAuthMiddleware(authenticator: authenticator, throttle: adminThrottle, now: now, logger: logger,
                                                  logGate: logGate, scope: .group))
-        let routes = RouteTable(router: router, admin: admin)
+        let routes = RouteTable(router: router, admin: admin, registry: registry)
         addConfigurationRoutes(routes)
         addSiteRoutes(routes)
         addServerRoutes(routes)
@@ -51,6 +92,12 @@ extension ControlPlane {
         addDevIssuerRoutes(routes)
         routes.route("/healthz", [
             .get: { _, _ in HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version)])) },
+        ])
+        // The OpenAPI description, public like /healthz: it holds no secrets, and a client
+        // generator or an API prober needs it before it has any credential.
+        let openAPI = ByteBuffer(bytes: ControlPlaneOpenAPI.json(version: options.version))
+        routes.route(ControlPlaneOpenAPI.path, [
+            .get: { _, _ in Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: openAPI)) },
         ])
         return router
     }

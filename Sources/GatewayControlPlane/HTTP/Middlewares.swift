@@ -8,6 +8,8 @@ import Logging
 struct ODataErrorMiddleware: RouterMiddleware {
     typealias Context = ControlRequestContext
     let logger: Logger
+    /// What is routed, to tell a wrong method on a known path (405) from an unknown path.
+    let routes: RouteRegistry
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -24,6 +26,13 @@ struct ODataErrorMiddleware: RouterMiddleware {
         } catch let error as HTTPError {
             switch error.status {
             case .notFound:
+                // HTTP.route answers 405 for the usual methods; a method with no entry at all
+                // (TRACE, QUERY, …) reaches here. The API prober found those answered 404.
+                if let allowed = routes.allowedMethods(forPath: request.uri.path), !allowed.contains(request.method.rawValue) {
+                    let list = allowed.joined(separator: ", ")
+                    return GraphError(.methodNotAllowed, code: "MethodNotAllowed",
+                                      "\(request.method.rawValue) is not allowed on this resource (allowed: \(list))", headers: ["Allow": list]).response()
+                }
                 return GraphError(.notFound, code: "ResourceNotFound", "no resource at \(request.method.rawValue) \(request.uri.path)").response()
             case .contentTooLarge:
                 return GraphError(.contentTooLarge, code: "RequestEntityTooLarge", error.body ?? "request body too large").response()

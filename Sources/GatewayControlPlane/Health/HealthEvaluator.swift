@@ -3,7 +3,7 @@ import GatewayAgentAPI
 
 /// One health check of a server, with a human message saying why it has its status.
 public struct HealthCheck: Sendable, Equatable, Codable {
-    public enum Status: String, Sendable, Codable, Comparable {
+    public enum Status: String, Sendable, Codable, Comparable, CaseIterable {
         /// Not measured (no report, or the agent could not measure it). Ignored by the overall status.
         case unknown
         /// Shown, never changes the overall status (connections, throughput).
@@ -38,7 +38,7 @@ public struct HealthCheck: Sendable, Equatable, Codable {
 }
 
 /// Graph's microsoftTunnelServerHealthStatus.
-public enum TunnelServerHealthStatus: String, Sendable, Codable {
+public enum TunnelServerHealthStatus: String, Sendable, Codable, CaseIterable {
     case unknown, healthy, unhealthy, warning, offline, upgradeInProgress, upgradeFailed, unknownFutureValue
 }
 

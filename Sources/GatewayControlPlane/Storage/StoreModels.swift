@@ -123,7 +123,7 @@ public struct HealthSample: Sendable, Equatable {
 }
 
 public struct LogCollectionRecord: Sendable, Equatable {
-    public enum Status: String, Sendable { case pending, completed, failed }
+    public enum Status: String, Sendable, CaseIterable { case pending, completed, failed }
     public var id: String
     public var serverId: String
     public var siteId: String
