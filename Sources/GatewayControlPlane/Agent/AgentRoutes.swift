@@ -106,8 +106,17 @@ extension ControlPlane {
         }
     }
 
+    /// `items[0].event.reason` (an index follows its array without a dot).
     static func path(_ keys: [any CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        var out = ""
+        for key in keys {
+            if let index = key.intValue {
+                out += "[\(index)]"
+            } else {
+                out += (out.isEmpty ? "" : ".") + key.stringValue
+            }
+        }
+        return out
     }
 
     /// The server behind the request's verified client certificate.

@@ -143,6 +143,15 @@ extension ControlPlane {
             // Every stored string and array within its bound (AgentAPILimits): a 400 naming
             // the field, which the agent answers by isolating and dropping that one report.
             try Self.checkLimits { () throws(FieldLimitError) in try item.checkLimits("items[\(i)]") }
+            // Dates the admin API answers as date-times must be dates: the API prober stored
+            // an event whose dateTime was three random characters, and sessionEvents then
+            // answered it as its dateTime. (Within the 64-byte limit checked just above.)
+            guard GraphDate.parse(item.createdDateTime) != nil else {
+                throw GraphError.badRequest("items[\(i)].createdDateTime: '\(item.createdDateTime)' is not an ISO 8601 date-time")
+            }
+            if let event = item.event, GraphDate.parse(event.dateTime) == nil {
+                throw GraphError.badRequest("items[\(i)].event.dateTime: '\(event.dateTime)' is not an ISO 8601 date-time")
+            }
             switch item.kind {
             case .health where item.health == nil: throw GraphError.badRequest("items[\(i)] is kind 'health' without 'health'")
             case .event where item.event == nil: throw GraphError.badRequest("items[\(i)] is kind 'event' without 'event'")

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAgentAPI
 import GatewayAuth
 
 /// The JSON type of one resource property, as the admin API accepts it.
@@ -177,7 +178,8 @@ enum TimeOfDay {
 /// which ISO8601DateFormatter does not take; this trims the fraction to milliseconds first.
 enum GraphDateParsing {
     static func parse(_ text: String) -> Date? {
-        guard text.count <= 64 else { return nil }
+        // Real calendar fields only (no 2020-02-30, no 24:00), as GraphDate checks them.
+        guard text.count <= 64, GraphDate.fieldsInRange(Array(text.utf8)) else { return nil }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         var s = text

@@ -18,7 +18,12 @@ struct ODataQuery: Sendable {
             guard name.hasPrefix("$") else { continue }
             switch name {
             case "$select":
-                let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                let names = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                // An empty name (`$select=`, `$select=id,`) is refused: it used to select
+                // nothing and answer an empty entity.
+                if names.contains(where: \.isEmpty) {
+                    throw GraphError.unsupportedQuery("$select: empty property name in '\(value.prefix(200))'")
+                }
                 let unknown = names.filter { schema.field($0) == nil && !expandable.contains($0) }
                 if !unknown.isEmpty {
                     throw GraphError.unsupportedQuery("$select: unknown propert\(unknown.count == 1 ? "y" : "ies") \(unknown.map { "'\($0)'" }.joined(separator: ", ")) of \(schema.entityType)")
@@ -32,7 +37,11 @@ struct ODataQuery: Sendable {
                 }
                 top = n
             case "$expand":
-                let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                let names = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                // `$expand=` used to be accepted and expand nothing (found by the API prober).
+                if names.contains(where: \.isEmpty) {
+                    throw GraphError.unsupportedQuery("$expand: empty navigation property name in '\(value.prefix(200))'")
+                }
                 for n in names where !expandable.contains(n) {
                     throw GraphError.unsupportedQuery(expandable.isEmpty
                         ? "$expand is not supported on \(schema.entityType)"
