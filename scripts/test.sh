@@ -29,6 +29,14 @@ run_scripts() {
 }
 BIN="$(swift build --show-bin-path)"
 export BIN
+# The control-plane API probe (netns 15_control_api_probe.sh) runs schemathesis, pinned, in
+# its own venv (PyPI); without it that test would skip, so a failed install is a failure.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(id -u)" = 0 ] && ! /opt/mst-venv/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+    echo "== installing schemathesis $SCHEMATHESIS_VERSION into /opt/mst-venv"
+    { python3 -m venv /opt/mst-venv && /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION"; } \
+        || { echo "FAILED: installing schemathesis (python3-venv, PyPI)"; status=1; }
+fi
 run_scripts IntegrationTests/netns/[0-9]*.sh
 # The stack as it ships: images built with deploy/build-images (a release build, kept in
 # .build-release), run with podman compose; then the installer against them.
