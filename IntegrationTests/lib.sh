@@ -132,7 +132,7 @@ PY
 }
 
 start_stack() {
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 > "$WORK/auth.log" 2>&1 &
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 > "$WORK/auth.log" 2>&1 &
     AUTH_PID=$!
     PIDS+=($AUTH_PID)
     for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done

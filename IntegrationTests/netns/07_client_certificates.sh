@@ -32,7 +32,7 @@ JSON
 restart_auth() {
     stop_pid "$AUTH_PID"
     rm -f "$RUN/auth.sock"
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 >> "$WORK/auth.log" 2>&1 &
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
     AUTH_PID=$!
     PIDS+=($AUTH_PID)
     for _ in $(seq 100); do

@@ -51,7 +51,7 @@ else
 fi
 check "openconnect during the outage: saw 503" grep -qi '503\|Service Unavailable' "$WORK/oc-down.log"
 sleep 3.5
-ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 >> "$WORK/auth.log" 2>&1 &
+ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
 AUTH_PID=$!
 PIDS+=($AUTH_PID)
 for _ in $(seq 200); do [ -S "$RUN/auth.sock" ] && break; sleep 0.01; done

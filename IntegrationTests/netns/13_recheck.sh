@@ -42,7 +42,7 @@ check "alice: kept while auth is down" kill -0 "$OC_PID"
 check "alice: traffic flows while auth is down" ip netns exec "$NS_C" ping -c 1 -W 2 198.18.1.2
 check "the deferral is logged" grep -q '"msg":"session.recheck_deferred"' "$WORK/server.log"
 rm -f "$RUN/auth.sock"
-ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 >> "$WORK/auth.log" 2>&1 &
+ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
 AUTH_PID=$!
 PIDS+=($AUTH_PID)
 for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done

@@ -3,7 +3,8 @@
 # restart"): the stock client, connected, sees its gateway stopped (SIGTERM, as a container
 # restart does) and then killed (SIGKILL, a crash); each time it reconnects with its cookie
 # to the new process, keeps its address, and logs in again never (mstunnel-auth validates
-# its token once). A session that logged off stays gone across a restart.
+# its token once). mstunnel-auth losing its file, or a logoff while it is down, is put right
+# when it returns. A session that logged off stays gone across a restart.
 source "$(dirname "$0")/../lib.sh"
 
 setup_namespaces
@@ -34,8 +35,15 @@ ADDRESS=$(tun_address)
 SESSION=$(grep '"msg":"session.created"' "$WORK/server.log" | sed 's/.*"session.id":"\([0-9a-f]*\)".*/\1/' | tail -1)
 check "alice: traffic flows ($ADDRESS, session $SESSION)" ip netns exec "$NS_C" ping -c 1 -W 2 198.18.1.2
 sleep 1.2  # mstunnel-auth writes its session file at most once a second
-check "mstunnel-auth keeps the session (cookie digest, not the cookie)" sh -c "grep -q '\"cookieDigest\"' $RUN/sessions.json && [ \$(stat -c %a $RUN/sessions.json) = 600 ]"
+check "mstunnel-auth keeps the session (cookie digest, not the cookie)" sh -c "grep -q '\"cookieDigest\"' $RUN/mstunnel-auth/sessions.json && [ \$(stat -c %a $RUN/mstunnel-auth/sessions.json) = 600 ]"
 LOGINS=$(accepted)
+if setpriv --reuid 992 --regid 990 --clear-groups /usr/bin/python3 "$ROOT/IntegrationTests/wire.py" "$RUN/auth.sock" restoreSessions > "$WORK/agent-restore.out" 2>&1; then
+    fail "another member of the stack's group (uid 992, the agent's) may not read the sessions"
+else
+    check "another member of the stack's group (uid 992, the agent's) may not read the sessions" grep -q 'may not use the session store' "$WORK/agent-restore.out"
+fi
+check "  … and the refusal is logged" grep -q '"msg":"auth.sessions.refused".*"peer.uid":"992"' "$WORK/auth.log"
+check "the session file is in a directory only mstunnel-auth may enter" sh -c "stat -c %a $RUN/mstunnel-auth | grep -q '700$'"
 
 for how in TERM KILL; do
     echo "== the gateway is stopped with SIG$how and started again"
@@ -57,16 +65,38 @@ for how in TERM KILL; do
 done
 check "the client never saw a refused cookie" sh -c "! grep -qi 'cookie is not acceptable\|Unexpected 401' $WORK/oc-alice.log"
 
+echo "== mstunnel-auth loses its file: the gateway gives its sessions back when auth returns"
+restart_auth() {
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
+    AUTH_PID=$!
+    PIDS+=($AUTH_PID)
+    for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+}
+stop_pid "$AUTH_PID"
+rm -f "$RUN/mstunnel-auth/sessions.json" "$RUN/auth.sock"
+restart_auth
+for _ in $(seq 50); do grep -q '"msg":"sessions.reconciled"' "$WORK/server.log" && break; sleep 0.1; done
+check "the gateway saved its session again" grep -q '"msg":"sessions.reconciled".*"saved":"1"' "$WORK/server.log"
+sleep 1.2
+check "  … and auth has it on disk" grep -q "\"address\":\"$ADDRESS\"" "$RUN/mstunnel-auth/sessions.json"
+
 echo "== a session that logged off stays gone across a restart"
 timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
     --token-secret=@"$WORK/alice.jwt" --authenticate https://198.18.0.1/ > "$WORK/auth-second.out" 2>/dev/null
 COOKIE=$(sed -n "s/^COOKIE='\(.*\)'$/\1/p" "$WORK/auth-second.out")
 COOKIE=${COOKIE##*webvpn=}  # openconnect prints its own STRAP key in front
 check "a second login gave a cookie" test -n "$COOKIE"
+# She logs off while mstunnel-auth is down: the gateway cannot tell it to forget her session
+# then, and does so when auth is back.
+stop_pid "$AUTH_PID"
+rm -f "$RUN/auth.sock"
 stop_oc
 for _ in $(seq 50); do grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server.log" && break; sleep 0.1; done
-check "alice logged off" grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\"" "$WORK/server.log"
+restart_auth
+for _ in $(seq 50); do grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log" && break; sleep 0.1; done
+check "after auth returned, the gateway had it forget the logged-off session" grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log"
 sleep 1.2
+check "alice logged off" grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\"" "$WORK/server.log"
 kill -TERM "$SERVER_PID"; for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
 start_server
 for _ in $(seq 50); do grep -c '"msg":"sessions.restored"' "$WORK/server.log" | grep -q 3 && break; sleep 0.1; done
@@ -74,6 +104,6 @@ check "the restart took back one session (the unused login), not the logged-off 
 { printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nCookie: webvpn=%s\r\n\r\n' "$COOKIE"; sleep 1; } | timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect 198.18.0.1:443 > "$WORK/restored-cookie.out" 2>/dev/null || true
 check "the unused login's cookie still opens a tunnel after the restart" grep -q '200 CONNECTED' "$WORK/restored-cookie.out"
 check "gateway still running" kill -0 "$SERVER_PID"
-check "no token or cookie in any log" sh -c "! grep -qF \"$COOKIE\" $WORK/server.log $WORK/auth.log && ! grep -qF \"\$(cut -d. -f3 $WORK/alice.jwt)\" $WORK/server.log $WORK/auth.log $RUN/sessions.json"
+check "no token or cookie in any log" sh -c "! grep -qF \"$COOKIE\" $WORK/server.log $WORK/auth.log && ! grep -qF \"\$(cut -d. -f3 $WORK/alice.jwt)\" $WORK/server.log $WORK/auth.log $RUN/mstunnel-auth/sessions.json"
 
 summary

@@ -32,6 +32,10 @@ public final class AuthServer: @unchecked Sendable {
     /// The sessions that outlive a gateway process; nil: not kept (a gateway restart asks
     /// every client to log in again).
     public let sessionStore: SessionStore?
+    /// Who may save, forget and read back sessions: the gateway's uid (`--allow-uid`) and
+    /// root — not every peer the socket admits (the agent shares the stack's group, and a
+    /// session saved here becomes a tunnel after the next gateway restart).
+    public let sessionStorePeers: Set<UInt32>
     let logger: Logger
 
     private let lock = Mutex()
@@ -43,8 +47,10 @@ public final class AuthServer: @unchecked Sendable {
     private let acceptFinished = DispatchSemaphore(value: 0)
 
     public init(socketPath: String, socketMode: mode_t = 0o660, peerPolicy: PeerPolicy, handler: AuthRequestHandler,
-                maxFramePayload: Int = 1 << 20, maxConnections: Int = 64, sessionStore: SessionStore? = nil, logger: Logger) {
+                maxFramePayload: Int = 1 << 20, maxConnections: Int = 64, sessionStore: SessionStore? = nil,
+                sessionStorePeers: Set<UInt32> = [0], logger: Logger) {
         self.sessionStore = sessionStore
+        self.sessionStorePeers = sessionStorePeers
         self.socketPath = socketPath
         self.socketMode = socketMode
         self.peerPolicy = peerPolicy
@@ -187,12 +193,12 @@ public final class AuthServer: @unchecked Sendable {
             return
         }
         logger.info("auth.peer.connected", metadata: peerMeta)
-        let thread = Thread { [self] in readLoop(connection, peerMeta: peerMeta) }
+        let thread = Thread { [self] in readLoop(connection, peer: peer, peerMeta: peerMeta) }
         thread.name = "mst-auth-conn"
         thread.start()
     }
 
-    private func readLoop(_ connection: WireConnection, peerMeta: Logger.Metadata) {
+    private func readLoop(_ connection: WireConnection, peer: PeerCredentials, peerMeta: Logger.Metadata) {
         defer {
             // Shut down rather than close: Tasks still answering hold the connection and
             // the fd must not be reused under them; the last reference closes it.
@@ -232,8 +238,16 @@ public final class AuthServer: @unchecked Sendable {
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
             case .request(let request):
-                if let store = sessionStore, let answer = store.respond(to: request) {
-                    send(WireEnvelope(id: envelope.id, .response(answer)), on: connection, peerMeta: peerMeta)
+                if let store = sessionStore, SessionStore.serves(request) {
+                    guard sessionStorePeers.contains(peer.uid) else {
+                        logger.warning("auth.sessions.refused", metadata: peerMeta.merging(["type": "\(request.typeName)", "reason": "only the gateway's uid may use the session store"]) { $1 })
+                        send(WireEnvelope(id: envelope.id, .response(.error(WireErrorResponse(
+                            code: WireErrorResponse.notAllowed, message: "uid \(peer.uid) may not use the session store")))), on: connection, peerMeta: peerMeta)
+                        continue
+                    }
+                    if let answer = store.respond(to: request) {
+                        send(WireEnvelope(id: envelope.id, .response(answer)), on: connection, peerMeta: peerMeta)
+                    }
                 } else if let answer = handler.immediateResponse(to: request, id: envelope.id) {
                     send(answer, on: connection, peerMeta: peerMeta)
                 }

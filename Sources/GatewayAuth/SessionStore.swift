@@ -23,6 +23,7 @@ public final class SessionStore: @unchecked Sendable {
     public let path: String
     private let logger: Logger
     private let lock = Mutex()
+    private let writeLock = NSLock()
     private var sessions: [String: StoredSession] = [:]
     private var dirty = false
     private var timer: (any DispatchSourceTimer)?
@@ -48,6 +49,23 @@ public final class SessionStore: @unchecked Sendable {
         }
     }
 
+    /// Makes sure the store's directory exists and is this process's alone (0700, owned by
+    /// our uid): the run directory is shared with the stack's group, and anyone who could
+    /// replace the file could plant a session. Throws with the reason otherwise.
+    public static func prepareDirectory(of path: String) throws {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if mkdir(dir, 0o700) != 0, errno != EEXIST {
+            throw StoreError("cannot create \(dir): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard lstat(dir, &st) == 0 else { throw StoreError("cannot stat \(dir): \(String(cString: strerror(errno)))") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw StoreError("\(dir) is not a directory") }
+        guard st.st_uid == getuid() else { throw StoreError("\(dir) belongs to uid \(st.st_uid), not to this process (uid \(getuid()))") }
+        if st.st_mode & 0o077 != 0, chmod(dir, 0o700) != 0 {
+            throw StoreError("cannot make \(dir) private: \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// Writes changes once a second from now on.
     public func startWriting() {
         let t = DispatchSource.makeTimerSource(queue: .global())
@@ -58,6 +76,14 @@ public final class SessionStore: @unchecked Sendable {
     }
 
     public var count: Int { lock.withLock { sessions.count } }
+
+    /// Whether `request` is one of the store's.
+    public static func serves(_ request: WireRequest) -> Bool {
+        switch request {
+        case .saveSession, .forgetSession, .restoreSessions: return true
+        default: return false
+        }
+    }
 
     /// Answers the three session requests; nil for any other.
     public func respond(to request: WireRequest) -> WireResponse? {
@@ -82,11 +108,17 @@ public final class SessionStore: @unchecked Sendable {
                 return sessions.count
             }
             return .sessionStore(SessionStoreResponse(kept: kept))
-        case .restoreSessions:
+        case .restoreSessions(let r):
             let t = now()
-            let list = lock.withLock { sessions.values.filter { $0.deadline == 0 || $0.deadline > t } }
-            logger.info("auth.sessions.restored", metadata: ["sessions": "\(list.count)"])
-            return .restoreSessions(RestoreSessionsResponse(sessions: list.sorted { $0.createdAt < $1.createdAt }))
+            let limit = max(1, min(r.limit ?? 500, 1000))
+            // Sorting every page is O(n log n) per page; restores are rare (a gateway start, an
+            // auth reconnect) and n is bounded by `maxSessions`.
+            let after = r.after ?? ""
+            let live = lock.withLock { sessions.values.filter { s in (s.deadline == 0 || s.deadline > t) && s.cookieDigest > after } }
+                .sorted { $0.cookieDigest < $1.cookieDigest }
+            let page = Array(live.prefix(limit))
+            if r.after == nil { logger.info("auth.sessions.restoring", metadata: ["sessions": "\(live.count)"]) }
+            return .restoreSessions(RestoreSessionsResponse(sessions: page, more: live.count > limit))
         default:
             return nil
         }
@@ -94,6 +126,9 @@ public final class SessionStore: @unchecked Sendable {
 
     /// Writes the file if anything changed since the last write.
     public func flush() {
+        // One writer at a time (the timer and the stop may both flush).
+        writeLock.lock()
+        defer { writeLock.unlock() }
         let snapshot: [StoredSession]? = lock.withLock { () -> [StoredSession]? in
             guard dirty else { return nil }
             dirty = false
@@ -104,9 +139,12 @@ public final class SessionStore: @unchecked Sendable {
         guard let snapshot else { return }
         do {
             let data = try JSONEncoder().encode(snapshot)
+            // A fresh file every time (never one that was there, never through a link).
             let temp = path + ".tmp"
-            let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            _ = unlink(temp)
+            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StoreError("open \(temp): \(String(cString: strerror(errno)))") }
+            _ = fchmod(fd, 0o600)
             let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             let synced = fsync(fd)
             close(fd)
@@ -122,8 +160,8 @@ public final class SessionStore: @unchecked Sendable {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
-    struct StoreError: Error, CustomStringConvertible {
-        let description: String
+    public struct StoreError: Error, CustomStringConvertible {
+        public let description: String
         init(_ d: String) { description = d }
     }
 }

@@ -29,9 +29,15 @@ final class AuthChannel {
     private var nextId: UInt64 = 1
     private(set) var pending: [UInt64: Pending] = [:]
     private var lastConnectAttempt: Int64 = -1000
+    /// The unreachable warning is logged when auth goes away and then once a minute, not
+    /// at every attempt (the 1 s timer tries too, to reconcile sessions when auth returns).
+    private var lastUnreachableLog: Int64 = -1000
     private let loop: EventLoop
     private let logger: Logger
     var connected: Bool { fd >= 0 }
+    /// Successful connects since start: a new value means auth may have restarted and lost
+    /// what it was told while away (Gateway+Restore reconciles).
+    private(set) var connects = 0
 
     init(socketPath: String, loop: EventLoop, logger: Logger) {
         self.socketPath = socketPath
@@ -53,11 +59,16 @@ final class AuthChannel {
                 throw error
             }
             fd = newFd
+            connects += 1
             decoder = WireFrameDecoder()
+            lastUnreachableLog = -1000
             logger.info("auth.connected", metadata: ["socket": "\(socketPath)"])
             return true
         } catch {
-            logger.warning("auth.unreachable", metadata: ["socket": "\(socketPath)", "error": "\(error)"])
+            if now - lastUnreachableLog >= 60 {
+                lastUnreachableLog = now
+                logger.warning("auth.unreachable", metadata: ["socket": "\(socketPath)", "error": "\(error)", "logged": "once a minute while it lasts"])
+            }
             return false
         }
     }
@@ -79,9 +90,10 @@ final class AuthChannel {
         enqueue(.validateToken(request), p, now: now)
     }
 
-    /// Asks for the sessions a previous gateway process left with mstunnel-auth.
-    func requestRestore(now: Int64) -> Bool {
-        enqueue(.restoreSessions(RestoreSessionsRequest()), Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, restore: true), now: now) != nil
+    /// Asks for a page of the sessions mstunnel-auth keeps.
+    func requestRestore(after: String?, now: Int64) -> Bool {
+        enqueue(.restoreSessions(RestoreSessionsRequest(after: after)),
+                Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, restore: true), now: now) != nil
     }
 
     /// A request whose answer nobody waits for (saving or forgetting a session): sent if
@@ -132,7 +144,7 @@ final class AuthChannel {
     /// Reads responses; calls `deliver` for each. Returns the pendings orphaned by a
     /// disconnect (to be failed by the caller).
     func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void,
-                        restored: ([StoredSession]?) -> Void) -> [Pending] {
+                        restored: (RestoreSessionsResponse?) -> Void) -> [Pending] {
         while fd >= 0 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 {
@@ -141,7 +153,7 @@ final class AuthChannel {
                     while let env = try decoder.next() {
                         guard let p = pending.removeValue(forKey: env.id) else { continue }
                         if p.restore {
-                            if case .response(.restoreSessions(let r)) = env.message { restored(r.sessions) } else { restored(nil) }
+                            if case .response(.restoreSessions(let r)) = env.message { restored(r) } else { restored(nil) }
                             continue
                         }
                         switch env.message {

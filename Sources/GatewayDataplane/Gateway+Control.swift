@@ -33,7 +33,12 @@ extension Gateway {
     }
 
     func failAuth(_ p: AuthChannel.Pending, reason: String) {
-        if p.restore { restorePending = false }
+        if p.restore {
+            // No answer: the next tick starts the pass over.
+            restorePending = false
+            restoreCursor = nil
+            restoreConnect = 0
+        }
         guard let c = connection(for: p) else { return }
         authUnavailable(c, reason: reason)
     }

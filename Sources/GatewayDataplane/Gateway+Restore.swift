@@ -31,58 +31,105 @@ extension Gateway {
         auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex)), now: monotonicSeconds())
     }
 
+    /// At start, and whenever the auth connection is new (auth restarted, or was away),
+    /// read back what mstunnel-auth keeps, a page at a time: the first time in this process
+    /// to take the sessions back; later to reconcile, because saves and forgets sent while
+    /// auth was away, or in flight when it died, are lost — a session made then would not
+    /// survive the next restart, and one that ended then would come back with it.
     func requestRestoreIfNeeded(now: Int64) {
-        guard !sessionsRestored, !restorePending, running else { return }
-        restorePending = auth.requestRestore(now: now)
+        guard running, !restorePending, auth.connected, auth.connects != restoreConnect || restoreCursor != nil else { return }
+        if restoreCursor == nil {
+            // A new pass (a new connection, or the first).
+            restoreConnect = auth.connects
+            restoreSeen.removeAll(keepingCapacity: true)
+            restoreCounts = (0, 0, 0)
+            restoreDropped = [:]
+        }
+        restorePending = auth.requestRestore(after: restoreCursor, now: now)
     }
 
-    /// The sessions mstunnel-auth kept, taken back: each with its id, identity, address and
-    /// deadline, detached, so its client has the reconnect window from now to come back.
-    /// One that cannot be taken back (its address is outside the pool or taken, its
-    /// deadline passed, group policy now denies it) is forgotten, and its client logs in
-    /// again.
-    func restoreSessions(_ list: [StoredSession]?) {
+    /// One page of the sessions mstunnel-auth keeps.
+    func restoreSessions(_ page: RestoreSessionsResponse?) {
         restorePending = false
-        guard let list else {
+        guard let page else {
+            restoreCursor = nil
+            restoreConnect = 0  // ask again at the next tick
             logger.warning("sessions.restore_failed", metadata: ["reason": "unexpected answer from the authentication service", "retry": "in 1 s"])
             return
         }
-        sessionsRestored = true
         let now = monotonicSeconds()
         let wallNow = wallSeconds()
-        var restored = 0
-        var dropped: [String: Int] = [:]
-        for stored in list {
-            func drop(_ why: String) {
-                dropped[why, default: 0] += 1
-                auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest)), now: now)
-            }
-            guard let key = CookieKey(hex: stored.cookieDigest), let id = CookieKey.bytes(hex: stored.id), id.count == 32,
-                  let address = IPv4Address(stored.address) else { drop("malformed"); continue }
-            if sessions.lookup(cookie: key) != nil { continue }
-            if stored.deadline > 0, stored.deadline <= wallNow { drop("past its deadline"); continue }
-            let policy = settings.effectivePolicy(for: stored.identity.policySubject)
-            if policy.denied { drop("denied by group policy"); continue }
-            let slot = sessions.reserveSlot()
-            guard pool.allocate(owner: slot, exactly: address) != nil else {
-                sessions.unreserve(slot)
-                drop("address outside the pool or taken")
-                continue
-            }
-            let deadline = stored.deadline > 0 ? now + (stored.deadline - wallNow) : 0
-            let s = Session(slot: slot, id: id, cookieKey: key, identity: stored.identity, transport: stored.transport,
-                            address: address, now: now, sessionTimeout: 0, policy: policy,
-                            restored: SessionLifecycle(restoredAt: now, deadline: deadline))
-            s.createdWall = stored.createdAt
-            s.certificateChain = stored.certificateChain
-            s.userAgent = stored.userAgent
-            sessions.insert(s)
-            restored += 1
-            logger.info("session.restored", metadata: sessionMetadata(s, ["reconnect_window_s": "\(settings.advanced.reconnectTimeout)"]))
+        let takeBack = !sessionsRestored
+        for stored in page.sessions {
+            if takeBack { takeBackSession(stored, now: now, wallNow: wallNow) } else { reconcile(stored, now: now) }
         }
-        logger.info("sessions.restored", metadata: [
-            "sessions": "\(restored)",
-            "dropped": "\(dropped.map { "\($0.value) \($0.key)" }.sorted().joined(separator: ", "))",
-        ])
+        restoreCursor = page.more ? page.sessions.last?.cookieDigest : nil
+        if restoreCursor != nil {
+            requestRestoreIfNeeded(now: now)
+            return
+        }
+        // The last page.
+        if takeBack {
+            sessionsRestored = true
+            logger.info("sessions.restored", metadata: [
+                "sessions": "\(restoreCounts.restored)",
+                "dropped": "\(restoreDropped.map { "\($0.value) \($0.key)" }.sorted().joined(separator: ", "))",
+            ])
+        } else {
+            for s in sessions.all where !restoreSeen.contains(s.cookieKey) {
+                keep(s)
+                restoreCounts.saved += 1
+            }
+            if restoreCounts.saved + restoreCounts.forgotten > 0 {
+                logger.info("sessions.reconciled", metadata: [
+                    "saved": "\(restoreCounts.saved)", "forgotten": "\(restoreCounts.forgotten)",
+                    "why": "the authentication service was away or restarted",
+                ])
+            }
+        }
+        restoreSeen.removeAll()
+    }
+
+    /// After auth came back: a kept session this process no longer has is forgotten.
+    private func reconcile(_ stored: StoredSession, now: Int64) {
+        if let key = CookieKey(hex: stored.cookieDigest), sessions.lookup(cookie: key) != nil {
+            restoreSeen.insert(key)
+        } else {
+            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest)), now: now)
+            restoreCounts.forgotten += 1
+        }
+    }
+
+    /// A kept session taken back: with its id, identity, address and deadline, detached, so
+    /// its client has the reconnect window from now to come back. One that cannot be taken
+    /// back (its address is outside the pool or taken, its deadline passed, group policy now
+    /// denies it) is forgotten, and its client logs in again.
+    private func takeBackSession(_ stored: StoredSession, now: Int64, wallNow: Int64) {
+        func drop(_ why: String) {
+            restoreDropped[why, default: 0] += 1
+            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest)), now: now)
+        }
+        guard let key = CookieKey(hex: stored.cookieDigest), let id = CookieKey.bytes(hex: stored.id), id.count == 32,
+              let address = IPv4Address(stored.address) else { return drop("malformed") }
+        // Made by this process already (a login in its first moments): nothing to take back.
+        if sessions.lookup(cookie: key) != nil { return }
+        if stored.deadline > 0, stored.deadline <= wallNow { return drop("past its deadline") }
+        let policy = settings.effectivePolicy(for: stored.identity.policySubject)
+        if policy.denied { return drop("denied by group policy") }
+        let slot = sessions.reserveSlot()
+        guard pool.allocate(owner: slot, exactly: address) != nil else {
+            sessions.unreserve(slot)
+            return drop("address outside the pool or taken")
+        }
+        let deadline = stored.deadline > 0 ? now + (stored.deadline - wallNow) : 0
+        let s = Session(slot: slot, id: id, cookieKey: key, identity: stored.identity, transport: stored.transport,
+                        address: address, now: now, sessionTimeout: 0, policy: policy,
+                        restored: SessionLifecycle(restoredAt: now, deadline: deadline))
+        s.createdWall = stored.createdAt
+        s.certificateChain = stored.certificateChain
+        s.userAgent = stored.userAgent
+        sessions.insert(s)
+        restoreCounts.restored += 1
+        logger.info("session.restored", metadata: sessionMetadata(s, ["reconnect_window_s": "\(settings.advanced.reconnectTimeout)"]))
     }
 }

@@ -60,6 +60,9 @@ extension Gateway {
         for s in sessions.all {
             if let reason = s.life.expiry(now: now, lastTraffic: s.lastTraffic, timeouts) { endSession(s, reason: reason) }
         }
+        // Reconnect to auth on our own too (at most once a second), so sessions are given
+        // back to it as soon as it returns, not at the next login.
+        if !auth.connected { _ = auth.ensureConnected(now: now) }
         requestRestoreIfNeeded(now: now)
         for p in auth.expire(now: now, timeout: 10) {
             failAuth(p, reason: "authentication service did not answer in time")

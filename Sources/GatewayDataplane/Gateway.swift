@@ -124,6 +124,13 @@ public final class Gateway {
     /// soon as auth can be reached (Gateway+Restore).
     var sessionsRestored = false
     var restorePending = false
+    /// The auth connection (`AuthChannel.connects`) whose store was last read back; the
+    /// cookie digest the next page starts after; what the store held during a reconcile.
+    var restoreConnect = 0
+    var restoreCursor: String?
+    var restoreSeen = Set<CookieKey>()
+    var restoreCounts = (restored: 0, forgotten: 0, saved: 0)
+    var restoreDropped: [String: Int] = [:]
     var acceptPausedUntil: Int64 = 0
     /// Per source address: login connections and ban score (`SourceGuard`).
     var sourceGuard: SourceGuard<SocketAddress.Key>

@@ -52,14 +52,31 @@ public struct ForgetSessionRequest: Codable, Sendable, Equatable {
     public init(cookieDigest: String) { self.cookieDigest = cookieDigest }
 }
 
-/// gateway → auth, once per gateway process: every session kept.
+/// gateway → auth: the sessions kept, a page at a time in `cookieDigest` order (a page of
+/// certificate sessions is ~1.5 MB; all of them in one frame could pass the frame limit).
+/// A new gateway process takes them back; after auth reconnects, the gateway compares
+/// them with its own and puts right what was lost while auth was away.
 public struct RestoreSessionsRequest: Codable, Sendable, Equatable {
-    public init() {}
+    /// Only sessions whose `cookieDigest` sorts after this (nil: from the first).
+    public var after: String?
+    /// At most this many (nil: 500; auth caps it at 1,000).
+    public var limit: Int?
+
+    public init(after: String? = nil, limit: Int? = 500) {
+        self.after = after
+        self.limit = limit
+    }
 }
 
 public struct RestoreSessionsResponse: Codable, Sendable, Equatable {
     public var sessions: [StoredSession]
-    public init(sessions: [StoredSession]) { self.sessions = sessions }
+    /// More pages follow: ask again `after` the last one's `cookieDigest`.
+    public var more: Bool
+
+    public init(sessions: [StoredSession], more: Bool = false) {
+        self.sessions = sessions
+        self.more = more
+    }
 }
 
 /// auth → gateway: the answer to a save or forget (the gateway does not wait for it).

@@ -24,7 +24,7 @@ struct MstunnelAuth: AsyncParsableCommand {
     @Option(help: "Unix socket to serve on.")
     var socket: String = "/run/mstunnel/auth.sock"
 
-    @Option(name: .customLong("session-store"), help: "File of the sessions that outlive a gateway restart (default: sessions.json beside the socket; 'none' keeps none).")
+    @Option(name: .customLong("session-store"), help: "File of the sessions that outlive a gateway restart, in a directory of its own that only this process may use (default: mstunnel-auth/sessions.json beside the socket; 'none' keeps none).")
     var sessionStorePath: String?
 
     @Option(name: .customLong("allow-uid"), help: "Also allow this peer uid (repeatable). Root and our own uid are always allowed.")
@@ -134,20 +134,25 @@ struct MstunnelAuth: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        // Beside the socket by default: the run directory is the stack's private one (0750),
-        // kept across container restarts, cleared with the host (a reboot outlasts any
-        // reconnect window anyway).
+        // In the run directory by default (kept across container restarts, cleared with the
+        // host: a reboot outlasts any reconnect window anyway), in a subdirectory that is this
+        // process's alone — the run directory itself is writable by the stack's group.
         var sessionStore: SessionStore?
-        let storePath = sessionStorePath ?? URL(fileURLWithPath: socketDir).appendingPathComponent("sessions.json").path
+        let storePath = sessionStorePath ?? URL(fileURLWithPath: socketDir).appendingPathComponent("mstunnel-auth/sessions.json").path
         if storePath != "none" {
-            sessionStore = SessionStore(path: storePath, logger: logger)
-            sessionStore?.startWriting()
+            do {
+                try SessionStore.prepareDirectory(of: storePath)
+                sessionStore = SessionStore(path: storePath, logger: logger)
+                sessionStore?.startWriting()
+            } catch {
+                logger.error("auth.sessions.unavailable", metadata: ["error": "\(error)", "effect": "sessions will not outlive a gateway restart"])
+            }
         }
         let server = AuthServer(
             socketPath: socket, socketMode: 0o660,
             peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID), allowedGIDs: Set(allowGID)),
             handler: AuthRequestHandler(validator: validator, certificates: certificates, logger: logger),
-            sessionStore: sessionStore, logger: logger)
+            sessionStore: sessionStore, sessionStorePeers: Set(allowUID).union([0, getuid()]), logger: logger)
 
         // Signals are turned into an async event before anything else can be interrupted.
         signal(SIGTERM, SIG_IGN)

@@ -57,6 +57,28 @@ import Testing
         #expect(restored(later).map(\.identity.userId) == ["u1"])
     }
 
+    @Test func restoreComesInPagesInDigestOrder() {
+        let store = SessionStore(path: tempPath(), logger: quietLogger)
+        for n in 0..<7 {
+            var s = session(n)
+            s.cookieDigest = String(format: "%064x", 7 - n)
+            _ = store.respond(to: .saveSession(SaveSessionRequest(session: s)))
+        }
+        var seen: [String] = []
+        var after: String?
+        var pages = 0
+        repeat {
+            guard case .restoreSessions(let page) = store.respond(to: .restoreSessions(RestoreSessionsRequest(after: after, limit: 3))) else {
+                Issue.record("no page"); return
+            }
+            pages += 1
+            seen += page.sessions.map(\.cookieDigest)
+            after = page.more ? page.sessions.last?.cookieDigest : nil
+        } while after != nil && pages < 10
+        #expect(pages == 3)
+        #expect(seen == seen.sorted() && Set(seen).count == 7)
+    }
+
     @Test func aMalformedDigestIsRefused() {
         let store = SessionStore(path: tempPath(), logger: quietLogger)
         var bad = session(1)
