@@ -66,6 +66,25 @@ lived=$(( $(date +%s) - start ))
 check "bob: re-checked at the 3 s deadline and kept (token still valid)" grep -q '"msg":"session.rechecked".*bob@corp.test' "$WORK/server.log"
 check "bob: ended because his token expired" sh -c "grep '\"msg\":\"session.ended\"' $WORK/server.log | grep 'bob@corp.test' | grep -q 'the credential it logged in with has expired'"
 check "bob: lived past session-timeout, until his token's exp (${lived} s, token 8 s)" sh -c "[ $lived -ge 6 ] && [ $lived -le 12 ]"
+echo "== certificate+token: the re-check verifies the certificate (the token was checked at login)"
+sed -i 's/"authenticationMode": "certificate-or-token"/"authenticationMode": "certificate+token"/' "$STATE/auth.json"
+stop_pid "$AUTH_PID"
+rm -f "$RUN/auth.sock"
+ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
+AUTH_PID=$!
+PIDS+=($AUTH_PID)
+for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+sleep 1.2
+mint --oid 0b1f7a3e-0000-4000-8000-00000000a11c --upn alice@corp.test --exp-in 300 > "$WORK/alice.jwt"
+oc alice2 -c "$PKI/alice-chain.pem" -k "$PKI/alice.key" --token-mode=oidc --token-secret=@"$WORK/alice.jwt"
+if wait_tunnel alice2; then pass "alice (certificate and token): tunnel up"; else fail "alice (certificate and token): tunnel up"; fi
+before=$(grep -c '"msg":"session.rechecked".*alice' "$WORK/server.log" || true)
+for _ in $(seq 100); do [ "$(grep -c '"msg":"session.rechecked".*alice' "$WORK/server.log")" -ge $((before + 2)) ] && break; sleep 0.1; done
+check "alice: re-checked twice and kept" sh -c "[ \$(grep -c '\"msg\":\"session.rechecked\".*alice' $WORK/server.log) -ge $((before + 2)) ]"
+check "auth logged the re-checks as such" grep -q '"msg":"auth.accepted".*"method":"recheck"' "$WORK/auth.log"
+check "alice: still up" kill -0 "$OC_PID"
+stop_oc
+
 check "gateway still running" kill -0 "$SERVER_PID"
 
 summary

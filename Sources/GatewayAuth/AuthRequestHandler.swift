@@ -69,6 +69,13 @@ public struct AuthRequestHandler: Sendable {
             AuthDecision(response: .rejected(code, reason), method: "none")
         }
 
+        if request.recheck == true {
+            guard let chain else { return refuse(.certificateRequired, "a re-check needs the session's certificate chain") }
+            var decision = byCertificate(chain)
+            decision.method = "recheck"
+            return decision
+        }
+
         switch mode {
         case .token:
             if certificateOnly {

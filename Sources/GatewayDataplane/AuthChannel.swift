@@ -82,7 +82,7 @@ final class AuthChannel {
 
     /// Asks for a session's certificate to be verified again (its re-check at the deadline).
     func recheck(certificateChain: [Data], peer: String?, sessionSlot: Int32, handle: String, now: Int64) -> UInt64? {
-        enqueue(ValidateTokenRequest(token: "", transport: .certificate, peerAddress: peer, clientCertificateChain: certificateChain),
+        enqueue(ValidateTokenRequest(token: "", transport: .certificate, peerAddress: peer, clientCertificateChain: certificateChain, recheck: true),
              Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, recheck: (sessionSlot, handle)), now: now)
     }
 

@@ -57,7 +57,9 @@ public enum Recheck {
         guard fresh.certificateSHA256 == identity.certificateSHA256 else {
             return .end(reason: "re-check refused: the certificate re-checked is not the session's")
         }
-        guard fresh.userId == identity.userId else {
+        // By name: in certificate+token the session's userId is the token's oid, while a
+        // certificate maps to a name; the login checked that name against the token's.
+        guard fresh.userName.lowercased() == identity.userName.lowercased() else {
             return .end(reason: "re-check refused: the certificate now maps to another user")
         }
         // In certificate+token mode the session's token expiry still bounds it.

@@ -23,12 +23,18 @@ public struct ValidateTokenRequest: Codable, Sendable, Equatable {
     /// if it presented one. libssl has checked only that the client holds the leaf's private
     /// key; whether the chain is trusted, unrevoked and whose it is, mstunnel-auth decides.
     public var clientCertificateChain: [Data]?
+    /// A session's re-check at its deadline, not a login: verify the certificate chain
+    /// alone, whatever `authenticationMode` asks of a login (in `certificate+token` the
+    /// token was checked at the login, and its expiry still bounds the session).
+    public var recheck: Bool?
 
-    public init(token: String, transport: TokenTransport, peerAddress: String? = nil, clientCertificateChain: [Data]? = nil) {
+    public init(token: String, transport: TokenTransport, peerAddress: String? = nil, clientCertificateChain: [Data]? = nil,
+                recheck: Bool? = nil) {
         self.token = token
         self.transport = transport
         self.peerAddress = peerAddress
         self.clientCertificateChain = clientCertificateChain
+        self.recheck = recheck
     }
 }
 

@@ -52,16 +52,17 @@ import Testing
                 == .askAuth(grace: Recheck.authGrace))
         // Another certificate's or another user's answer is never taken as this session's.
         guard case .end = Recheck.afterAuth(.accepted(certificate(expiresIn: 86_400, hash: "bb")), session: id, now: 50, wallNow: wall, sessionTimeout: 3600),
-              case .end = Recheck.afterAuth(.accepted(Identity(userId: "u2", userName: "x", expiresAt: wall + 86_400, certificateSHA256: "aa")),
+              case .end = Recheck.afterAuth(.accepted(Identity(userId: "u1", userName: "mallory@corp.test", expiresAt: wall + 86_400, certificateSHA256: "aa")),
                                             session: id, now: 50, wallNow: wall, sessionTimeout: 3600) else {
             Issue.record("a mismatched answer extended the session"); return
         }
     }
 
     @Test func certificatePlusTokenIsBoundedByTheToken() {
-        // The session's identity carries the token's exp (sooner) and the certificate hash.
-        let session = Identity(userId: "u1", userName: "a", tenantId: "t", expiresAt: wall + 600, certificateSHA256: "aa")
-        let fresh = certificate(expiresIn: 86_400 * 30)
+        // The session's identity carries the token's oid and exp (sooner) and the certificate
+        // hash; the re-check answers with the certificate's identity (its user by name).
+        let session = Identity(userId: "oid-1", userName: "Alice@corp.test", tenantId: "t", expiresAt: wall + 600, certificateSHA256: "aa")
+        let fresh = Identity(userId: "alice@corp.test", userName: "alice@corp.test", expiresAt: wall + 86_400 * 30, certificateSHA256: "aa")
         #expect(Recheck.afterAuth(.accepted(fresh), session: session, now: 0, wallNow: wall, sessionTimeout: 3600) == .extend(until: 600))
     }
 
