@@ -25,6 +25,12 @@ start_server() {
     done
     echo "server did not start again"; tail -20 "$WORK/server.log"; return 1
 }
+restart_auth() {
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
+    AUTH_PID=$!
+    PIDS+=($AUTH_PID)
+    for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+}
 accepted() { grep -c '"msg":"auth.accepted"' "$WORK/auth.log" || true; }
 tun_address() { ip -n "$NS_C" -4 -o addr show dev tun0 2>/dev/null | awk '{print $4}' | cut -d/ -f1; }
 
@@ -63,15 +69,25 @@ for how in TERM KILL; do
     check "SIG$how: no new login (auth validated her token once)" test "$(accepted)" = "$LOGINS"
     check "SIG$how: her client is still running" kill -0 "$OC_PID"
 done
-check "the client never saw a refused cookie" sh -c "! grep -qi 'cookie is not acceptable\|Unexpected 401' $WORK/oc-alice.log"
+echo "== the gateway restarts while mstunnel-auth is down: the client is told to wait (503), not that its cookie is gone"
+stop_pid "$AUTH_PID"
+rm -f "$RUN/auth.sock"
+kill -TERM "$SERVER_PID"; for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+start_server
+for _ in $(seq 300); do grep -q '503\|sessions are being restored' "$WORK/oc-alice.log" && break; sleep 0.1; done
+check "the client's reconnect was answered 503 while the sessions could not be restored" grep -q '503\|sessions are being restored' "$WORK/oc-alice.log"
+check "  … and it kept trying" kill -0 "$OC_PID"
+reconnects=$(grep -c "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server.log")
+restart_auth
+for _ in $(seq 300); do [ "$(grep -c "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server.log")" -gt "$reconnects" ] && break; sleep 0.1; done
+check "once auth was back, the session was taken back and the client reconnected" sh -c "[ \$(grep -c '\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"' $WORK/server.log) -gt $reconnects ]"
+for _ in $(seq 100); do [ "$(tun_address)" = "$ADDRESS" ] && break; sleep 0.2; done
+check "  … with the same address" test "$(tun_address)" = "$ADDRESS"
+check "  … and no new login" test "$(accepted)" = "$LOGINS"
 
 echo "== mstunnel-auth loses its file: the gateway gives its sessions back when auth returns"
-restart_auth() {
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
-    AUTH_PID=$!
-    PIDS+=($AUTH_PID)
-    for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
-}
+check "the client never saw a refused cookie" sh -c "! grep -qi 'cookie is not acceptable\|Unexpected 401' $WORK/oc-alice.log"
+
 stop_pid "$AUTH_PID"
 rm -f "$RUN/mstunnel-auth/sessions.json" "$RUN/auth.sock"
 restart_auth

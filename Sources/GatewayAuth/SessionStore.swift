@@ -40,7 +40,7 @@ public final class SessionStore: @unchecked Sendable {
         do {
             let list = try JSONDecoder().decode([StoredSession].self, from: data)
             let t = now()
-            for s in list where s.deadline == 0 || s.deadline > t { sessions[s.cookieDigest] = s }
+            for s in list where Self.live(s, at: t) { sessions[s.cookieDigest] = s }
             logger.info("auth.sessions.loaded", metadata: ["path": "\(path)", "sessions": "\(sessions.count)", "expired": "\(list.count - sessions.count)"])
         } catch {
             let aside = path + ".unreadable"
@@ -114,7 +114,7 @@ public final class SessionStore: @unchecked Sendable {
             // Sorting every page is O(n log n) per page; restores are rare (a gateway start, an
             // auth reconnect) and n is bounded by `maxSessions`.
             let after = r.after ?? ""
-            let live = lock.withLock { sessions.values.filter { s in (s.deadline == 0 || s.deadline > t) && s.cookieDigest > after } }
+            let live = lock.withLock { sessions.values.filter { s in Self.live(s, at: t) && s.cookieDigest > after } }
                 .sorted { $0.cookieDigest < $1.cookieDigest }
             let page = Array(live.prefix(limit))
             if r.after == nil { logger.info("auth.sessions.restoring", metadata: ["sessions": "\(live.count)"]) }
@@ -133,7 +133,7 @@ public final class SessionStore: @unchecked Sendable {
             guard dirty else { return nil }
             dirty = false
             let t = now()
-            sessions = sessions.filter { $0.value.deadline == 0 || $0.value.deadline > t }
+            sessions = sessions.filter { Self.live($0.value, at: t) }
             return Array(sessions.values)
         }
         guard let snapshot else { return }
@@ -155,6 +155,12 @@ public final class SessionStore: @unchecked Sendable {
             logger.error("auth.sessions.write_failed", metadata: ["path": "\(path)", "error": "\(error)", "retry": "in 1 s"])
         }
     }
+
+    /// Kept while its credential (token `exp`, certificate notAfter) is good. Not by its
+    /// deadline: that is when the gateway re-checks it, and a deadline that passes while the
+    /// gateway is down means "re-check at once", not "gone". A session its gateway never
+    /// forgets (the gateway gone for good) leaves with its credential.
+    static func live(_ s: StoredSession, at t: Int64) -> Bool { s.identity.expiresAt > t }
 
     static func isDigest(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }

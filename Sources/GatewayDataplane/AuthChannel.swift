@@ -144,7 +144,7 @@ final class AuthChannel {
     /// Reads responses; calls `deliver` for each. Returns the pendings orphaned by a
     /// disconnect (to be failed by the caller).
     func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void,
-                        restored: (RestoreSessionsResponse?) -> Void) -> [Pending] {
+                        restored: (RestoreSessionsResponse?, WireErrorResponse?) -> Void) -> [Pending] {
         while fd >= 0 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 {
@@ -153,7 +153,11 @@ final class AuthChannel {
                     while let env = try decoder.next() {
                         guard let p = pending.removeValue(forKey: env.id) else { continue }
                         if p.restore {
-                            if case .response(.restoreSessions(let r)) = env.message { restored(r) } else { restored(nil) }
+                            switch env.message {
+                            case .response(.restoreSessions(let r)): restored(r, nil)
+                            case .response(.error(let e)): restored(nil, e)
+                            default: restored(nil, nil)
+                            }
                             continue
                         }
                         switch env.message {

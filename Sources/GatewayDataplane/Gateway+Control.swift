@@ -20,7 +20,7 @@ extension Gateway {
         if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             let orphaned = auth.handleReadable(buffer: io, deliver: { pending, response in
                 authCompleted(pending, response)
-            }, restored: { restoreSessions($0) })
+            }, restored: { restoreSessions($0, refused: $1) })
             for p in orphaned { failAuth(p, reason: "authentication service went away") }
         }
     }

@@ -22,8 +22,12 @@ extension Gateway {
         for action in actions {
             guard c.phase != .closed else { return }
             switch action {
-            case .reply(let answer):
-                if answer == .cookieNotAcceptable {
+            case .reply(var answer):
+                if answer == .cookieNotAcceptable, let wait = restoreWait() {
+                    // Its session may be among those not yet taken back: a 401 would make the
+                    // stock client give up; a 503 makes it try again.
+                    answer = .unavailable(wait)
+                } else if answer == .cookieNotAcceptable {
                     logger.info("connect.refused", metadata: ["peer.address": "\(c.peer)", "reason": "no session has this cookie, or it has expired"])
                 }
                 writeRecord(c, answer.response().serialized())
@@ -189,6 +193,11 @@ extension Gateway {
         }
         let s = Session(slot: slot, id: GatewayCrypto.randomBytes(32), cookieKey: cookieKey, identity: identity, transport: transport,
                         address: address, now: monotonicSeconds(), sessionTimeout: settings.advanced.sessionTimeout, policy: policy)
+        // The first re-check comes no later than the credential's expiry: a token session never
+        // outlives its token (Recheck), however long session-timeout is.
+        if s.deadline > 0 {
+            s.life.renew(until: min(s.deadline, monotonicSeconds() + max(1, identity.expiresAt - wallSeconds())))
+        }
         s.remoteAddress = c.peer
         s.userAgent = c.login.userAgent
         // Kept to verify it again at each deadline (`Recheck`); certificates are public.

@@ -15,6 +15,7 @@ extension Gateway {
     /// Hands `s` to mstunnel-auth (again, after a renewal). If auth cannot be reached the
     /// session lives on here, only not across a restart.
     func keep(_ s: Session) {
+        guard !sessionStoreUnavailable else { return }
         let now = monotonicSeconds()
         let wallNow = wallSeconds()
         let stored = StoredSession(
@@ -28,6 +29,7 @@ extension Gateway {
     }
 
     func forget(_ s: Session) {
+        guard !sessionStoreUnavailable else { return }
         auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex)), now: monotonicSeconds())
     }
 
@@ -36,8 +38,18 @@ extension Gateway {
     /// to take the sessions back; later to reconcile, because saves and forgets sent while
     /// auth was away, or in flight when it died, are lost — a session made then would not
     /// survive the next restart, and one that ended then would come back with it.
+    /// While the sessions a previous process left are not yet taken back: why an unknown
+    /// cookie gets 503, not 401. For at most the reconnect window after start (no session
+    /// could be waiting longer); in practice until mstunnel-auth answers, milliseconds when it
+    /// is up — and while it is down nobody can log in anyway.
+    func restoreWait() -> String? {
+        guard !sessionsRestored, !sessionStoreUnavailable,
+              monotonicSeconds() - startedMono < Int64(settings.advanced.reconnectTimeout) else { return nil }
+        return "sessions are being restored after a restart; try again"
+    }
+
     func requestRestoreIfNeeded(now: Int64) {
-        guard running, !restorePending, auth.connected, auth.connects != restoreConnect || restoreCursor != nil else { return }
+        guard running, !sessionStoreUnavailable, !restorePending, auth.connected, auth.connects != restoreConnect || restoreCursor != nil else { return }
         if restoreCursor == nil {
             // A new pass (a new connection, or the first).
             restoreConnect = auth.connects
@@ -49,8 +61,15 @@ extension Gateway {
     }
 
     /// One page of the sessions mstunnel-auth keeps.
-    func restoreSessions(_ page: RestoreSessionsResponse?) {
+    func restoreSessions(_ page: RestoreSessionsResponse?, refused: WireErrorResponse? = nil) {
         restorePending = false
+        if let refused, refused.code == WireErrorResponse.unknownRequest || refused.code == WireErrorResponse.notAllowed {
+            sessionStoreUnavailable = true
+            sessionsRestored = true
+            logger.warning("sessions.store_unavailable", metadata: [
+                "reason": "\(refused.message)", "effect": "sessions will not outlive a restart of this gateway"])
+            return
+        }
         guard let page else {
             restoreCursor = nil
             restoreConnect = 0  // ask again at the next tick
@@ -113,7 +132,6 @@ extension Gateway {
               let address = IPv4Address(stored.address) else { return drop("malformed") }
         // Made by this process already (a login in its first moments): nothing to take back.
         if sessions.lookup(cookie: key) != nil { return }
-        if stored.deadline > 0, stored.deadline <= wallNow { return drop("past its deadline") }
         let policy = settings.effectivePolicy(for: stored.identity.policySubject)
         if policy.denied { return drop("denied by group policy") }
         let slot = sessions.reserveSlot()
@@ -121,7 +139,8 @@ extension Gateway {
             sessions.unreserve(slot)
             return drop("address outside the pool or taken")
         }
-        let deadline = stored.deadline > 0 ? now + (stored.deadline - wallNow) : 0
+        // A deadline that passed while the gateway was down: re-checked at the next tick.
+        let deadline = stored.deadline > 0 ? now + max(0, stored.deadline - wallNow) : 0
         let s = Session(slot: slot, id: id, cookieKey: key, identity: stored.identity, transport: stored.transport,
                         address: address, now: now, sessionTimeout: 0, policy: policy,
                         restored: SessionLifecycle(restoredAt: now, deadline: deadline))

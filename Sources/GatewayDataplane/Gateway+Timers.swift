@@ -98,9 +98,15 @@ extension Gateway {
             if let chain = s.certificateChain,
                auth.recheck(certificateChain: chain, peer: s.remoteAddress, sessionSlot: s.slot, handle: s.handle, now: now) == nil {
                 // Unreachable right now: try again soon rather than at the end of the grace.
+                // One line a minute for all sessions (thousands may be due while auth is away).
                 s.life.renew(until: now + Recheck.unreachableRetry)
-                logger.warning("session.recheck_deferred", metadata: sessionMetadata(s, [
-                    "reason": "authentication service unreachable", "retry_s": "\(Recheck.unreachableRetry)"]))
+                deferredRechecks += 1
+                if now - lastDeferredLog >= 60 {
+                    lastDeferredLog = now
+                    logger.warning("session.recheck_deferred", metadata: sessionMetadata(s, [
+                        "reason": "authentication service unreachable", "retry_s": "\(Recheck.unreachableRetry)",
+                        "deferred_since_start": "\(deferredRechecks)", "logged": "once a minute"]))
+                }
             }
         case .end(let reason):
             endSession(s, reason: reason)

@@ -131,10 +131,16 @@ public final class Gateway {
     var restoreSeen = Set<CookieKey>()
     var restoreCounts = (restored: 0, forgotten: 0, saved: 0)
     var restoreDropped: [String: Int] = [:]
+    /// mstunnel-auth keeps no sessions (`--session-store none`, or a version without the
+    /// store): nothing is saved or read back.
+    var sessionStoreUnavailable = false
+    var deferredRechecks = 0
+    var lastDeferredLog: Int64 = -1000
     var acceptPausedUntil: Int64 = 0
     /// Per source address: login connections and ban score (`SourceGuard`).
     var sourceGuard: SourceGuard<SocketAddress.Key>
     let startedWall = wallSeconds()
+    let startedMono = monotonicSeconds()
     let fileLimit: UInt64
     var counters = Counters()
     /// Malformed tunnel input dropped, by class (Gateway+Malformed; `mst-cli server show status`).

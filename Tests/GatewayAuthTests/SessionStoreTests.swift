@@ -13,9 +13,9 @@ import Testing
         return dir.appendingPathComponent("sessions.json").path
     }
 
-    func session(_ n: Int, deadline: Int64 = 0) -> StoredSession {
+    func session(_ n: Int, deadline: Int64 = 0, expiresAt: Int64 = 2_000_000_000) -> StoredSession {
         StoredSession(cookieDigest: String(repeating: String(n % 10), count: 64), id: String(repeating: "a", count: 64),
-                      identity: Identity(userId: "u\(n)", userName: "user\(n)@corp.test", expiresAt: 2_000_000_000, groups: ["g"]),
+                      identity: Identity(userId: "u\(n)", userName: "user\(n)@corp.test", expiresAt: expiresAt, groups: ["g"]),
                       transport: .bearer, address: "100.64.0.\(n + 10)", createdAt: 1_700_000_000, deadline: deadline)
     }
 
@@ -34,7 +34,7 @@ import Testing
         let now: Int64 = 1_800_000_000
         let store = SessionStore(path: path, logger: quietLogger, now: { now })
         #expect(kept(store.respond(to: .saveSession(SaveSessionRequest(session: session(1))))) == 1)
-        #expect(kept(store.respond(to: .saveSession(SaveSessionRequest(session: session(2, deadline: now + 60))))) == 2)
+        #expect(kept(store.respond(to: .saveSession(SaveSessionRequest(session: session(2, deadline: now + 30, expiresAt: now + 60))))) == 2)
         // The same cookie again replaces (a renewal), it does not add.
         var renewed = session(1)
         renewed.deadline = now + 3600
@@ -52,9 +52,12 @@ import Testing
         #expect(back.first { $0.identity.userId == "u1" }?.deadline == now + 3600)
         #expect(back.first { $0.identity.userId == "u1" }?.identity.groups == ["g"])
 
-        // Past its deadline: not given back, and not read from the file again.
-        let later = SessionStore(path: path, logger: quietLogger, now: { now + 120 })
-        #expect(restored(later).map(\.identity.userId) == ["u1"])
+        // Past its deadline but with its credential good: given back (the gateway re-checks
+        // it at once). Past its credential's expiry: gone.
+        let later = SessionStore(path: path, logger: quietLogger, now: { now + 45 })
+        #expect(restored(later).count == 2)
+        let muchLater = SessionStore(path: path, logger: quietLogger, now: { now + 120 })
+        #expect(restored(muchLater).map(\.identity.userId) == ["u1"])
     }
 
     @Test func restoreComesInPagesInDigestOrder() {
