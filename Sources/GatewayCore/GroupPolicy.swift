@@ -80,22 +80,26 @@ public struct GroupPolicy: Sendable, Equatable {
     /// Whether a user with these claims is one this policy is for.
     public func matches(_ member: PolicySubject) -> Bool {
         if everyone { return true }
-        return member.groups.contains { groups.contains($0.lowercased()) }
-            || member.roles.contains { roles.contains($0.lowercased()) }
-            || member.organizationalUnits.contains { organizationalUnits.contains($0.lowercased()) }
+        return member.groups.contains { groups.contains($0) }
+            || member.roles.contains { roles.contains($0) }
+            || member.organizationalUnits.contains { organizationalUnits.contains($0) }
     }
 }
 
-/// What group policy looks at in a user's identity.
+/// What group policy looks at in a user's identity, lowercased once here rather than at
+/// every policy a configuration change makes the gateway look at again.
 public struct PolicySubject: Sendable, Equatable {
     public var groups: [String]
     public var roles: [String]
     public var organizationalUnits: [String]
+    /// The issuer left the groups out (too many): a policy on groups cannot be decided.
+    public var groupsOverage: Bool
 
-    public init(groups: [String] = [], roles: [String] = [], organizationalUnits: [String] = []) {
-        self.groups = groups
-        self.roles = roles
-        self.organizationalUnits = organizationalUnits
+    public init(groups: [String] = [], roles: [String] = [], organizationalUnits: [String] = [], groupsOverage: Bool = false) {
+        self.groups = groups.map { $0.lowercased() }
+        self.roles = roles.map { $0.lowercased() }
+        self.organizationalUnits = organizationalUnits.map { $0.lowercased() }
+        self.groupsOverage = groupsOverage
     }
 }
 
@@ -127,8 +131,21 @@ extension GatewaySettings {
     public var serverWidePolicy: EffectivePolicy { apply(nil) }
 
     /// The first policy that matches `subject`, over the server-wide settings.
+    ///
+    /// A user whose groups the issuer left out (overage) cannot be judged by a policy on
+    /// groups. Reading down the list, such a policy that denies the tunnel denies this user
+    /// too (fail closed: a contractor in 300 groups must not slip past "Contractors: deny");
+    /// one that allows is passed over (its routes are not given on a guess).
     public func effectivePolicy(for subject: PolicySubject) -> EffectivePolicy {
-        apply(groupPolicies.first { $0.matches(subject) })
+        for policy in groupPolicies {
+            if policy.matches(subject) { return apply(policy) }
+            if subject.groupsOverage, policy.deny, !policy.groups.isEmpty {
+                var denied = apply(policy)
+                denied.policyName = "\(policy.name) (groups unknown: overage)"
+                return denied
+            }
+        }
+        return apply(nil)
     }
 
     private func apply(_ policy: GroupPolicy?) -> EffectivePolicy {

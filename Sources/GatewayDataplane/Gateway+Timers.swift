@@ -80,7 +80,8 @@ extension Gateway {
     }
 
     func recheckAnswered(_ target: (slot: Int32, handle: String), _ response: ValidateTokenResponse) {
-        guard let s = sessions.session(at: target.slot), s.handle == target.handle, !s.life.isEnded else { return }
+        // The whole id, not the 8-digit handle: a slot is reused, and 32 bits could collide.
+        guard let s = sessions.session(at: target.slot), hex(s.id) == target.handle, !s.life.isEnded else { return }
         let now = monotonicSeconds()
         act(on: Recheck.afterAuth(response, session: s.identity, now: now, wallNow: wallSeconds(),
                                   sessionTimeout: settings.advanced.sessionTimeout), s, now: now)
@@ -96,7 +97,7 @@ extension Gateway {
             // Kept for the grace period either way: the answer, or the next ask, comes in it.
             s.life.renew(until: now + grace)
             if let chain = s.certificateChain,
-               auth.recheck(certificateChain: chain, peer: s.remoteAddress, sessionSlot: s.slot, handle: s.handle, now: now) == nil {
+               auth.recheck(certificateChain: chain, peer: s.remoteAddress, sessionSlot: s.slot, handle: hex(s.id), now: now) == nil {
                 // Unreachable right now: try again soon rather than at the end of the grace.
                 // One line a minute for all sessions (thousands may be due while auth is away).
                 s.life.renew(until: now + Recheck.unreachableRetry)

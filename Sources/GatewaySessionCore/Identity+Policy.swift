@@ -4,7 +4,8 @@ import GatewayWire
 extension Identity {
     /// What group policy matches on (GatewayCore's GroupPolicy.swift).
     public var policySubject: PolicySubject {
-        PolicySubject(groups: groups ?? [], roles: roles ?? [], organizationalUnits: organizationalUnits ?? [])
+        PolicySubject(groups: groups ?? [], roles: roles ?? [], organizationalUnits: organizationalUnits ?? [],
+                      groupsOverage: groupsOverage ?? false)
     }
 }
 

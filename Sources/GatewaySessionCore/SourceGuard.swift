@@ -67,11 +67,13 @@ public struct SourceGuard<Source: Hashable & Sendable>: Sendable {
         return .admit
     }
 
-    /// One admitted connection of `source` left its login phase (tunnel, or closed).
+    /// One admitted connection of `source` left its login phase (tunnel, or closed). Called
+    /// exactly once per `.admit` (the gateway's `countedAsLogin`): the global count goes down
+    /// even for an address the full table did not track, or it would fill up for good.
     public mutating func loginEnded(_ source: Source) {
+        loginConnections = max(0, loginConnections - 1)
         guard var e = entries[source], e.loginConnections > 0 else { return }
         e.loginConnections -= 1
-        loginConnections -= 1
         entries[source] = e
     }
 

@@ -53,6 +53,25 @@ import Testing
         #expect(nobody.routeIncludes.map(\.description) == ["198.18.1.0/24"])
     }
 
+    @Test func aUserWithTooManyGroupsIsDeniedByADenyOnGroupsAndNotGivenAnAllowOnGuess() throws {
+        let s = try settings("""
+        [{"displayName":"Engineering","groups":["g-eng"],"routeIncludes":["198.18.2.0/24"]},
+         {"displayName":"Contractors","groups":["g-con"],"deny":true},
+         {"displayName":"Admins","roles":["Tunnel.Admin"]}]
+        """).get()
+        // Overage: Engineering (allow) is passed over, Contractors (deny on groups) denies.
+        let overage = s.effectivePolicy(for: PolicySubject(roles: ["Tunnel.Admin"], groupsOverage: true))
+        #expect(overage.denied)
+        #expect(overage.policyName == "Contractors (groups unknown: overage)")
+        // A role that matches before any deny on groups still decides.
+        let t = try settings("""
+        [{"displayName":"Admins","roles":["Tunnel.Admin"]},{"displayName":"Contractors","groups":["g-con"],"deny":true}]
+        """).get()
+        #expect(t.effectivePolicy(for: PolicySubject(roles: ["tunnel.admin"], groupsOverage: true)).policyName == "Admins")
+        // Without overage nothing changes.
+        #expect(!s.effectivePolicy(for: PolicySubject(roles: ["Tunnel.Admin"])).denied)
+    }
+
     @Test func everyoneAsTheLastPolicyDeniesAllOthers() throws {
         let s = try settings("""
         [{"displayName":"VPN users","groups":["g1"]},{"displayName":"Everyone else","everyone":true,"deny":true}]

@@ -36,11 +36,23 @@ import Testing
         // One leaves its login phase: room for one more, from anywhere.
         g.loginEnded("b")
         holds(admitted(&g, "e", now: 1))
-        // A stray second loginEnded for the same connection does not make room that is not there.
-        g.loginEnded("b")
-        g.loginEnded("b")
         #expect(g.loginConnections == 4)
         holds(!admitted(&g, "f", now: 2))
+    }
+
+    @Test func untrackedAddressesStillFreeTheGlobalCount() {
+        // A table of one, held by an address with a connection logging in: the next address
+        // is admitted untracked. Its loginEnded must still count down, or the global cap
+        // would fill up for good with connections long gone.
+        var g = SourceGuard<String>(limits: SourceGuardLimits(maxLoginConnectionsPerSource: 0, maxBanScore: 0, banResetSeconds: 300,
+                                                              maxLoginConnections: 2), capacity: 1)
+        holds(admitted(&g, "a", now: 0))
+        holds(admitted(&g, "b", now: 0))
+        #expect(g.trackedSources == 1)
+        holds(!admitted(&g, "c", now: 0))
+        g.loginEnded("b")
+        #expect(g.loginConnections == 1)
+        holds(admitted(&g, "c", now: 0))
     }
 
     @Test func eightFailedLoginsBanUntilTheScoreResets() {
