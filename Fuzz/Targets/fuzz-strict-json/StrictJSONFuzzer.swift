@@ -60,7 +60,8 @@ private func depth(_ v: JSONValue) -> Int {
     }
 }
 
-/// Equal as JSON values: numbers by value (an integral double equals the int), strings and
+/// Equal as JSON values: numbers by value (an integral double equals the int; past 2^53
+/// within one ulp), strings and
 /// member names by their bytes (not Swift's canonical equivalence).
 private func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
     switch (a, b) {
@@ -69,7 +70,12 @@ private func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
     case (.string(let x), .string(let y)): return Array(x.utf8) == Array(y.utf8)
     case (.int(let x), .int(let y)): return x == y
     case (.double(let x), .double(let y)): return x == y
-    case (.int(let x), .double(let y)), (.double(let y), .int(let x)): return Double(x) == y
+    case (.int(let x), .double(let y)), (.double(let y), .int(let x)):
+        // Past 2^53 a double holds no fraction and not every integer: for a text such as
+        // -9800348312076389.5 Foundation answers the integer -9800348312076389 while
+        // StrictJSON answers the nearest double, -9800348312076390. Both are that text read
+        // to the precision a double has (within one ulp); no claim check can tell them apart.
+        return Double(x) == y || (abs(y) >= 9_007_199_254_740_992 && abs(Double(x) - y) <= y.ulp)
     case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy(same)
     case (.object(let x), .object(let y)):
         guard x.count == y.count else { return false }
