@@ -1,5 +1,6 @@
 import Foundation
 import GatewaySystem
+import GatewayWire
 
 /// Why `auth.json` was refused. The message always names the offending key so an
 /// operator can fix the file from the one log line.
@@ -577,17 +578,7 @@ public struct AuthConfiguration: Codable, Sendable, Equatable {
         path.hasPrefix("/") ? path : (dir.hasSuffix("/") ? dir + path : dir + "/" + path)
     }
 
-    private static func path(_ keys: [any CodingKey]) -> String {
-        var out = ""
-        for key in keys {
-            if let index = key.intValue {
-                out += "[\(index)]"
-            } else {
-                out += (out.isEmpty ? "" : ".") + key.stringValue
-            }
-        }
-        return out
-    }
+    private static func path(_ keys: [any CodingKey]) -> String { CodingPathText.of(keys) }
 
     private static func typeName(_ type: Any.Type) -> String {
         switch type {

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayWire
 import Hummingbird
 import NIOCore
 import X509
@@ -106,18 +107,7 @@ extension ControlPlane {
         }
     }
 
-    /// `items[0].event.reason` (an index follows its array without a dot).
-    static func path(_ keys: [any CodingKey]) -> String {
-        var out = ""
-        for key in keys {
-            if let index = key.intValue {
-                out += "[\(index)]"
-            } else {
-                out += (out.isEmpty ? "" : ".") + key.stringValue
-            }
-        }
-        return out
-    }
+    static func path(_ keys: [any CodingKey]) -> String { CodingPathText.of(keys) }
 
     /// The server behind the request's verified client certificate.
     func authenticateAgent(_ request: Request, _ context: ControlRequestContext) async throws -> (ServerRecord, IssuedCertificate) {
