@@ -131,11 +131,18 @@ json.dump(s, open(path, "w"))
 PY
 }
 
-start_stack() {
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 > "$WORK/auth.log" 2>&1 &
+# start_auth: mstunnel-auth in the gateway namespace (its log appended to auth.log), once
+# its socket is there. The gateway's uid may use its session store (--allow-uid 994).
+start_auth() {
+    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
     AUTH_PID=$!
     PIDS+=($AUTH_PID)
     for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+}
+
+start_stack() {
+    : > "$WORK/auth.log"
+    start_auth
     ip netns exec "$NS_G" "$BIN/mstunnel-server" --state-dir "$STATE" --run-dir "$RUN" "${SERVER_ARGS[@]}" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=($SERVER_PID)

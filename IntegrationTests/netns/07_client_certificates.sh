@@ -32,19 +32,11 @@ JSON
 restart_auth() {
     stop_pid "$AUTH_PID"
     rm -f "$RUN/auth.sock"
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
-    AUTH_PID=$!
-    PIDS+=($AUTH_PID)
-    for _ in $(seq 100); do
-        if [ -S "$RUN/auth.sock" ]; then
-            # The gateway reconnects to the plugin at most once a second (a login in that
-            # second gets 503, as 08_auth_outage.sh shows): let that second pass.
-            sleep 1.2
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "auth did not start"; tail -5 "$WORK/auth.log"; return 1
+    start_auth
+    [ -S "$RUN/auth.sock" ] || { echo "auth did not start"; tail -5 "$WORK/auth.log"; return 1; }
+    # The gateway reconnects to the plugin at most once a second (a login in that second
+    # gets 503, as 08_auth_outage.sh shows): let that second pass.
+    sleep 1.2
 }
 # try NAME ARGS...: openconnect --authenticate (login only); exit status of the client.
 try() {

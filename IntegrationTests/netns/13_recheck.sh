@@ -42,10 +42,7 @@ check "alice: kept while auth is down" kill -0 "$OC_PID"
 check "alice: traffic flows while auth is down" ip netns exec "$NS_C" ping -c 1 -W 2 198.18.1.2
 check "the deferral is logged" grep -q '"msg":"session.recheck_deferred"' "$WORK/server.log"
 rm -f "$RUN/auth.sock"
-ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
-AUTH_PID=$!
-PIDS+=($AUTH_PID)
-for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+start_auth
 
 echo "== her certificate is revoked: the next re-check ends the session"
 cp "$PKI/crl-alice-revoked.pem" "$PKI/crl-in-use.pem.new" && mv "$PKI/crl-in-use.pem.new" "$PKI/crl-in-use.pem"
@@ -70,10 +67,7 @@ echo "== certificate+token: the re-check verifies the certificate (the token was
 sed -i 's/"authenticationMode": "certificate-or-token"/"authenticationMode": "certificate+token"/' "$STATE/auth.json"
 stop_pid "$AUTH_PID"
 rm -f "$RUN/auth.sock"
-ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
-AUTH_PID=$!
-PIDS+=($AUTH_PID)
-for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
+start_auth
 sleep 1.2
 mint --oid 0b1f7a3e-0000-4000-8000-00000000a11c --upn alice@corp.test --exp-in 300 > "$WORK/alice.jwt"
 oc alice2 -c "$PKI/alice-chain.pem" -k "$PKI/alice.key" --token-mode=oidc --token-secret=@"$WORK/alice.jwt"

@@ -25,12 +25,6 @@ start_server() {
     done
     echo "server did not start again"; tail -20 "$WORK/server.log"; return 1
 }
-restart_auth() {
-    ip netns exec "$NS_G" "$BIN/mstunnel-auth" --state-dir "$STATE" --socket "$RUN/auth.sock" --allow-gid 990 --allow-uid 994 >> "$WORK/auth.log" 2>&1 &
-    AUTH_PID=$!
-    PIDS+=($AUTH_PID)
-    for _ in $(seq 100); do [ -S "$RUN/auth.sock" ] && break; sleep 0.1; done
-}
 accepted() { grep -c '"msg":"auth.accepted"' "$WORK/auth.log" || true; }
 tun_address() { ip -n "$NS_C" -4 -o addr show dev tun0 2>/dev/null | awk '{print $4}' | cut -d/ -f1; }
 
@@ -78,7 +72,7 @@ for _ in $(seq 300); do grep -q '503\|sessions are being restored' "$WORK/oc-ali
 check "the client's reconnect was answered 503 while the sessions could not be restored" grep -q '503\|sessions are being restored' "$WORK/oc-alice.log"
 check "  … and it kept trying" kill -0 "$OC_PID"
 reconnects=$(grep -c "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server.log")
-restart_auth
+start_auth
 for _ in $(seq 300); do [ "$(grep -c "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server.log")" -gt "$reconnects" ] && break; sleep 0.1; done
 check "once auth was back, the session was taken back and the client reconnected" sh -c "[ \$(grep -c '\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"' $WORK/server.log) -gt $reconnects ]"
 for _ in $(seq 100); do [ "$(tun_address)" = "$ADDRESS" ] && break; sleep 0.2; done
@@ -90,7 +84,7 @@ check "the client never saw a refused cookie" sh -c "! grep -qi 'cookie is not a
 
 stop_pid "$AUTH_PID"
 rm -f "$RUN/mstunnel-auth/sessions.json" "$RUN/auth.sock"
-restart_auth
+start_auth
 for _ in $(seq 50); do grep -q '"msg":"sessions.reconciled"' "$WORK/server.log" && break; sleep 0.1; done
 check "the gateway saved its session again" grep -q '"msg":"sessions.reconciled".*"saved":"1"' "$WORK/server.log"
 sleep 1.2
@@ -108,7 +102,7 @@ stop_pid "$AUTH_PID"
 rm -f "$RUN/auth.sock"
 stop_oc
 for _ in $(seq 50); do grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server.log" && break; sleep 0.1; done
-restart_auth
+start_auth
 for _ in $(seq 50); do grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log" && break; sleep 0.1; done
 check "after auth returned, the gateway had it forget the logged-off session" grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log"
 sleep 1.2
