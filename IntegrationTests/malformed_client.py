@@ -16,6 +16,11 @@
       then sends them again REPLAYS times each from the client's own address and port (a raw
       socket), FORGED copies with a fresh sequence number (they cannot authenticate), and
       BADHEADER datagrams with a broken record header, from that address and port too.
+  capture-hello CLIENT IFACE OUT : started before the stock client connects; writes the first
+      DTLS ClientHello it sends to the gateway (its source port and the datagram, hex) to OUT.
+  replay-hello CAPTURED CLIENT OTHER COUNT : sends that ClientHello again COUNT times from the
+      client's own address and port (a raw socket) and COUNT times from OTHER (an address of
+      the attacker's own): an on-path observer replaying what it saw.
 
 Every command prints one JSON object. Cookies and tokens are never printed."""
 import json, os, random, socket, ssl, struct, sys, time
@@ -176,8 +181,9 @@ def udp_cases(src, case, count):
     return {"case": case, "sent": count}
 
 
-def capture(client, iface, want, seconds=15):
-    """Application-data datagrams from `client` to the gateway's port 443, one record each."""
+def capture(client, iface, want, seconds=15, content_type=23):
+    """Datagrams from `client` to the gateway's port 443 holding one record each, of
+    `content_type` (23: application data; 22: handshake, here only ClientHellos)."""
     ETH_P_ALL = 0x0003  # outgoing frames reach only ETH_P_ALL taps
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((iface, 0))
@@ -197,7 +203,9 @@ def capture(client, iface, want, seconds=15):
             continue
         sport, dport, ulen = struct.unpack(">HHH", ip[ihl:ihl + 6])
         payload = ip[ihl + 8:ihl + ulen]
-        if dport != GW[1] or len(payload) < 13 or payload[0] != 23:
+        if dport != GW[1] or len(payload) < 13 or payload[0] != content_type:
+            continue
+        if content_type == 22 and (len(payload) < 14 or payload[13] != 1):
             continue
         if 13 + struct.unpack(">H", payload[11:13])[0] != len(payload):
             continue
@@ -239,6 +247,29 @@ def replay(client, iface, replays, forged, badheader):
     return sent
 
 
+def capture_hello(client, iface, out):
+    got = capture(client, iface, 1, seconds=60, content_type=22)
+    with open(out, "w") as f:
+        json.dump({"sport": got[0][0], "hello": got[0][1].hex()} if got else {}, f)
+    return {"captured": len(got)}
+
+
+def replay_hello(captured, client, other, count):
+    c = json.load(open(captured))
+    sport, hello = c["sport"], bytes.fromhex(c["hello"])
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    raw.bind((client, 0))
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((other, 0))
+    for _ in range(count):
+        raw.sendto(struct.pack(">HHHH", sport, GW[1], 8 + len(hello), 0) + hello, (GW[0], 0))
+        udp.sendto(hello, GW)
+        time.sleep(0.02)
+    raw.close()
+    udp.close()
+    return {"sentFromClient": count, "sentFromOther": count, "helloBytes": len(hello)}
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "cstp":
@@ -251,6 +282,10 @@ def main():
         print(json.dumps(udp_cases(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
     elif cmd == "replay":
         print(json.dumps(replay(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))))
+    elif cmd == "capture-hello":
+        print(json.dumps(capture_hello(sys.argv[2], sys.argv[3], sys.argv[4])))
+    elif cmd == "replay-hello":
+        print(json.dumps(replay_hello(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))
     else:
         raise SystemExit(__doc__)
 

@@ -5,7 +5,9 @@
 # not IP; TLS that is not TLS and records that do not decrypt; UDP garbage, DTLS records
 # and ClientHellos for no session; the stock client's own DTLS records captured off its
 # interface and sent again from its address and port (replays), forged with a fresh
-# sequence number, and with a broken header. Each is dropped (its TLS connection closed),
+# sequence number, and with a broken header; and its DTLS ClientHello replayed from its own
+# address and port and from another address, which must not cost the session the DTLS
+# channel it has (the replayed handshake cannot finish). Each is dropped (its TLS connection closed),
 # counted by class in `mst-cli server show status`, and logged at most once a minute per
 # address; the gateway never stops and the stock client's ping never notices.
 source "$(dirname "$0")/../lib.sh"
@@ -34,6 +36,11 @@ count() { status | python3 -c "import json,sys; print((json.load(sys.stdin).get(
 channel() { "$BIN/mst-cli" server show sessions --run-dir "$RUN" --json | python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin) if x["userName"]=="alice@corp.test"]; print(s[0]["channel"] if s else "none")'; }
 
 echo "== the stock client, over DTLS, pinging throughout"
+# Its first ClientHello, seen on its interface, for the replay below.
+ip netns exec "$NS_C" python3 "$CLIENT" capture-hello 198.18.0.2 cli0 "$WORK/hello.json" > "$WORK/capture-hello.out" 2>&1 &
+CAPTURE_PID=$!
+PIDS+=($CAPTURE_PID)
+sleep 0.5
 oc alice --token-mode=oidc --token-secret=@"$WORK/alice.jwt"
 if wait_tunnel alice; then pass "tunnel up"; else fail "tunnel up"; fi
 for _ in $(seq 50); do [ "$(channel)" = dtls ] && break; sleep 0.2; done
@@ -78,6 +85,18 @@ cat "$WORK/replay.json"; echo
 captured=$(python3 -c "import json; print(json.load(open('$WORK/replay.json')).get('captured', 0))")
 check "captured the stock client's DTLS datagrams ($captured)" test "$captured" -gt 0
 sleep 0.5
+
+echo "== DTLS: the stock client's ClientHello replayed from its address and port, and from another"
+wait "$CAPTURE_PID" || true
+check "captured the stock client's ClientHello" python3 -c "import json,sys; sys.exit(0 if json.load(open('$WORK/hello.json')).get('hello') else 1)"
+ip -n "$NS_C" addr add 198.18.0.38/24 dev cli0
+established_before=$(grep -c '"dtls.established"' "$WORK/server.log" || true)
+ip netns exec "$NS_C" python3 "$CLIENT" replay-hello "$WORK/hello.json" 198.18.0.2 198.18.0.38 20
+check "the session kept its DTLS channel (still on DTLS)" test "$(channel)" = dtls
+ip netns exec "$NS_C" ping -c 10 -i 0.2 -W 2 198.18.1.2 > "$WORK/ping-after-hello.txt" 2>&1 || true
+check "a ping right after the replayed ClientHellos lost nothing" grep -q ' 0% packet loss' "$WORK/ping-after-hello.txt"
+check "no DTLS channel was set up by the replays" test "$(grep -c '"dtls.established"' "$WORK/server.log" || true)" = "$established_before"
+check "the session is still on DTLS after the ping" test "$(channel)" = dtls
 
 echo "== counted by class"
 status > "$WORK/status.json"

@@ -16,4 +16,16 @@ public enum DTLSClientHello {
               d[19] == 0, d[20] == 0, d[21] == 0, d[59] == UInt8(sessionIDLength) else { return nil }
         return Array(d[sessionIDOffset..<(sessionIDOffset + sessionIDLength)])[...]
     }
+
+    /// Where the client's 32-byte random sits (after the record header, the handshake
+    /// header and the version).
+    public static let randomOffset = 27
+
+    /// The ClientHello's random, read from a datagram `sessionID(in:)` accepted: the same in
+    /// every copy of one hello (its retransmissions, the second hello after a
+    /// HelloVerifyRequest), new in each hello the client makes.
+    public static func random(in d: UnsafeRawBufferPointer) -> [UInt8] {
+        precondition(d.count >= randomOffset + 32, "DTLSClientHello.random: not a ClientHello")
+        return Array(d[randomOffset..<(randomOffset + 32)])
+    }
 }

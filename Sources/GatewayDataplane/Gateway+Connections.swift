@@ -219,7 +219,7 @@ extension Gateway {
         if detach, let s = carried, s.life.detach(c, now: monotonicSeconds()) {
             // The client tears DTLS down with the TLS connection and brings both back
             // on reconnect (with a new key), so the old channel is useless now.
-            dropDTLS(s)
+            dropAllDTLS(s)
             logger.info("session.detached", metadata: sessionMetadata(s, ["reason": "\(reason)"]))
         }
     }
@@ -255,7 +255,7 @@ extension Gateway {
             if reason != "logoff" { writeRecord(c, CSTP.frame(.disconnect)) }
             closeConnection(c, reason: reason, detach: false)
         }
-        dropDTLS(s)
+        dropAllDTLS(s)
         if let emptied = pool.release(s.address, owner: s.slot) { retiredPrefixEmptied(emptied) }
         sessions.remove(s)
         var meta: Logger.Metadata = ["reason": "\(reason)", "duration_s": "\(monotonicSeconds() - s.createdMono)",

@@ -40,43 +40,95 @@ extension Gateway {
 
     private func handleDatagram(_ d: UnsafeRawBufferPointer, from ss: UnsafeMutablePointer<sockaddr_storage>, length: UInt32, now: Int64) {
         let key = SocketAddress.key(of: ss)
+        let isApplicationData = d.first == 23
+        var bound: (Session, DTLSChannel)?
         if let s = sessions.session(boundTo: key), let ch = s.dtls, ch.peer == key {
-            // A fresh ClientHello from a known address is a client restarting DTLS
-            // (e.g. after its DPD timed out): start over below.
-            if DatagramRoute.feedsBoundChannel(established: ch.established, isClientHello: Self.clientHelloSessionID(d) != nil) {
+            // The path of nearly every datagram: data on an established channel.
+            if isApplicationData {
                 feedDTLS(s, ch, d, now: now)
                 return
             }
+            bound = (s, ch)
         }
-        let hello = Self.clientHelloSessionID(d)
-        let route = DatagramRoute.newChannel(helloSessionID: hello, udpDisabled: settings.disableUdpConnections) { id in
+        let handshake = sessions.session(handshakeAt: key).flatMap { s in s.handshakes.first { $0.peer == key }.map { (s, $0) } }
+        var hello: CookieKey??
+        func helloID() -> CookieKey? {
+            if case .some(let h) = hello { return h }
+            let h = Self.clientHelloSessionID(d)
+            hello = .some(h)
+            return h
+        }
+        let target = DatagramRoute.target(bound: bound != nil, handshake: handshake != nil, isApplicationData: isApplicationData) {
+            guard helloID() != nil else { return nil }
+            return handshake.map { DTLSClientHello.random(in: d) == $0.1.helloRandom } ?? false
+        }
+        switch target {
+        case .bound:
+            if let (s, ch) = bound { feedDTLS(s, ch, d, now: now) }
+            return
+        case .handshake:
+            if let (s, ch) = handshake { feedDTLS(s, ch, d, now: now) }
+            return
+        case .newHandshake, .unknown:
+            break
+        }
+        let helloSessionID = target == .newHandshake ? helloID() : nil
+        let route = DatagramRoute.newChannel(helloSessionID: helloSessionID, udpDisabled: settings.disableUdpConnections) { id in
             sessions.lookup(appID: id).map { ($0, DatagramRoute.Candidate(hasKey: $0.dtlsPSK != nil, connected: $0.connection != nil)) }
         }
         guard case .handshake(let s) = route, let psk = s.dtlsPSK else {
             counters.dropsUnknownDatagram += 1
-            if let kind = DatagramRoute.malformedClass(d, namesLiveSession: hello.map { sessions.lookup(appID: $0) != nil } ?? false) {
+            if let kind = DatagramRoute.malformedClass(d, namesLiveSession: helloSessionID.map { sessions.lookup(appID: $0) != nil } ?? false) {
                 malformedDatagram(kind, from: key, detail: Self.datagramDetail(d))
             }
             return
         }
-        dropDTLS(s)
+        startHandshake(s, psk: psk, d, from: ss, length: length, key: key, now: now)
+    }
+
+    /// A ClientHello naming `s` came from `key`: a handshake starts there, beside the
+    /// channel `s` may have (`DatagramRoute.target` says why it is not replaced yet).
+    private func startHandshake(_ s: Session, psk: [UInt8], _ d: UnsafeRawBufferPointer, from ss: UnsafeMutablePointer<sockaddr_storage>,
+                                length: UInt32, key: SocketAddress.Key, now: Int64) {
+        for (owner, peer) in sessions.addHandshake(s, at: key) {
+            owner.handshakes.removeAll { $0.peer == peer }
+        }
         let conn: DTLSConnection
         do {
             conn = try dtls.makeConnection(psk: psk, peer: ss.pointee, peerLength: length, linkMTU: s.baseMTU, batch: udpOut)
         } catch {
+            sessions.removeHandshake(s, at: key)
             logger.warning("dtls.setup_failed", metadata: sessionMetadata(s, ["error": "\(error)"]))
             return
         }
-        let ch = DTLSChannel(connection: conn, peer: key, now: now)
-        s.dtls = ch
-        if let displaced = sessions.bind(s, to: key), displaced !== s {
-            // Another session's channel was at this address and port (a NAT reused them):
-            // records sealed for it would now reach this client. It starts over.
-            logger.info("dtls.peer_reused", metadata: sessionMetadata(displaced, ["udp.peer": "\(key)"]))
-            dropDTLS(displaced)
-        }
+        let ch = DTLSChannel(connection: conn, peer: key, helloRandom: DTLSClientHello.random(in: d), now: now)
+        s.handshakes.append(ch)
         counters.dtlsHandshakes += 1
         feedDTLS(s, ch, d, now: now)
+    }
+
+    /// `ch`'s handshake finished: it becomes `s`'s channel, in place of the one it had; the
+    /// other handshakes of `s` end.
+    private func completeHandshake(_ s: Session, _ ch: DTLSChannel) {
+        if let old = s.dtls, old.peer != ch.peer {
+            logger.info("dtls.moved", metadata: sessionMetadata(s, ["udp.peer": "\(ch.peer)", "udp.previous_peer": "\(old.peer)"]))
+        }
+        let done = sessions.completeHandshake(s, at: ch.peer)
+        s.handshakes.removeAll()
+        s.dtls = ch
+        ch.established = true
+        if let displaced = done.displaced, displaced !== s {
+            // Another session's channel was at this address and port (a NAT reused them):
+            // records sealed for it would now reach this client. It starts over.
+            logger.info("dtls.peer_reused", metadata: sessionMetadata(displaced, ["udp.peer": "\(ch.peer)"]))
+            dropDTLS(displaced)
+        }
+    }
+
+    /// A handshake that failed or timed out ends; the channel `s` has stays.
+    func endHandshake(_ s: Session, _ ch: DTLSChannel) {
+        s.handshakes.removeAll { $0 === ch }
+        sessions.removeHandshake(s, at: ch.peer)
     }
 
     /// One datagram for a session's channel. OpenSSL drops a record that fails
@@ -118,7 +170,7 @@ extension Gateway {
             let result = ch.connection.handshake()
             switch result {
             case .done:
-                ch.established = true
+                completeHandshake(s, ch)
                 logger.info("dtls.established", metadata: sessionMetadata(s, [
                     "dtls": "\(ch.connection.protocolVersion) \(ch.connection.cipherName)", "udp.peer": "\(ch.peer)"]))
             case .wantRead, .wantWrite:
@@ -128,7 +180,7 @@ extension Gateway {
                 if case .failed(let why) = result {
                     malformedDatagram(.dtlsHandshake, from: ch.peer, session: s, detail: why)
                 }
-                dropDTLS(s)
+                endHandshake(s, ch)
                 return records
             }
         }
@@ -189,11 +241,21 @@ extension Gateway {
         }
     }
 
-    /// Forgets a session's DTLS channel (the client falls back to TLS and may start a
-    /// new handshake).
+    /// Forgets a session's established DTLS channel (the client falls back to TLS and may
+    /// start a new handshake); handshakes in progress go on.
     func dropDTLS(_ s: Session) {
         guard s.dtls != nil else { return }
         s.dtls = nil
         sessions.unbindPeer(of: s)
+    }
+
+    /// Forgets the channel and every handshake: the session's DTLS key is no more (its TLS
+    /// connection went, a new CONNECT exports another, or the session ended).
+    func dropAllDTLS(_ s: Session) {
+        dropDTLS(s)
+        if !s.handshakes.isEmpty {
+            s.handshakes.removeAll()
+            _ = sessions.removeHandshakes(of: s)
+        }
     }
 }

@@ -230,7 +230,7 @@ extension Gateway {
         s.remoteAddress = c.peer
         s.hostname = r.header("x-cstp-hostname")
         s.userAgent = r.header("user-agent") ?? s.userAgent
-        dropDTLS(s)
+        dropAllDTLS(s)
         let remaining = s.life.remaining(now: now)
         var params = TunnelParameters(settings: settings, address: s.address, sessionTimeoutRemaining: remaining, request: r, policy: s.policy)
         s.dtlsPSK = nil

@@ -39,17 +39,23 @@ extension Gateway {
             }
         }
         for s in sessions.all {
+            for ch in s.handshakes {
+                switch Expiry.dtls(established: false, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
+                case .retransmit:
+                    makeDatagramRoom()
+                    ch.connection.handleTimeout()
+                case .handshakeTimedOut:
+                    // Also where a replayed ClientHello ends: the channel the session has
+                    // was never touched.
+                    counters.dtlsFailures += 1
+                    logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s, ["udp.peer": "\(ch.peer)"]))
+                    endHandshake(s, ch)
+                case .keep, .dead:
+                    break
+                }
+            }
             guard let ch = s.dtls else { continue }
-            switch Expiry.dtls(established: ch.established, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
-            case .keep: break
-            case .retransmit:
-                makeDatagramRoom()
-                ch.connection.handleTimeout()
-            case .handshakeTimedOut:
-                counters.dtlsFailures += 1
-                logger.info("dtls.handshake_timeout", metadata: sessionMetadata(s))
-                dropDTLS(s)
-            case .dead(let idle):
+            if case .dead(let idle) = Expiry.dtls(established: true, startedAt: ch.startedAt, lastReceive: ch.lastReceive, now: now, timeouts) {
                 logger.info("dtls.dead", metadata: sessionMetadata(s, ["idle_s": "\(idle)"]))
                 dropDTLS(s)
             }

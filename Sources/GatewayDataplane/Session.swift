@@ -35,7 +35,11 @@ final class Session: SessionEntry {
     /// The client's link MTU (X-CSTP-Base-MTU) and tunnel MTU from the latest CONNECT.
     var baseMTU = 1406
     var mtu = 1340
+    /// The established DTLS channel (records both ways).
     var dtls: DTLSChannel?
+    /// DTLS handshakes in progress, each from its own address (at most
+    /// `SessionDirectory.maxHandshakesPerSession`); the one that completes replaces `dtls`.
+    var handshakes: [DTLSChannel] = []
     /// The user's group policy as of the latest login or CONNECT (routes and DNS given).
     var policy: EffectivePolicy
     /// The client certificate chain of a login that involved one (DER, leaf first), verified
@@ -85,9 +89,14 @@ final class DTLSChannel {
     /// (a replay, or a forged record; see `Gateway.feedDTLS`).
     var replay = DTLSReplayWindow()
 
-    init(connection: DTLSConnection, peer: SocketAddress.Key, now: Int64) {
+    /// The random of the ClientHello that started it: a copy of that hello (a
+    /// retransmission) belongs to this handshake, another hello starts a new one.
+    let helloRandom: [UInt8]
+
+    init(connection: DTLSConnection, peer: SocketAddress.Key, helloRandom: [UInt8], now: Int64) {
         self.connection = connection
         self.peer = peer
+        self.helloRandom = helloRandom
         startedAt = now
         lastReceive = now
     }

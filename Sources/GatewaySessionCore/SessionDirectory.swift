@@ -77,6 +77,14 @@ public struct SessionDirectory<Entry: SessionEntry> {
     /// UDP peer → slot, for each session whose DTLS channel is bound to a peer; and back.
     @usableFromInline var byPeer: [SocketAddress.Key: Int32] = [:]
     private var peerOfSlot: [Int32: SocketAddress.Key] = [:]
+    /// UDP peer → slot, for each DTLS handshake in progress; and each session's, oldest first.
+    /// Kept apart from `byPeer` so a handshake that never finishes (a replayed ClientHello)
+    /// cannot take an established channel's place.
+    @usableFromInline var byHandshakePeer: [SocketAddress.Key: Int32] = [:]
+    private var handshakePeersOfSlot: [Int32: [SocketAddress.Key]] = [:]
+    /// Handshakes one session may have in progress at once, at different addresses: a
+    /// replayed ClientHello from one address does not cancel the client's own from another.
+    public static var maxHandshakesPerSession: Int { 4 }
     public private(set) var count = 0
 
     public init() {}
@@ -99,10 +107,11 @@ public struct SessionDirectory<Entry: SessionEntry> {
         count += 1
     }
 
-    /// Removes a session and its peer binding; the slot is free again.
+    /// Removes a session, its peer binding and its handshakes; the slot is free again.
     public mutating func remove(_ s: Entry) {
         guard Int(s.slot) < slots.count, slots[Int(s.slot)] === s else { return }
         unbindPeer(of: s)
+        _ = removeHandshakes(of: s)
         slots[Int(s.slot)] = nil
         byCookie[s.cookieKey] = nil
         byAppID[s.appID] = nil
@@ -164,4 +173,63 @@ public struct SessionDirectory<Entry: SessionEntry> {
     }
 
     public var boundPeers: Int { byPeer.count }
+
+    // MARK: DTLS handshakes in progress
+
+    /// The session with a handshake in progress at `peer`.
+    @inlinable
+    public func session(handshakeAt peer: SocketAddress.Key) -> Entry? {
+        byHandshakePeer[peer].flatMap { slots[Int($0)] }
+    }
+
+    /// The peers of `s`'s handshakes in progress, oldest first.
+    public func handshakePeers(of s: Entry) -> [SocketAddress.Key] { handshakePeersOfSlot[s.slot] ?? [] }
+
+    /// A handshake for `s` starts at `peer` (a ClientHello naming it came from there). Returns
+    /// the handshakes the caller discards: the one at `peer` before (this session's or
+    /// another's: one handshake per address), and `s`'s oldest when it would have more than
+    /// `maxHandshakesPerSession`.
+    public mutating func addHandshake(_ s: Entry, at peer: SocketAddress.Key) -> [(Entry, SocketAddress.Key)] {
+        var discarded: [(Entry, SocketAddress.Key)] = []
+        if let other = byHandshakePeer[peer], let e = slots[Int(other)] {
+            removeHandshake(e, at: peer)
+            discarded.append((e, peer))
+        }
+        var mine = handshakePeersOfSlot[s.slot] ?? []
+        while mine.count >= Self.maxHandshakesPerSession {
+            let oldest = mine.removeFirst()
+            byHandshakePeer[oldest] = nil
+            discarded.append((s, oldest))
+        }
+        mine.append(peer)
+        handshakePeersOfSlot[s.slot] = mine
+        byHandshakePeer[peer] = s.slot
+        return discarded
+    }
+
+    /// `s`'s handshake at `peer` failed or timed out.
+    public mutating func removeHandshake(_ s: Entry, at peer: SocketAddress.Key) {
+        guard byHandshakePeer[peer] == s.slot else { return }
+        byHandshakePeer[peer] = nil
+        var mine = handshakePeersOfSlot[s.slot] ?? []
+        mine.removeAll { $0 == peer }
+        handshakePeersOfSlot[s.slot] = mine.isEmpty ? nil : mine
+    }
+
+    /// Ends every handshake `s` has in progress; returns their peers.
+    public mutating func removeHandshakes(of s: Entry) -> [SocketAddress.Key] {
+        let mine = handshakePeersOfSlot.removeValue(forKey: s.slot) ?? []
+        for p in mine where byHandshakePeer[p] == s.slot { byHandshakePeer[p] = nil }
+        return mine
+    }
+
+    /// `s`'s handshake at `peer` finished: its channel is bound there (in place of the one it
+    /// had, see `bind`), and its other handshakes end. Returns the session whose channel was
+    /// bound to `peer` before (the caller drops it) and the peers of the ended handshakes.
+    public mutating func completeHandshake(_ s: Entry, at peer: SocketAddress.Key) -> (displaced: Entry?, abandoned: [SocketAddress.Key]) {
+        let abandoned = removeHandshakes(of: s).filter { $0 != peer }
+        return (bind(s, to: peer), abandoned)
+    }
+
+    public var handshakesInProgress: Int { byHandshakePeer.count }
 }

@@ -277,6 +277,12 @@ import Testing
         hello(sessionID: id).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0).map(Array.init) == id) }
     }
 
+    @Test func readsTheRandom() {
+        hello(sessionID: [UInt8](repeating: 9, count: 32)).withUnsafeBytes {
+            #expect(DTLSClientHello.random(in: $0) == (27..<59).map { UInt8($0) })
+        }
+    }
+
     @Test func refusesOtherDatagrams() {
         let id = [UInt8](repeating: 1, count: 32)
         hello(sessionID: id, type: 0x17).withUnsafeBytes { #expect(DTLSClientHello.sessionID(in: $0) == nil) }

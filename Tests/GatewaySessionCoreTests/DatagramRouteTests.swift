@@ -2,20 +2,47 @@ import Testing
 @testable import GatewaySessionCore
 
 @Suite struct DatagramRouteTests {
-    @Test func aBoundChannelIsFedItsDatagrams() {
-        #expect(DatagramRoute.feedsBoundChannel(established: true, isClientHello: false))
-        // During the handshake the client's retransmitted ClientHello belongs to it too.
-        #expect(DatagramRoute.feedsBoundChannel(established: false, isClientHello: true))
+    func target(bound: Bool = false, handshake: Bool = false, data: Bool = false, hello: Bool? = nil) -> DatagramRoute.Target {
+        DatagramRoute.target(bound: bound, handshake: handshake, isApplicationData: data, sameHello: { hello })
     }
 
-    @Test func aFreshClientHelloOnAnEstablishedChannelStartsOver() {
-        #expect(!DatagramRoute.feedsBoundChannel(established: true, isClientHello: true))
+    @Test func applicationDataGoesToTheEstablishedChannel() {
+        #expect(target(bound: true, data: true) == .bound)
+        // Even while a handshake runs at the same address (a replayed ClientHello from the
+        // client's own address and port must not take its data).
+        #expect(target(bound: true, handshake: true, data: true) == .bound)
+        // Data before the handshake's channel replaced the old one (it may be its first
+        // record after Finished): the handshake's.
+        #expect(target(handshake: true, data: true) == .handshake)
+        #expect(target(data: true) == .unknown)
+    }
+
+    @Test func aClientHelloBesideAnEstablishedChannelStartsAHandshakeBesideIt() {
+        // The client restarting DTLS, or someone replaying its hello: either way the channel
+        // stays until a handshake completes.
+        #expect(target(bound: true, hello: false) == .newHandshake)
+        #expect(target(hello: false) == .newHandshake)
+    }
+
+    @Test func theHandshakesOwnClientHelloIsFedToIt() {
+        // A retransmission, or the second hello after a HelloVerifyRequest: same random.
+        #expect(target(handshake: true, hello: true) == .handshake)
+        #expect(target(bound: true, handshake: true, hello: true) == .handshake)
+        // Another random at that address: the client started over.
+        #expect(target(bound: true, handshake: true, hello: false) == .newHandshake)
+    }
+
+    @Test func otherHandshakeRecordsGoToTheHandshake() {
+        #expect(target(handshake: true) == .handshake)
+        #expect(target(bound: true, handshake: true) == .handshake)
+        // An alert or a handshake record on the established channel, nothing in progress.
+        #expect(target(bound: true) == .bound)
+        #expect(target() == .unknown)
     }
 
     @Test func theClientHelloIsOnlyParsedWhenItMatters() {
         var parsed = 0
-        func hello() -> Bool { parsed += 1; return true }
-        _ = DatagramRoute.feedsBoundChannel(established: false, isClientHello: hello())
+        _ = DatagramRoute.target(bound: true, handshake: true, isApplicationData: true) { parsed += 1; return false }
         #expect(parsed == 0)
     }
 

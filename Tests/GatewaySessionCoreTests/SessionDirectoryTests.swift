@@ -145,4 +145,57 @@ import Testing
         let gone = S(slot: 99, user: "x", n: 250, at: 0)
         #expect(route(helloFor: gone) == .drop(reason: "the ClientHello names no session"))
     }
+
+    /// Handshakes run beside the established channel: a replayed ClientHello from the
+    /// client's own address or from another one starts a handshake that never completes,
+    /// and the channel stays bound throughout; a handshake that completes takes its place.
+    @Test mutating func handshakesBesideTheChannel() {
+        let a = login("alice"), b = login("bob")
+        let home = peer(2, 40000), attacker = peer(66, 1234), cafe = peer(77, 51000)
+        dir.bind(a, to: home)
+
+        // A replay at home (spoofed source) and one from the attacker's address.
+        #expect(dir.addHandshake(a, at: home).isEmpty)
+        #expect(dir.addHandshake(a, at: attacker).isEmpty)
+        #expect(dir.session(boundTo: home) === a && dir.peer(of: a) == home)
+        #expect(dir.session(handshakeAt: home) === a && dir.session(handshakeAt: attacker) === a)
+        #expect(dir.handshakePeers(of: a) == [home, attacker])
+
+        // They time out: the channel never moved.
+        dir.removeHandshake(a, at: home)
+        dir.removeHandshake(a, at: attacker)
+        #expect(dir.handshakesInProgress == 0 && dir.handshakePeers(of: a).isEmpty)
+        #expect(dir.session(boundTo: home) === a)
+
+        // At most four at once: the oldest is given back to be discarded.
+        let p = (1...5).map { peer(100 + UInt8($0), 9000) }
+        for q in p.prefix(4) { #expect(dir.addHandshake(a, at: q).isEmpty) }
+        let dropped = dir.addHandshake(a, at: p[4])
+        #expect(dropped.count == 1 && dropped[0].0 === a && dropped[0].1 == p[0])
+        #expect(dir.session(handshakeAt: p[0]) == nil && dir.handshakePeers(of: a) == Array(p[1...4]))
+
+        // One handshake per address: bob's ClientHello from p[1] replaces alice's there.
+        let replaced = dir.addHandshake(b, at: p[1])
+        #expect(replaced.count == 1 && replaced[0].0 === a && replaced[0].1 == p[1])
+        #expect(dir.handshakePeers(of: a) == Array(p[2...4]))
+
+        // Alice roams to the café and her handshake there completes: the channel moves,
+        // her other handshakes end, home is free.
+        _ = dir.addHandshake(a, at: cafe)
+        let done = dir.completeHandshake(a, at: cafe)
+        #expect(done.displaced == nil && done.abandoned == Array(p[2...4]))
+        #expect(dir.session(boundTo: cafe) === a && dir.session(boundTo: home) == nil)
+        #expect(dir.handshakePeers(of: a).isEmpty && dir.session(handshakeAt: cafe) == nil)
+
+        // Bob's completes at the café (a NAT gave him alice's address and port): alice's
+        // channel is displaced.
+        _ = dir.addHandshake(b, at: cafe)
+        let bobs = dir.completeHandshake(b, at: cafe)
+        #expect(bobs.displaced === a && bobs.abandoned == [p[1]])
+
+        // A session that ends takes its handshakes with it.
+        _ = dir.addHandshake(a, at: home)
+        dir.remove(a)
+        #expect(dir.session(handshakeAt: home) == nil && dir.handshakesInProgress == 0)
+    }
 }
