@@ -105,6 +105,18 @@ if out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/hea
     check "health checks explain each status (internal probe reachable)" sh -c "echo '$out' | grep -q '198.18.1.2:8080/ reachable'"
 else fail "healthChecks: $out"; fi
 wait_for "current connections = 1 reported" 100 metric_is currentConnections 1
+# Malformed input reaches the control plane through the agent's report: 5 datagrams that
+# are not DTLS (informational; the status does not change).
+ip netns exec "$NS_C" python3 -c "
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5): s.sendto(b'\\x00not dtls %d' % i, ('198.18.0.1', 443))"
+refused_shown() { api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/healthChecks" | python3 -c "
+import json,sys
+c=[x for x in json.load(sys.stdin)['value'] if x['id']=='refusedInput']
+sys.exit(0 if c and c[0]['status']=='informational' and 'dtlsNotDTLS 5' in c[0]['message'] else 1)"; }
+wait_for "healthChecks: refusedInput shows the 5 datagrams that were not DTLS" 100 refused_shown
+wait_for "getHealthMetrics: malformedInput = 5" 100 metric_is malformedInput 5
 
 echo "== a configuration change reaches the gateway; the connected session survives"
 if api PATCH "/microsoftTunnelConfigurations/$CFG" '{"routeIncludes":["198.18.1.0/24"],"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"},{"name":"banner","value":"pushed by the control plane"}]}' >/dev/null; then

@@ -49,7 +49,8 @@ public final class HealthCollector {
         case .success(let s):
             report.gateway = GatewayReport(
                 reachable: true, version: s.version, uptimeSeconds: max(0, Int64(now.timeIntervalSince1970) - s.startedAt),
-                poolSize: Int64(s.poolSize), poolInUse: Int64(s.poolInUse), authReachable: s.authAvailable)
+                poolSize: Int64(s.poolSize), poolInUse: Int64(s.poolInUse), authReachable: s.authAvailable,
+                refused: Self.refused(status: s))
             report.currentConnections = Int64(s.connectedSessions)
             report.throughputBytesPerSecond = throughput(status: s, now: now)
             report.latencyMilliseconds = transitMilliseconds(status: s)
@@ -72,6 +73,16 @@ public final class HealthCollector {
 
     /// Bytes per second (received + sent) since the previous report; nil on the first
     /// report, after a gateway restart (counters start over) or if counters went backwards.
+    /// The gateway's refused-input counters as the control plane takes them; nil from a
+    /// gateway too old to count malformed input (never a made-up zero).
+    static func refused(status s: ServerStatusResponse) -> RefusedInputReport? {
+        guard let m = s.malformed else { return nil }
+        return RefusedInputReport(
+            malformed: Dictionary(uniqueKeysWithValues: m.byClass.map { ($0.name, Int64(clamping: $0.count)) }),
+            connectionsRefused: s.connectionsRefused.map(Int64.init), bans: s.bansSinceStart.map(Int64.init),
+            policyDenials: s.policyDenials.map(Int64.init))
+    }
+
     func throughput(status: ServerStatusResponse, now: Date) -> Int64? {
         let bytes = status.rxBytes &+ status.txBytes
         defer { previousTraffic = (status.startedAt, bytes, now) }

@@ -284,9 +284,11 @@ public struct GatewayReport: Codable, Sendable, Equatable {
     /// Is the auth plugin answering the gateway?
     public var authReachable: Bool?
     public var error: String?
+    /// What the gateway refused since it started (absent from older agents and gateways).
+    public var refused: RefusedInputReport?
 
     public init(reachable: Bool, version: String? = nil, uptimeSeconds: Int64? = nil, poolSize: Int64? = nil,
-                poolInUse: Int64? = nil, authReachable: Bool? = nil, error: String? = nil) {
+                poolInUse: Int64? = nil, authReachable: Bool? = nil, error: String? = nil, refused: RefusedInputReport? = nil) {
         self.reachable = reachable
         self.version = version
         self.uptimeSeconds = uptimeSeconds
@@ -294,7 +296,34 @@ public struct GatewayReport: Codable, Sendable, Equatable {
         self.poolInUse = poolInUse
         self.authReachable = authReachable
         self.error = error
+        self.refused = refused
     }
+}
+
+/// Hostile or broken input the gateway refused since it started: its own counters, which
+/// start again at 0 with it (the control plane shows them beside the uptime). They say an
+/// attack or a broken client is under way; they never make a server unhealthy.
+public struct RefusedInputReport: Codable, Sendable, Equatable {
+    /// Malformed tunnel input dropped, by class, under the names `mst-cli server show status
+    /// --json` uses (`dtlsReplayed`, `cstpBadHeader`…; docs/security.md lists them). A map,
+    /// so a class a newer gateway adds reaches an older control plane.
+    public var malformed: [String: Int64]
+    /// Connections closed at accept (per-address or global login limits, bans).
+    public var connectionsRefused: Int64?
+    /// Addresses banned for repeated failed logins.
+    public var bans: Int64?
+    /// Logins and reconnects refused by a group policy that denies the user.
+    public var policyDenials: Int64?
+
+    public init(malformed: [String: Int64] = [:], connectionsRefused: Int64? = nil, bans: Int64? = nil, policyDenials: Int64? = nil) {
+        self.malformed = malformed
+        self.connectionsRefused = connectionsRefused
+        self.bans = bans
+        self.policyDenials = policyDenials
+    }
+
+    /// All malformed input together.
+    public var malformedTotal: Int64 { malformed.values.reduce(0) { $0 &+ max(0, $1) } }
 }
 
 /// A session or access event from the gateway, forwarded by the agent.

@@ -32,6 +32,9 @@ public enum AgentAPILimits {
     public static let csrPEM = 16 << 10
     /// A log collection failure message.
     public static let failureMessage = 4096
+    /// Malformed-input classes in a health report (13 today), and the length of each name.
+    public static let malformedClasses = 64
+    public static let malformedClassName = 64
 
     /// Body of every agent JSON request except report batches.
     public static let maxJSONBodyBytes = 64 << 10
@@ -142,6 +145,10 @@ extension HealthReport {
         }
         try Limit.string(gateway.version, p("gateway.version"), max: AgentAPILimits.version)
         try Limit.string(gateway.error, p("gateway.error"), max: AgentAPILimits.reason)
+        if let m = gateway.refused?.malformed {
+            try Limit.strings(m.keys.sorted(), p("gateway.refused.malformed"), maxCount: AgentAPILimits.malformedClasses,
+                              maxEach: AgentAPILimits.malformedClassName)
+        }
     }
 
     public func clampedToLimits() -> HealthReport {
@@ -162,6 +169,15 @@ extension HealthReport {
         }
         r.gateway.version = AgentAPILimits.truncated(gateway.version, toBytes: AgentAPILimits.version)
         r.gateway.error = AgentAPILimits.truncated(gateway.error, toBytes: AgentAPILimits.reason)
+        if var refused = r.gateway.refused, refused.malformed.count > AgentAPILimits.malformedClasses
+            || refused.malformed.keys.contains(where: { $0.utf8.count > AgentAPILimits.malformedClassName }) {
+            // Never reached by the gateway's 13 classes; a map has no order to cut in, so
+            // the largest counts stay.
+            let kept = refused.malformed.filter { $0.key.utf8.count <= AgentAPILimits.malformedClassName }
+                .sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(AgentAPILimits.malformedClasses)
+            refused.malformed = Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.value) })
+            r.gateway.refused = refused
+        }
         return r
     }
 }

@@ -50,7 +50,17 @@ public struct MalformedInputCounts: Codable, Sendable, Equatable {
             &+ ipMalformed
     }
 
-    enum CodingKeys: String, CodingKey {
+    /// Each class by its JSON name, in the order `CodingKeys` lists them (what the agent
+    /// reports to the control plane).
+    public var byClass: [(name: String, count: UInt64)] {
+        [(.tlsHandshake, tlsHandshake), (.tlsRecord, tlsRecord), (.cstpBadHeader, cstpBadHeader), (.cstpOversize, cstpOversize),
+         (.cstpUnknownType, cstpUnknownType), (.cstpBeforeConnect, cstpBeforeConnect), (.dtlsNotDTLS, dtlsNotDTLS),
+         (.dtlsBeforeHandshake, dtlsBeforeHandshake), (.dtlsNoSession, dtlsNoSession), (.dtlsBadRecord, dtlsBadRecord),
+         (.dtlsReplayed, dtlsReplayed), (.dtlsHandshake, dtlsHandshake), (.ipMalformed, ipMalformed)]
+            .map { (key: CodingKeys, count: UInt64) in (key.stringValue, count) }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case tlsHandshake, tlsRecord, cstpBadHeader, cstpOversize, cstpUnknownType, cstpBeforeConnect
         case dtlsNotDTLS, dtlsBeforeHandshake, dtlsNoSession, dtlsBadRecord, dtlsReplayed, dtlsHandshake, ipMalformed
     }

@@ -45,6 +45,25 @@ import Testing
         #expect(clamped.tlsCertificate?.problems.count == AgentAPILimits.problems)
     }
 
+    @Test func refusedInputClassesAreBounded() throws {
+        var malformed = Dictionary(uniqueKeysWithValues: (0..<100).map { ("class\($0)", Int64($0)) })
+        malformed[String(repeating: "k", count: 200)] = 1_000
+        let report = HealthReport(gateway: GatewayReport(reachable: true, refused: RefusedInputReport(malformed: malformed)),
+                                  appliedConfigurationVersion: 1)
+        let error = #expect(throws: FieldLimitError.self) { try report.checkLimits("health") }
+        #expect(error?.description == "health.gateway.refused.malformed: 101 entries, at most 64 allowed")
+        let clamped = report.clampedToLimits()
+        try clamped.checkLimits("health")
+        // The largest counts stay; a name over the limit goes.
+        #expect(clamped.gateway.refused?.malformed.count == AgentAPILimits.malformedClasses)
+        #expect(clamped.gateway.refused?.malformed["class99"] == 99 && clamped.gateway.refused?.malformed["class0"] == nil)
+        // What a gateway really sends passes untouched.
+        let real = HealthReport(gateway: GatewayReport(reachable: true, refused: RefusedInputReport(malformed: ["dtlsReplayed": 4], bans: 2)),
+                                appliedConfigurationVersion: 1)
+        try real.checkLimits("health")
+        #expect(real.clampedToLimits() == real)
+    }
+
     @Test func applyResultAndRequestsAreChecked() throws {
         let apply = ConfigurationApplyResult(version: 3, success: false, message: String(repeating: "m", count: 9000), dateTime: now)
         let checkin = CheckinRequest(agentVersion: "0.1.0", serverVersion: nil, appliedConfigurationVersion: 2, lastApply: apply)

@@ -63,6 +63,23 @@ import GatewayWire
         #expect(collector.transitMilliseconds(status: status(startedAt: 2, packets: 900, nanos: 9_000_000_000)) == nil, "gateway restarted")
     }
 
+    @Test func refusedInputIsReportedByClassOrNotAtAll() {
+        var s = ServerStatusResponse(version: "t", startedAt: 1, listenPort: 443, tunDevice: "t", activeSessions: 0, connectedSessions: 0,
+                                     totalSessions: 0, authFailures: 0, poolSize: 1, poolInUse: 0, poolExhaustedCount: 0, rxBytes: 0, txBytes: 0,
+                                     authAvailable: true)
+        #expect(HealthCollector.refused(status: s) == nil, "a gateway that does not count: nothing, not zeros")
+        var m = MalformedInputCounts()
+        m.dtlsReplayed = 20
+        m.cstpBadHeader = 2
+        s.malformed = m
+        s.connectionsRefused = 7
+        s.bansSinceStart = 1
+        let r = HealthCollector.refused(status: s)
+        #expect(r?.malformed.count == 13, "every class, zeros too")
+        #expect(r?.malformed["dtlsReplayed"] == 20 && r?.malformed["cstpBadHeader"] == 2 && r?.malformed["ipMalformed"] == 0)
+        #expect(r?.malformedTotal == 22 && r?.connectionsRefused == 7 && r?.bans == 1 && r?.policyDenials == nil)
+    }
+
     @Test func backoffDoublesToTheCapAndJitterStaysWithinTenPercent() {
         var b = Backoff(initial: 1, cap: 10)
         #expect([b.next(), b.next(), b.next(), b.next(), b.next()] == [1, 2, 4, 8, 10])

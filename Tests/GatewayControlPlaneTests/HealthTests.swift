@@ -77,6 +77,24 @@ import Testing
         #expect(check(expiring, "tlsCertificate")?.status != .healthy)
     }
 
+    @Test func refusedInputIsShownButNeverChangesTheStatus() {
+        var report = Fixtures.healthReport()
+        #expect(check(HealthEvaluator.evaluate(inputs(report: report)), "refusedInput")?.status == .unknown)
+        report.gateway.uptimeSeconds = 600
+        report.gateway.refused = RefusedInputReport(malformed: ["dtlsReplayed": 20, "dtlsBadRecord": 15, "tlsHandshake": 0],
+                                                    connectionsRefused: 12, bans: 1, policyDenials: 0)
+        let e = HealthEvaluator.evaluate(inputs(report: report))
+        #expect(e.status == .healthy)
+        let c = check(e, "refusedInput")
+        #expect(c?.status == .informational && c?.value == "35")
+        #expect(c?.message == "35 malformed inputs (dtlsReplayed 20, dtlsBadRecord 15); 12 connections refused at accept; 1 addresses banned in 600 s since the gateway started")
+        #expect(MetricValues.long("malformedInput", report, at: start) == 35)
+        report.gateway.refused = RefusedInputReport()
+        #expect(check(HealthEvaluator.evaluate(inputs(report: report)), "refusedInput")?.message == "nothing refused in 600 s since the gateway started")
+        report.gateway.refused = nil
+        #expect(MetricValues.long("malformedInput", report, at: start) == nil)
+    }
+
     func inputs(received: TimeInterval, dated: TimeInterval? = nil, report: HealthReport = Fixtures.healthReport(),
                 lastCheckin: TimeInterval? = 0) -> HealthInputs {
         var i = inputs(report: report, lastCheckin: lastCheckin)

@@ -144,7 +144,10 @@ import Testing
                    minimal: CertificateReport(subject: nil, notBefore: nil, notAfter: nil, dnsNames: [], problems: []))
         Self.check("ProbeReport", full: ProbeReport(url: "u", reachable: true, statusCode: 200, latencyMilliseconds: 1, error: "e"),
                    minimal: ProbeReport(url: "u", reachable: true))
-        let gateway = GatewayReport(reachable: true, version: "v", uptimeSeconds: 1, poolSize: 2, poolInUse: 1, authReachable: true, error: "e")
+        let refused = RefusedInputReport(malformed: ["dtlsReplayed": 3], connectionsRefused: 1, bans: 1, policyDenials: 1)
+        Self.check("RefusedInputReport", full: refused, minimal: RefusedInputReport())
+        let gateway = GatewayReport(reachable: true, version: "v", uptimeSeconds: 1, poolSize: 2, poolInUse: 1, authReachable: true, error: "e",
+                                    refused: refused)
         Self.check("GatewayReport", full: gateway, minimal: GatewayReport(reachable: false))
         let health = HealthReport(cpuUsagePercent: 1, memoryUsagePercent: 1, diskFreeBytes: 1, currentConnections: 1, throughputBytesPerSecond: 1,
                                   latencyMilliseconds: 1, tlsCertificate: CertificateReport(subject: nil, notBefore: nil, notAfter: nil, dnsNames: [], problems: []),

@@ -126,7 +126,7 @@ const SERIES = [
 ];
 const UNITS = {
   cpuUsage: '%', memoryUsage: '%', diskSpace: 'GB free', latency: 'ms', throughput: 'B/s', currentConnections: 'sessions',
-  addressPoolUsage: '%', tlsCertificateExpiry: 'days', internalNetworkProbe: '(1 = ok)', gatewayReachable: '(1 = ok)',
+  addressPoolUsage: '%', tlsCertificateExpiry: 'days', internalNetworkProbe: '(1 = ok)', gatewayReachable: '(1 = ok)', malformedInput: 'since start',
   appliedConfigurationVersion: '',
 };
 // What an admin reads instead of the API's identifiers (checks and metrics share ids).
@@ -137,6 +137,7 @@ const NAMES = {
   tlsCertificate: 'TLS certificate', agentCertificate: 'Agent certificate', internalNetworkProbe: 'Internal network probe',
   serverConfiguration: 'Server configuration applied', gateway: 'Gateway container', versionCurrency: 'Version currency',
   gatewayReachable: 'Gateway reachable', appliedConfigurationVersion: 'Applied configuration version',
+  refusedInput: 'Refused input', malformedInput: 'Malformed input dropped',
 };
 function label(id) { return NAMES[id] || String(id); }
 const STATUSES = ['healthy', 'warning', 'unhealthy', 'offline', 'unknown', 'informational', 'notMeasured',

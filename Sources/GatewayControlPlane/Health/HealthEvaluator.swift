@@ -143,6 +143,7 @@ public enum HealthEvaluator {
         checks.append(internalNetworkProbe(report, site: input.site))
         checks.append(configurationApplied(server, site: input.site))
         checks.append(gateway(report))
+        checks.append(refusedInput(report))
         checks.append(versionCurrency(server, expected: input.expectedVersion))
 
         let status: TunnelServerHealthStatus
@@ -271,6 +272,27 @@ public enum HealthEvaluator {
             return HealthCheck(id: id, status: .unhealthy, message: "gateway up but the auth plugin does not answer it", value: "1")
         }
         return HealthCheck(id: id, status: .healthy, message: "gateway running\(g.version.map { " (\($0))" } ?? "")", value: "1")
+    }
+
+    /// What the gateway refused since it started (malformed tunnel input by class, connections
+    /// refused at accept, bans, policy denials): informational, it never changes the status —
+    /// a gateway that drops an attacker's input is doing its job — but it says one is there.
+    static func refusedInput(_ report: HealthReport?) -> HealthCheck {
+        let id = "refusedInput"
+        guard let g = report?.gateway, g.reachable, let r = g.refused else {
+            return HealthCheck(id: id, status: .unknown, message: "refused input not reported")
+        }
+        var parts: [String] = []
+        let classes = r.malformed.filter { $0.value > 0 }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        if !classes.isEmpty {
+            parts.append("\(r.malformedTotal) malformed inputs (" + classes.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")")
+        }
+        if let n = r.connectionsRefused, n > 0 { parts.append("\(n) connections refused at accept") }
+        if let n = r.bans, n > 0 { parts.append("\(n) addresses banned") }
+        if let n = r.policyDenials, n > 0 { parts.append("\(n) logins refused by group policy") }
+        let since = g.uptimeSeconds.map { " in \($0) s since the gateway started" } ?? " since the gateway started"
+        let message = parts.isEmpty ? "nothing refused" + since : parts.joined(separator: "; ") + since
+        return HealthCheck(id: id, status: .informational, message: message, value: "\(r.malformedTotal)")
     }
 
     static func versionCurrency(_ server: ServerRecord, expected: String) -> HealthCheck {

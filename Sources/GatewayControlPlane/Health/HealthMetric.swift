@@ -94,7 +94,7 @@ public enum HealthMetric: String, CaseIterable, Sendable {
 enum MetricValues {
     static let names: [String] = [
         "cpuUsage", "memoryUsage", "diskSpace", "latency", "throughput", "currentConnections", "addressPoolUsage",
-        "tlsCertificateExpiry", "internalNetworkProbe", "gatewayReachable", "appliedConfigurationVersion",
+        "tlsCertificateExpiry", "internalNetworkProbe", "gatewayReachable", "appliedConfigurationVersion", "malformedInput",
     ]
 
     static let units: [String: String] = [
@@ -102,6 +102,7 @@ enum MetricValues {
         "throughput": "bytes per second, both directions", "currentConnections": "sessions", "addressPoolUsage": "percent",
         "tlsCertificateExpiry": "days until expiry", "internalNetworkProbe": "1 reachable, 0 not",
         "gatewayReachable": "1 reachable, 0 not", "appliedConfigurationVersion": "version",
+        "malformedInput": "malformed tunnel inputs dropped since the gateway started",
     ]
 
     /// The raw (fractional) value of a metric in one report, nil when not reported.
@@ -122,6 +123,7 @@ enum MetricValues {
         case "internalNetworkProbe": return r.internalNetworkProbe.map { $0.reachable ? 1 : 0 }
         case "gatewayReachable": return r.gateway.reachable ? 1 : 0
         case "appliedConfigurationVersion": return Double(r.appliedConfigurationVersion)
+        case "malformedInput": return r.gateway.refused.map { Double($0.malformedTotal) }
         default: return nil
         }
     }

@@ -63,8 +63,16 @@ enum AgentSchemas {
             "GatewayReport": JS.object([
                 "reachable": JS.boolean, "version": opt(JS.string(maxLength: L.version)), "uptimeSeconds": opt(JS.integer()),
                 "poolSize": opt(JS.integer()), "poolInUse": opt(JS.integer()), "authReachable": opt(JS.boolean),
-                "error": opt(JS.string(maxLength: L.reason)),
+                "error": opt(JS.string(maxLength: L.reason)), "refused": opt(JS.ref("RefusedInputReport")),
             ], required: ["reachable"]),
+            "RefusedInputReport": JS.object([
+                "malformed": JS.with(JS.object([:]), [
+                    "description": .string("Malformed tunnel input dropped since the gateway started, by class"),
+                    "additionalProperties": JS.integer(), "maxProperties": .int(Int64(L.malformedClasses)),
+                    "propertyNames": JS.string(maxLength: L.malformedClassName),
+                ]),
+                "connectionsRefused": opt(JS.integer()), "bans": opt(JS.integer()), "policyDenials": opt(JS.integer()),
+            ], required: ["malformed"]),
             "HealthReport": JS.object([
                 "cpuUsagePercent": opt(JS.number()), "memoryUsagePercent": opt(JS.number()), "diskFreeBytes": opt(JS.integer()),
                 "currentConnections": opt(JS.integer()), "throughputBytesPerSecond": opt(JS.integer()),
