@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        // Metrics for Prometheus (docs/metrics.md).
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // --- C shims: the only places C is imported from.
@@ -148,8 +150,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // The gateway's counters as Prometheus metrics, and the plain-HTTP scrape endpoint.
+        .target(name: "GatewayMetrics", dependencies: [
+            "GatewayWire",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
         .executableTarget(name: "mstunnel-agent", dependencies: [
-            "GatewayAgent", "GatewayAgentAPI", "GatewayLogging",
+            "GatewayAgent", "GatewayAgentAPI", "GatewayLogging", "GatewayMetrics", "GatewayWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
@@ -189,6 +199,9 @@ let package = Package(
             "GatewayAgent", "GatewayAgentAPI", "GatewayCore", "GatewayWire", "GatewayIPC",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
+        .testTarget(name: "GatewayMetricsTests", dependencies: [
+            "GatewayMetrics", "GatewayWire", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "GatewayAuthTests", dependencies: [
             "GatewayAuth", "GatewayWire", "GatewayIPC", .product(name: "JWTKit", package: "jwt-kit"),

@@ -216,9 +216,11 @@ api() {
     [ "$code" -lt 400 ]
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# agent_run [VAR=VALUE…]: the agent in the background, with AGENT_EXTRA (an array) as more options.
+AGENT_EXTRA=()
 agent_run() {
     ip netns exec "$NS_G" env MSTUNNEL_LOG_DIR="$LOGS" "$@" "$BIN/mstunnel-agent" run --state-dir "$STATE" --run-dir "$RUN" \
-        --log-dir "$LOGS" >> "$WORK/agent.log" 2>&1 &
+        --log-dir "$LOGS" "${AGENT_EXTRA[@]}" >> "$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
     PIDS+=($AGENT_PID)
 }

@@ -29,13 +29,17 @@ run_scripts() {
 }
 BIN="$(swift build --show-bin-path)"
 export BIN
-# The control-plane API probe (netns 15_control_api_probe.sh) runs schemathesis, pinned, in
-# its own venv (PyPI); without it that test would skip, so a failed install is a failure.
+# The control-plane API probe (netns 15_control_api_probe.sh) runs schemathesis, and netns 05
+# reads the agent's /metrics with prometheus_client's parser, both pinned, in their own venv
+# (PyPI); without them those checks would skip, so a failed install is a failure.
 SCHEMATHESIS_VERSION=4.32.5
-if [ "$(id -u)" = 0 ] && ! /opt/mst-venv/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
-    echo "== installing schemathesis $SCHEMATHESIS_VERSION into /opt/mst-venv"
-    { python3 -m venv /opt/mst-venv && /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION"; } \
-        || { echo "FAILED: installing schemathesis (python3-venv, PyPI)"; status=1; }
+PROMETHEUS_CLIENT_VERSION=0.26.0
+if [ "$(id -u)" = 0 ] && { ! /opt/mst-venv/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" ||
+                           ! /opt/mst-venv/bin/pip show prometheus-client 2>/dev/null | grep -qx "Version: $PROMETHEUS_CLIENT_VERSION"; }; then
+    echo "== installing schemathesis $SCHEMATHESIS_VERSION and prometheus-client $PROMETHEUS_CLIENT_VERSION into /opt/mst-venv"
+    { python3 -m venv /opt/mst-venv &&
+      /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"; } \
+        || { echo "FAILED: installing schemathesis and prometheus-client (python3-venv, PyPI)"; status=1; }
 fi
 run_scripts IntegrationTests/netns/[0-9]*.sh
 # The stack as it ships: images built with deploy/build-images (a release build, kept in

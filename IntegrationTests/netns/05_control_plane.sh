@@ -82,6 +82,7 @@ cp -a "$STATE" "$WORK/state-first-identity"
 
 echo "== the agent writes the configuration, the gateway starts from it"
 rm -f "$STATE/admin-settings.json"
+AGENT_EXTRA=(--metrics-listen 127.0.0.1:9464)   # the Prometheus endpoint, read below
 agent_run
 wait_for "admin-settings.json written by the agent" 100 test -s "$STATE/admin-settings.json"
 check "it carries the Site's configuration" grep -q '198.18.1.0/25' "$STATE/admin-settings.json"
@@ -117,6 +118,31 @@ c=[x for x in json.load(sys.stdin)['value'] if x['id']=='refusedInput']
 sys.exit(0 if c and c[0]['status']=='informational' and 'dtlsNotDTLS 5' in c[0]['message'] else 1)"; }
 wait_for "healthChecks: refusedInput shows the 5 datagrams that were not DTLS" 100 refused_shown
 wait_for "getHealthMetrics: malformedInput = 5" 100 metric_is malformedInput 5
+# The same counters for Prometheus, from the agent (docs/metrics.md), read with
+# prometheus_client's own text parser.
+metrics_ok() {
+    ip netns exec "$NS_G" curl -sf http://127.0.0.1:9464/metrics > "$WORK/metrics.txt" || return 1
+    /opt/mst-venv/bin/python3 - "$WORK/metrics.txt" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+samples, families = {}, list(text_string_to_metric_families(open(sys.argv[1]).read()))
+for f in families:
+    assert f.documentation and f.type in ("counter", "gauge"), f.name
+    for s in f.samples:
+        samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+def v(name, **labels): return samples.get((name, tuple(sorted(labels.items()))))
+assert v("mstunnel_gateway_up") == 1
+assert v("mstunnel_sessions", state="connected") == 1
+assert v("mstunnel_auth_available") == 1
+assert v("mstunnel_tunnel_bytes_total", direction="from_clients") > 0
+assert v("mstunnel_tunnel_bytes_total", direction="to_clients") > 0
+assert v("mstunnel_malformed_input_total", **{"class": "dtlsNotDTLS"}) == 5
+assert v("mstunnel_sessions_created_total") >= 1
+PY
+}
+wait_for "the agent's /metrics (Prometheus text, parsed): gateway up, 1 session, bytes both ways, 5 dtlsNotDTLS" 60 metrics_ok
+check "the metrics endpoint answers nothing else" sh -c "ip netns exec '$NS_G' curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/ | grep -qx 404"
+check "no user name in the metrics" sh -c "! grep -q '@' '$WORK/metrics.txt'"
 
 echo "== a configuration change reaches the gateway; the connected session survives"
 if api PATCH "/microsoftTunnelConfigurations/$CFG" '{"routeIncludes":["198.18.1.0/24"],"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"},{"name":"banner","value":"pushed by the control plane"}]}' >/dev/null; then

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayWire
 import Logging
 
 public struct RunOptions: Sendable {
@@ -10,14 +11,18 @@ public struct RunOptions: Sendable {
     /// Primary gids accepted for the process listening on `<run-dir>/server.sock`, beyond
     /// root and the agent's own uid (`--gateway-gid`); see `GatewayControl`.
     public var gatewayGIDs: Set<UInt32>
+    /// Given each reading of the gateway's status (every `AgentRunner.eventsInterval`), or
+    /// nil when the gateway did not answer: the metrics endpoint (`--metrics-listen`).
+    public var gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)?
 
     public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000,
-                gatewayGIDs: Set<UInt32> = []) {
+                gatewayGIDs: Set<UInt32> = [], gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)? = nil) {
         self.paths = paths
         self.runDirectory = runDirectory
         self.logDirectory = logDirectory
         self.outboxMax = outboxMax
         self.gatewayGIDs = gatewayGIDs
+        self.gatewayStatusObserver = gatewayStatusObserver
     }
 }
 
@@ -162,6 +167,9 @@ public final class AgentRunner {
             now = Date()
             if now >= nextEvents {
                 if events.poll() > 0 { reportsQueued(now: now) }
+                if let observe = options.gatewayStatusObserver {
+                    observe(try? gateway.serverStatus().get())
+                }
                 nextEvents = now.addingTimeInterval(Self.eventsInterval)
             }
             if stop.isStopped { break }

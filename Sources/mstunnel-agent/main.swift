@@ -3,6 +3,8 @@ import Foundation
 import GatewayAgent
 import GatewayAgentAPI
 import GatewayLogging
+import GatewayMetrics
+import GatewayWire
 import Logging
 
 /// The management agent: enrolls this gateway into a Site, then keeps it in line with the
@@ -89,8 +91,20 @@ struct Run: ParsableCommand {
             help: "Also trust a control-socket listener whose primary gid is GID (repeatable); root and the agent's own uid are always trusted.")
     var gatewayGID: [UInt32] = []
 
+    @Option(name: .customLong("metrics-listen"),
+            help: "Serve the gateway's counters for Prometheus at http://HOST:PORT/metrics (plain HTTP: bind to loopback or a management address). Default: $MSTUNNEL_METRICS_LISTEN; off when neither is set.")
+    var metricsListen: String?
+
+    /// The option, else the environment (compose.yaml passes it so), empty meaning off.
+    var metricsAddress: String? {
+        metricsListen ?? ProcessInfo.processInfo.environment["MSTUNNEL_METRICS_LISTEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     func validate() throws {
         guard outboxMax >= 100 else { throw ValidationError("--outbox-max must be at least 100") }
+        if let m = metricsAddress, MetricsHTTPServer.parse(listen: m) == nil {
+            throw ValidationError("--metrics-listen (or MSTUNNEL_METRICS_LISTEN) \(m): expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+        }
     }
 
     func run() throws {
@@ -98,8 +112,22 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "mstunnel-agent")
         let stop = StopSignal()
         stop.install()
+        var observer: (@Sendable (ServerStatusResponse?) -> Void)?
+        if let m = metricsAddress, let (host, port) = MetricsHTTPServer.parse(listen: m) {
+            let exporter = GatewayMetricsExporter()
+            do {
+                let bound = try MetricsHTTPServer.start(host: host, port: port, logger: logger) { exporter.exposition() }
+                logger.info("agent.metrics.listening", metadata: ["address": "\(host)", "port": "\(bound)"])
+            } catch {
+                logger.critical("agent.cannot_start", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+            observer = { status in
+                if let status { exporter.update(status) } else { exporter.gatewayUnreachable() }
+            }
+        }
         let runner = AgentRunner(options: RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax,
-                                                    gatewayGIDs: Set(gatewayGID)),
+                                                    gatewayGIDs: Set(gatewayGID), gatewayStatusObserver: observer),
                                  logger: logger, stop: stop)
         do {
             try runner.run()
