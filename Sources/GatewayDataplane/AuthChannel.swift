@@ -15,6 +15,8 @@ final class AuthChannel {
         let connectionSlot: Int32
         let connectionGeneration: UInt32
         let sentAt: Int64
+        /// For the latency histogram (`sentAt` is whole seconds, for timeouts).
+        var sentNanos: UInt64 = monotonicNanos()
         /// Set for a session's re-check at its deadline (`Recheck`), not a login: the
         /// session's slot and handle (a slot is reused; the handle tells sessions apart).
         var recheck: (slot: Int32, handle: String)? = nil

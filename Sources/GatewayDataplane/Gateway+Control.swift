@@ -73,6 +73,10 @@ extension Gateway {
             status.bansSinceStart = sourceGuard.bans
             status.malformed = malformed
             status.policyDenials = counters.policyDenials
+            status.tls = counters.tls
+            status.dtls = counters.dtls
+            status.logins = counters.logins
+            status.authLatency = counters.authLatency
             return .serverStatus(status)
         case .listSessions(let q):
             let now = monotonicSeconds()

@@ -221,7 +221,7 @@ extension Gateway {
         switch CSTP.PacketType(rawValue: type) {
         case .data:
             ch.preferred = true
-            forwardToTUN(s, UnsafeRawBufferPointer(rebasing: r[1...]), now: now)
+            forwardToTUN(s, UnsafeRawBufferPointer(rebasing: r[1...]), overDTLS: true, now: now)
         case .dpdRequest:
             // Echo with the same payload: the client's MTU probe only accepts an answer
             // of its own size and content.

@@ -92,12 +92,14 @@ extension Gateway {
 
     /// No answer will come for `c`'s token: a 503 that says why.
     func authUnavailable(_ c: ClientConnection, reason: String, clientReason: String? = nil) {
+        counters.logins.authUnavailable &+= 1
         logger.warning("login.unavailable", metadata: ["peer.address": "\(c.peer)", "reason": "\(reason)"])
         perform(c.login.authUnavailable(clientReason ?? reason), c)
     }
 
     /// The answer from mstunnel-auth for a waiting connection.
     func authCompleted(_ p: AuthChannel.Pending, _ response: ValidateTokenResponse) {
+        counters.authLatency.record(nanos: monotonicNanos() &- p.sentNanos)
         if let target = p.recheck { return recheckAnswered(target, response) }
         guard let c = connection(for: p) else { return }
         perform(c.login.authAnswered(response) { isSession($0) }, c)
@@ -181,6 +183,7 @@ extension Gateway {
         case .admitReplacing(let slot):
             if let idle = sessions.session(at: slot) { endSession(idle, reason: "replaced by a newer login (max-sessions-per-user)") }
         case .refuse(let answer, let reason):
+            counters.logins.sessionLimit &+= 1
             logger.warning("session.refused", metadata: ["reason": "\(reason)", "limit": "\(reason.hasPrefix("max-sessions-per-user") ? limits.maxSessionsPerUser : limits.maxSessions)",
                                                          "user.id": "\(identity.userId)", "user.name": "\(identity.userName)"])
             return .failure(SessionRefusal(reply: answer))

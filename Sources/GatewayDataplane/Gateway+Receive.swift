@@ -72,7 +72,7 @@ extension Gateway {
         case .forward:
             // Data over TLS while DTLS is up: the client fell back to TLS (UDP blocked?).
             if let ch = s.dtls, ch.preferred { ch.preferred = false }
-            forwardToTUN(s, payload, now: now)
+            forwardToTUN(s, payload, overDTLS: false, now: now)
         case .answerDPD: writeRecord(c, CSTP.frame(.dpdResponse, payload: Array(payload)))
         case .nothing: break
         case .logoff(let reason): endSession(s, reason: "logoff", clientReason: reason)
@@ -85,7 +85,7 @@ extension Gateway {
     }
 
     @inline(__always)
-    func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, now: Int64) {
+    func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, overDTLS: Bool, now: Int64) {
         // Only IPv4 packets whose source is this session's own address: a client cannot
         // spoof another client or an internal address.
         switch SourceCheck.verdict(packet, sessionAddress: s.address) {
@@ -106,6 +106,13 @@ extension Gateway {
         s.rxBytes &+= UInt64(packet.count)
         s.rxPackets &+= 1
         counters.rxBytes &+= UInt64(packet.count)
+        if overDTLS {
+            counters.dtls.packetsFromClients &+= 1
+            counters.dtls.bytesFromClients &+= UInt64(packet.count)
+        } else {
+            counters.tls.packetsFromClients &+= 1
+            counters.tls.bytesFromClients &+= UInt64(packet.count)
+        }
         s.lastTraffic = now
     }
 

@@ -81,6 +81,8 @@ extension Gateway {
                 s.txPackets &+= 1
                 s.lastTraffic = now
                 counters.txBytes &+= UInt64(n)
+                counters.dtls.packetsToClients &+= 1
+                counters.dtls.bytesToClients &+= UInt64(n)
                 return
             }
             dropDTLS(s)
@@ -96,6 +98,8 @@ extension Gateway {
             s.txPackets &+= 1
             s.lastTraffic = now
             counters.txBytes &+= UInt64(n)
+            counters.tls.packetsToClients &+= 1
+            counters.tls.bytesToClients &+= UInt64(n)
             markDirty(c)
         } else {
             closeConnection(c, reason: "TLS write failed")

@@ -180,6 +180,11 @@ public final class Gateway {
         var dropsTunWrite: UInt64 = 0
         var dtlsHandshakes = 0
         var dtlsFailures = 0
+        /// Traffic per channel; the totals above are their sums.
+        var tls = ChannelTraffic()
+        var dtls = ChannelTraffic()
+        var logins = LoginOutcomes()
+        var authLatency = LatencyHistogram()
     }
 
     /// Blocks SIGTERM, SIGINT and SIGHUP so they arrive only through the loop's signalfd.

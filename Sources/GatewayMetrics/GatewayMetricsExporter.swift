@@ -25,6 +25,10 @@ public final class GatewayMetricsExporter: Sendable {
     private struct State {
         var startedAt: Int64?
         var counters: [String: Mirrored] = [:]
+        /// The auth latency histogram as exposed (counts per bucket, sum, count: all only
+        /// growing), and the gateway's at the previous reading.
+        var authLatency: LatencyHistogram?
+        var lastAuthLatency: LatencyHistogram?
     }
 
     private let state = Mutex(State())
@@ -59,10 +63,9 @@ public final class GatewayMetricsExporter: Sendable {
 
     /// The help text of each counter family (one text per name, whatever its labels).
     static let help: [String: String] = [
-        "mstunnel_sessions_created_total": "Sessions created by a successful login",
-        "mstunnel_auth_failures_total": "Logins refused by mstunnel-auth",
-        "mstunnel_pool_exhausted_total": "Logins refused because the address pool was full",
+        "mstunnel_logins_total": "Logins (and reconnects, for denied_by_policy) by outcome",
         "mstunnel_tunnel_bytes_total": "Tunnel payload bytes (direction=from_clients: into the network, to_clients: out of it)",
+        "mstunnel_tunnel_packets_total": "Tunnel IP packets (direction=from_clients: into the network, to_clients: out of it)",
         "mstunnel_packets_dropped_total": "Tunnel packets and datagrams dropped, by reason",
         "mstunnel_acks_coalesced_total": "Pure TCP ACKs not forwarded because a later ACK of the same flow superseded them",
         "mstunnel_transit_packets_total": "Tunnel packets whose time inside the gateway was measured",
@@ -70,7 +73,6 @@ public final class GatewayMetricsExporter: Sendable {
         "mstunnel_malformed_input_total": "Malformed tunnel input dropped, by class (docs/security.md)",
         "mstunnel_connections_refused_total": "Connections closed at accept (per-address or global login limits, bans)",
         "mstunnel_bans_total": "Addresses banned for repeated failed logins",
-        "mstunnel_policy_denials_total": "Logins and reconnects refused by a group policy that denies the user",
     ]
 
     /// One reading of the gateway's status.
@@ -85,13 +87,29 @@ public final class GatewayMetricsExporter: Sendable {
         poolInUse.set(Double(s.poolInUse))
         authAvailable.set(s.authAvailable ? 1.0 : 0.0)
 
+        func count(_ n: Int?) -> UInt64 { UInt64(max(0, n ?? 0)) }
         var readings: [(String, [(String, String)], UInt64)] = [
-            ("mstunnel_sessions_created_total", [], UInt64(max(0, s.totalSessions))),
-            ("mstunnel_auth_failures_total", [], UInt64(max(0, s.authFailures))),
-            ("mstunnel_pool_exhausted_total", [], UInt64(max(0, s.poolExhaustedCount))),
-            ("mstunnel_tunnel_bytes_total", [("direction", "from_clients")], s.rxBytes),
-            ("mstunnel_tunnel_bytes_total", [("direction", "to_clients")], s.txBytes),
+            ("mstunnel_logins_total", [("outcome", "success")], count(s.totalSessions)),
+            ("mstunnel_logins_total", [("outcome", "rejected")], count(s.authFailures)),
+            ("mstunnel_logins_total", [("outcome", "no_address")], count(s.poolExhaustedCount)),
+            ("mstunnel_logins_total", [("outcome", "denied_by_policy")], count(s.policyDenials)),
         ]
+        if let l = s.logins {
+            readings.append(("mstunnel_logins_total", [("outcome", "session_limit")], l.sessionLimit))
+            readings.append(("mstunnel_logins_total", [("outcome", "auth_unavailable")], l.authUnavailable))
+        }
+        if let tls = s.tls, let dtls = s.dtls {
+            for (channel, t) in [("tls", tls), ("dtls", dtls)] {
+                readings.append(("mstunnel_tunnel_bytes_total", [("direction", "from_clients"), ("channel", channel)], t.bytesFromClients))
+                readings.append(("mstunnel_tunnel_bytes_total", [("direction", "to_clients"), ("channel", channel)], t.bytesToClients))
+                readings.append(("mstunnel_tunnel_packets_total", [("direction", "from_clients"), ("channel", channel)], t.packetsFromClients))
+                readings.append(("mstunnel_tunnel_packets_total", [("direction", "to_clients"), ("channel", channel)], t.packetsToClients))
+            }
+        } else {
+            // A gateway before 0.1.8: totals only.
+            readings.append(("mstunnel_tunnel_bytes_total", [("direction", "from_clients")], s.rxBytes))
+            readings.append(("mstunnel_tunnel_bytes_total", [("direction", "to_clients")], s.txBytes))
+        }
         if let d = s.drops {
             for (reason, n) in [("no_session", d.noSession), ("queue_full", d.queueFull), ("spoofed", d.spoofed),
                                 ("unsupported", d.unsupported), ("unknown_datagram", d.unknownDatagram)] {
@@ -108,11 +126,23 @@ public final class GatewayMetricsExporter: Sendable {
         }
         if let n = s.connectionsRefused { readings.append(("mstunnel_connections_refused_total", [], UInt64(max(0, n)))) }
         if let n = s.bansSinceStart { readings.append(("mstunnel_bans_total", [], UInt64(max(0, n)))) }
-        if let n = s.policyDenials { readings.append(("mstunnel_policy_denials_total", [], UInt64(max(0, n)))) }
 
         state.withLock { st in
             let restarted = st.startedAt != nil && st.startedAt != s.startedAt
             st.startedAt = s.startedAt
+            if let h = s.authLatency, h.counts.count == LatencyHistogram.bounds.count + 1 {
+                var exposed = st.authLatency ?? LatencyHistogram()
+                let last = restarted ? nil : st.lastAuthLatency
+                for i in h.counts.indices {
+                    let before = last?.counts[i] ?? 0
+                    exposed.counts[i] &+= h.counts[i] >= before ? h.counts[i] - before : h.counts[i]
+                }
+                let (sumBefore, countBefore) = (last?.sumNanos ?? 0, last?.count ?? 0)
+                exposed.sumNanos &+= h.sumNanos >= sumBefore ? h.sumNanos - sumBefore : h.sumNanos
+                exposed.count &+= h.count >= countBefore ? h.count - countBefore : h.count
+                st.authLatency = exposed
+                st.lastAuthLatency = h
+            }
             for (name, labels, value) in readings {
                 let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
                 if var m = st.counters[key] {
@@ -139,5 +169,27 @@ public final class GatewayMetricsExporter: Sendable {
     }
 
     /// The Prometheus text exposition (what `GET /metrics` answers).
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    public func exposition() -> [UInt8] {
+        var out = registry.emitToBuffer()
+        if let h = state.withLock({ $0.authLatency }) { out += Self.histogram(h).utf8 }
+        return out
+    }
+
+    /// The auth latency histogram in the text format. Written here, not through the
+    /// registry: swift-prometheus records observations one by one, and this histogram is
+    /// measured in the gateway (no lock, no allocation in its loop) and read as counts per
+    /// bucket, which its histograms cannot be given.
+    static func histogram(_ h: LatencyHistogram) -> String {
+        let name = "mstunnel_auth_latency_seconds"
+        var text = "# HELP \(name) How long mstunnel-auth took to answer the gateway (logins and re-checks)\n# TYPE \(name) histogram\n"
+        var cumulative: UInt64 = 0
+        for (i, bound) in LatencyHistogram.bounds.enumerated() {
+            cumulative &+= h.counts[i]
+            text += "\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        }
+        cumulative &+= h.counts[LatencyHistogram.bounds.count]
+        text += "\(name)_bucket{le=\"+Inf\"} \(cumulative)\n"
+        text += "\(name)_sum \(Double(h.sumNanos) / 1e9)\n\(name)_count \(h.count)\n"
+        return text
+    }
 }

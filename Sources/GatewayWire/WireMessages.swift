@@ -199,6 +199,13 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     public var malformed: MalformedInputCounts?
     /// Logins and CONNECTs refused by a group policy that denies the user (added in 0.1.7).
     public var policyDenials: Int?
+    /// Traffic per channel (added in 0.1.8).
+    public var tls: ChannelTraffic?
+    public var dtls: ChannelTraffic?
+    /// Logins by the outcomes the other counters do not cover (added in 0.1.8).
+    public var logins: LoginOutcomes?
+    /// How long mstunnel-auth took to answer a validation (logins and re-checks; added in 0.1.8).
+    public var authLatency: LatencyHistogram?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,
