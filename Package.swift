@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         // Metrics for Prometheus (docs/metrics.md).
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
     ],
     targets: [
         // --- C shims: the only places C is imported from.
@@ -102,6 +104,7 @@ let package = Package(
             .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             // The development issuer signs tokens (JWTKit) and hashes local passwords (PBKDF2).
             .product(name: "JWTKit", package: "jwt-kit"),
@@ -145,7 +148,10 @@ let package = Package(
         ], swiftSettings: strict),
 
         .executableTarget(name: "mstunnel-control", dependencies: [
-            "GatewayControlPlane", "GatewayLogging",
+            "GatewayControlPlane", "GatewayLogging", "GatewayMetrics",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

@@ -30,7 +30,7 @@ outbox_depth() { ip netns exec "$NS_G" "$BIN/mstunnel-agent" status --state-dir 
 outbox_empty() { test "$(outbox_depth)" = 0; }
 
 echo "== control plane: first start"
-CERT_LIFETIME=3600 start_control
+CERT_LIFETIME=3600 start_control --metrics-listen 127.0.0.1:9465   # its own /metrics, read below
 check "CA and admin token created, 0600" sh -c "test \"\$(stat -c %a '$CONTROL/admin-token')\" = 600 && test \"\$(stat -c %a '$CONTROL/ca.key')\" = 600"
 check "anonymous read refused (401)" sh -c "ip netns exec $NS_I curl -s -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' $API/microsoftTunnelSites | grep -q 401"
 check "path tricks do not skip admin auth (//beta, /./beta)" sh -c "for p in //beta/deviceManagement/microsoftTunnelSites /./beta/deviceManagement/microsoftTunnelSites /beta//deviceManagement/microsoftTunnelSites; do c=\$(ip netns exec $NS_I curl -s --path-as-is -o /dev/null -w '%{http_code}' --cacert '$CONTROL/ca.crt' $CP\$p); case \$c in 400|401) ;; *) exit 1;; esac; done"
@@ -127,22 +127,49 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 samples, families = {}, list(text_string_to_metric_families(open(sys.argv[1]).read()))
 for f in families:
-    assert f.documentation and f.type in ("counter", "gauge"), f.name
+    assert f.documentation and f.type in ("counter", "gauge", "histogram"), f.name
     for s in f.samples:
         samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
 def v(name, **labels): return samples.get((name, tuple(sorted(labels.items()))))
 assert v("mstunnel_gateway_up") == 1
 assert v("mstunnel_sessions", state="connected") == 1
 assert v("mstunnel_auth_available") == 1
-assert v("mstunnel_tunnel_bytes_total", direction="from_clients") > 0
-assert v("mstunnel_tunnel_bytes_total", direction="to_clients") > 0
+# The stock client is on DTLS: its pings went both ways over it.
+assert v("mstunnel_tunnel_bytes_total", direction="from_clients", channel="dtls") > 0
+assert v("mstunnel_tunnel_packets_total", direction="to_clients", channel="dtls") > 0
 assert v("mstunnel_malformed_input_total", **{"class": "dtlsNotDTLS"}) == 5
-assert v("mstunnel_sessions_created_total") >= 1
+assert v("mstunnel_logins_total", outcome="success") >= 1
+# Each login was one validation by mstunnel-auth.
+assert v("mstunnel_auth_latency_seconds_count") >= 1
+assert v("mstunnel_auth_latency_seconds_bucket", le="+Inf") == v("mstunnel_auth_latency_seconds_count")
 PY
 }
-wait_for "the agent's /metrics (Prometheus text, parsed): gateway up, 1 session, bytes both ways, 5 dtlsNotDTLS" 60 metrics_ok
+wait_for "the agent's /metrics (Prometheus text, parsed): gateway up, 1 session, DTLS traffic both ways, 5 dtlsNotDTLS, logins, auth latency" 60 metrics_ok
 check "the metrics endpoint answers nothing else" sh -c "ip netns exec '$NS_G' curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/ | grep -qx 404"
 check "no user name in the metrics" sh -c "! grep -q '@' '$WORK/metrics.txt'"
+# The control plane's own: API requests by route pattern (never a raw path), check-ins,
+# reports received, servers by health status.
+control_metrics_ok() {
+    ip netns exec "$NS_I" curl -sf http://127.0.0.1:9465/metrics > "$WORK/control-metrics.txt" || return 1
+    /opt/mst-venv/bin/python3 - "$WORK/control-metrics.txt" "$SERVER" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = {}
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    assert f.documentation is not None and f.type in ("counter", "gauge", "histogram"), f.name
+    for s in f.samples:
+        samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+def v(name, **labels): return samples.get((name, tuple(sorted(labels.items()))), 0)
+assert v("mstunnel_control_agent_checkins_total") >= 2
+assert v("mstunnel_control_reports_received_total", kind="health") >= 1
+assert v("mstunnel_control_servers", status="healthy") + v("mstunnel_control_servers", status="warning") == 1
+routes = {dict(k[1]).get("route") for k in samples if k[0] == "mstunnel_control_http_requests_total"}
+assert "/agent/v1/checkin" in routes, routes
+assert not any(sys.argv[2] in (r or "") for r in routes), "a raw server id in a route label"
+assert any(k[0] == "mstunnel_control_http_request_duration_seconds_count" for k in samples)
+PY
+}
+wait_for "the control plane's /metrics (parsed): check-ins, health reports, 1 server healthy or warning, API requests by route pattern" 60 control_metrics_ok
 
 echo "== a configuration change reaches the gateway; the connected session survives"
 if api PATCH "/microsoftTunnelConfigurations/$CFG" '{"routeIncludes":["198.18.1.0/24"],"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"},{"name":"banner","value":"pushed by the control plane"}]}' >/dev/null; then

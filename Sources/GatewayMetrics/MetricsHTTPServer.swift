@@ -25,11 +25,9 @@ public enum MetricsHTTPServer {
         return (host, port)
     }
 
-    /// Starts the listener on its own task and returns once it is bound (the port it got:
-    /// `port` 0 picks one), or throws why it could not bind within 10 s. It runs until the
-    /// process exits.
-    @discardableResult
-    public static func start(host: String, port: Int, logger: Logger, render: @escaping @Sendable () -> [UInt8]) throws -> Int {
+    /// The listener, not started; `onServerRunning` gets the port it bound.
+    public static func application(host: String, port: Int, logger: Logger, render: @escaping @Sendable () -> [UInt8],
+                                   onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { _, _ -> Response in
             let body = render()
@@ -37,9 +35,17 @@ public enum MetricsHTTPServer {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: nil),
+                           onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    /// For a program without Swift concurrency of its own (the agent): starts the listener
+    /// on its own task and returns once it is bound (the port it got: `port` 0 picks one),
+    /// or throws why it could not bind within 10 s. It runs until the process exits.
+    @discardableResult
+    public static func start(host: String, port: Int, logger: Logger, render: @escaping @Sendable () -> [UInt8]) throws -> Int {
         let bound = BoundPort()
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: nil),
-                              onServerRunning: { channel in bound.set(.success(channel.localAddress?.port ?? port)) }, logger: logger)
+        let app = application(host: host, port: port, logger: logger, render: render) { bound.set(.success($0)) }
         Task.detached {
             do {
                 try await app.run()

@@ -2,8 +2,12 @@ import ArgumentParser
 import Foundation
 import GatewayControlPlane
 import GatewayLogging
+import GatewayMetrics
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
 
 /// `mstunnel-control`: the self-hosted control plane (docs/control-plane.md).
 @main
@@ -58,6 +62,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days health reports, session events and report ids are kept (pruned every 10 minutes).")
     var retentionDays = 30
 
+    @Option(name: .customLong("metrics-listen"),
+            help: "Serve the control plane's metrics for Prometheus at http://HOST:PORT/metrics (plain HTTP: bind to loopback or a management address). Off by default.")
+    var metricsListen: String?
+
     @Option(help: "Seconds a client has to complete the TLS handshake before its connection is closed.")
     var tlsHandshakeTimeout = 10
 
@@ -97,6 +105,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--admin-auth-max-failures must be at least 1 and --admin-auth-lockout 1 to 86400 seconds")
         }
         _ = try Self.split(listen)
+        if let m = metricsListen, MetricsHTTPServer.parse(listen: m) == nil {
+            throw ValidationError("--metrics-listen \(m): expected HOST:PORT, e.g. 127.0.0.1:9465")
+        }
     }
 
     static func split(_ text: String) throws -> (String, Int) {
@@ -150,13 +161,29 @@ struct Serve: AsyncParsableCommand {
         if let issuer = prepared.controlPlane.devIssuer { started["devIssuer"] = "\(issuer.issuer)" }
         logger.info("control.starting", metadata: started)
         let app = try ControlPlaneServer.application(prepared, host: host, port: port, logger: logger)
-        // Hummingbird's service group stops gracefully on SIGTERM and SIGINT; the retention
-        // task (once now, then every 10 minutes) is cancelled when it returns.
+        var metricsApp: (any ApplicationProtocol)?
+        if let m = metricsListen, let (mHost, mPort) = MetricsHTTPServer.parse(listen: m) {
+            // Before anything records a metric: swift-metrics takes one factory per process.
+            var factory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+            factory.nameAndLabelSanitizer = ControlPlaneMetrics.prometheusNames
+            MetricsSystem.bootstrap(factory)
+            let registry = factory.registry
+            metricsApp = MetricsHTTPServer.application(host: mHost, port: mPort, logger: logger, render: { registry.emitToBuffer() }) { bound in
+                logger.info("control.metrics.listening", metadata: ["address": "\(mHost)", "port": "\(bound)"])
+            }
+        }
+        // One service group stops both listeners gracefully on SIGTERM and SIGINT, and stops
+        // everything if one fails (a metrics address that cannot be bound stops the control
+        // plane with the reason); the retention and health-watch tasks are cancelled when it
+        // returns.
+        var services: [any Service] = [app]
+        if let metricsApp { services.append(metricsApp) }
+        let serviceGroup = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let controlPlane = prepared.controlPlane
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await controlPlane.runRetention() }
             group.addTask { await controlPlane.runHealthWatch() }
-            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            try await serviceGroup.run()
             group.cancelAll()
         }
         logger.info("control.stopped")

@@ -191,3 +191,17 @@ import Testing
         }
     }
 }
+
+/// Hummingbird's metric names made Prometheus names (`mstunnel-control --metrics-listen`).
+@Suite struct ControlPlaneMetricsNameTests {
+    @Test func hummingbirdsNamesAndLabelsAreRenamed() {
+        let (name, labels) = ControlPlaneMetrics.prometheusNames("http.server.request.duration",
+                                                                 [("http.route", "/agent/v1/checkin"), ("http.request.method", "POST"), ("http.response.status_code", "200")])
+        #expect(name == "mstunnel_control_http_request_duration_seconds")
+        #expect(labels.map(\.0) == ["route", "method", "status"] && labels.map(\.1) == ["/agent/v1/checkin", "POST", "200"])
+        #expect(ControlPlaneMetrics.prometheusNames("hb.requests", []).0 == "mstunnel_control_http_requests_total")
+        let other = ControlPlaneMetrics.prometheusNames("some.other.metric", [("a.b", "c")])
+        #expect(other.0 == "some_other_metric" && other.1.map(\.0) == ["a_b"] && other.1.map(\.1) == ["c"])
+        #expect(ControlPlaneMetrics.prometheusNames("mstunnel_control_servers", [("status", "healthy")]).0 == "mstunnel_control_servers")
+    }
+}

@@ -115,6 +115,7 @@ extension ControlPlane {
             ])
         }
         try await store.recordCheckin(serverId: server.id, at: now, request: request)
+        ControlPlaneMetrics.checkin()
         let site = try await store.site(id: server.siteId)
         let version = site?.effectiveConfigurationVersion ?? 0
         var configuration: AdminSettings?
@@ -162,6 +163,8 @@ extension ControlPlane {
             logger.warning("agent.reports.dropped", metadata: ["server": "\(server.id)", "dropped": "\(batch.droppedSinceLastAck)"])
         }
         let ack = try await store.storeReports(serverId: server.id, items: batch.items, receivedAt: now())
+        ControlPlaneMetrics.reports(health: batch.items.count { $0.kind == .health }, events: batch.items.count { $0.kind == .event },
+                                    duplicates: ack.duplicates)
         // A retry after a lost answer: worth a line, since it shows the dedupe at work.
         let level: Logger.Level = ack.duplicates > 0 ? .info : .debug
         logger.log(level: level, "agent.reports.stored", metadata: [

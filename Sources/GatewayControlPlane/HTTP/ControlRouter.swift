@@ -71,6 +71,8 @@ extension ControlPlane {
         let router = Router(context: ControlRequestContext.self)
         // Always kept: the error middleware asks it whether a 404 is really a 405.
         let registry = registry ?? RouteRegistry()
+        // Outermost, so every answer is counted and timed, errors included (docs/metrics.md).
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: ODataErrorMiddleware(logger: logger, routes: registry))
         if refuseAmbiguousPaths { router.add(middleware: CanonicalPathMiddleware()) }
         let logGate = LogGate()

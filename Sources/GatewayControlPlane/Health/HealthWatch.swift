@@ -15,9 +15,11 @@ actor HealthWatch {
         let sites = Dictionary(try await controlPlane.store.listSites().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var changes: [(String, TunnelServerHealthStatus?, TunnelServerHealthStatus)] = []
         var seen = Set<String>()
+        var byStatus: [TunnelServerHealthStatus: Int] = [:]
         for server in try await controlPlane.store.listServers(siteId: nil) {
             seen.insert(server.id)
             let evaluation = try await controlPlane.evaluate(server, site: sites[server.siteId], thresholds: thresholds)
+            byStatus[evaluation.status, default: 0] += 1
             let before = last[server.id]
             guard before != evaluation.status else { continue }
             last[server.id] = evaluation.status
@@ -35,6 +37,7 @@ actor HealthWatch {
             }
         }
         for gone in Set(last.keys).subtracting(seen) { last[gone] = nil }
+        ControlPlaneMetrics.servers(byStatus)
         return changes
     }
 }
