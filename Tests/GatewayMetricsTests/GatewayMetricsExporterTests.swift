@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import Glibc
 import GatewayMetrics
 import GatewayWire
 import Logging
@@ -103,18 +101,58 @@ import Testing
         #expect(MetricsHTTPServer.parse(listen: "host:99999") == nil)
     }
 
+    /// One HTTP/1.1 GET over a plain socket: status line and body (no client library, so the
+    /// sanitizer runs see only the server's code).
+    static func get(port: Int, path: String) throws -> (status: String, head: String, body: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0, "connect: errno \(errno)")
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == request.count)
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[..<n]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let head = parts.first ?? ""
+        // (Not `prefix { $0 != "\r" }`: "\r\n" is one Character.)
+        return (head.components(separatedBy: "\r\n").first ?? "", head, parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    /// The listener as a service (how the control plane runs it; the agent's `start` wraps
+    /// the same application), on an ephemeral port.
     @Test func servedOverHTTP() async throws {
         let e = GatewayMetricsExporter()
         e.update(status(rx: 84, tx: 0))
-        let port = try MetricsHTTPServer.start(host: "127.0.0.1", port: 0, logger: Logger(label: "test")) { e.exposition() }
-        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
-        #expect((response as? HTTPURLResponse)?.statusCode == 200)
-        #expect((response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
-        #expect(String(decoding: data, as: UTF8.self).contains(#"mstunnel_tunnel_bytes_total{direction="from_clients",channel="dtls"} 42"#))
-        let (_, other) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/")!)
-        #expect((other as? HTTPURLResponse)?.statusCode == 404)
-        #expect(throws: MetricsHTTPServer.StartError.self) {
-            try MetricsHTTPServer.start(host: "127.0.0.1", port: port, logger: Logger(label: "test")) { [] }
+        let (ports, bound) = AsyncStream.makeStream(of: Int.self)
+        let app = MetricsHTTPServer.application(host: "127.0.0.1", port: 0, logger: Logger(label: "test"), render: { e.exposition() }) {
+            bound.yield($0)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            var next = ports.makeAsyncIterator()
+            let port = try #require(await next.next())
+            let ok = try Self.get(port: port, path: "/metrics")
+            #expect(ok.status == "HTTP/1.1 200 OK")
+            #expect(ok.head.lowercased().contains("content-type: text/plain; version=0.0.4"))
+            #expect(ok.body.contains(#"mstunnel_tunnel_bytes_total{direction="from_clients",channel="dtls"} 42"#))
+            #expect(try Self.get(port: port, path: "/").status == "HTTP/1.1 404 Not Found")
+            // A second listener on the same port fails to run: the caller stops with the reason.
+            let clash = MetricsHTTPServer.application(host: "127.0.0.1", port: port, logger: Logger(label: "test"), render: { [] })
+            await #expect(throws: (any Error).self) { try await clash.run() }
+            group.cancelAll()
         }
     }
 }
