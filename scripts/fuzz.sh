@@ -15,6 +15,9 @@
 #   FUZZ_ARTIFACTS where crash/leak/timeout inputs and each target's log go
 #                  (default /tmp/fuzz-artifacts; emptied of old results first)
 #   FUZZ_JOBS      build jobs (default: all cores)
+#   FUZZ_CORPUS_DIR keep each target's corpus in DIR/<target> and go on from it next time (a
+#                  long campaign over several runs, see docs/reliability.md); seeded from the
+#                  committed corpus when empty. Unset: a temporary copy, gone after the run.
 #
 # The targets run one after another, never two at once. The committed corpus
 # (Fuzz/Corpus/<target>) is only read: each run works on a copy in a temporary directory.
@@ -105,12 +108,13 @@ for line in "${TARGETS[@]}"; do
     read -r target maxlen dicts leaks <<< "$line"
     want "$target" || continue
     corpus=$work/$target
+    [[ -n ${FUZZ_CORPUS_DIR:-} ]] && corpus=$FUZZ_CORPUS_DIR/$target
     mkdir -p "$corpus"
-    cp "$ROOT/Fuzz/Corpus/$target"/* "$corpus/"
+    cp -n "$ROOT/Fuzz/Corpus/$target"/* "$corpus/"
     # Past findings run first with the seeds (libFuzzer reads the whole corpus before it
     # mutates): a regression is found in the first second.
     if [ -d "$ROOT/Fuzz/Crashes/$target" ] && [ -n "$(ls -A "$ROOT/Fuzz/Crashes/$target")" ]; then
-        cp "$ROOT/Fuzz/Crashes/$target"/* "$corpus/"
+        cp -n "$ROOT/Fuzz/Crashes/$target"/* "$corpus/"
     fi
     dict=$work/$target.dict
     : > "$dict"
