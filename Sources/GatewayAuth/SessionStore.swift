@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GatewayIPC
 import GatewayWire
@@ -25,23 +26,38 @@ public final class SessionStore: @unchecked Sendable {
     private let lock = Mutex()
     private let writeLock = NSLock()
     private var sessions: [String: StoredSession] = [:]
+    /// Session ids whose tickets no longer open (the session ended for good: logoff,
+    /// refused re-check, administrator…), until the moment their ticket would have expired
+    /// anyway. Kept in the same file.
+    private var revoked: [String: Int64] = [:]
     private var dirty = false
+    /// Seals and opens resumption tickets (nil: this store gives out none, and the gateway
+    /// falls back to cookies of its own).
+    public let sealer: TicketSealer?
     private var timer: (any DispatchSourceTimer)?
     private let now: @Sendable () -> Int64
 
     /// Loads `path` if it exists; a file that does not read is set aside (renamed with
     /// `.unreadable`) and the store starts empty, so a bad file costs re-logins, not a plugin
     /// that will not start.
-    public init(path: String, logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    public init(path: String, sealer: TicketSealer? = nil, logger: Logger,
+                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.path = path
+        self.sealer = sealer
         self.logger = logger
         self.now = now
         guard let data = FileManager.default.contents(atPath: path) else { return }
         do {
-            let list = try JSONDecoder().decode([StoredSession].self, from: data)
+            // The file of an earlier version is a bare array of sessions.
+            let file: File
+            if let current = try? JSONDecoder().decode(File.self, from: data) { file = current } else {
+                file = File(sessions: try JSONDecoder().decode([StoredSession].self, from: data), revoked: nil)
+            }
             let t = now()
-            for s in list where Self.live(s, at: t) { sessions[s.cookieDigest] = s }
-            logger.info("auth.sessions.loaded", metadata: ["path": "\(path)", "sessions": "\(sessions.count)", "expired": "\(list.count - sessions.count)"])
+            for s in file.sessions where Self.live(s, at: t) { sessions[s.cookieDigest] = s }
+            for (id, until) in file.revoked ?? [:] where until > t { revoked[id] = until }
+            logger.info("auth.sessions.loaded", metadata: ["path": "\(path)", "sessions": "\(sessions.count)", "expired": "\(file.sessions.count - sessions.count)",
+                                                         "revoked": "\(revoked.count)"])
         } catch {
             let aside = path + ".unreadable"
             _ = rename(path, aside)
@@ -80,12 +96,12 @@ public final class SessionStore: @unchecked Sendable {
     /// Whether `request` is one of the store's.
     public static func serves(_ request: WireRequest) -> Bool {
         switch request {
-        case .saveSession, .forgetSession, .restoreSessions: return true
+        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket: return true
         default: return false
         }
     }
 
-    /// Answers the three session requests; nil for any other.
+    /// Answers the session requests (keep, forget, give back, seal, open); nil for any other.
     public func respond(to request: WireRequest) -> WireResponse? {
         switch request {
         case .saveSession(let r):
@@ -103,11 +119,60 @@ public final class SessionStore: @unchecked Sendable {
             }
             return .sessionStore(SessionStoreResponse(kept: kept))
         case .forgetSession(let r):
+            let t = now()
             let kept = lock.withLock {
-                if sessions.removeValue(forKey: r.cookieDigest) != nil { dirty = true }
+                let gone = sessions.removeValue(forKey: r.cookieDigest)
+                if gone != nil { dirty = true }
+                if r.revoke ?? true, let id = gone?.id ?? r.sessionId.flatMap({ Self.isDigest($0) ? $0 : nil }),
+                   revoked.count < Self.maxSessions {
+                    // Until the ticket would have expired anyway; a session not kept here
+                    // (unknown credential expiry): a whole ticket lifetime.
+                    let until = gone.map { sealer?.notAfter($0) ?? $0.identity.expiresAt } ?? t + (sealer?.lifetime ?? TicketSealer.defaultLifetime)
+                    if until > t {
+                        revoked[id] = max(revoked[id] ?? 0, until)
+                        dirty = true
+                    }
+                }
                 return sessions.count
             }
             return .sessionStore(SessionStoreResponse(kept: kept))
+        case .sealSession(let r):
+            guard let sealer else {
+                return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "this mstunnel-auth has no ticket keys"))
+            }
+            let ticket: String
+            do { ticket = try sealer.seal(r.session) } catch {
+                return .error(WireErrorResponse(code: WireErrorResponse.malformed, message: "cannot seal the session: \(error)"))
+            }
+            var kept = r.session
+            kept.cookieDigest = Self.digest(ticket)
+            let saved = lock.withLock { () -> Bool in
+                if sessions[kept.cookieDigest] == nil, sessions.count >= Self.maxSessions { return false }
+                sessions[kept.cookieDigest] = kept
+                dirty = true
+                return true
+            }
+            guard saved else {
+                return .error(WireErrorResponse(code: WireErrorResponse.unavailable, message: "session store full (\(Self.maxSessions))"))
+            }
+            return .sealSession(SealSessionResponse(ticket: ticket, cookieDigest: kept.cookieDigest))
+        case .openTicket(let r):
+            guard let sealer else {
+                return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "this mstunnel-auth has no ticket keys"))
+            }
+            let t = now()
+            switch sealer.open(r.ticket, now: t) {
+            case .refused(let why):
+                logger.notice("auth.ticket.refused", metadata: ["reason": "\(why)"])
+                return .openTicket(OpenTicketResponse(refusal: why))
+            case .session(let s, let keyId):
+                if let until = lock.withLock({ revoked[s.id] }), until > t {
+                    logger.notice("auth.ticket.refused", metadata: ["reason": "revoked", "session.id": "\(s.id.prefix(16))"])
+                    return .openTicket(OpenTicketResponse(refusal: "the session was ended (logoff, refused re-check, or an administrator); log in again"))
+                }
+                logger.info("auth.ticket.opened", metadata: ["session.id": "\(s.id.prefix(16))", "user.id": "\(s.identity.userId)", "key": "\(keyId)"])
+                return .openTicket(OpenTicketResponse(session: s, keyId: keyId))
+            }
         case .restoreSessions(let r):
             let t = now()
             let limit = max(1, min(r.limit ?? 500, 1000))
@@ -129,12 +194,13 @@ public final class SessionStore: @unchecked Sendable {
         // One writer at a time (the timer and the stop may both flush).
         writeLock.lock()
         defer { writeLock.unlock() }
-        let snapshot: [StoredSession]? = lock.withLock { () -> [StoredSession]? in
+        let snapshot: File? = lock.withLock { () -> File? in
             guard dirty else { return nil }
             dirty = false
             let t = now()
             sessions = sessions.filter { Self.live($0.value, at: t) }
-            return Array(sessions.values)
+            revoked = revoked.filter { $0.value > t }
+            return File(sessions: Array(sessions.values), revoked: revoked)
         }
         guard let snapshot else { return }
         do {
@@ -161,6 +227,19 @@ public final class SessionStore: @unchecked Sendable {
     /// gateway is down means "re-check at once", not "gone". A session its gateway never
     /// forgets (the gateway gone for good) leaves with its credential.
     static func live(_ s: StoredSession, at t: Int64) -> Bool { s.identity.expiresAt > t }
+
+    /// The file: the sessions, and the revoked ticket ids with the moment each may be
+    /// forgotten.
+    struct File: Codable {
+        var sessions: [StoredSession]
+        var revoked: [String: Int64]?
+    }
+
+    public var revokedCount: Int { lock.withLock { revoked.count } }
+
+    static func digest(_ ticket: String) -> String {
+        SHA256.hash(data: Data(ticket.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
 
     static func isDigest(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }

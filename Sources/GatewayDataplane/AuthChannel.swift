@@ -22,6 +22,10 @@ final class AuthChannel {
         var recheck: (slot: Int32, handle: String)? = nil
         /// The one `restoreSessions` request of this process.
         var restore = false
+        /// A new session's ticket being sealed: the session's (reserved) slot.
+        var sealing: Int32? = nil
+        /// A CONNECT's ticket being opened (for the connection).
+        var ticket = false
     }
 
     let socketPath: String
@@ -98,6 +102,18 @@ final class AuthChannel {
                 Pending(connectionSlot: -1, connectionGeneration: 0, sentAt: now, restore: true), now: now) != nil
     }
 
+    /// Asks for a new session to be kept and sealed into its ticket.
+    func seal(_ session: StoredSession, sessionSlot: Int32, connection: ClientConnection, now: Int64) -> UInt64? {
+        enqueue(.sealSession(SealSessionRequest(session: session)),
+                Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now, sealing: sessionSlot), now: now)
+    }
+
+    /// Asks for a CONNECT's ticket to be opened.
+    func openTicket(_ ticket: String, connection: ClientConnection, now: Int64) -> UInt64? {
+        enqueue(.openTicket(OpenTicketRequest(ticket: ticket)),
+                Pending(connectionSlot: connection.slot, connectionGeneration: connection.generation, sentAt: now, ticket: true), now: now)
+    }
+
     /// A request whose answer nobody waits for (saving or forgetting a session): sent if
     /// auth is connected, dropped if not. False when dropped.
     @discardableResult
@@ -145,8 +161,10 @@ final class AuthChannel {
 
     /// Reads responses; calls `deliver` for each. Returns the pendings orphaned by a
     /// disconnect (to be failed by the caller).
+    /// `tickets` gets the answers to `seal` and `openTicket` (nil: not a response).
     func handleReadable(buffer: UnsafeMutableRawBufferPointer, deliver: (Pending, ValidateTokenResponse) -> Void,
-                        restored: (RestoreSessionsResponse?, WireErrorResponse?) -> Void) -> [Pending] {
+                        restored: (RestoreSessionsResponse?, WireErrorResponse?) -> Void,
+                        tickets: (Pending, WireResponse?) -> Void) -> [Pending] {
         while fd >= 0 {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 {
@@ -160,6 +178,10 @@ final class AuthChannel {
                             case .response(.error(let e)): restored(nil, e)
                             default: restored(nil, nil)
                             }
+                            continue
+                        }
+                        if p.sealing != nil || p.ticket {
+                            if case .response(let r) = env.message { tickets(p, r) } else { tickets(p, nil) }
                             continue
                         }
                         switch env.message {

@@ -82,7 +82,7 @@ final class ClientConnection {
         case .login:
             switch login.state {
             case .handshake: return .handshake
-            case .awaitingAuth, .awaitingSession: return .waitingAuth
+            case .awaitingAuth, .awaitingTicket, .awaitingSession: return .waitingAuth
             case .reading, .closing, .tunnel: return .http
             }
         }

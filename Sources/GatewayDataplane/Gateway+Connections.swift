@@ -262,7 +262,7 @@ extension Gateway {
                                      "rx.bytes": "\(s.rxBytes)", "tx.bytes": "\(s.txBytes)"]
         if let clientReason, !clientReason.isEmpty { meta["client.reason"] = "\(clientReason)" }
         logger.info("session.ended", metadata: sessionMetadata(s, meta))
-        forget(s)
+        forget(s, reason: reason)
         recordEvent(.sessionDisconnected, s, reason: reason)
     }
 }

@@ -20,7 +20,7 @@ extension Gateway {
         if events & UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             let orphaned = auth.handleReadable(buffer: io, deliver: { pending, response in
                 authCompleted(pending, response)
-            }, restored: { restoreSessions($0, refused: $1) })
+            }, restored: { restoreSessions($0, refused: $1) }, tickets: { ticketAnswered($0, $1) })
             for p in orphaned { failAuth(p, reason: "authentication service went away") }
         }
     }
@@ -39,6 +39,7 @@ extension Gateway {
             restoreCursor = nil
             restoreConnect = 0
         }
+        if p.sealing != nil || p.ticket { return ticketAnswered(p, nil) }
         guard let c = connection(for: p) else { return }
         authUnavailable(c, reason: reason)
     }
@@ -103,7 +104,7 @@ extension Gateway {
             return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
-        case .saveSession, .forgetSession, .restoreSessions:
+        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not keep sessions for others; mstunnel-auth does"))
         case .hostNetwork:
             // Only the gateway's own helper, over its private socket pair, changes the host.

@@ -45,18 +45,21 @@ extension Gateway {
                 logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
                 closeConnection(c, reason: "request flood while waiting for auth")
             case .createSession(let identity, let transport):
-                let cookieBytes = GatewayCrypto.randomBytes(32)
-                let cookie = Data(cookieBytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                let cookie = ownCookie()
                 let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
-                let decision: LoginReply
-                switch createSession(c, identity: identity, transport: transport, cookieKey: key) {
-                case .success: decision = .loginComplete(cookie: cookie, banner: settings.advanced.banner)
+                switch prepareSession(c, identity: identity, transport: transport, cookieKey: key) {
+                case .success(let s):
+                    // Its cookie is a ticket sealed by mstunnel-auth (Gateway+Tickets), or,
+                    // when auth seals none, one of this gateway's own.
+                    if sealTicket(for: s, cookie: cookie, on: c) { continue }
+                    admit(s, transport: transport)
+                    perform(c.login.sessionDecided(.loginComplete(cookie: cookie, banner: settings.advanced.banner)) { isSession($0) }, c)
                 case .failure(let refusal):
                     guard let reply = refusal.reply else { continue }
-                    decision = reply
+                    perform(c.login.sessionDecided(reply) { isSession($0) }, c)
                 }
-                perform(c.login.sessionDecided(decision) { isSession($0) }, c)
+            case .openTicket(let cookie):
+                openTicket(cookie, for: c)
             case .startTunnel(let cookie, let identity, let request):
                 startTunnel(c, cookie: cookie, identity: identity, request: request)
             }
@@ -165,8 +168,23 @@ extension Gateway {
         let reply: LoginReply?
     }
 
+    /// 32 random bytes, base64url: the cookie of a session when mstunnel-auth seals no ticket.
+    func ownCookie() -> String {
+        Data(GatewayCrypto.randomBytes(32)).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
     /// Creates a session with a fresh address, or says what to answer instead.
     private func createSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Result<Session, SessionRefusal> {
+        prepareSession(c, identity: identity, transport: transport, cookieKey: cookieKey).map { s in
+            admit(s, transport: transport)
+            return s
+        }
+    }
+
+    /// A session with a fresh address and a reserved slot, not yet in the directory (it has
+    /// no final cookie yet when a ticket is sealed for it), or what to answer instead.
+    func prepareSession(_ c: ClientConnection, identity: Identity, transport: TokenTransport, cookieKey: CookieKey) -> Result<Session, SessionRefusal> {
         let policy = settings.effectivePolicy(for: identity.policySubject)
         if identity.groupsOverage == true, !settings.groupPolicies.isEmpty {
             logger.warning("policy.groups_overage", metadata: [
@@ -205,11 +223,17 @@ extension Gateway {
         s.userAgent = c.login.userAgent
         // Kept to verify it again at each deadline (`Recheck`); certificates are public.
         if identity.certificateSHA256 != nil { s.certificateChain = c.clientCertificateChain }
-        sessions.insert(s)
-        keep(s)
-        counters.totalSessions += 1
-        logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)", "policy": "\(policy.policyName ?? "-")"]))
         return .success(s)
+    }
+
+    /// The session goes into the directory under its cookie. `kept`: mstunnel-auth already
+    /// keeps it (it sealed its ticket), else it is handed over now.
+    func admit(_ s: Session, transport: TokenTransport, kept: Bool = false) {
+        sessions.insert(s)
+        if !kept { keep(s) }
+        counters.totalSessions += 1
+        logger.info("session.created", metadata: sessionMetadata(s, ["transport": "\(transport.rawValue)", "policy": "\(s.policy.policyName ?? "-")",
+                                                                     "cookie": "\(kept ? "ticket" : "own")"]))
     }
 
     /// Binds `c` to `s` and starts the tunnel. A session already on another connection

@@ -16,21 +16,30 @@ extension Gateway {
     /// session lives on here, only not across a restart.
     func keep(_ s: Session) {
         guard !sessionStoreUnavailable else { return }
-        let now = monotonicSeconds()
-        let wallNow = wallSeconds()
-        let stored = StoredSession(
-            cookieDigest: s.cookieKey.hex, id: hex(s.id), identity: s.identity, transport: s.transport,
-            address: s.address.description, createdAt: s.createdWall,
-            deadline: s.deadline > 0 ? wallNow + (s.deadline - now) : 0,
-            certificateChain: s.certificateChain, userAgent: s.userAgent)
-        if !auth.notify(.saveSession(SaveSessionRequest(session: stored)), now: now) {
+        if !auth.notify(.saveSession(SaveSessionRequest(session: stored(s))), now: monotonicSeconds()) {
             logger.debug("session.not_kept", metadata: sessionMetadata(s, ["reason": "authentication service unreachable"]))
         }
     }
 
-    func forget(_ s: Session) {
+    /// What of `s` outlives this process (and goes into its ticket).
+    func stored(_ s: Session) -> StoredSession {
+        let now = monotonicSeconds()
+        let wallNow = wallSeconds()
+        return StoredSession(
+            cookieDigest: s.cookieKey.hex, id: hex(s.id), identity: s.identity, transport: s.transport,
+            address: s.address.description, createdAt: s.createdWall,
+            deadline: s.deadline > 0 ? wallNow + (s.deadline - now) : 0,
+            certificateChain: s.certificateChain, userAgent: s.userAgent)
+    }
+
+    /// The session ended here. Its ticket is revoked unless it may live on elsewhere: a
+    /// client that stayed away past the reconnect window (or never came to CONNECT here)
+    /// may have resumed on a sibling of the Site (docs/site.md, "Revocation").
+    func forget(_ s: Session, reason: String) {
         guard !sessionStoreUnavailable else { return }
-        auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex)), now: monotonicSeconds())
+        let mayLiveOn = reason == "reconnect window expired" || reason == "no CONNECT after login"
+        auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: !mayLiveOn)),
+                    now: monotonicSeconds())
     }
 
     /// At start, and whenever the auth connection is new (auth restarted, or was away),
@@ -124,20 +133,38 @@ extension Gateway {
     /// back (its address is outside the pool or taken, its deadline passed, group policy now
     /// denies it) is forgotten, and its client logs in again.
     private func takeBackSession(_ stored: StoredSession, now: Int64, wallNow: Int64) {
-        func drop(_ why: String) {
-            restoreDropped[why, default: 0] += 1
-            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest)), now: now)
+        switch takeBack(stored, now: now, wallNow: wallNow) {
+        case .success(let s):
+            guard let s else { return }
+            restoreCounts.restored += 1
+            logger.info("session.restored", metadata: sessionMetadata(s, ["reconnect_window_s": "\(settings.advanced.reconnectTimeout)"]))
+        case .failure(let refusal):
+            restoreDropped[refusal.reason, default: 0] += 1
+            // Not revoked: the session may live on at a sibling of the Site.
+            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest, revoke: false)), now: now)
         }
+    }
+
+    struct TakeBackRefusal: Error {
+        let reason: String
+    }
+
+    /// A stored session (from the store after a restart, or from a ticket) becomes a detached
+    /// session here with its id, identity, address and deadline; its client has the
+    /// reconnect window from now to CONNECT. nil: this process has it already.
+    func takeBack(_ stored: StoredSession, now: Int64, wallNow: Int64) -> Result<Session?, TakeBackRefusal> {
+        func refuse(_ why: String) -> Result<Session?, TakeBackRefusal> { .failure(TakeBackRefusal(reason: why)) }
         guard let key = CookieKey(hex: stored.cookieDigest), let id = CookieKey.bytes(hex: stored.id), id.count == 32,
-              let address = IPv4Address(stored.address) else { return drop("malformed") }
-        // Made by this process already (a login in its first moments): nothing to take back.
-        if sessions.lookup(cookie: key) != nil { return }
+              let address = IPv4Address(stored.address) else { return refuse("malformed") }
+        // Made by this process already (a login in its first moments, or a CONNECT with the
+        // same ticket a moment ago): nothing to take back.
+        if sessions.lookup(cookie: key) != nil { return .success(nil) }
         let policy = settings.effectivePolicy(for: stored.identity.policySubject)
-        if policy.denied { return drop("denied by group policy") }
+        if policy.denied { return refuse("denied by group policy") }
         let slot = sessions.reserveSlot()
         guard pool.allocate(owner: slot, exactly: address) != nil else {
             sessions.unreserve(slot)
-            return drop("address outside the pool or taken")
+            return refuse("address outside the pool or taken")
         }
         // A deadline that passed while the gateway was down: re-checked at the next tick.
         let deadline = stored.deadline > 0 ? now + max(0, stored.deadline - wallNow) : 0
@@ -148,7 +175,6 @@ extension Gateway {
         s.certificateChain = stored.certificateChain
         s.userAgent = stored.userAgent
         sessions.insert(s)
-        restoreCounts.restored += 1
-        logger.info("session.restored", metadata: sessionMetadata(s, ["reconnect_window_s": "\(settings.advanced.reconnectTimeout)"]))
+        return .success(s)
     }
 }

@@ -134,6 +134,12 @@ public final class Gateway {
     /// mstunnel-auth keeps no sessions (`--session-store none`, or a version without the
     /// store): nothing is saved or read back.
     var sessionStoreUnavailable = false
+    /// mstunnel-auth seals no tickets (no ticket keys, or an older version): cookies are
+    /// this gateway's own, and sessions resume only here (Gateway+Tickets).
+    var ticketsUnavailable = false
+    /// New sessions whose tickets are being sealed, by their reserved slot, with the cookie
+    /// of this gateway's own to fall back on.
+    var sealing: [Int32: (session: Session, ownCookie: String)] = [:]
     var deferredRechecks = 0
     var lastDeferredLog: Int64 = -1000
     var acceptPausedUntil: Int64 = 0
@@ -165,6 +171,8 @@ public final class Gateway {
 
     struct Counters {
         var totalSessions = 0
+        /// Sessions taken back from a ticket this process did not make (Gateway+Tickets).
+        var sessionsResumed: UInt64 = 0
         var authFailures = 0
         /// Logins and CONNECTs refused because group policy denies the user a tunnel.
         var policyDenials = 0

@@ -13,7 +13,9 @@ final class Session: SessionEntry {
     /// public handle shown in logs and `mst-cli`.
     let id: [UInt8]
     let handle: String
-    let cookieKey: CookieKey
+    /// SHA-256 of the cookie. Set once, before the session is in the directory (a sealed
+    /// ticket's digest is known only when mstunnel-auth answers).
+    var cookieKey: CookieKey
     let appID: CookieKey
     let identity: Identity
     let transport: TokenTransport

@@ -24,6 +24,9 @@ public enum LoginAction: Equatable, Sendable {
     /// the cookie was itself a token auth accepted (create the session if none has it).
     /// Then `tunnelStarted` (or `sessionDecided` with the refusal).
     case startTunnel(cookie: String, identity: Identity?, request: HTTPRequest)
+    /// A CONNECT whose cookie is a ticket no session here has: ask mstunnel-auth to open
+    /// it, take the session in it back, and answer with `ticketAnswered`.
+    case openTicket(cookie: String)
 }
 
 /// One client connection from the end of its TLS handshake to the CONNECT that starts its
@@ -40,6 +43,8 @@ public struct LoginConversation: Sendable {
         case reading
         /// A token is with mstunnel-auth. Requests that arrive meanwhile wait in the parser.
         case awaitingAuth(transport: TokenTransport, connect: HTTPRequest?)
+        /// A CONNECT's ticket is with mstunnel-auth.
+        case awaitingTicket(connect: HTTPRequest)
         /// The gateway is deciding on a session (`createSession` / `startTunnel`) and
         /// answers with `sessionDecided` or `tunnelStarted`.
         case awaitingSession
@@ -79,7 +84,7 @@ public struct LoginConversation: Sendable {
         case .closing, .tunnel, .handshake:
             // After a final response, or (never) in the tunnel: nothing to do.
             return []
-        case .awaitingAuth, .awaitingSession:
+        case .awaitingAuth, .awaitingTicket, .awaitingSession:
             parser.append(bytes)
             // Pipelining this much while a login is being checked is abuse.
             if parser.buffered > HTTPRequestParser.maxHeaderBytes + HTTPRequestParser.maxBodyBytes {
@@ -127,10 +132,33 @@ public struct LoginConversation: Sendable {
     }
 
     /// No answer will come: mstunnel-auth is unreachable, went away, or did not answer in
-    /// time. The client gets a 503 with `reason`.
+    /// time. The client gets a 503 with `reason` (for a ticket too: the stock client tries
+    /// again after a 503, and gives up after a 401).
     public mutating func authUnavailable(_ reason: String) -> [LoginAction] {
-        guard case .awaitingAuth = state else { return [] }
-        return [answer(.unavailable(reason))]
+        switch state {
+        case .awaitingAuth, .awaitingTicket: return [answer(.unavailable(reason))]
+        default: return []
+        }
+    }
+
+    public enum TicketOutcome: Equatable, Sendable {
+        /// The session in the ticket is now the gateway's, under the cookie.
+        case resumed
+        /// The ticket does not open, or its session cannot be taken back here.
+        case refused(reason: String)
+    }
+
+    /// mstunnel-auth's answer to `openTicket`, after the gateway took the session back (or not).
+    public mutating func ticketAnswered(_ outcome: TicketOutcome) -> [LoginAction] {
+        guard case .awaitingTicket(let connect) = state, let cookie = connect.cookie("webvpn") else { return [] }
+        switch outcome {
+        case .resumed:
+            state = .awaitingSession
+            return [.startTunnel(cookie: cookie, identity: nil, request: connect)]
+        case .refused(let reason):
+            state = .reading
+            return [.reject(transport: .cookie, code: "ticketRefused", reason: reason), answer(.cookieNotAcceptable)]
+        }
     }
 
     /// The gateway's decision on a session: `reply` is `.loginComplete` after a session
@@ -192,6 +220,9 @@ public struct LoginConversation: Sendable {
                 case .validateCookie(let token):
                     state = .awaitingAuth(transport: .cookie, connect: request)
                     actions.append(.validate(token: token, transport: .cookie))
+                case .openTicket(let ticket):
+                    state = .awaitingTicket(connect: request)
+                    actions.append(.openTicket(cookie: ticket))
                 case .reply(let reply):
                     actions.append(answer(reply))
                 }

@@ -20,6 +20,9 @@ public enum ConnectStep: Equatable, Sendable {
     case attach
     /// No session, but the cookie has a token's shape (`openconnect --cookie 'webvpn=<JWT>'`).
     case validateCookie(token: String)
+    /// No session here, but the cookie is a resumption ticket: have mstunnel-auth open it
+    /// (the session was made on a sibling of the Site, or here before it left; docs/site.md).
+    case openTicket(String)
     case reply(LoginReply)
 }
 
@@ -91,6 +94,7 @@ public enum LoginFlow {
     /// CONNECT, once the gateway knows whether `cookie` is a session's.
     public static func connect(cookie: String, hasSession: Bool) -> ConnectStep {
         if hasSession { return .attach }
+        if TicketFormat.looksLikeTicket(cookie) { return .openTicket(cookie) }
         if cookie.split(separator: ".", omittingEmptySubsequences: false).count == 3, cookie.utf8.count <= maxTokenBytes {
             return .validateCookie(token: cookie)
         }

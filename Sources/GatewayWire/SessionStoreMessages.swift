@@ -49,7 +49,77 @@ public struct SaveSessionRequest: Codable, Sendable, Equatable {
 /// its cookie is worth nothing after a restart either.
 public struct ForgetSessionRequest: Codable, Sendable, Equatable {
     public var cookieDigest: String
-    public init(cookieDigest: String) { self.cookieDigest = cookieDigest }
+    /// The session id (hex), so its resumption ticket is revoked even when auth does not
+    /// keep the session (docs/site.md, "Revocation").
+    public var sessionId: String?
+    /// Revoke the session's ticket (nil: yes). False only when the session left this
+    /// gateway but may live on elsewhere: its client stayed away past the reconnect window
+    /// (it may have resumed on a sibling), or a drain handed it over. A logoff, a refused
+    /// re-check, a policy denial, an administrator's disconnect all revoke.
+    public var revoke: Bool?
+
+    public init(cookieDigest: String, sessionId: String? = nil, revoke: Bool? = nil) {
+        self.cookieDigest = cookieDigest
+        self.sessionId = sessionId
+        self.revoke = revoke
+    }
+}
+
+/// The shape of a resumption ticket, known to both sides: the gateway tells a ticket from a
+/// token by it, mstunnel-auth makes and opens them (`TicketSealer`).
+public enum TicketFormat {
+    public static let prefix = "mst.1."
+    /// A cookie this long is refused unread; a sealed session with a full token's worth of
+    /// groups stays well below (the token itself may be 16 KB, and clients send tokens as
+    /// cookies too).
+    public static let maxBytes = 24 * 1024
+
+    /// Whether `cookie` has the shape of a ticket (not whether it opens).
+    public static func looksLikeTicket(_ cookie: String) -> Bool {
+        cookie.hasPrefix(prefix) && cookie.utf8.count <= maxBytes
+    }
+}
+
+/// gateway → auth: keep `session` (as `saveSession`) and seal it into a resumption ticket,
+/// the cookie the client is given. Only mstunnel-auth holds the ticket keys (the Site key):
+/// any server of the Site can have its auth open the ticket, none of the gateways can forge
+/// one. `session.cookieDigest` is ignored: the digest is the ticket's, which auth returns.
+public struct SealSessionRequest: Codable, Sendable, Equatable {
+    public var session: StoredSession
+    public init(session: StoredSession) { self.session = session }
+}
+
+public struct SealSessionResponse: Codable, Sendable, Equatable {
+    /// The cookie (`mst.1.<key id>.<sealed>`).
+    public var ticket: String
+    /// SHA-256 of `ticket`, lowercase hex: the session's key in the gateway and the store.
+    public var cookieDigest: String
+    public init(ticket: String, cookieDigest: String) {
+        self.ticket = ticket
+        self.cookieDigest = cookieDigest
+    }
+}
+
+/// gateway → auth: a CONNECT's cookie is a ticket this gateway has no session for (the
+/// session was made on a sibling that is gone, or here before the session ended here).
+public struct OpenTicketRequest: Codable, Sendable, Equatable {
+    public var ticket: String
+    public init(ticket: String) { self.ticket = ticket }
+}
+
+public struct OpenTicketResponse: Codable, Sendable, Equatable {
+    /// The session sealed in the ticket, `cookieDigest` filled in; nil when refused.
+    public var session: StoredSession?
+    /// Why not, for the log (never shown to the client beyond "cookie not acceptable").
+    public var refusal: String?
+    /// Which key opened it.
+    public var keyId: String?
+
+    public init(session: StoredSession? = nil, refusal: String? = nil, keyId: String? = nil) {
+        self.session = session
+        self.refusal = refusal
+        self.keyId = keyId
+    }
 }
 
 /// gateway → auth: the sessions kept, a page at a time in `cookieDigest` order (a page of

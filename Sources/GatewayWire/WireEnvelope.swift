@@ -33,6 +33,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "saveSession": message = .request(.saveSession(try c.decode(SaveSessionRequest.self, forKey: .body)))
             case "forgetSession": message = .request(.forgetSession(try c.decode(ForgetSessionRequest.self, forKey: .body)))
             case "restoreSessions": message = .request(.restoreSessions(try c.decode(RestoreSessionsRequest.self, forKey: .body)))
+            case "sealSession": message = .request(.sealSession(try c.decode(SealSessionRequest.self, forKey: .body)))
+            case "openTicket": message = .request(.openTicket(try c.decode(OpenTicketRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -46,6 +48,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "hostNetwork": message = .response(.hostNetwork(try c.decode(HostNetworkResponse.self, forKey: .body)))
             case "sessionStore": message = .response(.sessionStore(try c.decode(SessionStoreResponse.self, forKey: .body)))
             case "restoreSessions": message = .response(.restoreSessions(try c.decode(RestoreSessionsResponse.self, forKey: .body)))
+            case "sealSession": message = .response(.sealSession(try c.decode(SealSessionResponse.self, forKey: .body)))
+            case "openTicket": message = .response(.openTicket(try c.decode(OpenTicketResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -72,6 +76,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .saveSession(let b): try c.encode(b, forKey: .body)
             case .forgetSession(let b): try c.encode(b, forKey: .body)
             case .restoreSessions(let b): try c.encode(b, forKey: .body)
+            case .sealSession(let b): try c.encode(b, forKey: .body)
+            case .openTicket(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -86,6 +92,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .hostNetwork(let b): try c.encode(b, forKey: .body)
             case .sessionStore(let b): try c.encode(b, forKey: .body)
             case .restoreSessions(let b): try c.encode(b, forKey: .body)
+            case .sealSession(let b): try c.encode(b, forKey: .body)
+            case .openTicket(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -120,6 +128,11 @@ public enum WireRequest: Sendable, Equatable {
     case saveSession(SaveSessionRequest)
     case forgetSession(ForgetSessionRequest)
     case restoreSessions(RestoreSessionsRequest)
+    /// gateway → auth: keep this new session and seal it into a resumption ticket (its
+    /// cookie) that any server of the Site can open (docs/site.md).
+    case sealSession(SealSessionRequest)
+    /// gateway → auth: a client presented a ticket this gateway has no session for.
+    case openTicket(OpenTicketRequest)
 
     public var typeName: String {
         switch self {
@@ -133,6 +146,8 @@ public enum WireRequest: Sendable, Equatable {
         case .saveSession: return "saveSession"
         case .forgetSession: return "forgetSession"
         case .restoreSessions: return "restoreSessions"
+        case .sealSession: return "sealSession"
+        case .openTicket: return "openTicket"
         }
     }
 }
@@ -147,6 +162,8 @@ public enum WireResponse: Sendable, Equatable {
     case hostNetwork(HostNetworkResponse)
     case sessionStore(SessionStoreResponse)
     case restoreSessions(RestoreSessionsResponse)
+    case sealSession(SealSessionResponse)
+    case openTicket(OpenTicketResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -161,6 +178,8 @@ public enum WireResponse: Sendable, Equatable {
         case .hostNetwork: return "hostNetwork"
         case .sessionStore: return "sessionStore"
         case .restoreSessions: return "restoreSessions"
+        case .sealSession: return "sealSession"
+        case .openTicket: return "openTicket"
         case .error: return "error"
         }
     }

@@ -27,6 +27,9 @@ struct MstunnelAuth: AsyncParsableCommand {
     @Option(name: .customLong("session-store"), help: "File of the sessions that outlive a gateway restart, in a directory of its own that only this process may use (default: mstunnel-auth/sessions.json beside the socket; 'none' keeps none).")
     var sessionStorePath: String?
 
+    @Option(name: .customLong("ticket-keys"), help: "Ticket key file: the Site key that lets every server of a Site resume the others' sessions (docs/site.md). Default: ticket-keys.json beside the session store, made with a key of this server's own at first start.")
+    var ticketKeysPath: String?
+
     @Option(name: .customLong("allow-uid"), help: "Also allow this peer uid (repeatable). Root and our own uid are always allowed.")
     var allowUID: [UInt32] = []
 
@@ -142,8 +145,20 @@ struct MstunnelAuth: AsyncParsableCommand {
         if storePath != "none" {
             do {
                 try SessionStore.prepareDirectory(of: storePath)
-                sessionStore = SessionStore(path: storePath, logger: logger)
+                var sealer: TicketSealer?
+                do { sealer = try loadTicketKeys(storePath: storePath, logger: logger) } catch {
+                    // A Site key file that does not load stops the plugin: running on would
+                    // quietly make every failover a new login for every user.
+                    if ticketKeysPath != nil {
+                        logger.error("auth.tickets.invalid", metadata: ["error": "\(error)"])
+                        throw ExitCode(1)
+                    }
+                    logger.error("auth.tickets.unavailable", metadata: ["error": "\(error)", "effect": "the gateway gives out cookies of its own; sessions resume only on this server"])
+                }
+                sessionStore = SessionStore(path: storePath, sealer: sealer, logger: logger)
                 sessionStore?.startWriting()
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 logger.error("auth.sessions.unavailable", metadata: ["error": "\(error)", "effect": "sessions will not outlive a gateway restart"])
             }
@@ -205,5 +220,22 @@ struct MstunnelAuth: AsyncParsableCommand {
         server.stop()
         // What changed in the last second reaches the file before the process goes.
         sessionStore?.flush()
+    }
+
+    /// The ticket keys: the Site key file when given (it must exist and be valid: a server
+    /// that cannot open its siblings' tickets would silently turn every failover into a new
+    /// login), else this server's own key, made at first start.
+    func loadTicketKeys(storePath: String, logger: Logger) throws -> TicketSealer {
+        let path = ticketKeysPath ?? URL(fileURLWithPath: storePath).deletingLastPathComponent().appendingPathComponent("ticket-keys.json").path
+        let (sealer, created) = try TicketKeyFile.load(path: path, create: ticketKeysPath == nil)
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+            logger.warning("auth.tickets.key_file_open", metadata: ["path": "\(path)", "mode": "\(String(st.st_mode & 0o777, radix: 8))",
+                                                                   "why": "anyone who reads it can forge sessions; make it 0600"])
+        }
+        logger.info("auth.tickets.keys", metadata: ["path": "\(path)", "sealing": "\(sealer.sealing.id)", "keys": "\(sealer.keys.count)",
+                                                    "lifetime_s": "\(sealer.lifetime)", "created": "\(created)",
+                                                    "scope": "\(ticketKeysPath == nil ? "this server" : "the Site")"])
+        return sealer
     }
 }

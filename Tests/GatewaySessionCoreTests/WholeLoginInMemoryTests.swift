@@ -33,6 +33,9 @@ import Testing
         /// What mstunnel-auth would say about each token.
         var tokens: [String: ValidateTokenResponse] = [:]
         var pendingToken: String?
+        /// Tickets mstunnel-auth would open (sealed by a sibling), and the one being opened.
+        var tickets: [String: Identity] = [:]
+        var pendingTicket: String?
         /// Sessions by cookie.
         var sessions: [String: Identity] = [:]
         var closed = false
@@ -77,6 +80,15 @@ import Testing
 
         /// mstunnel-auth answers on a later loop turn.
         func answerAuth() {
+            if let ticket = pendingTicket {
+                pendingTicket = nil
+                if let who = tickets[ticket] {
+                    sessions[ticket] = who  // taken back, as Gateway+Tickets does
+                    perform(login.ticketAnswered(.resumed))
+                } else {
+                    perform(login.ticketAnswered(.refused(reason: "does not open")))
+                }
+            }
             guard let token = pendingToken else { return }
             pendingToken = nil
             perform(login.authAnswered(tokens[token] ?? .rejected(.badSignature, "signature does not verify")))
@@ -102,6 +114,9 @@ import Testing
                     let cookie = "cookie-\(sessions.count + 1)"
                     sessions[cookie] = identity
                     perform(login.sessionDecided(.loginComplete(cookie: cookie, banner: "Welcome")) { sessions[$0] != nil })
+                case .openTicket(let cookie):
+                    log.append("open ticket")
+                    pendingTicket = cookie
                 case .startTunnel(let cookie, let identity, _):
                     if sessions[cookie] == nil, let identity { sessions[cookie] = identity }
                     guard let who = sessions[cookie] else {
@@ -189,6 +204,28 @@ import Testing
         #expect(connected.hasPrefix("HTTP/1.1 200 CONNECTED\r\n"))
         #expect(gw.log == ["validate cookie", "tunnel for alice@example.com"])
         #expect(gw.sessions[jwt] == Self.alice)
+    }
+
+    /// A CONNECT with a ticket this gateway has no session for (sealed on a sibling that is
+    /// gone): auth opens it, the session is taken back, the tunnel starts — no login.
+    @Test func aTicketFromASiblingResumesTheSession() throws {
+        let gw = try Gateway()
+        let ticket = "mst.1.site-1.c2VhbGVkLXNlc3Npb24"
+        gw.tickets[ticket] = Self.alice
+        gw.pump()
+        let connected = gw.request("CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: gw\r\n\(Self.ua)Cookie: webvpn=\(ticket)\r\n\r\n")
+        #expect(connected.hasPrefix("HTTP/1.1 200 CONNECTED\r\n"))
+        #expect(gw.log == ["open ticket", "tunnel for alice@example.com"])
+        #expect(gw.login.state == .tunnel)
+    }
+
+    @Test func aTicketThatDoesNotOpenGets401NotALoginForm() throws {
+        let gw = try Gateway()
+        gw.pump()
+        let refused = gw.request("CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: gw\r\n\(Self.ua)Cookie: webvpn=mst.1.site-1.Zm9yZ2Vk\r\n\r\n")
+        #expect(refused.hasPrefix("HTTP/1.1 401 Cookie is not acceptable\r\n"))
+        #expect(gw.log == ["open ticket", "rejected ticketRefused"])
+        #expect(gw.closed)
     }
 
     @Test func aForgedTokenGets401AndTheConnectionCloses() throws {
