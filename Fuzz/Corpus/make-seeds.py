@@ -224,6 +224,10 @@ def main():
             for b in t.encode(): h = (h * 31 + b) & 0xFFFFFFFF
             if h % 4 >= 2: return t
     tok = accepted_token(0, "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.sig")
+    def ticket(rest):
+        t = "mst.1.site-1.QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo"
+        while len(t) % 3 != rest: t += "A"
+        return t
     conv = {
         "xml-login-then-connect": (0, 0x00, post("/", INIT_XML) + post("/auth", USER_XML) + post("/auth", pass_xml(tok)) + connect("cookie-1-6")),
         "bearer-login-then-connect": (5, 0x01, get("/") + get("/", f"Authorization: Bearer {accepted_token(1, 'tok')}\n") + connect("cookie-1-6", dtls=False) + cstp(7)),
@@ -232,6 +236,10 @@ def main():
         "refused-connect": (0, 0x14, connect("sessioncookie")),
         "logout": (3, 0x03, post("/", LOGOUT_XML) + get("/healthz")),
         "garbage": (1, 0x00, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"),
+        # Resumption tickets (docs/site.md): the fuzzer's auth opens one whose length is a
+        # multiple of 3, refuses one of length 3k+1.
+        "ticket-resumed": (0, 0x00, connect(ticket(0)) + cstp(3, b"\x01")),
+        "ticket-refused": (0, 0x00, connect(ticket(1))),
     }
     for name, (seed, control, stream) in conv.items():
         write("fuzz-login-connect", name, bytes([seed, control]) + stream)

@@ -98,6 +98,24 @@ private struct StandInGateway {
                     reply = .loginComplete(cookie: cookie, banner: settings.advanced.banner)
                 }
                 perform(login.sessionDecided(reply) { isSession($0) }, &login, depth: depth + 1)
+            case .openTicket(let cookie):
+                if case .awaitingTicket = login.state {} else { invariant(false, "openTicket in \(login.state)") }
+                invariant(TicketFormat.looksLikeTicket(cookie) && !isSession(cookie), "openTicket for a cookie that is no ticket, or a session's")
+                // Auth opens it (the session is taken back), refuses it, or cannot be asked.
+                let next: [LoginAction]
+                switch cookie.utf8.count % 3 {
+                case 0:
+                    sessions.insert(cookie)
+                    next = login.ticketAnswered(.resumed)
+                    invariant(login.state == .awaitingSession, "a resumed ticket left the state \(login.state)")
+                case 1:
+                    next = login.ticketAnswered(.refused(reason: "does not open"))
+                    invariant(login.state == .closing, "a refused ticket does not close")
+                default:
+                    next = login.authUnavailable("auth away")
+                    invariant(login.state == .closing, "an unanswered ticket does not close")
+                }
+                perform(next, &login, depth: depth + 1)
             case .startTunnel(let cookie, _, let request):
                 invariant(login.state == .awaitingSession, "startTunnel in \(login.state)")
                 invariant(!cookie.isEmpty && request.cookie("webvpn") == cookie, "startTunnel's cookie is not the request's")
@@ -153,7 +171,7 @@ private struct StandInGateway {
             switch a {
             case .reply(let r) where r.closes:
                 invariant(last, "actions after a reply that closes: \(actions)")
-            case .validate, .startTunnel, .flood, .createSession:
+            case .validate, .startTunnel, .flood, .createSession, .openTicket:
                 invariant(last, "actions after \(a): \(actions)")
             case .malformed:
                 if !last, case .reply(.badRequest) = actions[i + 1] {} else { invariant(false, "malformed not followed by a 400: \(actions)") }
