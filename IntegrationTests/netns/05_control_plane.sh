@@ -106,6 +106,32 @@ if out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/hea
     check "health checks explain each status (internal probe reachable)" sh -c "echo '$out' | grep -q '198.18.1.2:8080/ reachable'"
 else fail "healthChecks: $out"; fi
 wait_for "current connections = 1 reported" 100 metric_is currentConnections 1
+
+echo "== the Site's ticket keys: from the control plane, through the agent, to mstunnel-auth (docs/site.md)"
+printf %s "$(mint --oid 0b1f7a3e-0000-4000-8000-000000000053 --upn hal@corp.test)" > "$WORK/token3.jwt"
+wait_for "auth seals with the Site's key, handed over by the agent" 100 grep -q '"msg":"auth.tickets.keys".*"from":"the agent".*"scope":"the Site"' "$WORK/auth.log"
+K1=$(grep '"msg":"auth.tickets.keys"' "$WORK/auth.log" | tail -1 | json 'd["sealing"]')
+check "auth keeps them in its own directory, 0600" sh -c "test \"\$(stat -c %a $RUN/mstunnel-auth/site-keys.json)\" = 600"
+site_cookie() {
+    local c
+    c=$(timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
+        --token-secret=@"$WORK/token3.jwt" --authenticate https://198.18.0.1/ 2>/dev/null | sed -n "s/^COOKIE='\(.*\)'$/\1/p")
+    echo "${c##*webvpn=}"
+}
+COOKIE1=$(site_cookie)
+check "a new login's cookie is a ticket sealed with the Site's key ($K1)" sh -c "echo '$COOKIE1' | grep -q '^mst\.1\.$K1\.'"
+if out=$(api POST "/microsoftTunnelSites/$SITE/rotateTicketKey" ""); then pass "rotateTicketKey accepted"; else fail "rotateTicketKey: $out"; fi
+K2=$(grep '"msg":"site.ticket_key.added"' "$WORK/control.log" | tail -1 | json 'd["key"]')
+wait_for "the new key ($K2) reached auth, for opening first" 100 grep -q "\"msg\":\"auth.tickets.keys\".*\"keys\":\"[^\"]*$K2" "$WORK/auth.log"
+wait_for "  … and seals once the server reported having it" 100 grep -q "\"msg\":\"auth.tickets.keys\".*\"sealing\":\"$K2\"" "$WORK/auth.log"
+check "the control plane logged the promotion" grep -q "\"msg\":\"site.ticket_key.sealing\".*\"key\":\"$K2\"" "$WORK/control.log"
+COOKIE2=$(site_cookie)
+check "a login now gets a ticket sealed with $K2" sh -c "echo '$COOKIE2' | grep -q '^mst\.1\.$K2\.'"
+{ printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=%s\r\n\r\n' "$COOKIE1"; sleep 1; } |
+    timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect 198.18.0.1:443 > "$WORK/old-key-cookie.out" 2>/dev/null || true
+check "the ticket sealed with $K1 before the rotation still opens a tunnel" grep -q '200 CONNECTED' "$WORK/old-key-cookie.out"
+KEYS=$(python3 -c "import json; print('\n'.join(k['key'] for k in json.load(open('$RUN/mstunnel-auth/site-keys.json'))['keys']))")
+check "no ticket key in any log" sh -c "! echo '$KEYS' | grep -F -f - '$WORK/control.log' '$WORK/agent.log' '$WORK/server.log' '$WORK/auth.log'"
 # Malformed input reaches the control plane through the agent's report: 5 datagrams that
 # are not DTLS (informational; the status does not change).
 ip netns exec "$NS_C" python3 -c "
@@ -247,7 +273,7 @@ sys.exit(0 if len(ended)==1 and ended[0]['bytesIn'] is not None else 1)"
 check "each connect event is there exactly once" python3 -c "
 import json,sys
 v=json.load(open('$WORK/events.json'))['value']
-c=sorted(e['userName'] for e in v if e['type']=='sessionConnected')
+c=sorted(e['userName'] for e in v if e['type']=='sessionConnected' and e['userName']!='hal@corp.test')
 ids=[e['id'] for e in v]
 sys.exit(0 if c==['fay@corp.test','gus@corp.test'] and len(ids)==len(set(ids)) else 1)"
 

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayWire
 import Logging
 
 extension AgentRunner {
@@ -22,8 +23,11 @@ extension AgentRunner {
         let serverVersion = try? gateway.ping().get().version
         let applied = database.appliedConfigurationVersion
         let lastApply = database.lastApplyReported ? nil : database.lastApply?.clampedToLimits()
+        // What auth opens with now: the control plane promotes a new Site key only when every
+        // live server reports it.
+        let authKeys = try? auth.installTicketKeys(nil).get()
         let request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
-                                     appliedConfigurationVersion: applied, lastApply: lastApply)
+                                     appliedConfigurationVersion: applied, lastApply: lastApply, ticketKeyIds: authKeys?.keyIds)
         let response: CheckinResponse
         do {
             response = try client.checkin(request)
@@ -59,6 +63,7 @@ extension AgentRunner {
         nextReport = min(nextReport, Date().addingTimeInterval(Jitter.around(reportInterval)))
 
         applyConfiguration(from: response)
+        if let keys = response.ticketKeys { handOver(keys, authHas: authKeys) }
         renewIfDue(response.renewAfter)
         for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {
             if !database.isActionDone(action.id) { pendingActions.append(action) }
@@ -155,3 +160,30 @@ extension AgentRunner {
         }
     }
 }
+
+extension AgentRunner {
+    /// The Site's ticket keys, handed to mstunnel-auth when it does not seal and open with
+    /// exactly them yet. The agent keeps no copy (only auth holds secrets); auth keeps them in
+    /// its own directory. Logged by key id only.
+    func handOver(_ keys: SiteTicketKeys, authHas: TicketKeysResponse?) {
+        let wanted = Set(keys.keys.map(\.id))
+        if let has = authHas, has.source == "site", has.sealing == keys.sealing, wanted.isSubset(of: Set(has.keyIds)),
+           Set(has.keyIds).subtracting(wanted).allSatisfy({ $0.hasPrefix("local-") }) {
+            return
+        }
+        let file = TicketKeyFile(sealing: keys.sealing, keys: keys.keys.map { TicketKeyFile.Entry(id: $0.id, key: $0.key) },
+                                 lifetimeSeconds: keys.lifetimeSeconds)
+        switch auth.installTicketKeys(file) {
+        case .success(let r):
+            ticketKeyProblem = nil
+            logger.info("agent.ticket_keys.installed", metadata: ["sealing": "\(r.sealing)", "keys": "\(r.keyIds.joined(separator: ","))"])
+        case .failure(let error):
+            let text = "\(error)"
+            guard text != ticketKeyProblem else { return }
+            ticketKeyProblem = text
+            logger.warning("agent.ticket_keys.not_installed", metadata: [
+                "error": "\(text)", "effect": "sessions of this server may not resume on its siblings (and theirs not here) until it is", "retry": "at the next check-in"])
+        }
+    }
+}
+

@@ -14,6 +14,10 @@ public struct RunOptions: Sendable {
     /// Given each reading of the gateway's status (every `AgentRunner.eventsInterval`), or
     /// nil when the gateway did not answer: the metrics endpoint (`--metrics-listen`).
     public var gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)?
+    /// mstunnel-auth's socket and the uids trusted to listen on it (`--auth-uid`): the Site's
+    /// ticket keys from the control plane are handed to it (docs/site.md).
+    public var authSocket: String?
+    public var authUIDs: Set<UInt32> = [991]
 
     public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000,
                 gatewayGIDs: Set<UInt32> = [], gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)? = nil) {
@@ -52,6 +56,10 @@ public final class AgentRunner {
     var outbox: Outbox!
     var client: ControlPlaneClient!
     let gateway: GatewayControl
+    /// mstunnel-auth, for the Site's ticket keys (AgentRunner+Checkin).
+    let auth: GatewayControl
+    /// The last ticket-key problem logged (one line per change).
+    var ticketKeyProblem: String?
     var health: HealthCollector!
     var events: SessionEventPump!
     var applier: ConfigApplier!
@@ -92,6 +100,7 @@ public final class AgentRunner {
         self.logger = logger
         self.stop = stop
         self.gateway = GatewayControl(runDirectory: options.runDirectory, allowedGIDs: options.gatewayGIDs, logger: logger)
+        self.auth = GatewayControl(authSocket: options.authSocket ?? options.runDirectory + "/auth.sock", authUIDs: options.authUIDs, logger: logger)
     }
 
     enum SessionEnd { case stopped, reenrolled }

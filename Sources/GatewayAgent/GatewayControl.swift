@@ -43,6 +43,8 @@ public struct GatewayControl: Sendable {
     public var timeoutSeconds: Double
     /// Primary gids (beyond root and the agent's own uid) accepted for the listener.
     public var allowedGIDs: Set<UInt32>
+    /// Uids (beyond root and the agent's own) accepted for the listener.
+    public var allowedUIDs: Set<UInt32> = []
     let peerLog: PeerCheckLog?
 
     public init(runDirectory: String, timeoutSeconds: Double = 10, allowedGIDs: Set<UInt32> = [], logger: Logger? = nil) {
@@ -52,11 +54,30 @@ public struct GatewayControl: Sendable {
         self.peerLog = logger.map(PeerCheckLog.init)
     }
 
+    /// mstunnel-auth's socket, trusted only when its listener is root, the agent's uid or one
+    /// of `authUIDs` — never by group: the stack's group includes the gateway, which must not
+    /// receive the Site's ticket keys by posing as auth.
+    public init(authSocket: String, authUIDs: Set<UInt32>, timeoutSeconds: Double = 10, logger: Logger? = nil) {
+        self.socketPath = authSocket
+        self.timeoutSeconds = timeoutSeconds
+        self.allowedGIDs = []
+        self.allowedUIDs = authUIDs
+        self.peerLog = logger.map(PeerCheckLog.init)
+    }
+
+    /// Hands the Site's ticket keys to mstunnel-auth (nil: only asks what it has).
+    public func installTicketKeys(_ keys: TicketKeyFile?) -> Result<TicketKeysResponse, GatewayCallError> {
+        call(.installTicketKeys(InstallTicketKeysRequest(keys: keys))).flatMap {
+            if case .ticketKeys(let r) = $0 { return .success(r) }
+            return .failure(.failed("unexpected answer \($0.typeName) to installTicketKeys"))
+        }
+    }
+
     /// The trust policy for the process listening on the control socket, as a pure
     /// function: nil when it may be talked to, else the reason it may not. Root, the
     /// agent's own (effective) uid, or a gid in `allowedGIDs`.
-    public static func peerRefusal(_ peer: PeerCredentials, ownUID: UInt32, allowedGIDs: Set<UInt32>) -> String? {
-        if peer.uid == 0 || peer.uid == ownUID || allowedGIDs.contains(peer.gid) { return nil }
+    public static func peerRefusal(_ peer: PeerCredentials, ownUID: UInt32, allowedGIDs: Set<UInt32>, allowedUIDs: Set<UInt32> = []) -> String? {
+        if peer.uid == 0 || peer.uid == ownUID || allowedGIDs.contains(peer.gid) || allowedUIDs.contains(peer.uid) { return nil }
         let groups = allowedGIDs.isEmpty ? "no --gateway-gid given" : "allowed gids \(allowedGIDs.sorted().map(String.init).joined(separator: ","))"
         return "the listener runs as uid \(peer.uid) gid \(peer.gid) (pid \(peer.pid)): not root, not the agent's uid \(ownUID), "
             + "and its gid is not allowed (\(groups)); nothing was sent to it, since it could be posing as the gateway"
@@ -109,7 +130,7 @@ public struct GatewayControl: Sendable {
         } catch {
             return .failure(.failed("cannot read the listener's credentials on \(socketPath): \(error)"))
         }
-        if let reason = Self.peerRefusal(peer, ownUID: UInt32(geteuid()), allowedGIDs: allowedGIDs) {
+        if let reason = Self.peerRefusal(peer, ownUID: UInt32(geteuid()), allowedGIDs: allowedGIDs, allowedUIDs: allowedUIDs) {
             let text = "\(socketPath): \(reason)"
             peerLog?.note(refusal: text)
             return .failure(.untrustedPeer(text))

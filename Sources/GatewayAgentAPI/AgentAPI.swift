@@ -131,13 +131,46 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     public var appliedConfigurationVersion: Int64
     /// The last apply attempt, reported until the control plane has seen it.
     public var lastApply: ConfigurationApplyResult?
+    /// The ticket key ids this server's mstunnel-auth opens with now (never the keys); nil:
+    /// unknown (auth unreachable, or an older agent). The control plane makes a new Site key
+    /// the sealing one only once every live server of the Site has it.
+    public var ticketKeyIds: [String]?
 
-    public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?) {
+    public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?,
+                ticketKeyIds: [String]? = nil) {
         self.agentVersion = agentVersion
         self.serverVersion = serverVersion
         self.appliedConfigurationVersion = appliedConfigurationVersion
         self.lastApply = lastApply
+        self.ticketKeyIds = ticketKeyIds
     }
+}
+
+/// The Site's ticket keys (docs/site.md, "Site keys"): every server's mstunnel-auth seals a
+/// session's cookie with `sealing` and opens with any of `keys`, so a client whose server is
+/// gone resumes on a sibling. Sent at every check-in over the agent's mTLS connection; the
+/// agent hands them to mstunnel-auth and keeps no copy. Printed, it shows key ids only.
+public struct SiteTicketKeys: Codable, Sendable, Equatable, CustomStringConvertible {
+    public struct Key: Codable, Sendable, Equatable, CustomStringConvertible {
+        public var id: String
+        /// 32 bytes, base64.
+        public var key: String
+        public init(id: String, key: String) {
+            self.id = id
+            self.key = key
+        }
+        public var description: String { "ticket key \(id)" }
+    }
+    public var sealing: String
+    public var keys: [Key]
+    public var lifetimeSeconds: Int64
+
+    public init(sealing: String, keys: [Key], lifetimeSeconds: Int64) {
+        self.sealing = sealing
+        self.keys = keys
+        self.lifetimeSeconds = lifetimeSeconds
+    }
+    public var description: String { "ticket keys \(keys.map(\.id)) sealing \(sealing)" }
 }
 
 public struct CheckinResponse: Codable, Sendable, Equatable {
@@ -156,10 +189,13 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     public var actions: [AgentAction]
     /// When the agent should renew its certificate (ISO 8601); nil = no opinion.
     public var renewAfter: String?
+    /// The Site's ticket keys (nil from an older control plane).
+    public var ticketKeys: SiteTicketKeys?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,
-                actions: [AgentAction], renewAfter: String?) {
+                actions: [AgentAction], renewAfter: String?, ticketKeys: SiteTicketKeys? = nil) {
+        self.ticketKeys = ticketKeys
         self.serverId = serverId
         self.siteId = siteId
         self.configurationVersion = configurationVersion

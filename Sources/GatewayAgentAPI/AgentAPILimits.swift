@@ -35,6 +35,10 @@ public enum AgentAPILimits {
     /// Malformed-input classes in a health report (13 today), and the length of each name.
     public static let malformedClasses = 64
     public static let malformedClassName = 64
+    /// Ticket key ids a check-in reports (a Site has at most a few; auth holds at most 16,
+    /// plus its own), and the length of each.
+    public static let ticketKeyIds = 32
+    public static let ticketKeyId = 32
 
     /// Body of every agent JSON request except report batches.
     public static let maxJSONBodyBytes = 64 << 10
@@ -220,6 +224,9 @@ extension CheckinRequest {
     /// `AgentAPILimits.version` (older agents may send more).
     public func checkLimits() throws(FieldLimitError) {
         try lastApply?.checkLimits("lastApply")
+        if let ids = ticketKeyIds {
+            try Limit.strings(ids, "ticketKeyIds", maxCount: AgentAPILimits.ticketKeyIds, maxEach: AgentAPILimits.ticketKeyId)
+        }
     }
 }
 

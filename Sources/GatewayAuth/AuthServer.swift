@@ -36,6 +36,9 @@ public final class AuthServer: @unchecked Sendable {
     /// root — not every peer the socket admits (the agent shares the stack's group, and a
     /// session saved here becomes a tunnel after the next gateway restart).
     public let sessionStorePeers: Set<UInt32>
+    /// Peer uids that may hand over the Site's ticket keys (the agent's): not the gateway's,
+    /// which must never choose the keys its cookies are sealed with.
+    public let ticketKeyPeers: Set<UInt32>
     let logger: Logger
 
     private let lock = Mutex()
@@ -48,9 +51,10 @@ public final class AuthServer: @unchecked Sendable {
 
     public init(socketPath: String, socketMode: mode_t = 0o660, peerPolicy: PeerPolicy, handler: AuthRequestHandler,
                 maxFramePayload: Int = 1 << 20, maxConnections: Int = 64, sessionStore: SessionStore? = nil,
-                sessionStorePeers: Set<UInt32> = [0], logger: Logger) {
+                sessionStorePeers: Set<UInt32> = [0], ticketKeyPeers: Set<UInt32> = [0], logger: Logger) {
         self.sessionStore = sessionStore
         self.sessionStorePeers = sessionStorePeers
+        self.ticketKeyPeers = ticketKeyPeers
         self.socketPath = socketPath
         self.socketMode = socketMode
         self.peerPolicy = peerPolicy
@@ -237,6 +241,8 @@ public final class AuthServer: @unchecked Sendable {
                     let answer = await handler.validate(request, id: id)
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
+            case .request(.installTicketKeys(let r)):
+                send(WireEnvelope(id: envelope.id, .response(installTicketKeys(r, peer: peer, peerMeta: peerMeta))), on: connection, peerMeta: peerMeta)
             case .request(let request):
                 if let store = sessionStore, SessionStore.serves(request) {
                     guard sessionStorePeers.contains(peer.uid) else {
@@ -252,6 +258,24 @@ public final class AuthServer: @unchecked Sendable {
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
             }
+        }
+    }
+
+    /// The Site's ticket keys from the agent (or, without keys, what is loaded).
+    func installTicketKeys(_ r: InstallTicketKeysRequest, peer: PeerCredentials, peerMeta: Logger.Metadata) -> WireResponse {
+        guard ticketKeyPeers.contains(peer.uid) else {
+            logger.warning("auth.tickets.refused", metadata: peerMeta.merging(["reason": "only the agent's uid may hand over ticket keys"]) { $1 })
+            return .error(WireErrorResponse(code: WireErrorResponse.notAllowed, message: "uid \(peer.uid) may not hand over ticket keys"))
+        }
+        guard let keyring = sessionStore?.keyring else {
+            return .error(WireErrorResponse(code: WireErrorResponse.unavailable, message: "this mstunnel-auth keeps no sessions and seals no tickets"))
+        }
+        guard let keys = r.keys else { return .ticketKeys(keyring.summary) }
+        do {
+            return .ticketKeys(try keyring.install(keys))
+        } catch {
+            logger.error("auth.tickets.install_failed", metadata: peerMeta.merging(["error": "\(error)"]) { $1 })
+            return .error(WireErrorResponse(code: WireErrorResponse.malformed, message: "\(error)"))
         }
     }
 

@@ -33,17 +33,18 @@ public final class SessionStore: @unchecked Sendable {
     private var dirty = false
     /// Seals and opens resumption tickets (nil: this store gives out none, and the gateway
     /// falls back to cookies of its own).
-    public let sealer: TicketSealer?
+    public let keyring: TicketKeyring?
+    var sealer: TicketSealer? { keyring?.sealer }
     private var timer: (any DispatchSourceTimer)?
     private let now: @Sendable () -> Int64
 
     /// Loads `path` if it exists; a file that does not read is set aside (renamed with
     /// `.unreadable`) and the store starts empty, so a bad file costs re-logins, not a plugin
     /// that will not start.
-    public init(path: String, sealer: TicketSealer? = nil, logger: Logger,
+    public init(path: String, sealer: TicketSealer? = nil, keyring: TicketKeyring? = nil, logger: Logger,
                 now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.path = path
-        self.sealer = sealer
+        self.keyring = keyring ?? sealer.map { TicketKeyring(fixed: $0, logger: logger) }
         self.logger = logger
         self.now = now
         guard let data = FileManager.default.contents(atPath: path) else { return }

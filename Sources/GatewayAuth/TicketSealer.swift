@@ -117,36 +117,9 @@ public struct TicketSealer: Sendable {
     }
 }
 
-/// The ticket keys on disk: the Site key file the agent writes (a Site of many servers), or
-/// a key of this server's own, made at first start beside the session store (one server:
-/// tickets then survive only what the session store survives, and nothing is shared).
-///
-/// ```json
-/// {"sealing": "k2", "keys": [{"id": "k2", "key": "<base64 of 32 bytes>"}, {"id": "k1", "key": "…"}]}
-/// ```
-/// `sealing` names the key new tickets are sealed with; the others only open (rotation:
-/// a new key is first sent to every server for opening, then made the sealing key; an old
-/// one is dropped a ticket lifetime later).
-public struct TicketKeyFile: Codable, Sendable, Equatable {
-    public struct Entry: Codable, Sendable, Equatable {
-        public var id: String
-        public var key: String
-        public init(id: String, key: String) {
-            self.id = id
-            self.key = key
-        }
-    }
-    public var sealing: String
-    public var keys: [Entry]
-    /// Ticket lifetime in seconds (nil: `TicketSealer.defaultLifetime`).
-    public var lifetimeSeconds: Int64?
-
-    public init(sealing: String, keys: [Entry], lifetimeSeconds: Int64? = nil) {
-        self.sealing = sealing
-        self.keys = keys
-        self.lifetimeSeconds = lifetimeSeconds
-    }
-
+/// The rules of a ticket key set and the files it lives in (the struct itself is in
+/// GatewayWire: the agent hands a Site's keys over the wire).
+extension TicketKeyFile {
     /// Checks every rule and builds the sealer; the error names the rule broken.
     public func sealer() throws -> TicketSealer {
         guard !keys.isEmpty, keys.count <= 16 else { throw TicketSealer.TicketError("'keys' must hold 1 to 16 keys") }

@@ -104,7 +104,7 @@ extension Gateway {
             return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
-        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket:
+        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket, .installTicketKeys:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not keep sessions for others; mstunnel-auth does"))
         case .hostNetwork:
             // Only the gateway's own helper, over its private socket pair, changes the host.

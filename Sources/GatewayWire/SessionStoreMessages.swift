@@ -155,3 +155,67 @@ public struct SessionStoreResponse: Codable, Sendable, Equatable {
     public var kept: Int
     public init(kept: Int) { self.kept = kept }
 }
+
+/// A set of ticket keys: the Site's (from the control plane, handed over by the agent; or a
+/// file given to mstunnel-auth with `--ticket-keys`), or a key of this server's own, made at
+/// first start beside the session store (one server: nothing is shared). Printed, it shows
+/// key ids only, so a key never reaches a log through string interpolation.
+///
+/// ```json
+/// {"sealing": "k2", "keys": [{"id": "k2", "key": "<base64 of 32 bytes>"}, {"id": "k1", "key": "…"}]}
+/// ```
+/// `sealing` names the key new tickets are sealed with; the others only open (rotation:
+/// a new key is first sent to every server for opening, then made the sealing key; an old
+/// one is dropped a ticket lifetime later).
+public struct TicketKeyFile: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var id: String
+        public var key: String
+        public init(id: String, key: String) {
+            self.id = id
+            self.key = key
+        }
+    }
+    public var sealing: String
+    public var keys: [Entry]
+    /// Ticket lifetime in seconds (nil: `TicketSealer.defaultLifetime`).
+    public var lifetimeSeconds: Int64?
+
+    public init(sealing: String, keys: [Entry], lifetimeSeconds: Int64? = nil) {
+        self.sealing = sealing
+        self.keys = keys
+        self.lifetimeSeconds = lifetimeSeconds
+    }
+}
+
+extension TicketKeyFile: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "ticket keys \(keys.map(\.id)) sealing \(sealing)" }
+    public var debugDescription: String { description }
+}
+
+extension TicketKeyFile.Entry: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "ticket key \(id)" }
+    public var debugDescription: String { description }
+}
+
+/// agent → auth: the Site's ticket keys, as the control plane sent them at check-in
+/// (docs/site.md, "Site keys"). mstunnel-auth keeps them in its own directory (0600) and seals
+/// with them from now on; the agent keeps no copy. `keys` nil: only say what is loaded.
+public struct InstallTicketKeysRequest: Codable, Sendable, Equatable {
+    public var keys: TicketKeyFile?
+    public init(keys: TicketKeyFile?) { self.keys = keys }
+}
+
+/// auth → agent: what mstunnel-auth seals and opens with now (ids only, never keys).
+public struct TicketKeysResponse: Codable, Sendable, Equatable {
+    public var sealing: String
+    /// Every key id it opens with (the Site's and its own earlier ones).
+    public var keyIds: [String]
+    /// `site` (from the agent), `file` (`--ticket-keys`), `local` (its own key).
+    public var source: String
+    public init(sealing: String, keyIds: [String], source: String) {
+        self.sealing = sealing
+        self.keyIds = keyIds
+        self.source = source
+    }
+}

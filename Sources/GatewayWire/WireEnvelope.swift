@@ -35,6 +35,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "restoreSessions": message = .request(.restoreSessions(try c.decode(RestoreSessionsRequest.self, forKey: .body)))
             case "sealSession": message = .request(.sealSession(try c.decode(SealSessionRequest.self, forKey: .body)))
             case "openTicket": message = .request(.openTicket(try c.decode(OpenTicketRequest.self, forKey: .body)))
+            case "installTicketKeys": message = .request(.installTicketKeys(try c.decode(InstallTicketKeysRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -50,6 +51,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "restoreSessions": message = .response(.restoreSessions(try c.decode(RestoreSessionsResponse.self, forKey: .body)))
             case "sealSession": message = .response(.sealSession(try c.decode(SealSessionResponse.self, forKey: .body)))
             case "openTicket": message = .response(.openTicket(try c.decode(OpenTicketResponse.self, forKey: .body)))
+            case "ticketKeys": message = .response(.ticketKeys(try c.decode(TicketKeysResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -78,6 +80,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .restoreSessions(let b): try c.encode(b, forKey: .body)
             case .sealSession(let b): try c.encode(b, forKey: .body)
             case .openTicket(let b): try c.encode(b, forKey: .body)
+            case .installTicketKeys(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -94,6 +97,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .restoreSessions(let b): try c.encode(b, forKey: .body)
             case .sealSession(let b): try c.encode(b, forKey: .body)
             case .openTicket(let b): try c.encode(b, forKey: .body)
+            case .ticketKeys(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -133,6 +137,8 @@ public enum WireRequest: Sendable, Equatable {
     case sealSession(SealSessionRequest)
     /// gateway → auth: a client presented a ticket this gateway has no session for.
     case openTicket(OpenTicketRequest)
+    /// agent → auth: the Site's ticket keys from the control plane (docs/site.md).
+    case installTicketKeys(InstallTicketKeysRequest)
 
     public var typeName: String {
         switch self {
@@ -148,6 +154,7 @@ public enum WireRequest: Sendable, Equatable {
         case .restoreSessions: return "restoreSessions"
         case .sealSession: return "sealSession"
         case .openTicket: return "openTicket"
+        case .installTicketKeys: return "installTicketKeys"
         }
     }
 }
@@ -164,6 +171,7 @@ public enum WireResponse: Sendable, Equatable {
     case restoreSessions(RestoreSessionsResponse)
     case sealSession(SealSessionResponse)
     case openTicket(OpenTicketResponse)
+    case ticketKeys(TicketKeysResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -180,6 +188,7 @@ public enum WireResponse: Sendable, Equatable {
         case .restoreSessions: return "restoreSessions"
         case .sealSession: return "sealSession"
         case .openTicket: return "openTicket"
+        case .ticketKeys: return "ticketKeys"
         case .error: return "error"
         }
     }

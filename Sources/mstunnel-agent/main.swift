@@ -91,6 +91,13 @@ struct Run: ParsableCommand {
             help: "Also trust a control-socket listener whose primary gid is GID (repeatable); root and the agent's own uid are always trusted.")
     var gatewayGID: [UInt32] = []
 
+    @Option(name: .customLong("auth-socket"), help: "mstunnel-auth's socket, to hand it the Site's ticket keys (default: auth.sock in the run directory).")
+    var authSocket: String?
+
+    @Option(name: .customLong("auth-uid"),
+            help: "Uid trusted to listen on the auth socket (repeatable; default 991, the auth container's). Root and the agent's own uid are always trusted; a group never is.")
+    var authUID: [UInt32] = []
+
     @Option(name: .customLong("metrics-listen"),
             help: "Serve the gateway's counters for Prometheus at http://HOST:PORT/metrics (plain HTTP: bind to loopback or a management address). Default: $MSTUNNEL_METRICS_LISTEN; off when neither is set.")
     var metricsListen: String?
@@ -126,9 +133,11 @@ struct Run: ParsableCommand {
                 if let status { exporter.update(status) } else { exporter.gatewayUnreachable() }
             }
         }
-        let runner = AgentRunner(options: RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax,
-                                                    gatewayGIDs: Set(gatewayGID), gatewayStatusObserver: observer),
-                                 logger: logger, stop: stop)
+        var runOptions = RunOptions(paths: state.paths, runDirectory: runDir, logDirectory: logDir, outboxMax: outboxMax,
+                                    gatewayGIDs: Set(gatewayGID), gatewayStatusObserver: observer)
+        runOptions.authSocket = authSocket
+        if !authUID.isEmpty { runOptions.authUIDs = Set(authUID) }
+        let runner = AgentRunner(options: runOptions, logger: logger, stop: stop)
         do {
             try runner.run()
         } catch {

@@ -30,6 +30,9 @@ struct MstunnelAuth: AsyncParsableCommand {
     @Option(name: .customLong("ticket-keys"), help: "Ticket key file: the Site key that lets every server of a Site resume the others' sessions (docs/site.md). Default: ticket-keys.json beside the session store, made with a key of this server's own at first start.")
     var ticketKeysPath: String?
 
+    @Option(name: .customLong("site-keys-uid"), help: "Peer uid (repeatable) that may hand over the Site's ticket keys: the agent's. It may do nothing else here but what --allow-uid peers may.")
+    var siteKeysUID: [UInt32] = []
+
     @Option(name: .customLong("allow-uid"), help: "Also allow this peer uid (repeatable). Root and our own uid are always allowed.")
     var allowUID: [UInt32] = []
 
@@ -145,8 +148,8 @@ struct MstunnelAuth: AsyncParsableCommand {
         if storePath != "none" {
             do {
                 try SessionStore.prepareDirectory(of: storePath)
-                var sealer: TicketSealer?
-                do { sealer = try loadTicketKeys(storePath: storePath, logger: logger) } catch {
+                var keyring: TicketKeyring?
+                do { keyring = try loadTicketKeys(storePath: storePath, logger: logger) } catch {
                     // A Site key file that does not load stops the plugin: running on would
                     // quietly make every failover a new login for every user.
                     if ticketKeysPath != nil {
@@ -155,7 +158,7 @@ struct MstunnelAuth: AsyncParsableCommand {
                     }
                     logger.error("auth.tickets.unavailable", metadata: ["error": "\(error)", "effect": "the gateway gives out cookies of its own; sessions resume only on this server"])
                 }
-                sessionStore = SessionStore(path: storePath, sealer: sealer, logger: logger)
+                sessionStore = SessionStore(path: storePath, keyring: keyring, logger: logger)
                 sessionStore?.startWriting()
             } catch let exit as ExitCode {
                 throw exit
@@ -165,9 +168,10 @@ struct MstunnelAuth: AsyncParsableCommand {
         }
         let server = AuthServer(
             socketPath: socket, socketMode: 0o660,
-            peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID), allowedGIDs: Set(allowGID)),
+            peerPolicy: PeerPolicy(allowedUIDs: Set(allowUID).union(siteKeysUID), allowedGIDs: Set(allowGID)),
             handler: AuthRequestHandler(validator: validator, certificates: certificates, logger: logger),
-            sessionStore: sessionStore, sessionStorePeers: Set(allowUID).union([0, getuid()]), logger: logger)
+            sessionStore: sessionStore, sessionStorePeers: Set(allowUID).union([0, getuid()]),
+            ticketKeyPeers: Set(siteKeysUID).union([0, getuid()]), logger: logger)
 
         // Signals are turned into an async event before anything else can be interrupted.
         signal(SIGTERM, SIG_IGN)
@@ -222,20 +226,29 @@ struct MstunnelAuth: AsyncParsableCommand {
         sessionStore?.flush()
     }
 
-    /// The ticket keys: the Site key file when given (it must exist and be valid: a server
-    /// that cannot open its siblings' tickets would silently turn every failover into a new
-    /// login), else this server's own key, made at first start.
-    func loadTicketKeys(storePath: String, logger: Logger) throws -> TicketSealer {
-        let path = ticketKeysPath ?? URL(fileURLWithPath: storePath).deletingLastPathComponent().appendingPathComponent("ticket-keys.json").path
-        let (sealer, created) = try TicketKeyFile.load(path: path, create: ticketKeysPath == nil)
-        var st = stat()
-        if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
-            logger.warning("auth.tickets.key_file_open", metadata: ["path": "\(path)", "mode": "\(String(st.st_mode & 0o777, radix: 8))",
-                                                                   "why": "anyone who reads it can forge sessions; make it 0600"])
+    /// The ticket keys: the key file when given (it must exist and be valid: a server that
+    /// cannot open its siblings' tickets would silently turn every failover into a new
+    /// login); else this server's own key (made at first start) and the Site's keys an agent
+    /// handed over earlier, kept beside the session store.
+    func loadTicketKeys(storePath: String, logger: Logger) throws -> TicketKeyring {
+        let dir = URL(fileURLWithPath: storePath).deletingLastPathComponent()
+        let keyring: TicketKeyring
+        if let path = ticketKeysPath {
+            let (sealer, _) = try TicketKeyFile.load(path: path, create: false)
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+                logger.warning("auth.tickets.key_file_open", metadata: ["path": "\(path)", "mode": "\(String(st.st_mode & 0o777, radix: 8))",
+                                                                       "why": "anyone who reads it can forge sessions; make it 0600"])
+            }
+            keyring = TicketKeyring(fixed: sealer, source: "file", logger: logger)
+        } else {
+            keyring = try TicketKeyring(localFile: dir.appendingPathComponent("ticket-keys.json").path,
+                                        siteFile: dir.appendingPathComponent("site-keys.json").path, logger: logger)
         }
-        logger.info("auth.tickets.keys", metadata: ["path": "\(path)", "sealing": "\(sealer.sealing.id)", "keys": "\(sealer.keys.count)",
-                                                    "lifetime_s": "\(sealer.lifetime)", "created": "\(created)",
-                                                    "scope": "\(ticketKeysPath == nil ? "this server" : "the Site")"])
-        return sealer
+        let summary = keyring.summary
+        logger.info("auth.tickets.keys", metadata: ["sealing": "\(summary.sealing)", "keys": "\(summary.keyIds.joined(separator: ","))",
+                                                    "lifetime_s": "\(keyring.sealer.lifetime)",
+                                                    "scope": "\(summary.source == "local" ? "this server" : "the Site")", "from": "\(summary.source)"])
+        return keyring
     }
 }

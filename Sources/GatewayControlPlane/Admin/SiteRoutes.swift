@@ -82,6 +82,23 @@ extension ControlPlane {
                 return HTTP.noContent()
             },
         ])
+        // Extension: rotate the Site's ticket key (docs/site.md, "Site keys"). The new key is
+        // sent to every server at its next check-in and begins to seal once all live servers
+        // have it; the old one keeps opening until the tickets it sealed have expired.
+        HTTP.route(router, Self.sitesPath + "/{siteId}/rotateTicketKey", [
+            .post: { _, context in
+                let id = try HTTP.parameter(context, "siteId")
+                switch try await self.store.addTicketKey(siteId: id, now: self.now()) {
+                case .siteNotFound: throw Self.siteNotFound(id)
+                case .rotationInProgress(let pending):
+                    throw GraphError(.conflict, code: "rotationInProgress",
+                                     "key \(pending) was added earlier and does not seal yet: every live server of the Site must check in with it first")
+                case .added(let key):
+                    self.logger.info("site.ticket_key.added", metadata: ["site": "\(id)", "key": "\(key)", "sealing": "once every live server has it"])
+                    return HTTP.noContent()
+                }
+            },
+        ])
         // Extension: a one-time join token for enrolling a server into this Site.
         HTTP.route(router, Self.sitesPath + "/{siteId}/createJoinToken", [
             .post: { request, context in

@@ -126,9 +126,20 @@ extension ControlPlane {
             AgentAction(id: $0.id, type: .collectLogs, startDateTime: GraphDate.string($0.startDateTime), endDateTime: GraphDate.string($0.endDateTime))
         }
         let renewAfter = certificate.map { GraphDate.string($0.notAfter.addingTimeInterval(-options.agentCertificateLifetime / 3)) }
+        // The Site's ticket keys, every check-in (a few keys: small). Live servers are those
+        // that checked in within three intervals; only they hold a rotation back.
+        let keys = try await store.ticketKeys(siteId: server.siteId, now: now, liveSince: now.addingTimeInterval(-3 * options.checkinInterval))
+        if let promoted = keys.promoted {
+            logger.info("site.ticket_key.sealing", metadata: ["site": "\(server.siteId)", "key": "\(promoted)", "why": "every live server of the Site has it"])
+        }
+        for id in keys.retired {
+            logger.info("site.ticket_key.retired", metadata: ["site": "\(server.siteId)", "key": "\(id)", "why": "every ticket it sealed has expired"])
+        }
+        let ticketKeys = SiteTicketKeys(sealing: keys.sealing, keys: keys.keys.map { SiteTicketKeys.Key(id: $0.id, key: $0.key) },
+                                        lifetimeSeconds: Int64(SiteTicketKeyPolicy.lifetime))
         return CheckinResponse(serverId: server.id, siteId: server.siteId, configurationVersion: version, configuration: configuration,
                                internalNetworkProbeUrl: site?.internalNetworkProbeUrl, checkinIntervalSeconds: Int(options.checkinInterval),
-                               reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter)
+                               reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter, ticketKeys: ticketKeys)
     }
 
     // MARK: - Reports

@@ -38,7 +38,15 @@ enum AgentSchemas {
                 "agentVersion": JS.string("cut to 64 bytes"), "serverVersion": opt(JS.string("cut to 64 bytes")),
                 "appliedConfigurationVersion": JS.integer(),
                 "lastApply": opt(JS.ref("ConfigurationApplyResult")),
+                "ticketKeyIds": opt(JS.array(JS.string(maxLength: L.ticketKeyId), maxItems: L.ticketKeyIds)),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
+            "SiteTicketKey": JS.object([
+                "id": JS.string("letters, digits and '-'"), "key": JS.string("32 bytes, base64"),
+            ], required: ["id", "key"]),
+            "SiteTicketKeys": JS.object([
+                "sealing": JS.string("the id of the key new tickets are sealed with"),
+                "keys": JS.array(JS.ref("SiteTicketKey")), "lifetimeSeconds": JS.integer(),
+            ], required: ["sealing", "keys", "lifetimeSeconds"]),
             "AgentAction": JS.object([
                 "id": JS.string(), "type": JS.string("unknown types are skipped by the agent", enumeration: AgentAction.Kind.allCases.map(\.rawValue)),
                 "startDateTime": opt(JS.string(format: "date-time")), "endDateTime": opt(JS.string(format: "date-time")),
@@ -50,6 +58,7 @@ enum AgentSchemas {
                 "checkinIntervalSeconds": JS.integer(), "reportIntervalSeconds": JS.integer(),
                 "actions": JS.array(JS.ref("AgentAction")),
                 "renewAfter": opt(JS.string(format: "date-time")),
+                "ticketKeys": opt(JS.ref("SiteTicketKeys")),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),

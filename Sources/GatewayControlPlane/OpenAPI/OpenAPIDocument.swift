@@ -230,6 +230,8 @@ enum OpenAPIOperations {
                "The Site's Server configuration (navigation property)", [ok(JS.ref("microsoftTunnelConfiguration"))]),
             op(.post, sites + "/{siteId}/requestUpgrade", "requestUpgrade", "sites",
                "Graph's requestUpgrade: recorded only (no upgrade machinery yet)", [noContent]),
+            op(.post, sites + "/{siteId}/rotateTicketKey", "rotateTicketKey", "sites",
+               "Extension: a new ticket key for the Site; it seals once every live server has it (409 while a rotation is in progress)", [noContent]),
             op(.post, sites + "/{siteId}/createJoinToken", "createJoinToken", "sites",
                "Extension: a one-time join token for enrolling a server into the Site",
                body: (JS.ref("createJoinTokenParameters"), "application/json", false), [ok(JS.ref("joinTokenResponse"))]),

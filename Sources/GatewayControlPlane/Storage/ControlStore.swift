@@ -39,6 +39,15 @@ public protocol ControlStore: Sendable {
     func deleteServer(id: String) async throws -> [String]?
     func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
 
+    // MARK: Site ticket keys (docs/site.md)
+    /// In one transaction: the Site's keys (a first one made if it has none), decided by
+    /// `SiteTicketKeyPolicy` over the ticket key ids reported by the Site's servers that
+    /// checked in since `liveSince` (`recordCheckin` stored them), with a promotion and
+    /// retirements written back.
+    func ticketKeys(siteId: String, now: Date, liveSince: Date) async throws -> SiteTicketKeyPolicy.Outcome
+    /// A new key for the Site, opening only until every live server has it.
+    func addTicketKey(siteId: String, now: Date) async throws -> AddTicketKeyOutcome
+
     // MARK: Join tokens and enrollment
     func insertJoinToken(_ token: JoinTokenRecord) async throws
     /// In one transaction: checks the token (known, secret, unused, unexpired, Site present),
@@ -86,4 +95,11 @@ public protocol ControlStore: Sendable {
     /// before it, and log collections whose expiry is before `expiredBefore` (returning their
     /// blob files for the caller to remove).
     func prune(olderThan: Date, expiredBefore: Date) async throws -> PruneOutcome
+}
+
+public enum AddTicketKeyOutcome: Sendable, Equatable {
+    case added(String)
+    case siteNotFound
+    /// A key added earlier does not seal yet: one rotation at a time.
+    case rotationInProgress(String)
 }

@@ -231,9 +231,54 @@ public final class SQLiteControlStore: ControlStore {
         try await writer.write { db in
             try db.execute(sql: """
                 UPDATE servers SET lastCheckinAt = ?, agentVersion = ?, serverVersion = ?, appliedConfigurationVersion = ?,
-                    lastApply = COALESCE(?, lastApply)
+                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?
                 WHERE id = ?
-                """, arguments: [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply, serverId])
+                """, arguments: [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply,
+                                 try request.ticketKeyIds.map { try Self.encode($0) }, serverId])
+        }
+    }
+
+    // MARK: - Site ticket keys
+
+    public func ticketKeys(siteId: String, now: Date, liveSince: Date) async throws -> SiteTicketKeyPolicy.Outcome {
+        try await writer.write { db in
+            var keys = try Row.fetchAll(db, sql: "SELECT id, key, createdAt, sealingSince FROM site_ticket_keys WHERE siteId = ? ORDER BY createdAt, rowid", arguments: [siteId]).map { row in
+                TicketKeyRecord(id: row["id"], key: row["key"], createdAt: Date(timeIntervalSince1970: row["createdAt"]),
+                                sealingSince: Self.date(row["sealingSince"]))
+            }
+            if keys.isEmpty {
+                let first = TicketKeyRecord.generate(now: now, sealing: true)
+                try db.execute(sql: "INSERT INTO site_ticket_keys (siteId, id, key, createdAt, sealingSince) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [siteId, first.id, first.key, Self.time(now), Self.time(now)])
+                keys = [first]
+            }
+            let reported = try String?.fetchAll(db, sql: "SELECT ticketKeyIds FROM servers WHERE siteId = ? AND lastCheckinAt >= ?",
+                                                arguments: [siteId, Self.time(liveSince)])
+            let acknowledged = try reported.compactMap { $0 }.map { Set(try Self.decode([String].self, $0)) }
+            let outcome = SiteTicketKeyPolicy.decide(keys: keys, acknowledged: acknowledged, now: now)
+            for k in outcome.keys where keys.first(where: { $0.id == k.id })?.sealingSince != k.sealingSince {
+                try db.execute(sql: "UPDATE site_ticket_keys SET sealingSince = ? WHERE siteId = ? AND id = ?",
+                               arguments: [k.sealingSince.map(Self.time), siteId, k.id])
+            }
+            for id in outcome.retired {
+                try db.execute(sql: "DELETE FROM site_ticket_keys WHERE siteId = ? AND id = ?", arguments: [siteId, id])
+            }
+            return outcome
+        }
+    }
+
+    public func addTicketKey(siteId: String, now: Date) async throws -> AddTicketKeyOutcome {
+        try await writer.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sites WHERE id = ?", arguments: [siteId]) != nil else { return .siteNotFound }
+            if let pending = try String.fetchOne(db, sql: "SELECT id FROM site_ticket_keys WHERE siteId = ? AND sealingSince IS NULL", arguments: [siteId]) {
+                return .rotationInProgress(pending)
+            }
+            // A Site that never had a key gets its first one sealing at once.
+            let first = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM site_ticket_keys WHERE siteId = ?", arguments: [siteId]) == 0
+            let key = TicketKeyRecord.generate(now: now, sealing: first)
+            try db.execute(sql: "INSERT INTO site_ticket_keys (siteId, id, key, createdAt, sealingSince) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [siteId, key.id, key.key, Self.time(now), key.sealingSince.map(Self.time)])
+            return .added(key.id)
         }
     }
 

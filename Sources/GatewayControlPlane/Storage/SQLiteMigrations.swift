@@ -125,6 +125,21 @@ enum SQLiteMigrations {
                 CREATE INDEX log_collections_expiry ON log_collections(expiryDateTime);
                 """)
         }
+        migrator.registerMigration("v3") { db in
+            // A Site's ticket keys (docs/site.md, "Site keys") and the key ids each server's
+            // mstunnel-auth reported at its last check-in (JSON array; NULL: never reported).
+            try db.execute(sql: """
+                CREATE TABLE site_ticket_keys (
+                    siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                    id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    createdAt REAL NOT NULL,
+                    sealingSince REAL,
+                    PRIMARY KEY (siteId, id)
+                );
+                ALTER TABLE servers ADD COLUMN ticketKeyIds TEXT;
+                """)
+        }
         return migrator
     }
 }

@@ -1,0 +1,80 @@
+import Foundation
+import GatewayAgentAPI
+@testable import GatewayControlPlane
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// The Site's ticket keys (docs/site.md, "Site keys"): a first key at the first check-in, a
+/// rotation that seals only once every live server's auth has the new key, the old key kept
+/// for a ticket lifetime, one rotation at a time.
+@Suite struct SiteTicketKeyTests {
+    static let t0 = Date(timeIntervalSince1970: 1_900_000_000)
+    static func key(_ id: String, _ created: TimeInterval, sealing: TimeInterval? = nil) -> TicketKeyRecord {
+        TicketKeyRecord(id: id, key: "k", createdAt: t0.addingTimeInterval(created), sealingSince: sealing.map { t0.addingTimeInterval($0) })
+    }
+
+    @Test func aNewKeySealsOnlyWhenEveryLiveServerHasIt() {
+        let keys = [Self.key("old", 0, sealing: 0), Self.key("new", 100)]
+        let waiting = SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [["old", "new"], ["old"]], now: Self.t0.addingTimeInterval(200))
+        #expect(waiting.sealing == "old" && waiting.promoted == nil && waiting.keys.count == 2)
+        let now = Self.t0.addingTimeInterval(300)
+        let promoted = SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [["old", "new"], ["new", "old", "local-1"]], now: now)
+        #expect(promoted.sealing == "new" && promoted.promoted == "new")
+        #expect(promoted.keys.first { $0.id == "new" }?.sealingSince == now)
+        // The old key still opens: tickets it sealed live up to a lifetime.
+        #expect(promoted.keys.map(\.id) == ["old", "new"] && promoted.retired.isEmpty)
+        // No live server reporting (all down, or older agents): the newest key seals.
+        #expect(SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [], now: now).sealing == "new")
+    }
+
+    @Test func anOldKeyGoesALifetimeAfterItsSuccessorBeganToSeal() {
+        let keys = [Self.key("old", 0, sealing: 0), Self.key("new", 100, sealing: 300)]
+        let before = SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [["new"]], now: Self.t0.addingTimeInterval(300 + SiteTicketKeyPolicy.lifetime - 1))
+        #expect(before.keys.map(\.id) == ["old", "new"] && before.retired.isEmpty)
+        let after = SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [["new"]], now: Self.t0.addingTimeInterval(300 + SiteTicketKeyPolicy.lifetime))
+        #expect(after.keys.map(\.id) == ["new"] && after.retired == ["old"] && after.sealing == "new")
+        // A server that lost the new key does not bring the old one back.
+        #expect(SiteTicketKeyPolicy.decide(keys: keys, acknowledged: [["old"]], now: Self.t0.addingTimeInterval(400)).sealing == "new")
+    }
+
+    @Test func checkinsCarryTheSiteKeysAndRotationWaitsForEveryServer() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let a = try await env.enroll(client: client, siteId: siteId, hostname: "gw-a")
+            let b = try await env.enroll(client: client, siteId: siteId, hostname: "gw-b")
+            func checkin(_ e: Enrolled, has ids: [String]?) async throws -> SiteTicketKeys {
+                let server = try #require(try await env.store.server(id: e.server.id))
+                let r = try await env.controlPlane.checkin(server: server, certificate: e.certificate, request: CheckinRequest(
+                    agentVersion: "t", serverVersion: "t", appliedConfigurationVersion: 0, lastApply: nil, ticketKeyIds: ids))
+                return try #require(r.ticketKeys)
+            }
+            let first = try await checkin(a, has: nil)
+            #expect(first.keys.count == 1 && first.sealing == first.keys[0].id)
+            #expect(Data(base64Encoded: first.keys[0].key)?.count == 32)
+            #expect(first.lifetimeSeconds == 86_400)
+            // The same key for every server of the Site.
+            let k1 = first.sealing
+            #expect(try await checkin(b, has: [k1, "local-1"]) == first)
+
+            let path = ControlPlane.sitesPath + "/\(siteId)/rotateTicketKey"
+            #expect(try await client.admin(.post, path).0 == .noContent)
+            #expect(try await client.admin(.post, path).0 == .conflict)  // one at a time
+            #expect(try await client.admin(.post, ControlPlane.sitesPath + "/nope/rotateTicketKey").0 == .notFound)
+
+            let offered = try await checkin(a, has: [k1, "local-1"])
+            #expect(offered.keys.count == 2 && offered.sealing == k1)
+            let k2 = try #require(offered.keys.map(\.id).first { $0 != k1 })
+            // A has it, B not yet: still the old key.
+            #expect(try await checkin(a, has: [k1, k2]).sealing == k1)
+            #expect(try await checkin(b, has: [k1]).sealing == k1)
+            // B has it now: the new key seals, for both.
+            #expect(try await checkin(b, has: [k1, k2]).sealing == k2)
+            #expect(try await checkin(a, has: [k1, k2]).sealing == k2)
+            #expect(try await checkin(a, has: [k1, k2]).keys.map(\.id) == [k1, k2])
+            // A second rotation may start now.
+            #expect(try await client.admin(.post, path).0 == .noContent)
+        }
+    }
+}
