@@ -101,6 +101,33 @@ echo "== server $FIRST returns; a ticket opens on whichever server it is shown t
 start_member "$FIRST"
 for _ in $(seq 50); do grep -q "\"msg\":\"backend.up\".*\"backend\":\"${ADDROF[$FIRST]}\"" "$WORK/balancer.log" && break; sleep 0.1; done
 check "the balancer took server $FIRST back" grep -q "\"msg\":\"backend.up\".*\"backend\":\"${ADDROF[$FIRST]}\"" "$WORK/balancer.log"
+
+echo "== server $OTHER is drained: alice is handed over to server $FIRST"
+LOGINS=$(accepted)
+"$BIN/mst-cli" server drain --run-dir "$WORK/run-$OTHER" --hand-over-after 2 > "$WORK/drain.out" 2>&1
+check "mst-cli server drain: draining, hand-over in 2 s" grep -q 'draining since .*handed over in' "$WORK/drain.out"
+check "its liveness page answers 503 while it drains" sh -c "ip netns exec $NS_LB curl -sk -o /dev/null -w '%{http_code}' https://${ADDROF[$OTHER]}/ | grep -q 503"
+for _ in $(seq 150); do grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log" && break; sleep 0.1; done
+check "the balancer left server $OTHER out (503)" grep -q "\"msg\":\"backend.down\".*\"backend\":\"${ADDROF[$OTHER]}\"" "$WORK/balancer.log"
+check "server $OTHER handed its session over (no DISCONNECT, ticket not revoked)" grep -q '"msg":"gateway.handed_over","sessions":"1"' "$WORK/server-$OTHER.log"
+# Server $FIRST made her session and kept it in its store across its restart: it takes her
+# back as its own (a sibling that never had her would open her ticket, as above).
+check "server $FIRST took her session back (same id)" grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log"
+for _ in $(seq 100); do [ "$(tun_address)" = "$ADDRESS" ] && ip netns exec "$NS_C" ping -c 1 -W 1 198.18.1.2 >/dev/null 2>&1 && break; sleep 0.2; done
+check "she keeps her address ($(tun_address)) and traffic flows through server $FIRST" sh -c "[ '$(tun_address)' = '$ADDRESS' ] && ip netns exec $NS_C ping -c 1 -W 2 198.18.1.2"
+check "no new login for the hand-over" test "$(accepted)" = "$LOGINS"
+check "her client is still running" kill -0 "$OC_PID"
+connect_at() {  # connect_at SERVER COOKIE OUT
+    { printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=%s\r\n\r\n' "$2"; sleep 1; } |
+        timeout 5 ip netns exec "$NS_LB" openssl s_client -quiet -connect "${ADDROF[$1]}:443" > "$3" 2>/dev/null || true
+}
+"$BIN/mst-cli" server show status --run-dir "$WORK/run-$OTHER" > "$WORK/drain-status.out" 2>&1 || true
+check "mst-cli server show status says DRAINING" grep -q 'DRAINING: .*1 sessions handed over' "$WORK/drain-status.out"
+"$BIN/mst-cli" server undrain --run-dir "$WORK/run-$OTHER" > "$WORK/undrain.out" 2>&1
+check "mst-cli server undrain: not draining" grep -q 'not draining' "$WORK/undrain.out"
+for _ in $(seq 50); do grep -q "\"msg\":\"backend.up\".*\"backend\":\"${ADDROF[$OTHER]}\"" "$WORK/balancer.log" && break; sleep 0.1; done
+check "  … and the balancer takes it back" grep -q "\"msg\":\"backend.up\".*\"backend\":\"${ADDROF[$OTHER]}\"" "$WORK/balancer.log"
+ALICE_AT=$FIRST
 mint --oid 0b1f7a3e-0000-4000-8000-0000000000b2 --upn bob@corp.test > "$WORK/bob.jwt"
 timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
     --token-secret=@"$WORK/bob.jwt" --authenticate https://198.18.0.1/ > "$WORK/bob-auth.out" 2>/dev/null || true
@@ -109,10 +136,6 @@ check "bob logged in and got a ticket" sh -c "echo '$BOB' | grep -q '^mst\.1\.si
 BOB_SESSION=$(cat "$WORK"/server-*.log | grep '"msg":"session.created".*bob@corp.test' | sed 's/.*"session.id":"\([0-9a-f]*\)".*/\1/' | tail -1)
 MADE=$(who_has session.created "$BOB_SESSION")
 ELSEWHERE=$([ "$MADE" = a ] && echo b || echo a)
-connect_at() {  # connect_at SERVER COOKIE OUT
-    { printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=%s\r\n\r\n' "$2"; sleep 1; } |
-        timeout 5 ip netns exec "$NS_LB" openssl s_client -quiet -connect "${ADDROF[$1]}:443" > "$3" 2>/dev/null || true
-}
 connect_at "$ELSEWHERE" "$BOB" "$WORK/bob-elsewhere.out"
 check "bob's ticket, made on server $MADE, opens a tunnel on server $ELSEWHERE" grep -q '200 CONNECTED' "$WORK/bob-elsewhere.out"
 check "  … with the address it was given on server $MADE" sh -c "grep -q \"\\\"msg\\\":\\\"session.resumed\\\".*\\\"session.id\\\":\\\"$BOB_SESSION\\\"\" $WORK/server-$ELSEWHERE.log"
@@ -133,8 +156,8 @@ connect_at "$ELSEWHERE" "$BOB" "$WORK/bob-after-logoff.out"
 check "  … and his ticket gets 401 there afterwards" grep -q '401' "$WORK/bob-after-logoff.out"
 check "  … refused by auth as revoked" grep -q '"msg":"auth.ticket.refused".*"reason":"revoked"' "$WORK/auth-$ELSEWHERE.log"
 stop_oc
-for _ in $(seq 50); do grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server-$OTHER.log" && break; sleep 0.1; done
-check "alice logged off on server $OTHER" grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server-$OTHER.log"
+for _ in $(seq 50); do grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server-$ALICE_AT.log" && break; sleep 0.1; done
+check "alice logged off on server $ALICE_AT" grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server-$ALICE_AT.log"
 
 check "no ticket, cookie or token in any log" sh -c "! grep -qF '$BOB' $WORK/server-*.log $WORK/auth-*.log $WORK/balancer.log && ! grep -qF \"\$(cut -d. -f3 $WORK/alice.jwt)\" $WORK/server-*.log $WORK/auth-*.log"
 check "gateways still running" sh -c "kill -0 ${SPID[a]} && kill -0 ${SPID[b]}"

@@ -250,9 +250,11 @@ extension Gateway {
     }
 
     /// Ends a session for good: its cookie stops working and its address is freed.
-    func endSession(_ s: Session, reason: String, clientReason: String? = nil) {
+    /// `tellClient` false: no DISCONNECT (it makes the stock client exit rather than
+    /// reconnect), for a session that goes on elsewhere (a drain's hand-over).
+    func endSession(_ s: Session, reason: String, clientReason: String? = nil, tellClient: Bool = true) {
         if let c = s.life.end(reason: reason) {
-            if reason != "logoff" { writeRecord(c, CSTP.frame(.disconnect)) }
+            if reason != "logoff", tellClient { writeRecord(c, CSTP.frame(.disconnect)) }
             closeConnection(c, reason: reason, detach: false)
         }
         dropAllDTLS(s)

@@ -57,6 +57,8 @@ extension Gateway {
                 totalSessions: counters.totalSessions, authFailures: counters.authFailures, poolSize: pool.capacity,
                 poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
                 txBytes: counters.txBytes, authAvailable: auth.connected)
+            status.sessionsResumed = counters.sessionsResumed
+            status.drain = drain?.status
             status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
                                        spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported + counters.dropsTunWrite,
                                        unknownDatagram: counters.dropsUnknownDatagram)
@@ -104,6 +106,8 @@ extension Gateway {
             return .sessionEvents(events.after(r.after, limit: r.limit))
         case .validateToken:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
+        case .drain(let r):
+            return .drain(drainRequested(r))
         case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket, .installTicketKeys:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not keep sessions for others; mstunnel-auth does"))
         case .hostNetwork:

@@ -23,7 +23,10 @@ extension Gateway {
             guard c.phase != .closed else { return }
             switch action {
             case .reply(var answer):
-                if answer == .cookieNotAcceptable, let wait = restoreWait() {
+                if case .livenessPage = answer, drain != nil {
+                    // The balancer's probe: leave this server out.
+                    answer = .unavailable(Self.drainRefusal)
+                } else if answer == .cookieNotAcceptable, let wait = restoreWait() {
                     // Its session may be among those not yet taken back: a 401 would make the
                     // stock client give up; a 503 makes it try again.
                     answer = .unavailable(wait)
@@ -45,6 +48,10 @@ extension Gateway {
                 logger.info("http.flood", metadata: ["peer.address": "\(c.peer)"])
                 closeConnection(c, reason: "request flood while waiting for auth")
             case .createSession(let identity, let transport):
+                if drain != nil {
+                    perform(c.login.sessionDecided(.unavailable(Self.drainRefusal)) { isSession($0) }, c)
+                    continue
+                }
                 let cookie = ownCookie()
                 let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
                 switch prepareSession(c, identity: identity, transport: transport, cookieKey: key) {
@@ -114,6 +121,10 @@ extension Gateway {
         let key = CookieKey(digest: GatewayCrypto.sha256(cookie.utf8))
         var session = sessions.lookup(cookie: key)
         if session == nil, let identity {
+            if drain != nil {
+                perform(c.login.sessionDecided(.unavailable(Self.drainRefusal)) { isSession($0) }, c)
+                return
+            }
             switch createSession(c, identity: identity, transport: .cookie, cookieKey: key) {
             case .success(let s): session = s
             case .failure(let refusal):

@@ -37,7 +37,7 @@ extension Gateway {
     /// may have resumed on a sibling of the Site (docs/site.md, "Revocation").
     func forget(_ s: Session, reason: String) {
         guard !sessionStoreUnavailable else { return }
-        let mayLiveOn = reason == "reconnect window expired" || reason == "no CONNECT after login"
+        let mayLiveOn = reason == "reconnect window expired" || reason == "no CONNECT after login" || reason == Self.drainReason
         auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: !mayLiveOn)),
                     now: monotonicSeconds())
     }

@@ -45,6 +45,10 @@ extension Gateway {
 
     /// A CONNECT whose cookie is a ticket no session here has.
     func openTicket(_ ticket: String, for c: ClientConnection) {
+        if drain != nil {
+            // A 503: the client tries again, and the balancer sends it to a sibling.
+            return perform(c.login.authUnavailable(Self.drainRefusal), c)
+        }
         if ticketsUnavailable || sessionStoreUnavailable {
             return perform(c.login.ticketAnswered(.refused(reason: "this gateway's mstunnel-auth opens no tickets")), c)
         }

@@ -70,6 +70,7 @@ extension Gateway {
         // back to it as soon as it returns, not at the next login.
         if !auth.connected { _ = auth.ensureConnected(now: now) }
         requestRestoreIfNeeded(now: now)
+        handOverIfDue(now: now)
         for p in auth.expire(now: now, timeout: 10) {
             failAuth(p, reason: "authentication service did not answer in time")
         }

@@ -36,6 +36,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "sealSession": message = .request(.sealSession(try c.decode(SealSessionRequest.self, forKey: .body)))
             case "openTicket": message = .request(.openTicket(try c.decode(OpenTicketRequest.self, forKey: .body)))
             case "installTicketKeys": message = .request(.installTicketKeys(try c.decode(InstallTicketKeysRequest.self, forKey: .body)))
+            case "drain": message = .request(.drain(try c.decode(DrainRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -52,6 +53,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "sealSession": message = .response(.sealSession(try c.decode(SealSessionResponse.self, forKey: .body)))
             case "openTicket": message = .response(.openTicket(try c.decode(OpenTicketResponse.self, forKey: .body)))
             case "ticketKeys": message = .response(.ticketKeys(try c.decode(TicketKeysResponse.self, forKey: .body)))
+            case "drain": message = .response(.drain(try c.decode(DrainResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -81,6 +83,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .sealSession(let b): try c.encode(b, forKey: .body)
             case .openTicket(let b): try c.encode(b, forKey: .body)
             case .installTicketKeys(let b): try c.encode(b, forKey: .body)
+            case .drain(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -98,6 +101,7 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .sealSession(let b): try c.encode(b, forKey: .body)
             case .openTicket(let b): try c.encode(b, forKey: .body)
             case .ticketKeys(let b): try c.encode(b, forKey: .body)
+            case .drain(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -139,6 +143,8 @@ public enum WireRequest: Sendable, Equatable {
     case openTicket(OpenTicketRequest)
     /// agent → auth: the Site's ticket keys from the control plane (docs/site.md).
     case installTicketKeys(InstallTicketKeysRequest)
+    /// cli/agent → gateway: drain (or stop draining) this server.
+    case drain(DrainRequest)
 
     public var typeName: String {
         switch self {
@@ -155,6 +161,7 @@ public enum WireRequest: Sendable, Equatable {
         case .sealSession: return "sealSession"
         case .openTicket: return "openTicket"
         case .installTicketKeys: return "installTicketKeys"
+        case .drain: return "drain"
         }
     }
 }
@@ -172,6 +179,7 @@ public enum WireResponse: Sendable, Equatable {
     case sealSession(SealSessionResponse)
     case openTicket(OpenTicketResponse)
     case ticketKeys(TicketKeysResponse)
+    case drain(DrainResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -189,6 +197,7 @@ public enum WireResponse: Sendable, Equatable {
         case .sealSession: return "sealSession"
         case .openTicket: return "openTicket"
         case .ticketKeys: return "ticketKeys"
+        case .drain: return "drain"
         case .error: return "error"
         }
     }

@@ -206,6 +206,10 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     public var logins: LoginOutcomes?
     /// How long mstunnel-auth took to answer a validation (logins and re-checks; added in 0.1.8).
     public var authLatency: LatencyHistogram?
+    /// Sessions taken back from tickets this process did not make (docs/site.md).
+    public var sessionsResumed: UInt64?
+    /// The server is draining (`mst-cli server drain`): nil or absent when it is not.
+    public var drain: DrainStatus?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,
@@ -224,6 +228,45 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
         self.rxBytes = rxBytes
         self.txBytes = txBytes
         self.authAvailable = authAvailable
+    }
+}
+
+/// cli/agent → gateway: drain this server (docs/site.md, "Drain"): its liveness page answers
+/// 503 so the balancer sends new clients to its siblings, it takes no new session (a login, a
+/// ticket from a sibling), and after `handOverAfterSeconds` it closes every tunnel without a
+/// DISCONNECT, so each client reconnects through the balancer and resumes on a sibling with
+/// its ticket. `drain` false ends a drain (sessions handed over are not taken back).
+public struct DrainRequest: Codable, Sendable, Equatable {
+    public var drain: Bool
+    /// nil: never hand over; the server waits for its sessions to end on their own.
+    public var handOverAfterSeconds: Int?
+    public init(drain: Bool, handOverAfterSeconds: Int? = nil) {
+        self.drain = drain
+        self.handOverAfterSeconds = handOverAfterSeconds
+    }
+}
+
+public struct DrainStatus: Codable, Sendable, Equatable {
+    /// Wall-clock seconds since 1970.
+    public var since: Int64
+    /// When the sessions are (or were) handed over; nil: they are waited for.
+    public var handOverAt: Int64?
+    public var handedOver: Int
+    public init(since: Int64, handOverAt: Int64?, handedOver: Int) {
+        self.since = since
+        self.handOverAt = handOverAt
+        self.handedOver = handedOver
+    }
+}
+
+public struct DrainResponse: Codable, Sendable, Equatable {
+    /// nil: not draining (after `drain: false`).
+    public var drain: DrainStatus?
+    /// Sessions on this server now.
+    public var sessions: Int
+    public init(drain: DrainStatus?, sessions: Int) {
+        self.drain = drain
+        self.sessions = sessions
     }
 }
 

@@ -54,7 +54,44 @@ struct SocketOptions: ParsableArguments {
 struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The gateway server (mstunnel-server).",
-        subcommands: [Status.self, Start.self, Stop.self, Restart.self, Logs.self, Show.self])
+        subcommands: [Status.self, Start.self, Stop.self, Restart.self, Logs.self, Show.self, Drain.self, Undrain.self])
+
+    struct Drain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drain this server: its liveness page answers 503 (the balancer leaves it out), it takes no new session, and its sessions are handed to its siblings (docs/site.md).",
+            discussion: "Each client's tunnel is closed without a DISCONNECT after --hand-over-after seconds; the client reconnects through the balancer and resumes on a sibling with its cookie, keeping its address. The delay lets the balancer's probe leave this server out first. With --wait, sessions are not handed over: the server waits for them to end.")
+        @OptionGroup var options: SocketOptions
+        @Option(help: "Seconds before the sessions are handed over (0: at once).")
+        var handOverAfter = 10
+        @Flag(help: "Do not hand sessions over; wait for them to end.")
+        var wait = false
+
+        func run() throws {
+            guard case .drain(let r) = try options.call("server.sock", .drain(DrainRequest(drain: true, handOverAfterSeconds: wait ? nil : max(0, handOverAfter)))) else {
+                throw CLIError("unexpected answer to drain")
+            }
+            if options.json { return try options.printJSON(r) }
+            Server.printDrain(r)
+        }
+    }
+
+    struct Undrain: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "End a drain: the server takes clients again (sessions handed over stay where they went).")
+        @OptionGroup var options: SocketOptions
+
+        func run() throws {
+            guard case .drain(let r) = try options.call("server.sock", .drain(DrainRequest(drain: false))) else { throw CLIError("unexpected answer to drain") }
+            if options.json { return try options.printJSON(r) }
+            Server.printDrain(r)
+        }
+    }
+
+    static func printDrain(_ r: DrainResponse) {
+        guard let d = r.drain else { return print("not draining; \(r.sessions) sessions") }
+        let now = Int64(Date().timeIntervalSince1970)
+        let handOver = d.handOverAt.map { $0 > now ? "sessions handed over in \($0 - now) s" : "\(d.handedOver) sessions handed over" } ?? "waiting for sessions to end"
+        print("draining since \(now - d.since) s; \(handOver); \(r.sessions) sessions here")
+    }
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The server's container and whether its control socket answers.")
@@ -123,6 +160,8 @@ struct Server: ParsableCommand {
                 print("refused at accept:  \(r) connections (per-address login limit or ban), \(s.bansSinceStart ?? 0) addresses banned since start")
             }
             if let p = s.policyDenials { print("policy denials:     \(p) logins or reconnects refused by a group policy") }
+            if let r = s.sessionsResumed { print("sessions resumed:   \(r) from tickets made on another server (or before a restart)") }
+            if let d = s.drain { print("DRAINING:           since \(Int64(Date().timeIntervalSince1970) - d.since) s, \(d.handedOver) sessions handed over") }
             if let a = s.acksCoalesced { print("ACKs coalesced:     \(a) (superseded by a later ACK in the same batch, not forwarded)") }
             if let d = s.drops {
                 print("dropped packets:    \(d.noSession) no session, \(d.queueFull) queue full, \(d.spoofed) spoofed source, "

@@ -25,6 +25,16 @@ import Testing
             applied: false, error: "nat 100.64.0.0/24: nft: Could not process rule", steps: ["mtu 1400"], warnings: []))))),
         ("saveSession-request", WireEnvelope(id: 14, .request(.saveSession(SaveSessionRequest(session: Self.stored))))),
         ("restoreSessions-response", WireEnvelope(id: 15, .response(.restoreSessions(RestoreSessionsResponse(sessions: [Self.stored]))))),
+        ("sealSession-response", WireEnvelope(id: 16, .response(.sealSession(SealSessionResponse(
+            ticket: "mst.1.s-0011aabbccdd.c2VhbGVk", cookieDigest: String(repeating: "0f", count: 32)))))),
+        ("openTicket-response", WireEnvelope(id: 17, .response(.openTicket(OpenTicketResponse(session: Self.stored, keyId: "s-0011aabbccdd"))))),
+        ("forgetSession-request", WireEnvelope(id: 18, .request(.forgetSession(ForgetSessionRequest(
+            cookieDigest: String(repeating: "0f", count: 32), sessionId: String(repeating: "a1", count: 32), revoke: false))))),
+        ("installTicketKeys-request", WireEnvelope(id: 19, .request(.installTicketKeys(InstallTicketKeysRequest(keys: TicketKeyFile(
+            sealing: "s-0011aabbccdd", keys: [.init(id: "s-0011aabbccdd", key: Data(count: 32).base64EncodedString())], lifetimeSeconds: 86_400)))))),
+        ("drain-request", WireEnvelope(id: 20, .request(.drain(DrainRequest(drain: true, handOverAfterSeconds: 10))))),
+        ("drain-response", WireEnvelope(id: 20, .response(.drain(DrainResponse(
+            drain: DrainStatus(since: 1_800_000_000, handOverAt: 1_800_000_010, handedOver: 3), sessions: 0))))),
     ]
 
     static let stored = StoredSession(
