@@ -170,4 +170,9 @@ public enum StateKey: String, Sendable, CaseIterable {
     /// plane is unreachable keeps measuring at the same cadence.
     case checkinIntervalSeconds
     case reportIntervalSeconds
+    /// Ticket revocations (docs/site.md): how far this server's auth's own were reported
+    /// (its numbering and epoch), and how far the Site's were taken (the control plane's).
+    case revocationsLocalEpoch
+    case revocationsLocalCursor
+    case revocationsSiteCursor
 }

@@ -26,8 +26,14 @@ extension AgentRunner {
         // What auth opens with now: the control plane promotes a new Site key only when every
         // live server reports it.
         let authKeys = try? auth.installTicketKeys(nil).get()
+        // This server's new revocations, for the Site (reported once the check-in succeeds).
+        let localRevocations = try? auth.ticketRevocations(TicketRevocationsRequest(
+            after: database.value(.revocationsLocalCursor).flatMap { UInt64($0) } ?? 0, epoch: database.value(.revocationsLocalEpoch),
+            limit: AgentAPILimits.revokedTickets)).get()
         let request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
-                                     appliedConfigurationVersion: applied, lastApply: lastApply, ticketKeyIds: authKeys?.keyIds)
+                                     appliedConfigurationVersion: applied, lastApply: lastApply, ticketKeyIds: authKeys?.keyIds,
+                                     revokedTickets: localRevocations.map { $0.revoked.map { RevokedTicketEntry(sessionId: $0.sessionId, until: $0.until) } },
+                                     revocationsAfter: database.int(.revocationsSiteCursor) ?? 0)
         let response: CheckinResponse
         do {
             response = try client.checkin(request)
@@ -45,6 +51,10 @@ extension AgentRunner {
             .lastCheckinDateTime: GraphDate.string(now), .lastCheckinSuccessDateTime: GraphDate.string(now), .lastCheckinResult: "ok",
         ]
         if lastApply != nil { state[.lastApplyReported] = "1" }
+        if let local = localRevocations {
+            state[.revocationsLocalEpoch] = local.epoch
+            state[.revocationsLocalCursor] = String(local.next)
+        }
         try? database.set(state)
         logger.debug("agent.checkin", metadata: ["configuration.version": "\(response.configurationVersion)", "actions": "\(response.actions.count)"])
 
@@ -64,6 +74,7 @@ extension AgentRunner {
 
         applyConfiguration(from: response)
         if let keys = response.ticketKeys { handOver(keys, authHas: authKeys) }
+        takeRevocations(response)
         renewIfDue(response.renewAfter)
         for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {
             if !database.isActionDone(action.id) { pendingActions.append(action) }
@@ -184,6 +195,29 @@ extension AgentRunner {
             logger.warning("agent.ticket_keys.not_installed", metadata: [
                 "error": "\(text)", "effect": "sessions of this server may not resume on its siblings (and theirs not here) until it is", "retry": "at the next check-in"])
         }
+    }
+}
+
+extension AgentRunner {
+    /// The Site's other servers' revocations from the check-in answer, handed to auth; the
+    /// control plane's cursor moves only once auth has them.
+    func takeRevocations(_ response: CheckinResponse) {
+        guard let cursor = response.revocationsCursor else { return }
+        let add = (response.revokedTickets ?? []).map { RevokedTicket(sessionId: $0.sessionId, until: $0.until) }
+        if !add.isEmpty {
+            switch auth.ticketRevocations(TicketRevocationsRequest(add: add)) {
+            case .success(let r):
+                // A copy of such a session on this gateway ends too (a logoff anywhere in the
+                // Site ends the session everywhere). The gateway may be down: its restored
+                // copies then meet the revoked ticket only if they were never reattached.
+                let ended = (try? gateway.endSessions(EndSessionsRequest(sessionIds: add.map(\.sessionId), reason: "revoked in the Site")).get().ended) ?? 0
+                logger.info("agent.tickets_revoked", metadata: ["from_site": "\(add.count)", "new_here": "\(r.added)", "sessions_ended": "\(ended)"])
+            case .failure(let error):
+                logger.warning("agent.tickets_revoked_failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])
+                return
+            }
+        }
+        try? database.set(.revocationsSiteCursor, String(cursor))
     }
 }
 

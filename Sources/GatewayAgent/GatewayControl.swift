@@ -65,6 +65,14 @@ public struct GatewayControl: Sendable {
         self.peerLog = logger.map(PeerCheckLog.init)
     }
 
+    /// Revocations both ways with mstunnel-auth (docs/site.md, "Revocation").
+    public func ticketRevocations(_ request: TicketRevocationsRequest) -> Result<TicketRevocationsResponse, GatewayCallError> {
+        call(.ticketRevocations(request)).flatMap {
+            if case .ticketRevocations(let r) = $0 { return .success(r) }
+            return .failure(.failed("unexpected answer \($0.typeName) to ticketRevocations"))
+        }
+    }
+
     /// Hands the Site's ticket keys to mstunnel-auth (nil: only asks what it has).
     public func installTicketKeys(_ keys: TicketKeyFile?) -> Result<TicketKeysResponse, GatewayCallError> {
         call(.installTicketKeys(InstallTicketKeysRequest(keys: keys))).flatMap {
@@ -104,6 +112,13 @@ public struct GatewayControl: Sendable {
         return slow.call(.applySettings(request)).flatMap {
             if case .applySettings(let r) = $0 { return .success(r) }
             return .failure(.failed("unexpected answer \($0.typeName) to applySettings"))
+        }
+    }
+
+    public func endSessions(_ request: EndSessionsRequest) -> Result<EndSessionsResponse, GatewayCallError> {
+        call(.endSessions(request)).flatMap {
+            if case .endSessions(let r) = $0 { return .success(r) }
+            return .failure(.failed("unexpected answer \($0.typeName) to endSessions"))
         }
     }
 

@@ -135,14 +135,32 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     /// unknown (auth unreachable, or an older agent). The control plane makes a new Site key
     /// the sealing one only once every live server of the Site has it.
     public var ticketKeyIds: [String]?
+    /// Tickets this server's auth revoked since the last check-in (logoffs…), for the Site's
+    /// other servers (docs/site.md, "Revocation"); at most `AgentAPILimits.revokedTickets`.
+    public var revokedTickets: [RevokedTicketEntry]?
+    /// The Site's revocations this agent has already taken (the control plane's cursor).
+    public var revocationsAfter: Int64?
 
     public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?,
-                ticketKeyIds: [String]? = nil) {
+                ticketKeyIds: [String]? = nil, revokedTickets: [RevokedTicketEntry]? = nil, revocationsAfter: Int64? = nil) {
+        self.revokedTickets = revokedTickets
+        self.revocationsAfter = revocationsAfter
         self.agentVersion = agentVersion
         self.serverVersion = serverVersion
         self.appliedConfigurationVersion = appliedConfigurationVersion
         self.lastApply = lastApply
         self.ticketKeyIds = ticketKeyIds
+    }
+}
+
+/// A revoked ticket: a session id (64 hex digits) and when the revocation may be forgotten
+/// (wall-clock seconds).
+public struct RevokedTicketEntry: Codable, Sendable, Equatable {
+    public var sessionId: String
+    public var until: Int64
+    public init(sessionId: String, until: Int64) {
+        self.sessionId = sessionId
+        self.until = until
     }
 }
 
@@ -191,11 +209,18 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     public var renewAfter: String?
     /// The Site's ticket keys (nil from an older control plane).
     public var ticketKeys: SiteTicketKeys?
+    /// Tickets the Site's other servers revoked after `revocationsAfter`; the agent hands
+    /// them to its auth and sends `revocationsCursor` next time.
+    public var revokedTickets: [RevokedTicketEntry]?
+    public var revocationsCursor: Int64?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,
-                actions: [AgentAction], renewAfter: String?, ticketKeys: SiteTicketKeys? = nil) {
+                actions: [AgentAction], renewAfter: String?, ticketKeys: SiteTicketKeys? = nil,
+                revokedTickets: [RevokedTicketEntry]? = nil, revocationsCursor: Int64? = nil) {
         self.ticketKeys = ticketKeys
+        self.revokedTickets = revokedTickets
+        self.revocationsCursor = revocationsCursor
         self.serverId = serverId
         self.siteId = siteId
         self.configurationVersion = configurationVersion

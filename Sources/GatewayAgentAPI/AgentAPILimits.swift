@@ -39,6 +39,8 @@ public enum AgentAPILimits {
     /// plus its own), and the length of each.
     public static let ticketKeyIds = 32
     public static let ticketKeyId = 32
+    /// Revoked tickets per check-in, each way (a check-in body stays well under 64 KiB).
+    public static let revokedTickets = 400
 
     /// Body of every agent JSON request except report batches.
     public static let maxJSONBodyBytes = 64 << 10
@@ -226,6 +228,9 @@ extension CheckinRequest {
         try lastApply?.checkLimits("lastApply")
         if let ids = ticketKeyIds {
             try Limit.strings(ids, "ticketKeyIds", maxCount: AgentAPILimits.ticketKeyIds, maxEach: AgentAPILimits.ticketKeyId)
+        }
+        if let revoked = revokedTickets {
+            try Limit.strings(revoked.map(\.sessionId), "revokedTickets", maxCount: AgentAPILimits.revokedTickets, maxEach: AgentAPILimits.id)
         }
     }
 }

@@ -241,6 +241,16 @@ public final class AuthServer: @unchecked Sendable {
                     let answer = await handler.validate(request, id: id)
                     send(answer, on: connection, peerMeta: peerMeta)
                 }
+            case .request(.ticketRevocations(let r)):
+                let answer: WireResponse
+                if !ticketKeyPeers.contains(peer.uid) {
+                    answer = .error(WireErrorResponse(code: WireErrorResponse.notAllowed, message: "uid \(peer.uid) may not exchange ticket revocations"))
+                } else if let store = sessionStore {
+                    answer = .ticketRevocations(store.exchangeRevocations(r))
+                } else {
+                    answer = .error(WireErrorResponse(code: WireErrorResponse.unavailable, message: "this mstunnel-auth keeps no sessions"))
+                }
+                send(WireEnvelope(id: envelope.id, .response(answer)), on: connection, peerMeta: peerMeta)
             case .request(.installTicketKeys(let r)):
                 send(WireEnvelope(id: envelope.id, .response(installTicketKeys(r, peer: peer, peerMeta: peerMeta))), on: connection, peerMeta: peerMeta)
             case .request(let request):

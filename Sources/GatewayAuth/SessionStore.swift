@@ -30,6 +30,12 @@ public final class SessionStore: @unchecked Sendable {
     /// refused re-check, administrator…), until the moment their ticket would have expired
     /// anyway. Kept in the same file.
     private var revoked: [String: Int64] = [:]
+    /// This auth's own revocations in order, for the agent to spread to the Site (others'
+    /// revocations it imports are not in it, so nothing echoes back).
+    private var revocationLog: [LogEntry] = []
+    private var nextSequence: UInt64 = 1
+    /// Random per file: a new file (lost, or never written) restarts the numbering.
+    private var epoch = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private var dirty = false
     /// Seals and opens resumption tickets (nil: this store gives out none, and the gateway
     /// falls back to cookies of its own).
@@ -57,6 +63,11 @@ public final class SessionStore: @unchecked Sendable {
             let t = now()
             for s in file.sessions where Self.live(s, at: t) { sessions[s.cookieDigest] = s }
             for (id, until) in file.revoked ?? [:] where until > t { revoked[id] = until }
+            if let log = file.revocationLog, let next = file.nextSequence, let e = file.epoch {
+                revocationLog = log.filter { $0.until > t }
+                nextSequence = next
+                epoch = e
+            }
             logger.info("auth.sessions.loaded", metadata: ["path": "\(path)", "sessions": "\(sessions.count)", "expired": "\(file.sessions.count - sessions.count)",
                                                          "revoked": "\(revoked.count)"])
         } catch {
@@ -131,6 +142,8 @@ public final class SessionStore: @unchecked Sendable {
                     let until = gone.map { sealer?.notAfter($0) ?? $0.identity.expiresAt } ?? t + (sealer?.lifetime ?? TicketSealer.defaultLifetime)
                     if until > t {
                         revoked[id] = max(revoked[id] ?? 0, until)
+                        revocationLog.append(LogEntry(sequence: nextSequence, sessionId: id, until: until))
+                        nextSequence += 1
                         dirty = true
                     }
                 }
@@ -201,7 +214,8 @@ public final class SessionStore: @unchecked Sendable {
             let t = now()
             sessions = sessions.filter { Self.live($0.value, at: t) }
             revoked = revoked.filter { $0.value > t }
-            return File(sessions: Array(sessions.values), revoked: revoked)
+            revocationLog.removeAll { $0.until <= t }
+            return File(sessions: Array(sessions.values), revoked: revoked, revocationLog: revocationLog, nextSequence: nextSequence, epoch: epoch)
         }
         guard let snapshot else { return }
         do {
@@ -234,7 +248,49 @@ public final class SessionStore: @unchecked Sendable {
     struct File: Codable {
         var sessions: [StoredSession]
         var revoked: [String: Int64]?
+        var revocationLog: [LogEntry]? = nil
+        var nextSequence: UInt64? = nil
+        var epoch: String? = nil
     }
+
+    struct LogEntry: Codable {
+        var sequence: UInt64
+        var sessionId: String
+        var until: Int64
+    }
+
+    /// The agent's exchange (docs/site.md, "Revocation"): the Site's revocations in, this
+    /// auth's own since `after` out, a page at a time.
+    public func exchangeRevocations(_ r: TicketRevocationsRequest) -> TicketRevocationsResponse {
+        let t = now()
+        return lock.withLock {
+            var added = 0
+            for entry in r.add.prefix(Self.maxExchange) where Self.isDigest(entry.sessionId) && entry.until > t {
+                if revoked[entry.sessionId] == nil, revoked.count >= Self.maxSessions { break }
+                if (revoked[entry.sessionId] ?? 0) < entry.until {
+                    if revoked[entry.sessionId] == nil { added += 1 }
+                    revoked[entry.sessionId] = entry.until
+                    dirty = true
+                }
+            }
+            if added > 0 {
+                // A copy kept here must not come back with the next restart of the gateway.
+                sessions = sessions.filter { revoked[$0.value.id] == nil }
+            }
+            guard let after = r.after else {
+                return TicketRevocationsResponse(epoch: epoch, revoked: [], next: 0, more: false, added: added)
+            }
+            let from = r.epoch == epoch ? after : 0
+            let limit = max(1, min(r.limit ?? Self.maxExchange, Self.maxExchange))
+            let newer = revocationLog.filter { $0.sequence > from && $0.until > t }
+            let page = newer.prefix(limit)
+            return TicketRevocationsResponse(epoch: epoch, revoked: page.map { RevokedTicket(sessionId: $0.sessionId, until: $0.until) },
+                                             next: page.last?.sequence ?? max(from, nextSequence - 1), more: newer.count > limit, added: added)
+        }
+    }
+
+    /// Revocations taken or given in one exchange.
+    public static let maxExchange = 400
 
     public var revokedCount: Int { lock.withLock { revoked.count } }
 

@@ -108,7 +108,9 @@ extension Gateway {
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not validate tokens"))
         case .drain(let r):
             return .drain(drainRequested(r))
-        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket, .installTicketKeys:
+        case .endSessions(let r):
+            return .endSessions(endSessions(r))
+        case .saveSession, .forgetSession, .restoreSessions, .sealSession, .openTicket, .installTicketKeys, .ticketRevocations:
             return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "mstunnel-server does not keep sessions for others; mstunnel-auth does"))
         case .hostNetwork:
             // Only the gateway's own helper, over its private socket pair, changes the host.

@@ -38,7 +38,9 @@ extension Gateway {
     func forget(_ s: Session, reason: String) {
         guard !sessionStoreUnavailable else { return }
         let mayLiveOn = reason == "reconnect window expired" || reason == "no CONNECT after login" || reason == Self.drainReason
-        auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: !mayLiveOn)),
+        // Revoked elsewhere: auth has it revoked already; revoking again would report it back.
+        let revoke = !mayLiveOn && reason != Self.revokedElsewhereReason
+        auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: revoke)),
                     now: monotonicSeconds())
     }
 

@@ -88,6 +88,20 @@ extension Gateway {
         perform(c.login.sessionDecided(.loginComplete(cookie: cookie, banner: settings.advanced.banner)) { isSession($0) }, c)
     }
 
+    static let revokedElsewhereReason = "revoked on another server of the Site (logoff there)"
+
+    /// The agent passes on revocations from the Site: a copy of such a session here ends
+    /// (its ticket is revoked here already, so not again).
+    func endSessions(_ r: EndSessionsRequest) -> EndSessionsResponse {
+        let ids = Set(r.sessionIds.prefix(1000))
+        var ended = 0
+        for s in sessions.all where !s.life.isEnded && ids.contains(hex(s.id)) {
+            endSession(s, reason: Self.revokedElsewhereReason)
+            ended += 1
+        }
+        return EndSessionsResponse(ended: ended)
+    }
+
     private func ticketsNotSealed(_ why: String) {
         guard !ticketsUnavailable else { return }
         ticketsUnavailable = true

@@ -219,3 +219,51 @@ public struct TicketKeysResponse: Codable, Sendable, Equatable {
         self.source = source
     }
 }
+
+/// A revoked ticket: the session id, and when the revocation may be forgotten (the ticket
+/// would have expired by then anyway), wall-clock seconds.
+public struct RevokedTicket: Codable, Sendable, Equatable {
+    public var sessionId: String
+    public var until: Int64
+    public init(sessionId: String, until: Int64) {
+        self.sessionId = sessionId
+        self.until = until
+    }
+}
+
+/// agent ↔ auth: spreading revocations across a Site (docs/site.md, "Revocation"). The agent
+/// adds what the control plane says the Site's other servers revoked (`add`), and reads what
+/// this auth revoked itself since `after` (a sequence in this auth's own numbering, valid for
+/// its `epoch`), to report at check-in. `after` nil: read nothing.
+public struct TicketRevocationsRequest: Codable, Sendable, Equatable {
+    public var add: [RevokedTicket]
+    public var after: UInt64?
+    /// The epoch `after` belongs to; another epoch (auth lost its file) reads from the start.
+    public var epoch: String?
+    public var limit: Int?
+    public init(add: [RevokedTicket] = [], after: UInt64? = nil, epoch: String? = nil, limit: Int? = nil) {
+        self.add = add
+        self.after = after
+        self.epoch = epoch
+        self.limit = limit
+    }
+}
+
+public struct TicketRevocationsResponse: Codable, Sendable, Equatable {
+    public var epoch: String
+    /// This auth's own revocations after `after`, oldest first.
+    public var revoked: [RevokedTicket]
+    /// The sequence to ask `after` next time.
+    public var next: UInt64
+    public var more: Bool
+    /// How many of `add` were new here.
+    public var added: Int
+    public init(epoch: String, revoked: [RevokedTicket], next: UInt64, more: Bool, added: Int) {
+        self.epoch = epoch
+        self.revoked = revoked
+        self.next = next
+        self.more = more
+        self.added = added
+    }
+}
+

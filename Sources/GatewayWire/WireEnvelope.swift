@@ -37,6 +37,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "openTicket": message = .request(.openTicket(try c.decode(OpenTicketRequest.self, forKey: .body)))
             case "installTicketKeys": message = .request(.installTicketKeys(try c.decode(InstallTicketKeysRequest.self, forKey: .body)))
             case "drain": message = .request(.drain(try c.decode(DrainRequest.self, forKey: .body)))
+            case "ticketRevocations": message = .request(.ticketRevocations(try c.decode(TicketRevocationsRequest.self, forKey: .body)))
+            case "endSessions": message = .request(.endSessions(try c.decode(EndSessionsRequest.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown request type '\(type)'")
             }
         case "response":
@@ -54,6 +56,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case "openTicket": message = .response(.openTicket(try c.decode(OpenTicketResponse.self, forKey: .body)))
             case "ticketKeys": message = .response(.ticketKeys(try c.decode(TicketKeysResponse.self, forKey: .body)))
             case "drain": message = .response(.drain(try c.decode(DrainResponse.self, forKey: .body)))
+            case "ticketRevocations": message = .response(.ticketRevocations(try c.decode(TicketRevocationsResponse.self, forKey: .body)))
+            case "endSessions": message = .response(.endSessions(try c.decode(EndSessionsResponse.self, forKey: .body)))
             case "error": message = .response(.error(try c.decode(WireErrorResponse.self, forKey: .body)))
             default: throw WireDecodingError(message: "unknown response type '\(type)'")
             }
@@ -84,6 +88,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .openTicket(let b): try c.encode(b, forKey: .body)
             case .installTicketKeys(let b): try c.encode(b, forKey: .body)
             case .drain(let b): try c.encode(b, forKey: .body)
+            case .ticketRevocations(let b): try c.encode(b, forKey: .body)
+            case .endSessions(let b): try c.encode(b, forKey: .body)
             }
         case .response(let r):
             try c.encode("response", forKey: .kind)
@@ -102,6 +108,8 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
             case .openTicket(let b): try c.encode(b, forKey: .body)
             case .ticketKeys(let b): try c.encode(b, forKey: .body)
             case .drain(let b): try c.encode(b, forKey: .body)
+            case .ticketRevocations(let b): try c.encode(b, forKey: .body)
+            case .endSessions(let b): try c.encode(b, forKey: .body)
             case .error(let b): try c.encode(b, forKey: .body)
             }
         }
@@ -145,6 +153,10 @@ public enum WireRequest: Sendable, Equatable {
     case installTicketKeys(InstallTicketKeysRequest)
     /// cli/agent → gateway: drain (or stop draining) this server.
     case drain(DrainRequest)
+    /// agent ↔ auth: revocations spread across the Site.
+    case ticketRevocations(TicketRevocationsRequest)
+    /// agent → gateway: end these sessions (revoked elsewhere in the Site).
+    case endSessions(EndSessionsRequest)
 
     public var typeName: String {
         switch self {
@@ -162,6 +174,8 @@ public enum WireRequest: Sendable, Equatable {
         case .openTicket: return "openTicket"
         case .installTicketKeys: return "installTicketKeys"
         case .drain: return "drain"
+        case .ticketRevocations: return "ticketRevocations"
+        case .endSessions: return "endSessions"
         }
     }
 }
@@ -180,6 +194,8 @@ public enum WireResponse: Sendable, Equatable {
     case openTicket(OpenTicketResponse)
     case ticketKeys(TicketKeysResponse)
     case drain(DrainResponse)
+    case ticketRevocations(TicketRevocationsResponse)
+    case endSessions(EndSessionsResponse)
     /// The request could not be served at all (unknown type, peer not allowed, …).
     case error(WireErrorResponse)
 
@@ -198,6 +214,8 @@ public enum WireResponse: Sendable, Equatable {
         case .openTicket: return "openTicket"
         case .ticketKeys: return "ticketKeys"
         case .drain: return "drain"
+        case .ticketRevocations: return "ticketRevocations"
+        case .endSessions: return "endSessions"
         case .error: return "error"
         }
     }

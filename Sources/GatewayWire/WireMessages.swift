@@ -231,6 +231,23 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     }
 }
 
+/// agent → gateway: end the sessions with these ids (64 hex digits): their tickets were revoked
+/// on another server of the Site (a logoff there), so a copy here (made before the session
+/// moved, or restored after a restart) must not live on.
+public struct EndSessionsRequest: Codable, Sendable, Equatable {
+    public var sessionIds: [String]
+    public var reason: String
+    public init(sessionIds: [String], reason: String) {
+        self.sessionIds = sessionIds
+        self.reason = reason
+    }
+}
+
+public struct EndSessionsResponse: Codable, Sendable, Equatable {
+    public var ended: Int
+    public init(ended: Int) { self.ended = ended }
+}
+
 /// cli/agent → gateway: drain this server (docs/site.md, "Drain"): its liveness page answers
 /// 503 so the balancer sends new clients to its siblings, it takes no new session (a login, a
 /// ticket from a sibling), and after `handOverAfterSeconds` it closes every tunnel without a

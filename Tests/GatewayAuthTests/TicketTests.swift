@@ -173,4 +173,39 @@ import Testing
         #expect(rule(TicketKeyFile(sealing: "k", keys: [.init(id: "k", key: good), .init(id: "k", key: good)])).contains("twice"))
         #expect(rule(TicketKeyFile(sealing: "k", keys: [.init(id: "k", key: good)], lifetimeSeconds: 5)).contains("lifetimeSeconds"))
     }
+
+    @Test func revocationsAreExchangedWithTheAgentInOrderAndOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mst-revoke-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("sessions.json").path
+        let sealer = TicketSealer(sealing: Self.key("site-1", 7))
+        let store = SessionStore(path: path, sealer: sealer, logger: quietLogger, now: { Self.now })
+        let first = store.exchangeRevocations(TicketRevocationsRequest(after: 0))
+        #expect(first.revoked.isEmpty)
+        // A logoff here: reported once.
+        let mine = String(repeating: "11", count: 32)
+        _ = store.respond(to: .forgetSession(ForgetSessionRequest(cookieDigest: String(repeating: "0", count: 64), sessionId: mine)))
+        let out = store.exchangeRevocations(TicketRevocationsRequest(after: first.next, epoch: first.epoch))
+        #expect(out.revoked.map(\.sessionId) == [mine])
+        #expect(store.exchangeRevocations(TicketRevocationsRequest(after: out.next, epoch: out.epoch)).revoked.isEmpty)
+        // Another epoch (auth lost its file since): from the start.
+        #expect(store.exchangeRevocations(TicketRevocationsRequest(after: out.next, epoch: "other")).revoked.map(\.sessionId) == [mine])
+        // A sibling's revocation comes in: the ticket no longer opens here, and it is not
+        // reported back.
+        guard case .sealSession(let sealed) = store.respond(to: .sealSession(SealSessionRequest(session: Self.session()))) else {
+            Issue.record("no ticket"); return
+        }
+        let theirs = RevokedTicket(sessionId: Self.session().id, until: Self.now + 3600)
+        #expect(store.exchangeRevocations(TicketRevocationsRequest(add: [theirs, RevokedTicket(sessionId: "bad", until: Self.now + 9)])).added == 1)
+        guard case .openTicket(let refused) = store.respond(to: .openTicket(OpenTicketRequest(ticket: sealed.ticket))) else { Issue.record("no answer"); return }
+        #expect(refused.session == nil)
+        #expect(store.exchangeRevocations(TicketRevocationsRequest(after: out.next, epoch: out.epoch)).revoked.isEmpty)
+        // The log and the epoch survive a restart of auth.
+        store.flush()
+        let again = SessionStore(path: path, sealer: sealer, logger: quietLogger, now: { Self.now })
+        let reread = again.exchangeRevocations(TicketRevocationsRequest(after: first.next, epoch: first.epoch))
+        #expect(reread.epoch == first.epoch && reread.revoked.map(\.sessionId) == [mine])
+    }
 }
+

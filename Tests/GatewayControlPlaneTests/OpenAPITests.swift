@@ -129,18 +129,21 @@ import Testing
                    minimal: ConfigurationApplyResult(version: 1, success: true, dateTime: date))
         Self.check("CheckinRequest",
                    full: CheckinRequest(agentVersion: "a", serverVersion: "s", appliedConfigurationVersion: 1,
-                                        lastApply: ConfigurationApplyResult(version: 1, success: true, dateTime: date), ticketKeyIds: ["k"]),
+                                        lastApply: ConfigurationApplyResult(version: 1, success: true, dateTime: date), ticketKeyIds: ["k"],
+                                        revokedTickets: [], revocationsAfter: 0),
                    minimal: CheckinRequest(agentVersion: "a", serverVersion: nil, appliedConfigurationVersion: 1, lastApply: nil))
         Self.check("SiteTicketKeys", full: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1),
                    minimal: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1))
         Self.check("SiteTicketKey", full: SiteTicketKeys.Key(id: "k", key: "a2V5"), minimal: SiteTicketKeys.Key(id: "k", key: "a2V5"))
+        Self.check("RevokedTicket", full: RevokedTicketEntry(sessionId: "a", until: 1), minimal: RevokedTicketEntry(sessionId: "a", until: 1))
         Self.check("AgentAction", full: AgentAction(id: "i", type: .collectLogs, startDateTime: date, endDateTime: date),
                    minimal: AgentAction(id: "i", type: .collectLogs))
         Self.check("CheckinResponse",
                    full: CheckinResponse(serverId: "s", siteId: "t", configurationVersion: 1, configuration: AdminSettings(),
                                          internalNetworkProbeUrl: "http://x/", checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                          actions: [], renewAfter: date,
-                                         ticketKeys: SiteTicketKeys(sealing: "k", keys: [.init(id: "k", key: "a2V5")], lifetimeSeconds: 1)),
+                                         ticketKeys: SiteTicketKeys(sealing: "k", keys: [.init(id: "k", key: "a2V5")], lifetimeSeconds: 1),
+                                         revokedTickets: [], revocationsCursor: 0),
                    minimal: CheckinResponse(serverId: "s", siteId: "t", configurationVersion: 1, configuration: nil,
                                             internalNetworkProbeUrl: nil, checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                             actions: [], renewAfter: nil))

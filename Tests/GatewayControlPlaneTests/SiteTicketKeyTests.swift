@@ -77,4 +77,35 @@ import Testing
             #expect(try await client.admin(.post, path).0 == .noContent)
         }
     }
+
+    @Test func aRevocationReportedByOneServerReachesTheOthersOnce() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let a = try await env.enroll(client: client, siteId: siteId, hostname: "gw-a")
+            let b = try await env.enroll(client: client, siteId: siteId, hostname: "gw-b")
+            func checkin(_ e: Enrolled, revoked: [RevokedTicketEntry] = [], after: Int64) async throws -> CheckinResponse {
+                let server = try #require(try await env.store.server(id: e.server.id))
+                return try await env.controlPlane.checkin(server: server, certificate: e.certificate, request: CheckinRequest(
+                    agentVersion: "t", serverVersion: "t", appliedConfigurationVersion: 0, lastApply: nil,
+                    revokedTickets: revoked, revocationsAfter: after))
+            }
+            let until = Int64(env.clock.now().timeIntervalSince1970) + 3600
+            let id = String(repeating: "ab", count: 32)
+            let fromA = try await checkin(a, revoked: [RevokedTicketEntry(sessionId: id, until: until),
+                                                       RevokedTicketEntry(sessionId: "not hex", until: until),
+                                                       RevokedTicketEntry(sessionId: String(repeating: "cd", count: 32), until: 5)], after: 0)
+            // A does not get its own back, but its cursor moves past it.
+            #expect(fromA.revokedTickets == [])
+            let cursorA = try #require(fromA.revocationsCursor)
+            #expect(cursorA > 0)
+            let toB = try await checkin(b, after: 0)
+            // The malformed id and the expired one were not stored.
+            #expect(toB.revokedTickets == [RevokedTicketEntry(sessionId: id, until: until)])
+            let again = try await checkin(b, after: toB.revocationsCursor ?? -1)
+            #expect(again.revokedTickets == [])
+            #expect(try await checkin(a, after: cursorA).revokedTickets == [])
+        }
+    }
 }
+

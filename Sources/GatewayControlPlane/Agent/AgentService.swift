@@ -137,9 +137,18 @@ extension ControlPlane {
         }
         let ticketKeys = SiteTicketKeys(sealing: keys.sealing, keys: keys.keys.map { SiteTicketKeys.Key(id: $0.id, key: $0.key) },
                                         lifetimeSeconds: Int64(SiteTicketKeyPolicy.lifetime))
+        // Revocations: this server's new ones in, the Site's others' out (docs/site.md).
+        // Malformed ids are dropped, not stored.
+        let incoming = (request.revokedTickets ?? []).filter { Self.isSessionId($0.sessionId) }
+        let (revoked, cursor) = try await store.exchangeRevocations(siteId: server.siteId, serverId: server.id, add: incoming,
+                                                                    after: max(0, request.revocationsAfter ?? 0), limit: AgentAPILimits.revokedTickets, now: now)
+        if !incoming.isEmpty {
+            logger.info("site.tickets_revoked", metadata: ["site": "\(server.siteId)", "server": "\(server.id)", "count": "\(incoming.count)"])
+        }
         return CheckinResponse(serverId: server.id, siteId: server.siteId, configurationVersion: version, configuration: configuration,
                                internalNetworkProbeUrl: site?.internalNetworkProbeUrl, checkinIntervalSeconds: Int(options.checkinInterval),
-                               reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter, ticketKeys: ticketKeys)
+                               reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter, ticketKeys: ticketKeys,
+                               revokedTickets: revoked, revocationsCursor: cursor)
     }
 
     // MARK: - Reports
@@ -234,5 +243,9 @@ extension ControlPlane {
         let text = String(message.prefix(1000))
         _ = try await store.failLogCollection(id: record.id, message: text, at: now())
         logger.notice("agent.logs.failed", metadata: ["server": "\(server.id)", "collection": "\(record.id)", "reason": "\(text)"])
+    }
+
+    static func isSessionId(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 }

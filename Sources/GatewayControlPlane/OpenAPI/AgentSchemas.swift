@@ -39,7 +39,12 @@ enum AgentSchemas {
                 "appliedConfigurationVersion": JS.integer(),
                 "lastApply": opt(JS.ref("ConfigurationApplyResult")),
                 "ticketKeyIds": opt(JS.array(JS.string(maxLength: L.ticketKeyId), maxItems: L.ticketKeyIds)),
+                "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
+                "revocationsAfter": opt(JS.integer()),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
+            "RevokedTicket": JS.object([
+                "sessionId": JS.string("64 hex digits", maxLength: L.id), "until": JS.integer(),
+            ], required: ["sessionId", "until"]),
             "SiteTicketKey": JS.object([
                 "id": JS.string("letters, digits and '-'"), "key": JS.string("32 bytes, base64"),
             ], required: ["id", "key"]),
@@ -59,6 +64,8 @@ enum AgentSchemas {
                 "actions": JS.array(JS.ref("AgentAction")),
                 "renewAfter": opt(JS.string(format: "date-time")),
                 "ticketKeys": opt(JS.ref("SiteTicketKeys")),
+                "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
+                "revocationsCursor": opt(JS.integer()),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),

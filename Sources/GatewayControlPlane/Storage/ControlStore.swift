@@ -47,6 +47,11 @@ public protocol ControlStore: Sendable {
     func ticketKeys(siteId: String, now: Date, liveSince: Date) async throws -> SiteTicketKeyPolicy.Outcome
     /// A new key for the Site, opening only until every live server has it.
     func addTicketKey(siteId: String, now: Date) async throws -> AddTicketKeyOutcome
+    /// Stores `add` (a server's new revocations; expired ones skipped) and returns the Site's
+    /// revocations from its other servers after `after`, at most `limit`, with the cursor to
+    /// send next time. Expired rows of the Site are dropped on the way.
+    func exchangeRevocations(siteId: String, serverId: String, add: [RevokedTicketEntry], after: Int64, limit: Int,
+                             now: Date) async throws -> (revoked: [RevokedTicketEntry], cursor: Int64)
 
     // MARK: Join tokens and enrollment
     func insertJoinToken(_ token: JoinTokenRecord) async throws

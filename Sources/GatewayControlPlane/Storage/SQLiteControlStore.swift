@@ -267,6 +267,27 @@ public final class SQLiteControlStore: ControlStore {
         }
     }
 
+    public func exchangeRevocations(siteId: String, serverId: String, add: [RevokedTicketEntry], after: Int64, limit: Int,
+                                    now: Date) async throws -> (revoked: [RevokedTicketEntry], cursor: Int64) {
+        try await writer.write { db in
+            let t = Self.time(now)
+            try db.execute(sql: "DELETE FROM site_ticket_revocations WHERE siteId = ? AND until <= ?", arguments: [siteId, t])
+            for r in add where Double(r.until) > t {
+                try db.execute(sql: "INSERT INTO site_ticket_revocations (siteId, sessionId, until, serverId) VALUES (?, ?, ?, ?)",
+                               arguments: [siteId, r.sessionId, Double(r.until), serverId])
+            }
+            // Its own rows are passed over (its auth has them), but move the cursor.
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT seq, sessionId, until, serverId FROM site_ticket_revocations WHERE siteId = ? AND seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [siteId, after, limit])
+            let revoked = rows.filter { ($0["serverId"] as String) != serverId }.map {
+                RevokedTicketEntry(sessionId: $0["sessionId"], until: Int64(($0["until"] as Double).rounded(.up)))
+            }
+            let cursor: Int64 = rows.last?["seq"] ?? max(after, 0)
+            return (revoked, cursor)
+        }
+    }
+
     public func addTicketKey(siteId: String, now: Date) async throws -> AddTicketKeyOutcome {
         try await writer.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM sites WHERE id = ?", arguments: [siteId]) != nil else { return .siteNotFound }

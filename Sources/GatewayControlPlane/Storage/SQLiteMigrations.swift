@@ -138,6 +138,14 @@ enum SQLiteMigrations {
                     PRIMARY KEY (siteId, id)
                 );
                 ALTER TABLE servers ADD COLUMN ticketKeyIds TEXT;
+                CREATE TABLE site_ticket_revocations (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                    sessionId TEXT NOT NULL,
+                    until REAL NOT NULL,
+                    serverId TEXT NOT NULL
+                );
+                CREATE INDEX site_ticket_revocations_site ON site_ticket_revocations(siteId, seq);
                 """)
         }
         return migrator

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A Site of two servers run by the control plane (docs/site.md, steps 1–2): each server's
+# agent enrolls with its own join token and hands the Site's ticket keys from its check-ins to
+# its mstunnel-auth — no key file is copied between hosts. A ticket made on one server opens
+# on the other; a logoff on one revokes the ticket on the other within a couple of check-ins
+# (auth → agent → control plane → the other agent → its auth and its gateway).
+#
+#   [cli]  cli0 198.18.0.2 ── gwa0 198.18.0.1 [gwa] gwa1 198.18.4.1 ── corpa 198.18.4.2 ┐
+#          cli1 198.18.6.2 ── gwb0 198.18.6.1 [gwb] gwb1 198.18.5.1 ── corpb 198.18.5.2 ┴ [corp] 198.18.1.2: mstunnel-control
+source "$(dirname "$0")/../lib.sh"
+
+NS_GA=mstgwa$$ NS_GB=mstgwb$$
+EXTRA_NS+=("$NS_GA" "$NS_GB")
+for ns in "$NS_C" "$NS_GA" "$NS_GB" "$NS_I"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+link() {  # link NS1 IF1 ADDR1 NS2 IF2 ADDR2
+    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+    ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
+    ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
+}
+link "$NS_C" cli0 198.18.0.2/24 "$NS_GA" gwa0 198.18.0.1/24
+link "$NS_C" cli1 198.18.6.2/24 "$NS_GB" gwb0 198.18.6.1/24
+link "$NS_GA" gwa1 198.18.4.1/24 "$NS_I" corpa 198.18.4.2/24
+link "$NS_GB" gwb1 198.18.5.1/24 "$NS_I" corpb 198.18.5.2/24
+ip -n "$NS_I" addr add 198.18.1.2/32 dev lo
+ip -n "$NS_GA" route add 198.18.1.0/24 via 198.18.4.2
+ip -n "$NS_GB" route add 198.18.1.0/24 via 198.18.5.2
+for ns in "$NS_GA" "$NS_GB"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1; done
+
+make_pki
+make_issuer
+wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
+
+echo "== the control plane, a Site, a join token per server"
+start_control
+if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"cfg","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443}'); then
+    pass "configuration created"; CFG=$(echo "$out" | json 'd["id"]')
+else fail "configuration created: $out"; fi
+if out=$(api POST /microsoftTunnelSites "{\"displayName\":\"site\",\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}"); then
+    pass "site created"; SITE=$(echo "$out" | json 'd["id"]')
+else fail "site created: $out"; fi
+
+declare -A NSOF=([a]=$NS_GA [b]=$NS_GB) ADDROF=([a]=198.18.0.1 [b]=198.18.6.1)
+start_member() {  # start_member a|b : enroll its agent, run it, then auth and gateway
+    local m=$1
+    local st=$WORK/state-$m run=$WORK/run-$m
+    cp -a "$STATE" "$st"; rm -f "$st/admin-settings.json"
+    mkdir -p "$run"; chgrp 990 "$run"; chmod 2770 "$run"
+    api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{"expirationMinutes":30}' | json 'd["joinToken"]' > "$WORK/join-$m.token"
+    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join-$m.token" --state-dir "$st" \
+        > "$WORK/enroll-$m.log" 2>&1 || { echo "enroll $m failed"; cat "$WORK/enroll-$m.log"; return 1; }
+    ip netns exec "${NSOF[$m]}" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-agent" run --state-dir "$st" --run-dir "$run" --log-dir "$LOGS" \
+        >> "$WORK/agent-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -s "$st/admin-settings.json" ] && break; sleep 0.1; done
+    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" --allow-gid 990 --allow-uid 994 \
+        >> "$WORK/auth-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
+    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" "${SERVER_ARGS[@]}" >> "$WORK/server-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do ip netns exec "${NSOF[$m]}" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
+    echo "member $m did not start"; tail -5 "$WORK/server-$m.log" "$WORK/auth-$m.log" "$WORK/agent-$m.log"; return 1
+}
+start_member a
+start_member b
+site_key() { grep '"msg":"auth.tickets.keys".*"from":"the agent"' "$WORK/auth-$1.log" | tail -1 | json 'd["sealing"]'; }
+same_site_key() { [ -n "$(site_key a)" ] && [ "$(site_key a)" = "$(site_key b)" ]; }
+wait_for "both auths seal with the same Site key, handed over by their agents" 100 same_site_key
+K=$(site_key a)
+check "  … the control plane's ($K), not a file" sh -c "echo '$K' | grep -q '^s-'"
+
+echo "== a ticket made on server a opens on server b"
+mint --oid 0b1f7a3e-0000-4000-8000-0000000000b2 --upn bob@corp.test > "$WORK/bob.jwt"
+timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
+    --token-secret=@"$WORK/bob.jwt" --authenticate https://198.18.0.1/ > "$WORK/bob-auth.out" 2>/dev/null || true
+BOB=$(sed -n "s/^COOKIE='\(.*\)'$/\1/p" "$WORK/bob-auth.out"); BOB=${BOB##*webvpn=}
+check "bob logged in on server a: a ticket under the Site key" sh -c "echo '$BOB' | grep -q '^mst\.1\.$K\.'"
+BOB_ID=$(grep '"msg":"session.created".*bob@corp.test' "$WORK/server-a.log" | json 'd["session.id"]')
+connect_at() {  # connect_at SERVER OUT [logoff]
+    { printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=%s\r\n\r\n' "$BOB"; sleep 0.5
+      [ "${3:-}" = logoff ] && printf 'STF\001\000\007\005\000\260logoff'; sleep 0.5; } |
+        timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect "${ADDROF[$1]}:443" > "$2" 2>/dev/null || true
+}
+connect_at b "$WORK/b-open.out"
+check "his ticket opens a tunnel on server b" grep -q '200 CONNECTED' "$WORK/b-open.out"
+check "  … server b resumed his session ($BOB_ID)" grep -q "\"msg\":\"session.resumed\".*\"session.id\":\"$BOB_ID\"" "$WORK/server-b.log"
+
+echo "== he logs off on server b; server a learns it through the control plane"
+connect_at b "$WORK/b-logoff.out" logoff
+for _ in $(seq 30); do grep -q '"msg":"session.ended".*"reason":"logoff".*bob@corp.test' "$WORK/server-b.log" && break; sleep 0.1; done
+check "bob logged off on server b" grep -q '"msg":"session.ended".*"reason":"logoff".*bob@corp.test' "$WORK/server-b.log"
+wait_for "server b's agent reported the revocation, server a's took it" 100 grep -q '"msg":"agent.tickets_revoked".*"new_here":"1"' "$WORK/agent-a.log"
+check "server a ended its own copy of his session (made at login, never connected)" grep -q "\"msg\":\"session.ended\".*\"reason\":\"revoked on another server of the Site (logoff there)\".*\"session.id\":\"$BOB_ID\"" "$WORK/server-a.log"
+connect_at a "$WORK/a-after.out"
+check "his ticket now gets 401 on server a, where he never logged off" grep -q '401' "$WORK/a-after.out"
+check "  … refused by server a's auth as revoked" grep -q '"msg":"auth.ticket.refused".*"reason":"revoked"' "$WORK/auth-a.log"
+check "no ticket key or cookie in any log" sh -c "! grep -qF '$BOB' $WORK/*.log && ! python3 -c \"import json; print('\\\\n'.join(k['key'] for k in json.load(open('$WORK/run-a/mstunnel-auth/site-keys.json'))['keys']))\" | grep -F -f - $WORK/*.log"
+summary
