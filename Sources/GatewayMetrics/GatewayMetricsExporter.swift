@@ -73,6 +73,7 @@ public final class GatewayMetricsExporter: Sendable {
         "mstunnel_malformed_input_total": "Malformed tunnel input dropped, by class (docs/security.md)",
         "mstunnel_connections_refused_total": "Connections closed at accept (per-address or global login limits, bans)",
         "mstunnel_bans_total": "Addresses banned for repeated failed logins",
+        "mstunnel_sessions_resumed_total": "Sessions taken back from resumption tickets this gateway process did not make (a sibling's, or before a restart)",
     ]
 
     /// One reading of the gateway's status.
@@ -126,6 +127,7 @@ public final class GatewayMetricsExporter: Sendable {
         }
         if let n = s.connectionsRefused { readings.append(("mstunnel_connections_refused_total", [], UInt64(max(0, n)))) }
         if let n = s.bansSinceStart { readings.append(("mstunnel_bans_total", [], UInt64(max(0, n)))) }
+        if let n = s.sessionsResumed { readings.append(("mstunnel_sessions_resumed_total", [], n)) }
 
         state.withLock { st in
             let restarted = st.startedAt != nil && st.startedAt != s.startedAt
