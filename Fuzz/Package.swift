@@ -73,6 +73,7 @@ let package = Package(
                                 .product(name: "Crypto", package: "swift-crypto"),
                                 .product(name: "Logging", package: "swift-log")]),
         fuzzTarget("fuzz-strict-json", ["GatewayAuth"]),
+        fuzzTarget("fuzz-ticket", ["GatewayAuth", "GatewayWire", .product(name: "Crypto", package: "swift-crypto")]),
         fuzzTarget("fuzz-agent-api", ["GatewayAgentAPI", "GatewayCore"]),
     ]
 )

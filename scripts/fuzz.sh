@@ -46,6 +46,7 @@ TARGETS=(
     "fuzz-jwt             8192 jwt      1"
     "fuzz-strict-json     4096 json     1"
     "fuzz-agent-api       8192 agent    1"
+    "fuzz-ticket          4096 jwt      1"
 )
 
 selected=("$@")

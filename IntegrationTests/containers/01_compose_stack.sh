@@ -101,6 +101,11 @@ import json,sys
 for line in open('/tmp/mstunnel-server-test.log'):
     json.loads(line)"
 check "no JWT in any container's log" sh -c "! grep -q 'eyJ' /tmp/mstunnel-all-test.log"
+# The compose wiring of the Site's ticket keys (docs/site.md): the agent (uid 992) hands the
+# control plane's key to auth (uid 991, --site-keys-uid 992), and the login's cookie is sealed
+# with it.
+check "the agent container handed the Site's ticket key to the auth container" sh -c "podman logs mstunnel-auth 2>&1 | grep -q '\"msg\":\"auth.tickets.keys\".*\"from\":\"the agent\".*\"sealing\":\"s-'"
+check "alice's session got a ticket as its cookie" grep -q '"msg":"session.created".*"cookie":"ticket".*"user.name":"alice@corp.test"' /tmp/mstunnel-server-test.log
 check "no token signature, admin token or user password in any log" sh -c "! grep -q -e \"\$(cut -d. -f3 $QS/token.jwt)\" -e \"\$(cat $QS/control/admin-token)\" -e \"\$(cat $QS/alice.password)\" /tmp/mstunnel-all-test.log"
 
 echo "== log collection from the containerised agent"
