@@ -94,5 +94,18 @@ check "server a ended its own copy of his session (made at login, never connecte
 connect_at a "$WORK/a-after.out"
 check "his ticket now gets 401 on server a, where he never logged off" grep -q '401' "$WORK/a-after.out"
 check "  … refused by server a's auth as revoked" grep -q '"msg":"auth.ticket.refused".*"reason":"revoked"' "$WORK/auth-a.log"
+echo "== an administrator drains server b through the control plane"
+SERVER_B=$(json 'd["serverId"]' < "$WORK/state-b/agent-info.json")
+if out=$(api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER_B/drain" '{"handOverAfterSeconds":0}'); then pass "drain requested"; else fail "drain requested: $out"; fi
+wait_for "server b's agent drained its gateway at the next check-in" 100 grep -q '"msg":"gateway.draining"' "$WORK/server-b.log"
+check "  … logged by the agent" grep -q '"msg":"agent.drain.started"' "$WORK/agent-b.log"
+check "server b's liveness page answers 503" sh -c "ip netns exec $NS_C curl -sk -o /dev/null -w '%{http_code}' https://198.18.6.1/ | grep -q 503"
+drain_shown() { api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER_B" | grep -Eq '"drainRequested" *: *true'; }
+check "the admin API shows the drain" drain_shown
+check "server a is not drained" sh -c "ip netns exec $NS_C curl -sk -o /dev/null -w '%{http_code}' https://198.18.0.1/ | grep -q 200"
+if out=$(api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER_B/undrain" ""); then pass "undrain requested"; else fail "undrain requested: $out"; fi
+wait_for "server b takes clients again" 100 grep -q '"msg":"gateway.drain_ended"' "$WORK/server-b.log"
+check "  … its liveness page answers 200" sh -c "ip netns exec $NS_C curl -sk -o /dev/null -w '%{http_code}' https://198.18.6.1/ | grep -q 200"
+
 check "no ticket key or cookie in any log" sh -c "! grep -qF '$BOB' $WORK/*.log && ! python3 -c \"import json; print('\\\\n'.join(k['key'] for k in json.load(open('$WORK/run-a/mstunnel-auth/site-keys.json'))['keys']))\" | grep -F -f - $WORK/*.log"
 summary

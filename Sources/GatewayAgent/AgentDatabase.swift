@@ -175,4 +175,6 @@ public enum StateKey: String, Sendable, CaseIterable {
     case revocationsLocalEpoch
     case revocationsLocalCursor
     case revocationsSiteCursor
+    /// "1" while a drain this agent started for the control plane is on.
+    case drainedByControlPlane
 }

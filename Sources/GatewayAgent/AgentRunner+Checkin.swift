@@ -75,6 +75,7 @@ extension AgentRunner {
         applyConfiguration(from: response)
         if let keys = response.ticketKeys { handOver(keys, authHas: authKeys) }
         takeRevocations(response)
+        applyDrain(response.drain)
         renewIfDue(response.renewAfter)
         for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {
             if !database.isActionDone(action.id) { pendingActions.append(action) }
@@ -218,6 +219,36 @@ extension AgentRunner {
             }
         }
         try? database.set(.revocationsSiteCursor, String(cursor))
+    }
+}
+
+extension AgentRunner {
+    /// An administrator's drain, as the check-in answer says it now (docs/site.md, "Drain"):
+    /// started on the gateway when asked and not on (again after a gateway restart), ended
+    /// when no longer asked — only a drain this agent started, never one an operator started
+    /// with `mst-cli server drain`.
+    func applyDrain(_ instruction: DrainInstruction?) {
+        let ours = database.value(.drainedByControlPlane) == "1"
+        guard instruction != nil || ours, let status = try? gateway.serverStatus().get() else { return }
+        let draining = status.drain != nil
+        if let instruction {
+            guard !draining else { return }
+            switch gateway.drain(DrainRequest(drain: true, handOverAfterSeconds: instruction.handOverAfterSeconds)) {
+            case .success(let r):
+                try? database.set(.drainedByControlPlane, "1")
+                logger.notice("agent.drain.started", metadata: ["sessions": "\(r.sessions)",
+                                                               "hand_over": "\(instruction.handOverAfterSeconds.map { "in \($0) s" } ?? "never (wait)")"])
+            case .failure(let error):
+                logger.warning("agent.drain.failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])
+            }
+        } else {
+            if draining, case .failure(let error) = gateway.drain(DrainRequest(drain: false)) {
+                logger.warning("agent.drain.end_failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])
+                return
+            }
+            try? database.set(.drainedByControlPlane, nil)
+            logger.notice("agent.drain.ended", metadata: ["why": "the control plane no longer asks for it"])
+        }
     }
 }
 

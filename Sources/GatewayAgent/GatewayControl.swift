@@ -115,6 +115,13 @@ public struct GatewayControl: Sendable {
         }
     }
 
+    public func drain(_ request: DrainRequest) -> Result<DrainResponse, GatewayCallError> {
+        call(.drain(request)).flatMap {
+            if case .drain(let r) = $0 { return .success(r) }
+            return .failure(.failed("unexpected answer \($0.typeName) to drain"))
+        }
+    }
+
     public func endSessions(_ request: EndSessionsRequest) -> Result<EndSessionsResponse, GatewayCallError> {
         call(.endSessions(request)).flatMap {
             if case .endSessions(let r) = $0 { return .success(r) }

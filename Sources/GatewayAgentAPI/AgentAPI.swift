@@ -153,6 +153,13 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// Drain the gateway: hand its sessions to the Site's other servers after
+/// `handOverAfterSeconds`, or (nil) wait for them to end.
+public struct DrainInstruction: Codable, Sendable, Equatable {
+    public var handOverAfterSeconds: Int?
+    public init(handOverAfterSeconds: Int?) { self.handOverAfterSeconds = handOverAfterSeconds }
+}
+
 /// A revoked ticket: a session id (64 hex digits) and when the revocation may be forgotten
 /// (wall-clock seconds).
 public struct RevokedTicketEntry: Codable, Sendable, Equatable {
@@ -213,6 +220,9 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     /// them to its auth and sends `revocationsCursor` next time.
     public var revokedTickets: [RevokedTicketEntry]?
     public var revocationsCursor: Int64?
+    /// An administrator drains this server: the agent drains its gateway (docs/site.md,
+    /// "Drain") and ends the drain it started when this is absent again.
+    public var drain: DrainInstruction?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,

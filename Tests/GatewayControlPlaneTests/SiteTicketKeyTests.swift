@@ -107,5 +107,25 @@ import Testing
             #expect(try await checkin(a, after: cursorA).revokedTickets == [])
         }
     }
+
+    @Test func anAdministratorsDrainReachesTheAgentAtCheckin() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let a = try await env.enroll(client: client, siteId: siteId, hostname: "gw-a")
+            let path = ControlPlane.sitesPath + "/\(siteId)/microsoftTunnelServers/\(a.server.id)"
+            #expect(try await env.checkin(a, applied: 1).drain == nil)
+            #expect(try await client.admin(.post, path + "/drain", #"{"handOverAfterSeconds":5}"#).0 == .noContent)
+            #expect(try await env.checkin(a, applied: 1).drain == DrainInstruction(handOverAfterSeconds: 5))
+            let (_, shown) = try await client.admin(.get, path)
+            #expect(shown?["drainRequested"] == .bool(true) && shown?["drainHandOverAfterSeconds"] == .int(5))
+            #expect(try await client.admin(.post, path + "/drain", #"{"wait":true}"#).0 == .noContent)
+            #expect(try await env.checkin(a, applied: 1).drain == DrainInstruction(handOverAfterSeconds: nil))
+            #expect(try await client.admin(.post, path + "/drain", #"{"handOverAfterSeconds":-3}"#).0 == .badRequest)
+            #expect(try await client.admin(.post, path + "/undrain").0 == .noContent)
+            #expect(try await env.checkin(a, applied: 1).drain == nil)
+            #expect(try await client.admin(.post, ControlPlane.sitesPath + "/\(siteId)/microsoftTunnelServers/nope/drain").0 == .notFound)
+        }
+    }
 }
 

@@ -96,6 +96,31 @@ extension ControlPlane {
                 return HTTP.json(.object(["@odata.context": .string("/beta/$metadata#Collection(microsoft.graph.metricTimeSeriesDataPoint)"), "value": .array(points)]))
             },
         ])
+        // Extension: drain the server (docs/site.md, "Drain"): its agent drains the gateway at
+        // its next check-in — the liveness page answers 503, no new session, and after
+        // `handOverAfterSeconds` (default 10; `wait: true` never) every client is handed to
+        // the Site's other servers with its ticket. `undrain` ends it.
+        HTTP.route(router, base + "/{serverId}/drain", [
+            .post: { request, context in
+                let (_, server) = try await self.requireServer(context)
+                let body = try GraphBody.parse(try await HTTP.body(request), schema: GraphSchemas.drainRequest, allowEmpty: true)
+                var after: Int64 = 10
+                if case .int(let n)? = body.values["handOverAfterSeconds"] { after = n }
+                guard (0...86_400).contains(after) else { throw GraphError.validation("handOverAfterSeconds must be within 0...86400, got \(after)") }
+                if case .bool(true)? = body.values["wait"] { after = -1 }
+                _ = try await self.store.setDrain(serverId: server.id, handOverAfter: after)
+                self.logger.notice("server.drain_requested", metadata: ["server": "\(server.id)", "hand_over": "\(after < 0 ? "never (wait)" : "after \(after) s")"])
+                return HTTP.noContent()
+            },
+        ])
+        HTTP.route(router, base + "/{serverId}/undrain", [
+            .post: { _, context in
+                let (_, server) = try await self.requireServer(context)
+                _ = try await self.store.setDrain(serverId: server.id, handOverAfter: nil)
+                self.logger.notice("server.undrain_requested", metadata: ["server": "\(server.id)"])
+                return HTTP.noContent()
+            },
+        ])
         HTTP.route(router, base + "/{serverId}/createServerLogCollectionRequest", [
             .post: { request, context in
                 let (site, server) = try await self.requireServer(context)
@@ -193,6 +218,8 @@ extension ControlPlane {
             "agentImageDigest": .null, "serverImageDigest": .null, "deploymentMode": .string(s.deploymentMode),
             "agentVersion": s.agentVersion.map(JSONValue.string) ?? .null, "serverVersion": s.serverVersion.map(JSONValue.string) ?? .null,
             "appliedConfigurationVersion": .int(s.appliedConfigurationVersion),
+            "drainRequested": .bool(s.drainHandOverAfter != nil),
+            "drainHandOverAfterSeconds": s.drainHandOverAfter.flatMap { $0 < 0 ? nil : JSONValue.int($0) } ?? .null,
         ]
     }
 }

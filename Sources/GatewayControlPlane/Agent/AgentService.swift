@@ -145,10 +145,14 @@ extension ControlPlane {
         if !incoming.isEmpty {
             logger.info("site.tickets_revoked", metadata: ["site": "\(server.siteId)", "server": "\(server.id)", "count": "\(incoming.count)"])
         }
-        return CheckinResponse(serverId: server.id, siteId: server.siteId, configurationVersion: version, configuration: configuration,
+        var response = CheckinResponse(serverId: server.id, siteId: server.siteId, configurationVersion: version, configuration: configuration,
                                internalNetworkProbeUrl: site?.internalNetworkProbeUrl, checkinIntervalSeconds: Int(options.checkinInterval),
                                reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter, ticketKeys: ticketKeys,
                                revokedTickets: revoked, revocationsCursor: cursor)
+        if let after = server.drainHandOverAfter {
+            response.drain = DrainInstruction(handOverAfterSeconds: after < 0 ? nil : Int(after))
+        }
+        return response
     }
 
     // MARK: - Reports

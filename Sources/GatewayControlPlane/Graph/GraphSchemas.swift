@@ -66,6 +66,10 @@ enum GraphSchemas {
         .ro("agentVersion", .string),
         .ro("serverVersion", .string),
         .ro("appliedConfigurationVersion", .int64),
+        // Extension: an administrator's drain (`drain`/`undrain`): `drainRequested` true, and
+        // the seconds before the hand-over (null: wait for the sessions to end).
+        .ro("drainRequested", .bool),
+        .ro("drainHandOverAfterSeconds", .int64),
     ])
 
     static let healthThreshold = GraphSchema(entityType: "microsoftTunnelHealthThreshold", fields: [
@@ -101,6 +105,11 @@ enum GraphSchemas {
         .rw("metricName", .string, nullable: false),
         .rw("startDateTime", .dateTime),
         .rw("endDateTime", .dateTime),
+    ])
+
+    static let drainRequest = GraphSchema(entityType: "drain parameters", fields: [
+        .rw("handOverAfterSeconds", .int64),
+        .rw("wait", .bool),
     ])
 
     static let joinTokenRequest = GraphSchema(entityType: "createJoinToken parameters", fields: [

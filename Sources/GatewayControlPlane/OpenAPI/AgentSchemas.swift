@@ -42,6 +42,9 @@ enum AgentSchemas {
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsAfter": opt(JS.integer()),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
+            "DrainInstruction": JS.object([
+                "handOverAfterSeconds": opt(JS.integer()),
+            ], required: []),
             "RevokedTicket": JS.object([
                 "sessionId": JS.string("64 hex digits", maxLength: L.id), "until": JS.integer(),
             ], required: ["sessionId", "until"]),
@@ -66,6 +69,7 @@ enum AgentSchemas {
                 "ticketKeys": opt(JS.ref("SiteTicketKeys")),
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsCursor": opt(JS.integer()),
+                "drain": opt(JS.ref("DrainInstruction")),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),

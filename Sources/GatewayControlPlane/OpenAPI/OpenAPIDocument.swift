@@ -243,6 +243,10 @@ enum OpenAPIOperations {
                body: graphBody("microsoftTunnelServerUpdate"), [ok(JS.ref("microsoftTunnelServer"))]),
             op(.delete, server, "deleteServer", "servers",
                "Delete (revoke) a server: its agent certificates are refused from then on", [noContent]),
+            op(.post, server + "/drain", "drainServer", "servers",
+               "Extension: drain the server at its agent's next check-in (liveness 503, no new session, sessions handed to the Site's other servers)",
+               body: (JS.ref("drainParameters"), "application/json", false), [noContent]),
+            op(.post, server + "/undrain", "undrainServer", "servers", "Extension: end an administrator's drain", [noContent]),
             op(.post, server + "/getHealthMetrics", "getHealthMetrics", "servers", "Metrics of the latest health report",
                body: (JS.ref("getHealthMetricsParameters"), "application/json", false), [ok(collection(JS.ref("keyLongValuePair")))]),
             op(.post, server + "/getHealthMetricTimeSeries", "getHealthMetricTimeSeries", "servers", "One metric over time, oldest first",
@@ -346,6 +350,7 @@ enum OpenAPISchemas {
             "getHealthMetricsParameters": parameters(GraphSchemas.healthMetricsRequest),
             "getHealthMetricTimeSeriesParameters": parameters(GraphSchemas.timeSeriesRequest, required: ["metricName"]),
             "createJoinTokenParameters": parameters(GraphSchemas.joinTokenRequest),
+            "drainParameters": parameters(GraphSchemas.drainRequest),
             "joinTokenResponse": JS.object([
                 "joinToken": JS.string("mstj1.<id>.<secret>.<ca-sha256>; a secret, shown once"),
                 "expirationDateTime": JS.string(format: "date-time"), "siteId": JS.string(),

@@ -38,6 +38,8 @@ public protocol ControlStore: Sendable {
     /// collections, for the caller to remove.
     func deleteServer(id: String) async throws -> [String]?
     func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
+    /// An administrator's drain of the server (nil: none); false when there is no such server.
+    func setDrain(serverId: String, handOverAfter: Int64?) async throws -> Bool
 
     // MARK: Site ticket keys (docs/site.md)
     /// In one transaction: the Site's keys (a first one made if it has none), decided by

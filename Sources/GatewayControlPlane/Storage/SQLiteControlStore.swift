@@ -185,12 +185,21 @@ public final class SQLiteControlStore: ControlStore {
 
     static func server(_ row: Row) throws -> ServerRecord {
         let lastApply: String? = row["lastApply"]
-        return ServerRecord(
+        var record = ServerRecord(
             id: row["id"], siteId: row["siteId"], displayName: row["displayName"], deploymentMode: row["deploymentMode"],
             createdDateTime: date(row["createdAt"]) ?? Date(timeIntervalSince1970: 0),
             lastCheckinDateTime: date(row["lastCheckinAt"]), agentVersion: row["agentVersion"], serverVersion: row["serverVersion"],
             appliedConfigurationVersion: row["appliedConfigurationVersion"],
             lastApply: try lastApply.map { try decode(ConfigurationApplyResult.self, $0) })
+        record.drainHandOverAfter = row["drainHandOverAfter"]
+        return record
+    }
+
+    public func setDrain(serverId: String, handOverAfter: Int64?) async throws -> Bool {
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE servers SET drainHandOverAfter = ? WHERE id = ?", arguments: [handOverAfter, serverId])
+            return db.changesCount > 0
+        }
     }
 
     public func listServers(siteId: String?) async throws -> [ServerRecord] {

@@ -138,6 +138,9 @@ enum SQLiteMigrations {
                     PRIMARY KEY (siteId, id)
                 );
                 ALTER TABLE servers ADD COLUMN ticketKeyIds TEXT;
+                -- An administrator's drain (docs/site.md, "Drain"): NULL not drained, else the
+                -- seconds before the sessions are handed over, -1 to wait for them to end.
+                ALTER TABLE servers ADD COLUMN drainHandOverAfter INTEGER;
                 CREATE TABLE site_ticket_revocations (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
                     siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,

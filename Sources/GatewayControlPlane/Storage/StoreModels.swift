@@ -44,6 +44,8 @@ public struct ServerRecord: Sendable, Equatable {
     public var serverVersion: String?
     public var appliedConfigurationVersion: Int64
     public var lastApply: ConfigurationApplyResult?
+    /// An administrator asked for a drain: seconds before the hand-over, -1 to wait; nil: none.
+    public var drainHandOverAfter: Int64?
 
     public init(id: String, siteId: String, displayName: String, deploymentMode: String = "standaloneRootful",
                 createdDateTime: Date, lastCheckinDateTime: Date? = nil, agentVersion: String? = nil,
