@@ -177,4 +177,6 @@ public enum StateKey: String, Sendable, CaseIterable {
     case revocationsSiteCursor
     /// "1" while a drain this agent started for the control plane is on.
     case drainedByControlPlane
+    /// The `pool-slice` merged into the configuration in force ("" for none).
+    case appliedPoolSlice
 }

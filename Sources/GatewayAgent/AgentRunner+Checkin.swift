@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayCore
 import GatewayWire
 import Logging
 
@@ -123,9 +124,18 @@ extension AgentRunner {
     func applyConfiguration(from response: CheckinResponse, now: Date = Date()) {
         let decision = ApplyDecision.decide(response: response, appliedVersion: database.appliedConfigurationVersion,
                                             lastApply: database.lastApply, lastApplyPermanent: database.lastApplyPermanent)
+        let slice = Self.sliceSetting(response.poolSlice)
         switch decision {
         case .nothing, .alreadyRejected:
-            return
+            // The slice changed (a first check-in after an upgrade, a slice given later):
+            // the configuration in force again, with it.
+            let applied = database.appliedConfigurationVersion
+            guard case .nothing = decision, applied > 0, slice != (database.value(.appliedPoolSlice) ?? ""),
+                  let data = FileManager.default.contents(atPath: options.paths.adminSettings),
+                  let current = try? AdminSettings.decode(data) else { return }
+            logger.info("agent.pool_slice", metadata: ["slice": "\(slice.isEmpty ? "the whole pool" : slice)"])
+            let outcome = applier.apply(version: applied, settings: Self.withPoolSlice(current, slice), now: now)
+            if outcome.inForce { try? database.set(.appliedPoolSlice, slice) }
         case .missingBody(let version):
             logger.warning("agent.config.missing", metadata: ["version": "\(version)", "detail": "check-in announced a new configuration version without the configuration"])
         case .apply(let version, let settings):
@@ -134,7 +144,8 @@ extension AgentRunner {
             if let retry = applyRetryNotBefore, retry.version == version, now < retry.at { return }
             applyRetryNotBefore = nil
             logger.info("agent.config.applying", metadata: ["version": "\(version)", "from": "\(database.appliedConfigurationVersion)"])
-            let outcome = applier.apply(version: version, settings: settings, now: now)
+            let outcome = applier.apply(version: version, settings: Self.withPoolSlice(settings, slice), now: now)
+            if outcome.inForce { try? database.set(.appliedPoolSlice, slice) }
             do {
                 try database.recordApply(outcome)
             } catch {
@@ -249,6 +260,27 @@ extension AgentRunner {
             try? database.set(.drainedByControlPlane, nil)
             logger.notice("agent.drain.ended", metadata: ["why": "the control plane no longer asks for it"])
         }
+    }
+}
+
+extension AgentRunner {
+    /// The `pool-slice` setting for `assignment` ("" for none).
+    static func sliceSetting(_ assignment: PoolSliceAssignment?) -> String {
+        assignment?.setting ?? ""
+    }
+
+    /// The Site's configuration with this server's slice of the pool in its advanced
+    /// settings (replacing any given there). A slice the pool is too small for is left out:
+    /// the server then hands out addresses from the whole pool, as before slices.
+    static func withPoolSlice(_ settings: AdminSettings, _ slice: String) -> AdminSettings {
+        var s = settings
+        var advanced = (s.advancedSettings ?? []).filter { $0.name.lowercased() != "pool-slice" }
+        if !slice.isEmpty, let p = PoolSlice(slice), let network = s.network.flatMap({ try? IPv4Prefix.parse($0).get() }),
+           p.range(poolSize: Int(network.size)) != nil {
+            advanced.append(AdminSettings.KeyValuePair(name: "pool-slice", value: slice))
+        }
+        s.advancedSettings = advanced.isEmpty ? nil : advanced
+        return s
     }
 }
 

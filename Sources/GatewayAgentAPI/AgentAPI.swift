@@ -153,6 +153,18 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// Slice `index` of `count` of the Site's pool.
+public struct PoolSliceAssignment: Codable, Sendable, Equatable {
+    public var index: Int
+    public var count: Int
+    public init(index: Int, count: Int) {
+        self.index = index
+        self.count = count
+    }
+    /// As the gateway's `pool-slice` setting takes it.
+    public var setting: String { "\(index)/\(count)" }
+}
+
 /// Drain the gateway: hand its sessions to the Site's other servers after
 /// `handOverAfterSeconds`, or (nil) wait for them to end.
 public struct DrainInstruction: Codable, Sendable, Equatable {
@@ -223,6 +235,9 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     /// An administrator drains this server: the agent drains its gateway (docs/site.md,
     /// "Drain") and ends the drain it started when this is absent again.
     public var drain: DrainInstruction?
+    /// This server's slice of the Site's pool (docs/site.md): new logins here get addresses
+    /// from it only. nil from an older control plane, or when the Site has no slice free.
+    public var poolSlice: PoolSliceAssignment?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,

@@ -17,6 +17,10 @@ public struct AddressPool: Sendable {
     public private(set) var inUse = 0
     /// Times an allocation failed because every address was taken (a health metric).
     public private(set) var exhaustedCount = 0
+    /// Where `allocate(owner:hint:)` looks (this server's slice of the Site's pool); exact
+    /// allocations (a restored or resumed session) take any address of the pool.
+    public private(set) var slice: PoolSlice?
+    private var sliceRange: Range<Int>?
 
     public init(prefix: IPv4Prefix) {
         precondition(prefix.length <= 30, "pool must be /30 or larger (validated earlier)")
@@ -47,12 +51,13 @@ public struct AddressPool: Sendable {
     /// of the user id), so a user tends to get the same address across sessions; after
     /// that, the next free address. Nil when the pool is exhausted.
     public mutating func allocate(owner: Int32, hint: UInt64) -> IPv4Address? {
-        let n = owners.count - 3
-        guard inUse < n else {
+        let range = sliceRange ?? 2..<(owners.count - 1)
+        let n = range.count
+        guard inUse < owners.count - 3 else {
             exhaustedCount += 1
             return nil
         }
-        var i = 2 + Int(hint % UInt64(n))
+        var i = range.lowerBound + Int(hint % UInt64(n))
         for _ in 0..<n {
             if owners[i] < 0 {
                 owners[i] = owner
@@ -60,11 +65,20 @@ public struct AddressPool: Sendable {
                 return IPv4Address(prefix.network.value + UInt32(i))
             }
             i += 1
-            if i >= owners.count - 1 { i = 2 }
+            if i >= range.upperBound { i = range.lowerBound }
         }
         exhaustedCount += 1
         return nil
     }
+
+    /// New logins from `slice` only (nil: the whole pool). Leases outside it stay.
+    public mutating func setSlice(_ slice: PoolSlice?) {
+        self.slice = slice
+        sliceRange = slice?.range(poolSize: owners.count)
+    }
+
+    /// Addresses new logins can get (the slice's, or the pool's).
+    public var sliceCapacity: Int { sliceRange?.count ?? capacity }
 
     /// Leases exactly `address` (a reconnecting client asking for its old address after
     /// a gateway restart). Nil if taken or outside the pool.
@@ -131,8 +145,10 @@ public struct AddressPool: Sendable {
         }
         let before = Set(routedPrefixes)
         let oldExhausted = exhaustedCount
+        let oldSlice = slice
         self = AddressPool(prefix: newPrefix)
         exhaustedCount = oldExhausted
+        setSlice(oldSlice)
         var blocks: [IPv4Prefix: RetiredBlock] = [:]
         for l in leases {
             if allocate(owner: l.owner, exactly: l.address) != nil { continue }
@@ -153,3 +169,36 @@ public func stableHash(_ s: String) -> UInt64 {
     }
     return h
 }
+
+/// One server's share of a Site's pool: slice `index` of `count` equal parts of the usable
+/// addresses (the last part takes the remainder). Written `index/count`.
+public struct PoolSlice: Sendable, Equatable, CustomStringConvertible {
+    public let index: Int
+    public let count: Int
+
+    public init?(index: Int, count: Int) {
+        guard (1...256).contains(count), (0..<count).contains(index) else { return nil }
+        self.index = index
+        self.count = count
+    }
+
+    public init?(_ text: String) {
+        let parts = text.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else { return nil }
+        self.init(index: i, count: n)
+    }
+
+    public var description: String { "\(index)/\(count)" }
+
+    /// The owner-array indices of this slice in a pool of `poolSize` addresses (index 0, 1
+    /// and the last are never leased), or nil when a slice would hold fewer than 4.
+    public func range(poolSize: Int) -> Range<Int>? {
+        let usable = poolSize - 3
+        let each = usable / count
+        guard each >= 4 else { return nil }
+        let lower = 2 + index * each
+        let upper = index == count - 1 ? poolSize - 1 : lower + each
+        return lower..<upper
+    }
+}
+

@@ -71,12 +71,20 @@ public struct GatewaySettings: Sendable, Equatable {
         /// The TLS handshake must finish within this many seconds of accept.
         /// (`handshake-timeout`)
         public var handshakeTimeout = 10
+        /// This server's slice of the Site's pool, `index/count` (docs/site.md, "Addresses
+        /// unique across the Site"): new logins get addresses from the slice only, so the
+        /// servers of a Site never hand out the same one; a session resumed from a sibling
+        /// keeps its address anywhere in the pool. Set by the agent from the control plane
+        /// (per server, merged into the Site's configuration); nil: the whole pool.
+        /// (`pool-slice`)
+        public var poolSlice: PoolSlice?
         public init() {}
 
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
             "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
             "max-login-connections-per-ip", "max-login-connections", "max-ban-score", "ban-reset-time", "handshake-timeout",
+            "pool-slice",
         ]
     }
 
@@ -199,6 +207,12 @@ public struct GatewaySettings: Sendable, Equatable {
             case "ban-reset-time": adv.banResetTime = int(1...86_400) ?? adv.banResetTime
             case "handshake-timeout": adv.handshakeTimeout = int(1...600) ?? adv.handshakeTimeout
             case "banner": adv.banner = kv.value
+            case "pool-slice":
+                if let slice = PoolSlice(kv.value), let p = pool, slice.range(poolSize: Int(p.size)) != nil {
+                    adv.poolSlice = slice
+                } else {
+                    note("advancedSettings.pool-slice: '\(kv.value)' must be INDEX/COUNT with 0 <= INDEX < COUNT <= 256, and leave each slice of the pool at least 4 addresses")
+                }
             case "listen-address":
                 if IPAddress(kv.value) != nil { listenAddress = kv.value } else {
                     note("advancedSettings.listen-address: '\(kv.value)' is not an IP address")

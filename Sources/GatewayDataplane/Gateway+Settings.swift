@@ -108,6 +108,12 @@ extension Gateway {
         if new.pool != settings.pool || new.advanced.mtu != settings.advanced.mtu {
             try host.apply(Self.hostState(pool: next, mtu: new.advanced.mtu))
         }
+        if new.advanced.poolSlice != next.slice {
+            next.setSlice(new.advanced.poolSlice)
+            logger.info("pool.slice", metadata: ["slice": "\(new.advanced.poolSlice.map { "\($0)" } ?? "the whole pool")",
+                                                 "addresses": "\(next.sliceCapacity)"])
+        }
+        if new.advanced.poolSlice != settings.advanced.poolSlice { pool = next }
         if new.pool != settings.pool {
             pool = next
             logger.info("pool.renumbered", metadata: [

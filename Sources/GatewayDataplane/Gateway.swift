@@ -240,6 +240,7 @@ public final class Gateway {
         tls = try TLSServerContext(certificate: options.certificate)
         if options.requestClientCertificates { tls.requestClientCertificates() }
         pool = AddressPool(prefix: options.settings.pool)
+        pool.setSlice(options.settings.advanced.poolSlice)
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
         tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 

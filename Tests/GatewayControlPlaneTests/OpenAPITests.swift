@@ -135,6 +135,7 @@ import Testing
         Self.check("SiteTicketKeys", full: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1),
                    minimal: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1))
         Self.check("SiteTicketKey", full: SiteTicketKeys.Key(id: "k", key: "a2V5"), minimal: SiteTicketKeys.Key(id: "k", key: "a2V5"))
+        Self.check("PoolSliceAssignment", full: PoolSliceAssignment(index: 1, count: 8), minimal: PoolSliceAssignment(index: 1, count: 8))
         Self.check("DrainInstruction", full: DrainInstruction(handOverAfterSeconds: 1), minimal: DrainInstruction(handOverAfterSeconds: nil))
         Self.check("RevokedTicket", full: RevokedTicketEntry(sessionId: "a", until: 1), minimal: RevokedTicketEntry(sessionId: "a", until: 1))
         Self.check("AgentAction", full: AgentAction(id: "i", type: .collectLogs, startDateTime: date, endDateTime: date),
@@ -144,7 +145,7 @@ import Testing
                                          internalNetworkProbeUrl: "http://x/", checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                          actions: [], renewAfter: date,
                                          ticketKeys: SiteTicketKeys(sealing: "k", keys: [.init(id: "k", key: "a2V5")], lifetimeSeconds: 1),
-                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1) },
+                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1); $0.poolSlice = PoolSliceAssignment(index: 0, count: 8) },
                    minimal: CheckinResponse(serverId: "s", siteId: "t", configurationVersion: 1, configuration: nil,
                                             internalNetworkProbeUrl: nil, checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                             actions: [], renewAfter: nil))

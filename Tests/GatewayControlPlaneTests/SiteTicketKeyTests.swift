@@ -127,5 +127,29 @@ import Testing
             #expect(try await client.admin(.post, ControlPlane.sitesPath + "/\(siteId)/microsoftTunnelServers/nope/drain").0 == .notFound)
         }
     }
+
+    @Test func everyServerOfASiteGetsItsOwnSliceOfThePool() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            var servers: [Enrolled] = []
+            for i in 0..<9 { servers.append(try await env.enroll(client: client, siteId: siteId, hostname: "gw-\(i)")) }
+            var slices: [Int] = []
+            for e in servers.prefix(8) {
+                let r = try await env.checkin(e, applied: 1)
+                let slice = try #require(r.poolSlice)
+                #expect(slice.count == 8)
+                slices.append(slice.index)
+            }
+            #expect(slices.sorted() == Array(0..<8))
+            // The same slice at every check-in.
+            #expect(try await env.checkin(servers[3], applied: 1).poolSlice?.index == slices[3])
+            // A ninth server gets none (the whole pool), until a server leaves.
+            #expect(try await env.checkin(servers[8], applied: 1).poolSlice == nil)
+            let path = ControlPlane.sitesPath + "/\(siteId)/microsoftTunnelServers/\(servers[2].server.id)"
+            #expect(try await client.admin(.delete, path).0 == .noContent)
+            #expect(try await env.checkin(servers[8], applied: 1).poolSlice?.index == slices[2])
+        }
+    }
 }
 

@@ -149,6 +149,14 @@ extension ControlPlane {
                                internalNetworkProbeUrl: site?.internalNetworkProbeUrl, checkinIntervalSeconds: Int(options.checkinInterval),
                                reportIntervalSeconds: Int(options.reportInterval), actions: actions, renewAfter: renewAfter, ticketKeys: ticketKeys,
                                revokedTickets: revoked, revocationsCursor: cursor)
+        // Slices of the Site's pool: one per server, so servers never hand out the same
+        // address (docs/site.md); eight, as Microsoft sizes a Site at up to eight servers.
+        if let index = try await store.poolSlice(serverId: server.id, siteId: server.siteId, count: Self.poolSlices) {
+            response.poolSlice = PoolSliceAssignment(index: index, count: Self.poolSlices)
+        } else {
+            logger.warning("site.pool_slices_exhausted", metadata: ["site": "\(server.siteId)", "server": "\(server.id)", "slices": "\(Self.poolSlices)",
+                                                                  "effect": "this server hands out addresses from the whole pool"])
+        }
         if let after = server.drainHandOverAfter {
             response.drain = DrainInstruction(handOverAfterSeconds: after < 0 ? nil : Int(after))
         }
@@ -248,6 +256,8 @@ extension ControlPlane {
         _ = try await store.failLogCollection(id: record.id, message: text, at: now())
         logger.notice("agent.logs.failed", metadata: ["server": "\(server.id)", "collection": "\(record.id)", "reason": "\(text)"])
     }
+
+    static let poolSlices = 8
 
     static func isSessionId(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }

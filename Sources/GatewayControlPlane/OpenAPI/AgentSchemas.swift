@@ -42,6 +42,9 @@ enum AgentSchemas {
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsAfter": opt(JS.integer()),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
+            "PoolSliceAssignment": JS.object([
+                "index": JS.integer(), "count": JS.integer(),
+            ], required: ["index", "count"]),
             "DrainInstruction": JS.object([
                 "handOverAfterSeconds": opt(JS.integer()),
             ], required: []),
@@ -70,6 +73,7 @@ enum AgentSchemas {
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsCursor": opt(JS.integer()),
                 "drain": opt(JS.ref("DrainInstruction")),
+                "poolSlice": opt(JS.ref("PoolSliceAssignment")),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),

@@ -40,6 +40,9 @@ public protocol ControlStore: Sendable {
     func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
     /// An administrator's drain of the server (nil: none); false when there is no such server.
     func setDrain(serverId: String, handOverAfter: Int64?) async throws -> Bool
+    /// The server's slice of its Site's pool, given the lowest free one of `count` the first
+    /// time; nil when every slice is taken.
+    func poolSlice(serverId: String, siteId: String, count: Int) async throws -> Int?
 
     // MARK: Site ticket keys (docs/site.md)
     /// In one transaction: the Site's keys (a first one made if it has none), decided by

@@ -195,6 +195,18 @@ public final class SQLiteControlStore: ControlStore {
         return record
     }
 
+    public func poolSlice(serverId: String, siteId: String, count: Int) async throws -> Int? {
+        try await writer.write { db in
+            if let index = try Int?.fetchOne(db, sql: "SELECT poolSliceIndex FROM servers WHERE id = ?", arguments: [serverId]) ?? nil {
+                return index
+            }
+            let taken = Set(try Int.fetchAll(db, sql: "SELECT poolSliceIndex FROM servers WHERE siteId = ? AND poolSliceIndex IS NOT NULL", arguments: [siteId]))
+            guard let free = (0..<count).first(where: { !taken.contains($0) }) else { return nil }
+            try db.execute(sql: "UPDATE servers SET poolSliceIndex = ? WHERE id = ?", arguments: [free, serverId])
+            return free
+        }
+    }
+
     public func setDrain(serverId: String, handOverAfter: Int64?) async throws -> Bool {
         try await writer.write { db in
             try db.execute(sql: "UPDATE servers SET drainHandOverAfter = ? WHERE id = ?", arguments: [handOverAfter, serverId])

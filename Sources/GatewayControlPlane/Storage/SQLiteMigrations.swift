@@ -141,6 +141,8 @@ enum SQLiteMigrations {
                 -- An administrator's drain (docs/site.md, "Drain"): NULL not drained, else the
                 -- seconds before the sessions are handed over, -1 to wait for them to end.
                 ALTER TABLE servers ADD COLUMN drainHandOverAfter INTEGER;
+                -- This server's slice of the Site's pool (one of SitePool.slices).
+                ALTER TABLE servers ADD COLUMN poolSliceIndex INTEGER;
                 CREATE TABLE site_ticket_revocations (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
                     siteId TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,

@@ -1,0 +1,57 @@
+import Testing
+@testable import GatewayCore
+
+/// A server's slice of the Site's pool (docs/site.md): new logins get addresses from the
+/// slice only, a restored or resumed session keeps its address anywhere in the pool, the
+/// setting is checked, and a renumbering keeps the slice.
+@Suite struct PoolSliceTests {
+    static let pool = try! IPv4Prefix.parse("100.64.0.0/24").get()
+
+    @Test func slicesCutTheUsableAddressesWithoutOverlap() throws {
+        let ranges = (0..<8).map { PoolSlice(index: $0, count: 8)!.range(poolSize: 256)! }
+        #expect(ranges.first?.lowerBound == 2)
+        #expect(ranges.last?.upperBound == 255)  // the broadcast address is never leased
+        for (a, b) in zip(ranges, ranges.dropFirst()) { #expect(a.upperBound == b.lowerBound) }
+        #expect(ranges.dropLast().allSatisfy { $0.count == 31 })
+        #expect(PoolSlice(index: 0, count: 64)?.range(poolSize: 256) == nil)  // 3 each: too few
+        #expect(PoolSlice("3/8") == PoolSlice(index: 3, count: 8))
+        for bad in ["8/8", "-1/8", "1/0", "1/257", "1", "a/b", "1/2/3", ""] { #expect(PoolSlice(bad) == nil, "\(bad)") }
+    }
+
+    @Test func newLoginsComeFromTheSliceResumedSessionsFromAnywhere() throws {
+        var pool = AddressPool(prefix: Self.pool)
+        pool.setSlice(PoolSlice(index: 2, count: 8))
+        let range = try #require(PoolSlice(index: 2, count: 8)!.range(poolSize: 256))
+        var got: [UInt32] = []
+        for owner in 0..<Int32(range.count) {
+            let leased = pool.allocate(owner: owner, hint: UInt64(owner) &* 0x9E37_79B9_7F4A_7C15)
+            let a = try #require(leased)
+            got.append(a.value - Self.pool.network.value)
+        }
+        #expect(got.allSatisfy { range.contains(Int($0)) })
+        #expect(Set(got).count == range.count)
+        // The slice is full: no address, though the pool has plenty.
+        #expect(pool.allocate(owner: 999, hint: 1) == nil)
+        #expect(pool.exhaustedCount == 1)
+        // A session from a sibling keeps its address outside this slice.
+        let foreign = IPv4Address(Self.pool.network.value + 200)
+        #expect(pool.allocate(owner: 1000, exactly: foreign) == foreign)
+        // Renumbered, the slice stays.
+        _ = pool.changePrefix(to: try IPv4Prefix.parse("100.64.0.0/23").get())
+        #expect(pool.slice == PoolSlice(index: 2, count: 8))
+    }
+
+    @Test func theSettingIsCheckedAgainstThePool() {
+        func validate(_ network: String, _ slice: String) -> Result<GatewaySettings, ConfigurationError> {
+            var s = AdminSettings()
+            s.network = network
+            s.advancedSettings = [AdminSettings.KeyValuePair(name: "pool-slice", value: slice)]
+            return GatewaySettings.validate(s)
+        }
+        #expect((try? validate("100.64.0.0/24", "7/8").get())?.advanced.poolSlice == PoolSlice(index: 7, count: 8))
+        for (network, slice) in [("100.64.0.0/24", "8/8"), ("100.64.0.0/28", "1/8"), ("100.64.0.0/24", "x")] {
+            guard case .failure(let e) = validate(network, slice) else { Issue.record("\(network) \(slice) accepted"); continue }
+            #expect("\(e)".contains("pool-slice"))
+        }
+    }
+}
