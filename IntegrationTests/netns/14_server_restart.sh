@@ -103,8 +103,8 @@ rm -f "$RUN/auth.sock"
 stop_oc
 for _ in $(seq 50); do grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\".*\"session.id\":\"$SESSION\"" "$WORK/server.log" && break; sleep 0.1; done
 start_auth
-for _ in $(seq 50); do grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log" && break; sleep 0.1; done
-check "after auth returned, the gateway had it forget the logged-off session" grep -q '"msg":"sessions.reconciled".*"forgotten":"1"' "$WORK/server.log"
+for _ in $(seq 50); do grep -q '"msg":"sessions.forgets_sent","count":"1"' "$WORK/server.log" && break; sleep 0.1; done
+check "after auth returned, the gateway had it forget the logged-off session (held while auth was away)" grep -q '"msg":"sessions.forgets_sent","count":"1"' "$WORK/server.log"
 sleep 1.2
 check "alice logged off" grep -q "\"msg\":\"session.ended\".*\"reason\":\"logoff\"" "$WORK/server.log"
 kill -TERM "$SERVER_PID"; for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done

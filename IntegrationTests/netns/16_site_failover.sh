@@ -107,7 +107,9 @@ LOGINS=$(accepted)
 "$BIN/mst-cli" server drain --run-dir "$WORK/run-$OTHER" --hand-over-after 2 > "$WORK/drain.out" 2>&1
 check "mst-cli server drain: draining, hand-over in 2 s" grep -q 'draining since .*handed over in' "$WORK/drain.out"
 check "its liveness page answers 503 while it drains" sh -c "ip netns exec $NS_LB curl -sk -o /dev/null -w '%{http_code}' https://${ADDROF[$OTHER]}/ | grep -q 503"
-for _ in $(seq 150); do grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log" && break; sleep 0.1; done
+# Up to two of the stock client's 10 s reconnect intervals: its first try may still reach the
+# draining server (503) before the balancer's probe has left it out.
+for _ in $(seq 300); do grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log" && break; sleep 0.1; done
 check "the balancer left server $OTHER out (503)" grep -q "\"msg\":\"backend.down\".*\"backend\":\"${ADDROF[$OTHER]}\"" "$WORK/balancer.log"
 check "server $OTHER handed its session over (no DISCONNECT, ticket not revoked)" grep -q '"msg":"gateway.handed_over","sessions":"1"' "$WORK/server-$OTHER.log"
 # Server $FIRST made her session and kept it in its store across its restart: it takes her

@@ -32,7 +32,8 @@ wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev
 
 echo "== the control plane, a Site, a join token per server"
 start_control
-if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"cfg","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443}'); then
+# session-timeout 20 s: a ticket's deadline (sealed at login) passes within the test.
+if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"cfg","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443,"advancedSettings":[{"name":"session-timeout","value":"20"}]}'); then
     pass "configuration created"; CFG=$(echo "$out" | json 'd["id"]')
 else fail "configuration created: $out"; fi
 if out=$(api POST /microsoftTunnelSites "{\"displayName\":\"site\",\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}"); then
@@ -84,6 +85,18 @@ connect_at() {  # connect_at SERVER OUT [logoff]
 connect_at b "$WORK/b-open.out"
 check "his ticket opens a tunnel on server b" grep -q '200 CONNECTED' "$WORK/b-open.out"
 check "  … server b resumed his session ($BOB_ID)" grep -q "\"msg\":\"session.resumed\".*\"session.id\":\"$BOB_ID\"" "$WORK/server-b.log"
+
+echo "== a ticket whose deadline passed since the login opens too (re-checked, not refused)"
+mint --oid 0b1f7a3e-0000-4000-8000-0000000000c3 --upn carol@corp.test > "$WORK/carol.jwt"
+timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
+    --token-secret=@"$WORK/carol.jwt" --authenticate https://198.18.0.1/ > "$WORK/carol-auth.out" 2>/dev/null || true
+CAROL=$(sed -n "s/^COOKIE='\(.*\)'$/\1/p" "$WORK/carol-auth.out"); CAROL=${CAROL##*webvpn=}
+check "carol logged in on server a" sh -c "echo '$CAROL' | grep -q '^mst\.1\.'"
+sleep 21
+{ printf 'CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: 198.18.0.1\r\nCookie: webvpn=%s\r\n\r\n' "$CAROL"; sleep 1; } |
+    timeout 5 ip netns exec "$NS_C" openssl s_client -quiet -connect 198.18.6.1:443 > "$WORK/carol-b.out" 2>/dev/null || true
+check "21 s later (session-timeout 20 s) her ticket opens a tunnel on server b" grep -q '200 CONNECTED' "$WORK/carol-b.out"
+check "  … and her ticket was not revoked for it" sh -c "! grep -q '\"reason\":\"session-timeout\".*carol@corp.test' $WORK/server-b.log"
 
 echo "== he logs off on server b; server a learns it through the control plane"
 connect_at b "$WORK/b-logoff.out" logoff

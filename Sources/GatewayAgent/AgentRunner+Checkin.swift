@@ -222,7 +222,16 @@ extension AgentRunner {
                 // A copy of such a session on this gateway ends too (a logoff anywhere in the
                 // Site ends the session everywhere). The gateway may be down: its restored
                 // copies then meet the revoked ticket only if they were never reattached.
-                let ended = (try? gateway.endSessions(EndSessionsRequest(sessionIds: add.map(\.sessionId), reason: "revoked in the Site")).get().ended) ?? 0
+                var ended = 0
+                switch gateway.endSessions(EndSessionsRequest(sessionIds: add.map(\.sessionId), reason: "revoked in the Site")) {
+                case .success(let e): ended = e.ended
+                case .failure(.notRunning):
+                    break  // its copies come back from auth's store, which dropped these
+                case .failure(let error):
+                    // Its copies would live on: ask again at the next check-in (the cursor stays).
+                    logger.warning("agent.tickets_revoked_failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])
+                    return
+                }
                 logger.info("agent.tickets_revoked", metadata: ["from_site": "\(add.count)", "new_here": "\(r.added)", "sessions_ended": "\(ended)"])
             case .failure(let error):
                 logger.warning("agent.tickets_revoked_failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])

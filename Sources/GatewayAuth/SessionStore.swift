@@ -120,6 +120,11 @@ public final class SessionStore: @unchecked Sendable {
             guard Self.isDigest(r.session.cookieDigest) else {
                 return .error(WireErrorResponse(code: WireErrorResponse.malformed, message: "cookieDigest must be 64 lowercase hex digits"))
             }
+            let t = now()
+            if lock.withLock({ (revoked[r.session.id] ?? 0) > t }) {
+                // A copy renewed on a gateway after the session was revoked in the Site.
+                return .error(WireErrorResponse(code: WireErrorResponse.notAllowed, message: "session \(r.session.id.prefix(8)) was revoked"))
+            }
             let kept: Int? = lock.withLock { () -> Int? in
                 if sessions[r.session.cookieDigest] == nil, sessions.count >= Self.maxSessions { return nil }
                 sessions[r.session.cookieDigest] = r.session
@@ -135,11 +140,12 @@ public final class SessionStore: @unchecked Sendable {
             let kept = lock.withLock {
                 let gone = sessions.removeValue(forKey: r.cookieDigest)
                 if gone != nil { dirty = true }
-                if r.revoke ?? true, let id = gone?.id ?? r.sessionId.flatMap({ Self.isDigest($0) ? $0 : nil }),
-                   revoked.count < Self.maxSessions {
+                if r.revoke ?? true, let id = gone?.id ?? r.sessionId.flatMap({ Self.isDigest($0) ? $0 : nil }) {
+                    makeRoomForRevocation(id, now: t)
                     // Until the ticket would have expired anyway; a session not kept here
                     // (unknown credential expiry): a whole ticket lifetime.
-                    let until = gone.map { sealer?.notAfter($0) ?? $0.identity.expiresAt } ?? t + (sealer?.lifetime ?? TicketSealer.defaultLifetime)
+                    let expiry = gone.map { sealer?.notAfter($0) ?? $0.identity.expiresAt } ?? t + (sealer?.lifetime ?? TicketSealer.defaultLifetime)
+                    let until = min(expiry, t + Self.longestTicketLifetime)
                     if until > t {
                         revoked[id] = max(revoked[id] ?? 0, until)
                         revocationLog.append(LogEntry(sequence: nextSequence, sessionId: id, until: until))
@@ -155,7 +161,7 @@ public final class SessionStore: @unchecked Sendable {
                 return .error(WireErrorResponse(code: WireErrorResponse.unknownRequest, message: "this mstunnel-auth has no ticket keys"))
             }
             let ticket: String
-            do { ticket = try sealer.seal(r.session) } catch {
+            do { ticket = try sealer.seal(r.session, now: now()) } catch {
                 return .error(WireErrorResponse(code: WireErrorResponse.malformed, message: "cannot seal the session: \(error)"))
             }
             var kept = r.session
@@ -203,8 +209,9 @@ public final class SessionStore: @unchecked Sendable {
         }
     }
 
-    /// Writes the file if anything changed since the last write.
-    public func flush() {
+    /// Writes the file if anything changed since the last write. False when it could not.
+    @discardableResult
+    public func flush() -> Bool {
         // One writer at a time (the timer and the stop may both flush).
         writeLock.lock()
         defer { writeLock.unlock() }
@@ -217,7 +224,7 @@ public final class SessionStore: @unchecked Sendable {
             revocationLog.removeAll { $0.until <= t }
             return File(sessions: Array(sessions.values), revoked: revoked, revocationLog: revocationLog, nextSequence: nextSequence, epoch: epoch)
         }
-        guard let snapshot else { return }
+        guard let snapshot else { return true }
         do {
             let data = try JSONEncoder().encode(snapshot)
             // A fresh file every time (never one that was there, never through a link).
@@ -231,9 +238,11 @@ public final class SessionStore: @unchecked Sendable {
             close(fd)
             guard written == data.count, synced == 0 else { throw StoreError("write \(temp): \(String(cString: strerror(errno)))") }
             guard rename(temp, path) == 0 else { throw StoreError("rename to \(path): \(String(cString: strerror(errno)))") }
+            return true
         } catch {
             lock.withLock { dirty = true }
             logger.error("auth.sessions.write_failed", metadata: ["path": "\(path)", "error": "\(error)", "retry": "in 1 s"])
+            return false
         }
     }
 
@@ -263,13 +272,14 @@ public final class SessionStore: @unchecked Sendable {
     /// auth's own since `after` out, a page at a time.
     public func exchangeRevocations(_ r: TicketRevocationsRequest) -> TicketRevocationsResponse {
         let t = now()
-        return lock.withLock {
+        let answer: TicketRevocationsResponse = lock.withLock {
             var added = 0
             for entry in r.add.prefix(Self.maxExchange) where Self.isDigest(entry.sessionId) && entry.until > t {
-                if revoked[entry.sessionId] == nil, revoked.count >= Self.maxSessions { break }
-                if (revoked[entry.sessionId] ?? 0) < entry.until {
+                let until = min(entry.until, t + Self.longestTicketLifetime)
+                makeRoomForRevocation(entry.sessionId, now: t)
+                if (revoked[entry.sessionId] ?? 0) < until {
                     if revoked[entry.sessionId] == nil { added += 1 }
-                    revoked[entry.sessionId] = entry.until
+                    revoked[entry.sessionId] = until
                     dirty = true
                 }
             }
@@ -287,10 +297,28 @@ public final class SessionStore: @unchecked Sendable {
             return TicketRevocationsResponse(epoch: epoch, revoked: page.map { RevokedTicket(sessionId: $0.sessionId, until: $0.until) },
                                              next: page.last?.sequence ?? max(from, nextSequence - 1), more: newer.count > limit, added: added)
         }
+        // What is handed out must be on disk first: after a crash the same numbers would
+        // otherwise be given to other revocations, which the agent would then skip.
+        if !answer.revoked.isEmpty, !flush() {
+            return TicketRevocationsResponse(epoch: answer.epoch, revoked: [], next: r.after ?? 0, more: true, added: answer.added)
+        }
+        return answer
     }
 
     /// Revocations taken or given in one exchange.
     public static let maxExchange = 400
+    /// No revocation is kept longer than the longest ticket lifetime a key file may set.
+    static let longestTicketLifetime: Int64 = 30 * 86_400
+
+    /// At the bound, the revocation that expires first gives way (under `lock`): a full list
+    /// must not make new revocations fail open. O(n), only when full.
+    private func makeRoomForRevocation(_ id: String, now: Int64) {
+        guard revoked[id] == nil, revoked.count >= Self.maxSessions else { return }
+        revoked = revoked.filter { $0.value > now }
+        if revoked.count >= Self.maxSessions, let first = revoked.min(by: { $0.value < $1.value }) {
+            revoked[first.key] = nil
+        }
+    }
 
     public var revokedCount: Int { lock.withLock { revoked.count } }
 

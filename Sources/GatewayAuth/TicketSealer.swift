@@ -62,11 +62,13 @@ public struct TicketSealer: Sendable {
         min(s.identity.expiresAt, s.createdAt + lifetime)
     }
 
-    public func seal(_ session: StoredSession) throws -> String {
+    /// `now`: a `createdAt` the gateway says is later than now (a confused or compromised
+    /// gateway) must not stretch a ticket past `lifetime` from now.
+    public func seal(_ session: StoredSession, now: Int64 = Int64(Date().timeIntervalSince1970)) throws -> String {
         var s = session
         s.cookieDigest = ""
         s.certificateChain = nil
-        let plaintext = try JSONEncoder().encode(Payload(v: 1, session: s, notAfter: notAfter(session)))
+        let plaintext = try JSONEncoder().encode(Payload(v: 1, session: s, notAfter: min(notAfter(session), now + lifetime)))
         let head = Self.prefix + sealing.id
         let box = try AES.GCM.seal(plaintext, using: sealing.key, authenticating: Data(head.utf8))
         guard let combined = box.combined else { throw TicketError("sealing produced no output") }
@@ -166,13 +168,8 @@ extension TicketKeyFile {
         }
         guard create else { throw TicketSealer.TicketError("\(path): no such file") }
         let file = generate()
-        let data = try JSONEncoder().encode(file)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw TicketSealer.TicketError("\(path): cannot create: \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == data.count, synced == 0 else { throw TicketSealer.TicketError("\(path): write failed") }
+        // Whole or not at all (a crash mid-write must not leave a file that does not load).
+        try PrivateFile.write(try JSONEncoder().encode(file), to: path)
         return (try file.sealer(), true)
     }
 }

@@ -253,6 +253,7 @@ extension Gateway {
     /// `tellClient` false: no DISCONNECT (it makes the stock client exit rather than
     /// reconnect), for a session that goes on elsewhere (a drain's hand-over).
     func endSession(_ s: Session, reason: String, clientReason: String? = nil, tellClient: Bool = true) {
+        let wasConnected = s.connection != nil
         if let c = s.life.end(reason: reason) {
             if reason != "logoff", tellClient { writeRecord(c, CSTP.frame(.disconnect)) }
             closeConnection(c, reason: reason, detach: false)
@@ -264,7 +265,7 @@ extension Gateway {
                                      "rx.bytes": "\(s.rxBytes)", "tx.bytes": "\(s.txBytes)"]
         if let clientReason, !clientReason.isEmpty { meta["client.reason"] = "\(clientReason)" }
         logger.info("session.ended", metadata: sessionMetadata(s, meta))
-        forget(s, reason: reason)
+        forget(s, reason: reason, wasConnected: wasConnected)
         recordEvent(.sessionDisconnected, s, reason: reason)
     }
 }

@@ -18,7 +18,6 @@ extension Gateway {
         var handOverAt: Int64?
         var handOverAtWall: Int64?
         var handedOver = 0
-        var done = false
 
         var status: DrainStatus { DrainStatus(since: sinceWall, handOverAt: handOverAtWall, handedOver: handedOver) }
     }
@@ -33,7 +32,6 @@ extension Gateway {
             var state = drain ?? DrainState(sinceWall: wall)
             state.handOverAt = after.map { now + $0 }
             state.handOverAtWall = after.map { wall + $0 }
-            state.done = false
             drain = state
             logger.notice("gateway.draining", metadata: [
                 "sessions": "\(sessions.count)",
@@ -46,10 +44,10 @@ extension Gateway {
         return DrainResponse(drain: drain?.status, sessions: sessions.count)
     }
 
-    /// From the 1 s timer and when a drain begins.
+    /// From the 1 s timer and when a drain begins; again at every tick after the hand-over
+    /// time, for a login or resume that was already under way when the drain began.
     func handOverIfDue(now: Int64) {
-        guard var state = drain, !state.done, let at = state.handOverAt, now >= at else { return }
-        state.done = true
+        guard var state = drain, let at = state.handOverAt, now >= at, sessions.count > 0 else { return }
         var n = 0
         for s in sessions.all where !s.life.isEnded {
             endSession(s, reason: Self.drainReason, tellClient: false)

@@ -32,16 +32,35 @@ extension Gateway {
             certificateChain: s.certificateChain, userAgent: s.userAgent)
     }
 
-    /// The session ended here. Its ticket is revoked unless it may live on elsewhere: a
-    /// client that stayed away past the reconnect window (or never came to CONNECT here)
-    /// may have resumed on a sibling of the Site (docs/site.md, "Revocation").
-    func forget(_ s: Session, reason: String) {
+    /// The session ended here. Its ticket is revoked only when the user's session ended for
+    /// good (docs/site.md, "Revocation"): a logoff, a refused re-check, a policy denial, or
+    /// any end of a session whose client is connected here right now. A copy whose client is
+    /// away may live on at a sibling (it stayed away past the reconnect window, a balancer
+    /// moved it, a drain handed it over): ending that copy must not end the session there.
+    func forget(_ s: Session, reason: String, wasConnected: Bool) {
         guard !sessionStoreUnavailable else { return }
-        let mayLiveOn = reason == "reconnect window expired" || reason == "no CONNECT after login" || reason == Self.drainReason
-        // Revoked elsewhere: auth has it revoked already; revoking again would report it back.
-        let revoke = !mayLiveOn && reason != Self.revokedElsewhereReason
-        auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: revoke)),
-                    now: monotonicSeconds())
+        let revoke = reason != Self.revokedElsewhereReason && reason != Self.drainReason
+            && (reason == "logoff" || reason.hasPrefix("re-check refused") || reason.hasPrefix("denied by group policy") || wasConnected)
+        let request = ForgetSessionRequest(cookieDigest: s.cookieKey.hex, sessionId: hex(s.id), revoke: revoke)
+        if !auth.notify(.forgetSession(request), now: monotonicSeconds()) {
+            // Sent when auth is back, before it is asked for anything else (a ticket of this
+            // very session, or the reconcile pass).
+            if pendingForgets.count < Self.maxPendingForgets { pendingForgets.append(request) }
+        }
+    }
+
+    static let maxPendingForgets = 100_000
+
+    /// Forgets that could not be sent while auth was away, in order.
+    func sendPendingForgets(now: Int64) {
+        guard !pendingForgets.isEmpty, auth.connected else { return }
+        var sent = 0
+        for request in pendingForgets {
+            guard auth.notify(.forgetSession(request), now: now) else { break }
+            sent += 1
+        }
+        pendingForgets.removeFirst(sent)
+        if sent > 0 { logger.info("sessions.forgets_sent", metadata: ["count": "\(sent)", "why": "held while the authentication service was away"]) }
     }
 
     /// At start, and whenever the auth connection is new (auth restarted, or was away),
@@ -61,8 +80,11 @@ extension Gateway {
 
     func requestRestoreIfNeeded(now: Int64) {
         guard running, !sessionStoreUnavailable, !restorePending, auth.connected, auth.connects != restoreConnect || restoreCursor != nil else { return }
+        // Held forgets first: auth answers in order, so the pass below sees the store after them.
+        sendPendingForgets(now: now)
         if restoreCursor == nil {
             // A new pass (a new connection, or the first).
+            if auth.connects != restoreConnect { ticketsUnavailable = false }
             restoreConnect = auth.connects
             restoreSeen.removeAll(keepingCapacity: true)
             restoreCounts = (0, 0, 0)
@@ -125,7 +147,11 @@ extension Gateway {
         if let key = CookieKey(hex: stored.cookieDigest), sessions.lookup(cookie: key) != nil {
             restoreSeen.insert(key)
         } else {
-            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest)), now: now)
+            // Not revoked: every session that ended here for good while auth was away was
+            // forgotten (and revoked) by `sendPendingForgets` before this pass; what is left
+            // (a ticket sealed after the gateway gave up waiting, a copy that moved on) may
+            // live on elsewhere.
+            auth.notify(.forgetSession(ForgetSessionRequest(cookieDigest: stored.cookieDigest, sessionId: stored.id, revoke: false)), now: now)
             restoreCounts.forgotten += 1
         }
     }
@@ -168,8 +194,10 @@ extension Gateway {
             sessions.unreserve(slot)
             return refuse("address outside the pool or taken")
         }
-        // A deadline that passed while the gateway was down: re-checked at the next tick.
-        let deadline = stored.deadline > 0 ? now + max(0, stored.deadline - wallNow) : 0
+        // A deadline that passed meanwhile (the gateway was down, or the ticket was sealed at
+        // login and the session renewed since on another server): re-checked shortly — not
+        // `now`, which would refuse the CONNECT that is about to attach as "session-timeout".
+        let deadline = stored.deadline > 0 ? now + max(Recheck.authGrace, stored.deadline - wallNow) : 0
         let s = Session(slot: slot, id: id, cookieKey: key, identity: stored.identity, transport: stored.transport,
                         address: address, now: now, sessionTimeout: 0, policy: policy,
                         restored: SessionLifecycle(restoredAt: now, deadline: deadline))

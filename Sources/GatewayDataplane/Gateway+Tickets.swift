@@ -32,10 +32,17 @@ extension Gateway {
             guard let stored = answer.session else {
                 return perform(c.login.ticketAnswered(.refused(reason: answer.refusal ?? "the ticket does not open")), c)
             }
+            if drain != nil { return perform(c.login.authUnavailable(Self.drainRefusal), c) }
             perform(c.login.ticketAnswered(resume(stored, keyId: answer.keyId, on: c)), c)
         case .error(let e)?:
-            if e.code == WireErrorResponse.unknownRequest || e.code == WireErrorResponse.notAllowed { ticketsNotSealed(e.message) }
-            perform(c.login.ticketAnswered(.refused(reason: "the ticket cannot be opened here: \(e.message)")), c)
+            if e.code == WireErrorResponse.unknownRequest || e.code == WireErrorResponse.notAllowed {
+                ticketsNotSealed(e.message)
+                perform(c.login.ticketAnswered(.refused(reason: "the ticket cannot be opened here: \(e.message)")), c)
+            } else {
+                // Auth's trouble, not the client's: a 503 the stock client retries.
+                authUnavailable(c, reason: "the authentication service could not open the ticket: \(e.message)",
+                                clientReason: "authentication service unavailable")
+            }
         case nil:
             authUnavailable(c, reason: "authentication service unreachable or slow; the ticket could not be opened", clientReason: "authentication service unavailable")
         case .some:
@@ -52,6 +59,8 @@ extension Gateway {
         if ticketsUnavailable || sessionStoreUnavailable {
             return perform(c.login.ticketAnswered(.refused(reason: "this gateway's mstunnel-auth opens no tickets")), c)
         }
+        // A logoff held while auth was away goes first: auth answers in order.
+        if auth.ensureConnected(now: monotonicSeconds()) { sendPendingForgets(now: monotonicSeconds()) }
         if auth.openTicket(ticket, connection: c, now: monotonicSeconds()) == nil {
             // A 503, so the client tries again (after a restart, the text says why).
             authUnavailable(c, reason: "authentication service unreachable at \(options.authSocket); the ticket could not be opened",

@@ -137,6 +137,8 @@ public final class Gateway {
     /// mstunnel-auth seals no tickets (no ticket keys, or an older version): cookies are
     /// this gateway's own, and sessions resume only here (Gateway+Tickets).
     var ticketsUnavailable = false
+    /// Forgets not sent while mstunnel-auth was away (Gateway+Restore).
+    var pendingForgets: [ForgetSessionRequest] = []
     /// Set while the server drains (Gateway+Drain).
     var drain: DrainState?
     /// New sessions whose tickets are being sealed, by their reserved slot, with the cookie

@@ -23,12 +23,12 @@ import Testing
         let local = d.appendingPathComponent("ticket-keys.json").path, siteFile = d.appendingPathComponent("site-keys.json").path
         let ring = try TicketKeyring(localFile: local, siteFile: siteFile, logger: quietLogger)
         #expect(ring.summary.source == "local" && ring.summary.sealing == "local-1")
-        let before = try ring.sealer.seal(TicketTests.session())
+        let before = try ring.sealer.seal(TicketTests.session(), now: TicketTests.now)
 
         let r = try ring.install(Self.site("s-1", ["s-1"]))
         #expect(r == TicketKeysResponse(sealing: "s-1", keyIds: ["local-1", "s-1"], source: "site"))
         #expect((try FileManager.default.attributesOfItem(atPath: siteFile)[.posixPermissions] as? Int) == 0o600)
-        #expect(try ring.sealer.seal(TicketTests.session()).hasPrefix("mst.1.s-1."))
+        #expect(try ring.sealer.seal(TicketTests.session(), now: TicketTests.now).hasPrefix("mst.1.s-1."))
         // A ticket sealed with the own key before the Site's arrived still opens here.
         if case .refused(let why) = ring.sealer.open(before, now: TicketTests.now) { Issue.record("own ticket refused: \(why)") }
 

@@ -35,7 +35,7 @@ import Testing
     @Test func aSiblingWithTheSiteKeyOpensWhatAnotherSealed() throws {
         let a = TicketSealer(sealing: Self.key("site-1", 7))
         let b = TicketSealer(sealing: Self.key("site-1", 7))
-        let ticket = try a.seal(Self.session())
+        let ticket = try a.seal(Self.session(), now: Self.now)
         #expect(ticket.hasPrefix("mst.1.site-1."))
         #expect(ticket.split(separator: ".").count == 4)
         let back = try #require(opened(b.open(ticket, now: Self.now)))
@@ -51,14 +51,14 @@ import Testing
 
     @Test func theCertificateChainStaysOutOfTheTicket() throws {
         let s = TicketSealer(sealing: Self.key("k", 1))
-        let back = try #require(opened(s.open(try s.seal(Self.session(certificate: true)), now: Self.now)))
+        let back = try #require(opened(s.open(try s.seal(Self.session(certificate: true), now: Self.now), now: Self.now)))
         #expect(back.certificateChain == nil)
         #expect(back.identity.certificateSHA256 == String(repeating: "c", count: 64))
     }
 
     @Test func forgedDamagedOrMovedTicketsAreRefused() throws {
         let s = TicketSealer(sealing: Self.key("site-1", 7))
-        let ticket = try s.seal(Self.session())
+        let ticket = try s.seal(Self.session(), now: Self.now)
         // Another key under the same id: a server outside the Site, or a forger.
         let other = TicketSealer(sealing: Self.key("site-1", 8))
         #expect(refusal(other.open(ticket, now: Self.now))?.contains("forged or damaged") == true)
@@ -80,11 +80,11 @@ import Testing
 
     @Test func aTicketEndsWithItsCredentialOrItsLifetime() throws {
         let s = TicketSealer(sealing: Self.key("k", 1), lifetime: 3600)
-        let short = try s.seal(Self.session(expiresAt: Self.now + 60))
+        let short = try s.seal(Self.session(expiresAt: Self.now + 60), now: Self.now)
         #expect(opened(s.open(short, now: Self.now + 59)) != nil)
         #expect(refusal(s.open(short, now: Self.now + 60)) == "expired")
         // A long credential: the ticket still ends `lifetime` after the session began.
-        let long = try s.seal(Self.session(expiresAt: Self.now + 86400 * 365))
+        let long = try s.seal(Self.session(expiresAt: Self.now + 86400 * 365), now: Self.now)
         #expect(opened(s.open(long, now: Self.now - 10 + 3599)) != nil)
         #expect(refusal(s.open(long, now: Self.now - 10 + 3600)) == "expired")
     }
@@ -92,9 +92,9 @@ import Testing
     @Test func rotationOpensWithTheOldKeyAndSealsWithTheNew() throws {
         let old = TicketSealer(sealing: Self.key("k1", 1))
         let rotated = TicketSealer(sealing: Self.key("k2", 2), opening: [Self.key("k1", 1)])
-        let before = try old.seal(Self.session())
+        let before = try old.seal(Self.session(), now: Self.now)
         #expect(opened(rotated.open(before, now: Self.now)) != nil)
-        let after = try rotated.seal(Self.session())
+        let after = try rotated.seal(Self.session(), now: Self.now)
         #expect(after.hasPrefix("mst.1.k2."))
         #expect(refusal(old.open(after, now: Self.now)) != nil)
     }
@@ -157,7 +157,7 @@ import Testing
         #expect((try FileManager.default.attributesOfItem(atPath: local)[.posixPermissions] as? Int) == 0o600)
         let (second, createdAgain) = try TicketKeyFile.load(path: local, create: true)
         #expect(!createdAgain)
-        #expect(opened(second.open(try first.seal(Self.session()), now: Self.now)) != nil)
+        #expect(opened(second.open(try first.seal(Self.session(), now: Self.now), now: Self.now)) != nil)
         // A Site key file is never made up.
         #expect(throws: TicketSealer.TicketError.self) { try TicketKeyFile.load(path: dir.appendingPathComponent("site.json").path, create: false) }
 
@@ -201,6 +201,11 @@ import Testing
         guard case .openTicket(let refused) = store.respond(to: .openTicket(OpenTicketRequest(ticket: sealed.ticket))) else { Issue.record("no answer"); return }
         #expect(refused.session == nil)
         #expect(store.exchangeRevocations(TicketRevocationsRequest(after: out.next, epoch: out.epoch)).revoked.isEmpty)
+        // A copy renewed on a gateway afterwards does not bring the session back.
+        var renewed = Self.session()
+        renewed.cookieDigest = String(repeating: "e", count: 64)
+        guard case .error(let e) = store.respond(to: .saveSession(SaveSessionRequest(session: renewed))) else { Issue.record("a revoked session was kept"); return }
+        #expect(e.code == WireErrorResponse.notAllowed)
         // The log and the epoch survive a restart of auth.
         store.flush()
         let again = SessionStore(path: path, sealer: sealer, logger: quietLogger, now: { Self.now })

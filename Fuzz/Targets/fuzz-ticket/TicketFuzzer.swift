@@ -47,7 +47,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                                 transport: .bearer, address: "100.64.\(input.byte()).\(input.byte())", createdAt: now - 5,
                                 deadline: now + 600, certificateChain: [Data(input.take(8))])
     let ticket: String
-    do { ticket = try sealer.seal(session) } catch { return 0 }
+    do { ticket = try sealer.seal(session, now: now) } catch { return 0 }
     switch sealer.open(ticket, now: now) {
     case .session(let back, _):
         invariant(lifetime > 0, "a ticket whose credential expired at sealing time opened")
