@@ -70,6 +70,11 @@ wait_for "both auths seal with the same Site key, handed over by their agents" 1
 K=$(site_key a)
 check "  … the control plane's ($K), not a file" sh -c "echo '$K' | grep -q '^s-'"
 
+slice_of() { grep '"msg":"pool.slice"' "$WORK/server-$1.log" | tail -1 | json 'd["slice"]'; }
+distinct_slices() { [ -n "$(slice_of a)" ] && [ -n "$(slice_of b)" ] && [ "$(slice_of a)" != "$(slice_of b)" ]; }
+wait_for "each server got its own slice of the Site's pool from the control plane" 100 distinct_slices
+echo "  (server a: $(slice_of a), server b: $(slice_of b))"
+
 echo "== a ticket made on server a opens on server b"
 mint --oid 0b1f7a3e-0000-4000-8000-0000000000b2 --upn bob@corp.test > "$WORK/bob.jwt"
 timeout 20 ip netns exec "$NS_C" openconnect --protocol=anyconnect --servercert "$PIN" --non-inter --token-mode=oidc \
@@ -85,6 +90,14 @@ connect_at() {  # connect_at SERVER OUT [logoff]
 connect_at b "$WORK/b-open.out"
 check "his ticket opens a tunnel on server b" grep -q '200 CONNECTED' "$WORK/b-open.out"
 check "  … server b resumed his session ($BOB_ID)" grep -q "\"msg\":\"session.resumed\".*\"session.id\":\"$BOB_ID\"" "$WORK/server-b.log"
+BOB_ADDR=$(grep '"msg":"session.created".*bob@corp.test' "$WORK/server-a.log" | json 'd["client.address"]')
+in_slice() {  # in_slice ADDRESS I/N : the address lies in slice I of N of 100.64.0.0/24
+    python3 -c "
+i, n = map(int, '$2'.split('/')); a = int('$1'.split('.')[-1]); each = 253 // n
+lo = 2 + i * each; hi = 255 if i == n - 1 else lo + each
+raise SystemExit(0 if lo <= a < hi else 1)"
+}
+check "his address ($BOB_ADDR) is in server a's slice, and server b kept it for him (outside its own)" sh -c "$(declare -f in_slice); in_slice $BOB_ADDR $(slice_of a) && ! in_slice $BOB_ADDR $(slice_of b)"
 
 echo "== a ticket whose deadline passed since the login opens too (re-checked, not refused)"
 mint --oid 0b1f7a3e-0000-4000-8000-0000000000c3 --upn carol@corp.test > "$WORK/carol.jwt"

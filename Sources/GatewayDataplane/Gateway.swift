@@ -243,6 +243,9 @@ public final class Gateway {
         if options.requestClientCertificates { tls.requestClientCertificates() }
         pool = AddressPool(prefix: options.settings.pool)
         pool.setSlice(options.settings.advanced.poolSlice)
+        if let slice = options.settings.advanced.poolSlice {
+            logger.info("pool.slice", metadata: ["slice": "\(slice)", "addresses": "\(pool.sliceCapacity)"])
+        }
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
         tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
