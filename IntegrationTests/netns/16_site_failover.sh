@@ -110,7 +110,10 @@ check "its liveness page answers 503 while it drains" sh -c "ip netns exec $NS_L
 # Up to two of the stock client's 10 s reconnect intervals: its first try may still reach the
 # draining server (503) before the balancer's probe has left it out.
 for _ in $(seq 300); do grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log" && break; sleep 0.1; done
-check "the balancer left server $OTHER out (503)" grep -q "\"msg\":\"backend.down\".*\"backend\":\"${ADDROF[$OTHER]}\"" "$WORK/balancer.log"
+check "the balancer left server $OTHER out (503)" grep -q "\"msg\":\"backend.down\".*\"backend\":\"${ADDROF[$OTHER]}\".*\"status\":\"503\"" "$WORK/balancer.log"
+# Its TCP flows stay (the server closes its tunnels itself, and the clients must see that;
+# deleting them made the close vanish and the client wait for its DPD, 90 s: seen here).
+check "  … moving only its UDP flows" grep -q "\"msg\":\"backend.flows_cleared\",\"backend\":\"${ADDROF[$OTHER]}\",\"flows\":\"udp\"" "$WORK/balancer.log"
 check "server $OTHER handed its session over (no DISCONNECT, ticket not revoked)" grep -q '"msg":"gateway.handed_over","sessions":"1"' "$WORK/server-$OTHER.log"
 # Server $FIRST made her session and kept it in its store across its restart: it takes her
 # back as its own (a sibling that never had her would open her ticket, as above).

@@ -78,38 +78,46 @@ write_table() {
     } | nft -f -
 }
 
-probe() { curl -sk -o /dev/null --max-time 1 -w '%{http_code}' "https://$1:$PORT/" 2>/dev/null | grep -q '^200$'; }
+# The liveness page's status: 200 up, 503 draining (it closes its own tunnels, which must
+# still reach their clients), anything else (000: no answer) down.
+probe() { curl -sk -o /dev/null --max-time 1 -w '%{http_code}' "https://$1:$PORT/" 2>/dev/null || true; }
 
 write_table
 log "balancer.started" ",\"vip\":\"$VIP\",\"port\":$PORT,\"backends\":\"${BACKENDS[*]}\""
 [ $ONCE = 1 ] && exit 0
 trap 'nft delete table ip "$TABLE" 2>/dev/null; log balancer.stopped; exit 0' TERM INT
-down=()
+down=() draining=()
 while :; do
     changed=0
     for i in "${!BACKENDS[@]}"; do
-        if probe "${BACKENDS[i]}"; then
+        code=$(probe "${BACKENDS[i]}")
+        if [ "$code" = 200 ]; then
             misses[i]=0
             if [ "${live[i]}" = 0 ]; then live[i]=1; changed=1; log "backend.up" ",\"backend\":\"${BACKENDS[i]}\""; fi
         else
             misses[i]=$((misses[i] + 1))
             if [ "${live[i]}" = 1 ] && [ "${misses[i]}" -ge "$FAILS" ]; then
-                live[i]=0; changed=1; log "backend.down" ",\"backend\":\"${BACKENDS[i]}\",\"failed_probes\":${misses[i]}"
-                down+=("${BACKENDS[i]}")
+                live[i]=0; changed=1; log "backend.down" ",\"backend\":\"${BACKENDS[i]}\",\"failed_probes\":${misses[i]},\"status\":\"$code\""
+                if [ "$code" = 503 ]; then draining+=("${BACKENDS[i]}"); else down+=("${BACKENDS[i]}"); fi
             fi
         fi
     done
     [ $changed = 1 ] && write_table
     # A client's UDP keeps its port across its reconnect, and its conntrack entry would keep
     # sending its DTLS to the dead server for minutes: forget the dead server's flows.
-    for b in "${down[@]}"; do
+    # A draining server closes its clients' TLS itself (they must see it, so its TCP flows
+    # stay) and their DTLS is moved now, so the new handshake after the hand-over reaches
+    # the sibling.
+    for b in "${down[@]}" "${draining[@]}"; do
+        proto=()
+        for d in "${draining[@]}"; do [ "$d" = "$b" ] && proto=(-p udp); done
         if command -v conntrack >/dev/null; then
-            conntrack -D --orig-dst "$VIP" --reply-src "$b" >/dev/null 2>&1 || true
-            log "backend.flows_cleared" ",\"backend\":\"$b\",\"tool\":\"conntrack\""
+            conntrack -D "${proto[@]}" --orig-dst "$VIP" --reply-src "$b" >/dev/null 2>&1 || true
+            log "backend.flows_cleared" ",\"backend\":\"$b\",\"flows\":\"${proto[1]:-all}\""
         else
             log "backend.flows_kept" ",\"backend\":\"$b\",\"why\":\"conntrack is not installed; its clients' DTLS may reach it until their flows expire (they fall back to TLS meanwhile)\""
         fi
     done
-    down=()
+    down=() draining=()
     sleep "$INTERVAL" & wait $!
 done
