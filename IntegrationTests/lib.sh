@@ -55,6 +55,14 @@ pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 
+# veth_link NS1 IF1 ADDR1 NS2 IF2 ADDR2: a veth pair between two namespaces, addressed and up
+# (the Site tests build their own topologies with it).
+veth_link() {
+    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+    ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
+    ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
+}
+
 setup_namespaces() {
     ip netns add "$NS_C"
     ip netns add "$NS_G"

@@ -12,15 +12,10 @@ source "$(dirname "$0")/../lib.sh"
 NS_GA=mstgwa$$ NS_GB=mstgwb$$
 EXTRA_NS+=("$NS_GA" "$NS_GB")
 for ns in "$NS_C" "$NS_GA" "$NS_GB" "$NS_I"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-link() {  # link NS1 IF1 ADDR1 NS2 IF2 ADDR2
-    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
-    ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
-    ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
-}
-link "$NS_C" cli0 198.18.0.2/24 "$NS_GA" gwa0 198.18.0.1/24
-link "$NS_C" cli1 198.18.6.2/24 "$NS_GB" gwb0 198.18.6.1/24
-link "$NS_GA" gwa1 198.18.4.1/24 "$NS_I" corpa 198.18.4.2/24
-link "$NS_GB" gwb1 198.18.5.1/24 "$NS_I" corpb 198.18.5.2/24
+veth_link "$NS_C" cli0 198.18.0.2/24 "$NS_GA" gwa0 198.18.0.1/24
+veth_link "$NS_C" cli1 198.18.6.2/24 "$NS_GB" gwb0 198.18.6.1/24
+veth_link "$NS_GA" gwa1 198.18.4.1/24 "$NS_I" corpa 198.18.4.2/24
+veth_link "$NS_GB" gwb1 198.18.5.1/24 "$NS_I" corpb 198.18.5.2/24
 ip -n "$NS_I" addr add 198.18.1.2/32 dev lo
 ip -n "$NS_GA" route add 198.18.1.0/24 via 198.18.4.2
 ip -n "$NS_GB" route add 198.18.1.0/24 via 198.18.5.2
