@@ -125,6 +125,20 @@ extension Gateway {
             // must not even hold the address.
             return .refused(reason: "certificateMismatch: the ticket of a certificate login was presented \(c.clientCertificateSHA256 == nil ? "without a client certificate" : "with another client certificate")")
         }
+        // The session limits hold for a session taken back as for a new one (a user must not
+        // collect sessions by logging in on several servers and bringing every ticket here).
+        if let key = CookieKey(hex: stored.cookieDigest), sessions.lookup(cookie: key) == nil {
+            let limits = SessionAdmission.Limits(maxSessions: settings.advanced.maxSessions, maxSessionsPerUser: settings.advanced.maxSessionsPerUser)
+            switch sessions.admission(ofUser: stored.identity.userId, limits) {
+            case .admit: break
+            case .admitReplacing(let slot):
+                if let idle = sessions.session(at: slot) { endSession(idle, reason: "replaced by a newer login (max-sessions-per-user)") }
+            case .refuse(_, let reason):
+                counters.logins.sessionLimit &+= 1
+                logger.warning("session.refused", metadata: ["reason": "\(reason)", "user.id": "\(stored.identity.userId)", "resume": "true"])
+                return .unavailable(reason: "session limit reached on this server (\(reason))")
+            }
+        }
         switch takeBack(stored, now: monotonicSeconds(), wallNow: wallSeconds()) {
         case .failure(let refusal):
             logger.notice("session.not_resumed", metadata: ["peer.address": "\(c.peer)", "session.id": "\(stored.id.prefix(8))",

@@ -146,6 +146,9 @@ public struct LoginConversation: Sendable {
         case resumed
         /// The ticket does not open, or its session cannot be taken back here.
         case refused(reason: String)
+        /// Not now, here (a limit reached, a drain): 503, so the client tries again and the
+        /// balancer may send it to a sibling.
+        case unavailable(reason: String)
     }
 
     /// mstunnel-auth's answer to `openTicket`, after the gateway took the session back (or not).
@@ -158,6 +161,8 @@ public struct LoginConversation: Sendable {
         case .refused(let reason):
             state = .reading
             return [.reject(transport: .cookie, code: "ticketRefused", reason: reason), answer(.cookieNotAcceptable)]
+        case .unavailable(let reason):
+            return [answer(.unavailable(reason))]
         }
     }
 

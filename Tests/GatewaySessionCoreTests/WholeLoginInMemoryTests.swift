@@ -35,6 +35,8 @@ import Testing
         var pendingToken: String?
         /// Tickets mstunnel-auth would open (sealed by a sibling), and the one being opened.
         var tickets: [String: Identity] = [:]
+        /// Tickets that open but whose session this gateway may not take now (a limit).
+        var busyTickets: Set<String> = []
         var pendingTicket: String?
         /// Sessions by cookie.
         var sessions: [String: Identity] = [:]
@@ -82,7 +84,9 @@ import Testing
         func answerAuth() {
             if let ticket = pendingTicket {
                 pendingTicket = nil
-                if let who = tickets[ticket] {
+                if busyTickets.contains(ticket) {
+                    perform(login.ticketAnswered(.unavailable(reason: "session limit reached on this server")))
+                } else if let who = tickets[ticket] {
                     sessions[ticket] = who  // taken back, as Gateway+Tickets does
                     perform(login.ticketAnswered(.resumed))
                 } else {
@@ -217,6 +221,20 @@ import Testing
         #expect(connected.hasPrefix("HTTP/1.1 200 CONNECTED\r\n"))
         #expect(gw.log == ["open ticket", "tunnel for alice@example.com"])
         #expect(gw.login.state == .tunnel)
+    }
+
+    /// A ticket that opens but whose session may not be taken here now (a session limit): 503,
+    /// which the stock client retries (a 401 would make it give up).
+    @Test func aTicketOverTheSessionLimitGets503() throws {
+        let gw = try Gateway()
+        let ticket = "mst.1.site-1.c2VhbGVkLXNlc3Npb24"
+        gw.tickets[ticket] = Self.alice
+        gw.busyTickets.insert(ticket)
+        gw.pump()
+        let answer = gw.request("CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: gw\r\n\(Self.ua)Cookie: webvpn=\(ticket)\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(gw.log == ["open ticket"])
+        #expect(gw.closed)
     }
 
     @Test func aTicketThatDoesNotOpenGets401NotALoginForm() throws {
