@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import GatewayIPC
 import GatewayWire
@@ -226,18 +225,8 @@ public final class SessionStore: @unchecked Sendable {
         }
         guard let snapshot else { return true }
         do {
-            let data = try JSONEncoder().encode(snapshot)
             // A fresh file every time (never one that was there, never through a link).
-            let temp = path + ".tmp"
-            _ = unlink(temp)
-            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw StoreError("open \(temp): \(String(cString: strerror(errno)))") }
-            _ = fchmod(fd, 0o600)
-            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            let synced = fsync(fd)
-            close(fd)
-            guard written == data.count, synced == 0 else { throw StoreError("write \(temp): \(String(cString: strerror(errno)))") }
-            guard rename(temp, path) == 0 else { throw StoreError("rename to \(path): \(String(cString: strerror(errno)))") }
+            try PrivateFile.write(try JSONEncoder().encode(snapshot), to: path)
             return true
         } catch {
             lock.withLock { dirty = true }
@@ -322,9 +311,7 @@ public final class SessionStore: @unchecked Sendable {
 
     public var revokedCount: Int { lock.withLock { revoked.count } }
 
-    static func digest(_ ticket: String) -> String {
-        SHA256.hash(data: Data(ticket.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    static func digest(_ ticket: String) -> String { TicketSealer.cookieDigest(ticket) }
 
     static func isDigest(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }

@@ -94,7 +94,7 @@ public final class TicketKeyring: @unchecked Sendable {
 }
 
 /// A file only this process may read, written whole: a fresh file renamed into place, never
-/// through a link, fsynced.
+/// through a link, fsynced (the session store and the ticket key files).
 enum PrivateFile {
     static func write(_ data: Data, to path: String) throws {
         let temp = path + ".tmp"

@@ -107,8 +107,13 @@ public struct TicketSealer: Sendable {
             return .refused("expired")
         }
         var s = payload.session
-        s.cookieDigest = SHA256.hash(data: Data(ticket.utf8)).map { String(format: "%02x", $0) }.joined()
+        s.cookieDigest = Self.cookieDigest(ticket)
         return .session(s, keyId: keyId)
+    }
+
+    /// SHA-256 of a cookie, lowercase hex: the session's key in the gateway and the store.
+    static func cookieDigest(_ cookie: String) -> String {
+        SHA256.hash(data: Data(cookie.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     static func clip(_ s: String) -> String { s.count <= 32 ? s : String(s.prefix(32)) + "…" }
