@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds everything, runs the unit tests, then (as root) the namespace integration
+# Builds everything, runs the unit tests (the control plane's twice: on SQLite, then as root on
+# a local PostgreSQL, scripts/postgres-test-db.sh), then (as root) the namespace integration
 # tests with the real openconnect client, then the container tests (images, compose,
 # installer), then the fuzz targets for a bounded time (scripts/fuzz.sh) and the unit tests
 # again under AddressSanitizer and ThreadSanitizer (each in its own scratch path).
@@ -12,6 +13,17 @@ cd "$(dirname "$0")/.."
 swift build --build-tests
 swift test --skip-build
 status=0
+# The control plane's tests again with their store on PostgreSQL (each test its own schema):
+# the same suite proves both stores (docs/control-plane.md, "Several instances").
+if [ "$(id -u)" = 0 ]; then
+    echo "== control-plane unit tests on PostgreSQL"
+    if PG_URL=$(./scripts/postgres-test-db.sh mstunnel_test); then
+        MST_TEST_POSTGRES="$PG_URL" swift test --skip-build --filter GatewayControlPlaneTests \
+            || { echo "FAILED: control-plane unit tests on PostgreSQL"; status=1; }
+    else
+        echo "FAILED: no PostgreSQL for the control-plane tests (scripts/postgres-test-db.sh)"; status=1
+    fi
+fi
 # run_scripts GLOB…: each script in turn; exit 77 is a skip, anything else non-zero a failure.
 run_scripts() {
     local t rc

@@ -14,7 +14,8 @@ public final class ControlPlane: Sendable {
     public let options: ControlPlaneOptions
     let logger: Logger
     let now: @Sendable () -> Date
-    /// Key for signing log download URLs; per process, so links die with a restart.
+    /// Key for signing log download URLs; kept in the store (`ControlPlaneServer`), so a
+    /// link survives a restart and works on every instance.
     let downloadKey: SymmetricKey
     /// The development issuer, in standalone mode with `--dev-issuer` only.
     public let devIssuer: DevIssuer?
@@ -22,7 +23,8 @@ public final class ControlPlane: Sendable {
     let adminThrottle: AdminAuthThrottle
 
     public init(store: any ControlStore, ca: CertificateAuthority, authenticator: AdminAuthenticator, options: ControlPlaneOptions,
-                logger: Logger, devIssuer: DevIssuer? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+                logger: Logger, devIssuer: DevIssuer? = nil, downloadKey: SymmetricKey = SymmetricKey(size: .bits256),
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.ca = ca
         self.authenticator = authenticator
@@ -30,7 +32,7 @@ public final class ControlPlane: Sendable {
         self.logger = logger
         self.now = now
         self.devIssuer = devIssuer
-        self.downloadKey = SymmetricKey(size: .bits256)
+        self.downloadKey = downloadKey
         self.adminThrottle = AdminAuthThrottle(settings: options.adminAuthThrottle)
     }
 
@@ -119,7 +121,7 @@ public final class ControlPlane: Sendable {
         }
         let expected = downloadSignature(collectionId: collectionId, expires: seconds)
         guard ConstantTime.equal(Array(expected.utf8), Array(sig.lowercased().utf8)) else {
-            return GraphError.forbidden("the download link's signature is not valid (links do not survive a control-plane restart)")
+            return GraphError.forbidden("the download link's signature is not valid")
         }
         if Double(seconds) < now().timeIntervalSince1970 {
             return GraphError.forbidden("the download link expired; ask createDownloadUrl for a new one")

@@ -32,8 +32,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("hostname"), help: "Name or IP address in the generated TLS certificate; repeatable (default: localhost and 127.0.0.1).")
     var hostnames: [String] = []
 
-    @Option(help: "SQLite database file (default: <state-dir>/control.sqlite).")
+    @Option(help: "SQLite database file (default: <state-dir>/control.sqlite), or postgres://USER@HOST[:PORT]/DATABASE[?sslmode=…] for several instances sharing one store (docs/control-plane.md).")
     var database: String?
+
+    @Option(help: "File holding the PostgreSQL password (keeps it out of the address, ps and compose files).")
+    var databasePasswordFile: String?
 
     @Option(help: "Operator TLS certificate chain (PEM, leaf first) instead of one from the control plane's CA.")
     var tlsCert: String?
@@ -129,6 +132,7 @@ struct Serve: AsyncParsableCommand {
         config.listenPort = port
         if !hostnames.isEmpty { config.hostnames = hostnames }
         config.databasePath = database
+        config.databasePasswordFile = databasePasswordFile
         config.tlsCertificatePath = tlsCert
         config.tlsKeyPath = tlsKey
         config.adminAuthConfigPath = adminAuthConfig

@@ -25,7 +25,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
         let dir = try temporaryDirectory("mstc-db")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/control.sqlite"
-        let store = try SQLiteControlStore(path: path)
+        let store = try SQLControlStore.sqlite(path: path)
         try await store.insertSite(SiteRecord(id: "s1", displayName: "S"))
         for file in [path, path + "-wal", path + "-shm"] {
             #expect(FileManager.default.fileExists(atPath: file), "\(file)")
@@ -38,12 +38,12 @@ func temporaryDirectory(_ prefix: String) throws -> String {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/control.sqlite"
         do {
-            _ = try SQLiteControlStore(path: path)
+            _ = try SQLControlStore.sqlite(path: path)
         }
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             #expect(chmod(file, 0o644) == 0)
         }
-        let reopened = try SQLiteControlStore(path: path)
+        let reopened = try SQLControlStore.sqlite(path: path)
         try await reopened.insertSite(SiteRecord(id: "s1", displayName: "S"))
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             #expect(try posixMode(file) == 0o600, "\(file)")
@@ -112,18 +112,18 @@ func temporaryDirectory(_ prefix: String) throws -> String {
     }
 
     @Test func migrationV2KeepsV1DataAndChangesTheKey() async throws {
-        let queue = try DatabaseQueue()
+        let queue = try DatabaseQueue(configuration: SQLiteDatabase.configuration())
         try SQLiteMigrations.migrator.migrate(queue, upTo: "v1")
         try await queue.write { db in
             try db.execute(sql: "INSERT INTO sites (id, body) VALUES ('s', '{\"id\":\"s\",\"displayName\":\"S\",\"configurationVersion\":0}')")
             try db.execute(sql: "INSERT INTO servers (id, siteId, displayName, deploymentMode, createdAt) VALUES ('v', 's', 'gw', 'standaloneRootful', 0)")
             try db.execute(sql: "INSERT INTO report_ids (id, serverId, receivedAt) VALUES ('r1', 'v', 100)")
             try db.execute(sql: "INSERT INTO health_reports (serverId, dateTime, reportId, body) VALUES ('v', 100, 'r1', ?)",
-                           arguments: [try SQLiteControlStore.encode(Fixtures.healthReport())])
+                           arguments: [try SQLControlStore.encode(Fixtures.healthReport())])
         }
-        let store = try SQLiteControlStore(writer: queue)
+        let store = SQLControlStore(database: try SQLiteDatabase(writer: queue, readsShareTheWriter: true))
         let applied = try await queue.read { db in try SQLiteMigrations.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3"])
+        #expect(applied == ["v1", "v2", "v3", "v4"])
         let latest = try await store.latestHealth(serverId: "v")
         #expect(latest?.receivedDateTime == Date(timeIntervalSince1970: 100))
         // The old id is still known for its server, and the same id is new for another.
@@ -139,7 +139,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
     }
 
     @Test func futureDatedReportDoesNotStayLatest() async throws {
-        let store = try SQLiteControlStore.inMemory()
+        let store = try TestStore.make()
         try await store.insertSite(SiteRecord(id: "s", displayName: "S"))
         let t0 = Date(timeIntervalSince1970: 1_800_000_000)
         let token = JoinTokenRecord(id: "t", siteId: "s", secretSHA256: "x", createdDateTime: t0, expirationDateTime: t0.addingTimeInterval(60))

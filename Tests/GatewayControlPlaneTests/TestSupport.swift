@@ -19,7 +19,39 @@ final class TestClock: @unchecked Sendable {
     func advance(_ seconds: TimeInterval) { lock.withLock { current = current.addingTimeInterval(seconds) } }
 }
 
-/// A control plane in memory: SQLite in memory, a CA made in memory, a temp state dir for
+/// The store a test's control plane gets: SQLite in memory, or, when `MST_TEST_POSTGRES`
+/// holds a postgres:// address (scripts/test.sh sets one up), a fresh schema of its own in
+/// that PostgreSQL database, so the whole suite runs against both stores.
+enum TestStore {
+    static let postgresURL = ProcessInfo.processInfo.environment["MST_TEST_POSTGRES"].flatMap { $0.isEmpty ? nil : $0 }
+
+    static func make() throws -> SQLControlStore {
+        guard let url = postgresURL else { return try SQLControlStore.sqliteInMemory() }
+        return try postgres(url: url, schema: newSchema())
+    }
+
+    /// Two stores on one database, as two control-plane instances see it: one SQLite file
+    /// opened twice (in `directory`), or one PostgreSQL schema through two pools.
+    static func pair(directory: String) throws -> (SQLControlStore, SQLControlStore) {
+        guard let url = postgresURL else {
+            let path = directory + "/shared.sqlite"
+            return (try SQLControlStore.sqlite(path: path), try SQLControlStore.sqlite(path: path))
+        }
+        let schema = newSchema()
+        return (try postgres(url: url, schema: schema), try postgres(url: url, schema: schema))
+    }
+
+    static func newSchema() -> String { "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }
+
+    static func postgres(url: String, schema: String) throws -> SQLControlStore {
+        var settings = try PostgresSettings(url: url)
+        settings.schema = schema
+        settings.maximumConnections = 4
+        return SQLControlStore(database: try PostgresDatabase(settings, logger: quietLogger))
+    }
+}
+
+/// A control plane in memory: SQLite in memory (or PostgreSQL, see `TestStore`), a CA made in memory, a temp state dir for
 /// uploaded logs (removed with the environment), a known admin token and a test clock.
 final class TestEnv: Sendable {
     static let adminToken = "mstadm_test-token-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -37,7 +69,7 @@ final class TestEnv: Sendable {
         configure(&options)
         let clock = self.clock
         controlPlane = ControlPlane(
-            store: try SQLiteControlStore.inMemory(), ca: try sharedCA ?? CertificateAuthority.create(now: clock.now()),
+            store: try TestStore.make(), ca: try sharedCA ?? CertificateAuthority.create(now: clock.now()),
             authenticator: AdminAuthenticator(localToken: Self.adminToken, validator: validator),
             options: options, logger: quietLogger, devIssuer: devIssuer, now: { clock.now() })
     }

@@ -95,9 +95,16 @@ public enum LocalAdminToken {
             guard token.count >= 32 else { throw PKIError("\(path) holds a token shorter than 32 characters; delete it to get a new one") }
             return token
         }
-        let token = "mstadm_" + Secrets.randomToken(bytes: 32)
-        try StateFiles.write(Data((token + "\n").utf8), to: path, mode: 0o600)
+        let token = newToken()
+        try write(token, stateDirectory: stateDirectory)
         return token
+    }
+
+    public static func newToken() -> String { "mstadm_" + Secrets.randomToken(bytes: 32) }
+
+    /// Writes the token (0600), e.g. the one several instances share from their store.
+    public static func write(_ token: String, stateDirectory: String) throws {
+        try StateFiles.write(Data((token + "\n").utf8), to: path(stateDirectory: stateDirectory), mode: 0o600)
     }
 
     public static func read(stateDirectory: String) throws -> String {

@@ -92,8 +92,21 @@ extension ControlPlane {
         addAgentRoutes(routes)
         addConsoleRoutes(routes)
         addDevIssuerRoutes(routes)
+        // Liveness for a balancer in front of several instances: an instance that cannot
+        // reach the database (PostgreSQL gone, its link down) answers 503 and is left out.
         routes.route("/healthz", [
-            .get: { _, _ in HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version)])) },
+            .get: { _, _ in
+                do {
+                    try await self.store.ping()
+                    return HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version),
+                                              "database": .string(self.store.databaseKind)]))
+                } catch {
+                    self.logger.warning("healthz.database_unavailable", metadata: ["error": "\(error)"])
+                    return HTTP.json(.object(["status": .string("unavailable"), "version": .string(self.options.version),
+                                              "database": .string(self.store.databaseKind), "error": .string("the database does not answer")]),
+                                     status: .serviceUnavailable)
+                }
+            },
         ])
         // The OpenAPI description, public like /healthz: it holds no secrets, and a client
         // generator or an API prober needs it before it has any credential.

@@ -42,6 +42,12 @@ struct ODataErrorMiddleware: RouterMiddleware {
             }
         } catch let error as any HTTPResponseError {
             return GraphError(error.status, code: "Error", error.status.reasonPhrase).response()
+        } catch let error as SQLStoreError where error.isUnavailable {
+            // The database is away (PostgreSQL restarting, its link down): the request may
+            // succeed later or on another instance, so 503, not 500.
+            logger.error("http.database_unavailable", metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "error": "\(error)"])
+            return GraphError(.serviceUnavailable, code: "ServiceUnavailable", "the database does not answer; retry shortly",
+                              headers: ["Retry-After": "5"]).response()
         } catch {
             logger.error("http.internal_error", metadata: ["method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "error": "\(error)"])
             return GraphError.internalError("internal error; see the control plane's log").response()

@@ -308,9 +308,15 @@ enum OpenAPIOperations {
 
     static var service: [OpenAPIOperation] {
         [
-            OpenAPIOperation(method: .get, path: "/healthz", operationId: "getHealthz", summary: "Liveness", tag: "service", security: .none,
+            OpenAPIOperation(method: .get, path: "/healthz", operationId: "getHealthz",
+                             summary: "Liveness: 200 when this instance reaches its database, 503 when not (a balancer leaves it out)",
+                             tag: "service", security: .none,
                              responses: [(200, "OK", "application/json",
-                                          JS.object(["status": JS.string(enumeration: ["ok"]), "version": JS.string()], required: ["status", "version"]))]),
+                                          JS.object(["status": JS.string(enumeration: ["ok"]), "version": JS.string(), "database": JS.string()],
+                                                    required: ["status", "version", "database"])),
+                                         (503, "the database does not answer", "application/json",
+                                          JS.object(["status": JS.string(enumeration: ["unavailable"]), "version": JS.string(), "database": JS.string(),
+                                                     "error": JS.string()], required: ["status", "version", "database", "error"]))]),
             OpenAPIOperation(method: .get, path: ControlPlaneOpenAPI.path, operationId: "getOpenAPI", summary: "This description",
                              tag: "service", security: .none,
                              responses: [(200, "OK", "application/json", JS.object([:], required: ["openapi", "paths"]))]),

@@ -28,29 +28,52 @@ public struct CertificateAuthority: Sendable {
 
     /// Loads `ca.key`/`ca.crt` from `directory`, creating them on first start.
     public static func loadOrCreate(directory: String, now: Date = Date()) throws -> CertificateAuthority {
+        if let existing = try loadIfPresent(directory: directory) { return existing }
+        let ca = try create(now: now)
+        try StateFiles.write(Data(ca.privateKey.serializeAsPEM().pemString.utf8), to: directory + "/ca.key", mode: 0o600)
+        try StateFiles.write(Data(ca.certificatePEM.utf8), to: directory + "/ca.crt", mode: 0o644)
+        return ca
+    }
+
+    /// The CA in `directory` (`ca.key` and `ca.crt`), nil when neither file is there.
+    public static func loadIfPresent(directory: String) throws -> CertificateAuthority? {
         let keyPath = directory + "/ca.key"
         let certPath = directory + "/ca.crt"
         let fm = FileManager.default
-        if fm.fileExists(atPath: keyPath) || fm.fileExists(atPath: certPath) {
-            guard let keyPEM = try? String(contentsOfFile: keyPath, encoding: .utf8),
-                  let certPEM = try? String(contentsOfFile: certPath, encoding: .utf8) else {
-                throw PKIError("\(directory): ca.key and ca.crt must both exist and be readable (remove both to create a new CA)")
-            }
-            do {
-                let key = try Certificate.PrivateKey(pemEncoded: keyPEM)
-                let cert = try Certificate(pemEncoded: certPEM)
-                guard key.publicKey == cert.publicKey else { throw PKIError("ca.key does not match ca.crt") }
-                return CertificateAuthority(certificate: cert, privateKey: key)
-            } catch let e as PKIError {
-                throw e
-            } catch {
-                throw PKIError("cannot read the CA in \(directory): \(error)")
-            }
+        guard fm.fileExists(atPath: keyPath) || fm.fileExists(atPath: certPath) else { return nil }
+        guard let keyPEM = try? String(contentsOfFile: keyPath, encoding: .utf8),
+              let certPEM = try? String(contentsOfFile: certPath, encoding: .utf8) else {
+            throw PKIError("\(directory): ca.key and ca.crt must both exist and be readable (remove both to create a new CA)")
         }
-        let ca = try create(now: now)
-        try StateFiles.write(Data(ca.privateKey.serializeAsPEM().pemString.utf8), to: keyPath, mode: 0o600)
-        try StateFiles.write(Data(ca.certificatePEM.utf8), to: certPath, mode: 0o644)
-        return ca
+        return try parse(keyPEM: keyPEM, certificatePEM: certPEM, source: directory)
+    }
+
+    static func parse(keyPEM: String, certificatePEM: String, source: String) throws -> CertificateAuthority {
+        do {
+            let key = try Certificate.PrivateKey(pemEncoded: keyPEM)
+            let cert = try Certificate(pemEncoded: certificatePEM)
+            guard key.publicKey == cert.publicKey else { throw PKIError("\(source): the CA key does not match the CA certificate") }
+            return CertificateAuthority(certificate: cert, privateKey: key)
+        } catch let e as PKIError {
+            throw e
+        } catch {
+            throw PKIError("cannot read the CA in \(source): \(error)")
+        }
+    }
+
+    /// Key and certificate as one PEM text (key first): how the CA is kept in a shared
+    /// store (`ControlStore.sharedSecret`, several instances).
+    public var pemBundle: String {
+        get throws { try privateKey.serializeAsPEM().pemString + "\n" + certificatePEM + "\n" }
+    }
+
+    public init(pemBundle: String, source: String) throws {
+        let documents = try PEMDocument.parseMultiple(pemString: pemBundle)
+        guard documents.count == 2, let key = documents.first(where: { $0.discriminator.hasSuffix("PRIVATE KEY") }),
+              let cert = documents.first(where: { $0.discriminator == "CERTIFICATE" }) else {
+            throw PKIError("\(source): expected the CA's private key and certificate")
+        }
+        self = try Self.parse(keyPEM: key.pemString, certificatePEM: cert.pemString, source: source)
     }
 
     /// A new CA in memory.

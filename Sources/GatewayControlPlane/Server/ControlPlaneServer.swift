@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GatewayAuth
 import Hummingbird
@@ -15,8 +16,11 @@ public struct ServeConfiguration: Sendable {
     /// SANs of the generated TLS certificate; the first one also names this instance in
     /// download URLs.
     public var hostnames: [String] = ["localhost", "127.0.0.1"]
-    /// SQLite file; default `<state-dir>/control.sqlite`.
+    /// SQLite file (default `<state-dir>/control.sqlite`), or a `postgres://` address
+    /// (`PostgresSettings`) for several instances sharing one store.
     public var databasePath: String?
+    /// The PostgreSQL password, read from a file instead of the address.
+    public var databasePasswordFile: String?
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
     public var adminAuthConfigPath: String?
@@ -58,7 +62,21 @@ public enum ControlPlaneServer {
         try ListenCheck.check(host: config.listenHost, port: config.listenPort)
         // 0700, also when the directory already existed (it holds the CA key and the database).
         try StateFiles.ensureDirectory(config.stateDirectory)
-        let ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
+        let store = try await openStore(config, logger: logger)
+        let shared = store.database.kind == "postgres"
+        let ca: CertificateAuthority
+        if shared {
+            // Every instance signs with one CA; the first to start stores it (an existing
+            // state directory's CA, so agents enrolled with a single instance keep trusting it).
+            let stateDirectory = config.stateDirectory
+            let bundle = try await store.sharedSecret(name: "ca", create: {
+                try (CertificateAuthority.loadIfPresent(directory: stateDirectory) ?? CertificateAuthority.create()).pemBundle
+            }, now: Date())
+            ca = try CertificateAuthority(pemBundle: bundle, source: "the CA in the database")
+            try StateFiles.write(Data(ca.certificatePEM.utf8), to: config.stateDirectory + "/ca.crt", mode: 0o644)
+        } else {
+            ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
+        }
         let tls: ControlPlaneTLS
         if let certPath = config.tlsCertificatePath {
             guard let keyPath = config.tlsKeyPath else { throw PKIError("--tls-cert needs --tls-key") }
@@ -67,7 +85,22 @@ public enum ControlPlaneServer {
             if config.tlsKeyPath != nil { throw PKIError("--tls-key needs --tls-cert") }
             tls = try ControlPlaneTLS.loadOrIssue(stateDirectory: config.stateDirectory, ca: ca, hostnames: config.hostnames)
         }
-        let token = try LocalAdminToken.loadOrCreate(stateDirectory: config.stateDirectory)
+        let token: String
+        if shared {
+            let stateDirectory = config.stateDirectory
+            token = try await store.sharedSecret(name: "admin-token", create: {
+                (try? LocalAdminToken.loadOrCreate(stateDirectory: stateDirectory)) ?? LocalAdminToken.newToken()
+            }, now: Date())
+            try LocalAdminToken.write(token, stateDirectory: config.stateDirectory)
+        } else {
+            token = try LocalAdminToken.loadOrCreate(stateDirectory: config.stateDirectory)
+        }
+        let downloadKey = try await store.sharedSecret(name: "download-link-key", create: {
+            SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+        }, now: Date())
+        guard let downloadKeyBytes = Data(base64Encoded: downloadKey), downloadKeyBytes.count == 32 else {
+            throw PKIError("the stored download-link key is not 32 bytes of base64")
+        }
         var validator: TokenValidator?
         if let path = config.adminAuthConfigPath {
             let auth = try AuthConfiguration.load(path: path, stateDirectory: config.stateDirectory)
@@ -83,7 +116,6 @@ public enum ControlPlaneServer {
             }
             validator = v
         }
-        let store = try SQLiteControlStore(path: config.databasePath ?? config.stateDirectory + "/control.sqlite")
         let host = config.hostnames.first ?? config.listenHost
         let shownHost = host.contains(":") ? "[\(host)]" : host
         var options = ControlPlaneOptions(stateDirectory: config.stateDirectory, publicBaseURL: "https://\(shownHost):\(config.listenPort)")
@@ -102,9 +134,27 @@ public enum ControlPlaneServer {
             ? try await DevIssuer.loadOrCreate(stateDirectory: config.stateDirectory, baseURL: options.publicBaseURL) : nil
         let controlPlane = ControlPlane(store: store, ca: ca,
                                         authenticator: AdminAuthenticator(localToken: token, validator: validator, requiredRole: config.adminRole),
-                                        options: options, logger: logger, devIssuer: devIssuer)
+                                        options: options, logger: logger, devIssuer: devIssuer,
+                                        downloadKey: SymmetricKey(data: downloadKeyBytes))
         return Prepared(controlPlane: controlPlane, tlsConfiguration: try tls.serverConfiguration(clientCA: ca),
                         adminTokenPath: LocalAdminToken.path(stateDirectory: config.stateDirectory))
+    }
+
+    /// SQLite (the default, `<state-dir>/control.sqlite`) or PostgreSQL for a `postgres://`
+    /// address. The development issuer keeps its key and users in one instance's state
+    /// directory, so it is refused with PostgreSQL (several instances).
+    static func openStore(_ config: ServeConfiguration, logger: Logger) async throws -> SQLControlStore {
+        guard let address = config.databasePath, PostgresSettings.isPostgresURL(address) else {
+            if config.databasePasswordFile != nil { throw PKIError("--database-password-file is for a postgres:// --database") }
+            return try SQLControlStore.sqlite(path: config.databasePath ?? config.stateDirectory + "/control.sqlite")
+        }
+        if config.devIssuer {
+            throw PKIError("--dev-issuer keeps its key and users in one instance's state directory: with a PostgreSQL --database (several instances) use an external issuer (--admin-auth-config)")
+        }
+        let settings = try PostgresSettings(url: address, passwordFile: config.databasePasswordFile)
+        let database = try await PostgresDatabase.open(settings, logger: logger)
+        logger.info("store.opened", metadata: ["database": "\(settings)"])
+        return SQLControlStore(database: database)
     }
 
     /// The HTTPS application (not started). `onServerRunning` gets the bound channel

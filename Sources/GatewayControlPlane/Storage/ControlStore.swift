@@ -2,8 +2,8 @@ import Foundation
 import GatewayAgentAPI
 import GatewayCore
 
-/// Everything the control plane keeps. A protocol so a PostgreSQL implementation can
-/// follow for several control-plane instances; `SQLiteControlStore` is the default.
+/// Everything the control plane keeps. `SQLControlStore` implements it on SQLite (the
+/// embedded default) and on PostgreSQL (several control-plane instances).
 ///
 /// Methods that must be atomic (spending a join token and creating the server; storing a
 /// report batch; bumping Site versions with a configuration change) are single calls, so
@@ -99,6 +99,17 @@ public protocol ControlStore: Sendable {
     func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool
     /// pending → failed; false if it was not pending.
     func failLogCollection(id: String, message: String, at: Date) async throws -> Bool
+
+    // MARK: Liveness
+    /// One trivial statement: throws when the database does not answer.
+    func ping() async throws
+    /// "sqlite" or "postgres".
+    var databaseKind: String { get }
+
+    // MARK: Shared secrets
+    /// The secret stored under `name`; the first caller's `create()` result when there is
+    /// none yet (instances starting at once agree on one).
+    func sharedSecret(name: String, create: @escaping @Sendable () throws -> String, now: Date) async throws -> String
 
     // MARK: Retention
     /// Deletes health reports and events dated before `olderThan`, report ids received

@@ -153,6 +153,17 @@ enum SQLiteMigrations {
                 CREATE INDEX site_ticket_revocations_site ON site_ticket_revocations(siteId, seq);
                 """)
         }
+        migrator.registerMigration("v4") { db in
+            // Keys every control-plane instance must share (docs/control-plane.md,
+            // "Several instances"): the download-link key here; with PostgreSQL also the CA.
+            try db.execute(sql: """
+                CREATE TABLE control_secrets (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    value TEXT NOT NULL,
+                    createdAt REAL NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }
