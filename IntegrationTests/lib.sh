@@ -54,6 +54,8 @@ trap cleanup EXIT
 pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
+# wait_for WHAT N CMD… : pass once CMD succeeds, trying N times 0.2 s apart; fail after.
+wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
 
 # veth_link NS1 IF1 ADDR1 NS2 IF2 ADDR2: a veth pair between two namespaces, addressed and up
 # (the Site tests build their own topologies with it).
@@ -212,18 +214,56 @@ start_control() {
     echo "control plane did not start:"; tail -20 "$WORK/control.log"; return 1
 }
 # api METHOD PATH [JSON] : the admin API as an operator calls it (curl, the control
-# plane's CA, the local admin token). Prints the body; fails on HTTP >= 400.
+# plane's CA, the local admin token), from API_NS (default the corp namespace). Prints the
+# body; fails on HTTP >= 400.
 api() {
     local method=$1 path=$2 body=${3:-}
     local args=(-sS --cacert "$CONTROL/ca.crt" -H "Authorization: Bearer $(cat "$CONTROL/admin-token")" -X "$method" -w '\n%{http_code}')
     [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data "$body")
     local out code
-    out=$(ip netns exec "$NS_I" curl "${args[@]}" "$API$path")
+    out=$(ip netns exec "${API_NS:-$NS_I}" curl "${args[@]}" "$API$path")
     code=${out##*$'\n'}
     printf '%s' "${out%$'\n'*}"
     [ "$code" -lt 400 ]
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# create_site [ADVANCED_SETTINGS_JSON] : a configuration (pool 100.64.0.0/24, the corp
+# routes) and a Site using it, through the admin API; sets CFG and SITE.
+create_site() {
+    local out
+    if out=$(api POST /microsoftTunnelConfigurations "{\"displayName\":\"cfg\",\"network\":\"100.64.0.0/24\",\"dnsServers\":[\"198.18.1.2\"],\"routeIncludes\":[\"198.18.1.0/24\"],\"listenPort\":443,\"advancedSettings\":${1:-[]}}"); then
+        pass "configuration created"; CFG=$(echo "$out" | json 'd["id"]')
+    else fail "configuration created: $out"; fi
+    if out=$(api POST /microsoftTunnelSites "{\"displayName\":\"site\",\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}"); then
+        pass "site created"; SITE=$(echo "$out" | json 'd["id"]')
+    else fail "site created: $out"; fi
+}
+# start_site_member NAME NAMESPACE : a server of the Site $SITE in NAMESPACE, as the control
+# plane runs it: enroll its agent with a join token of its own (state $WORK/state-NAME, run
+# dir $WORK/run-NAME), run the agent until it wrote the configuration, then auth and gateway.
+start_site_member() {
+    local m=$1 ns=$2
+    local st=$WORK/state-$m run=$WORK/run-$m
+    cp -a "$STATE" "$st"; rm -f "$st/admin-settings.json"
+    mkdir -p "$run"; chgrp 990 "$run"; chmod 2770 "$run"
+    api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{"expirationMinutes":30}' | json 'd["joinToken"]' > "$WORK/join-$m.token"
+    ip netns exec "$ns" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join-$m.token" --state-dir "$st" \
+        > "$WORK/enroll-$m.log" 2>&1 || { echo "enroll $m failed"; cat "$WORK/enroll-$m.log"; return 1; }
+    ip netns exec "$ns" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-agent" run --state-dir "$st" --run-dir "$run" --log-dir "$LOGS" \
+        >> "$WORK/agent-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -s "$st/admin-settings.json" ] && break; sleep 0.1; done
+    ip netns exec "$ns" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" --allow-gid 990 --allow-uid 994 \
+        >> "$WORK/auth-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
+    ip netns exec "$ns" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" "${SERVER_ARGS[@]}" >> "$WORK/server-$m.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do ip netns exec "$ns" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
+    echo "member $m did not start"; tail -5 "$WORK/server-$m.log" "$WORK/auth-$m.log" "$WORK/agent-$m.log"; return 1
+}
+# site_key NAME : the Site key member NAME's auth seals with, as its agent handed it over.
+site_key() { grep '"msg":"auth.tickets.keys".*"from":"the agent"' "$WORK/auth-$1.log" | tail -1 | json 'd["sealing"]'; }
 # agent_run [VAR=VALUE…]: the agent in the background, with AGENT_EXTRA (an array) as more options.
 AGENT_EXTRA=()
 agent_run() {

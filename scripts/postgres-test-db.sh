@@ -14,7 +14,7 @@
 set -euo pipefail
 ROLE=mstunnel_test PASSWORD=mstunnel-test SOCKET_DIR=/var/run/postgresql
 command -v pg_lsclusters >/dev/null && [ "$(id -u)" = 0 ] || { echo "postgres-test-db: needs root and Debian's postgresql package" >&2; exit 77; }
-psql_admin() { su postgres -s /bin/sh -c "psql -X -q -v ON_ERROR_STOP=1 $*"; }
+psql_admin() { su postgres -s /bin/sh -c "PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 $*"; }
 if [ "${1:-}" = --drop ]; then
     [[ ${2:-} =~ ^[a-z0-9_]+$ ]] || { echo "postgres-test-db: bad database name" >&2; exit 2; }
     psql_admin "-c 'DROP DATABASE IF EXISTS $2 WITH (FORCE)'" >/dev/null

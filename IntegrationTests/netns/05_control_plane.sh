@@ -20,7 +20,6 @@ start_corp
 
 # wait_for WHAT TRIES CMD... : runs CMD (a command or a function of this script) every
 # 0.2 s until it succeeds; a pass, or a fail after TRIES attempts (the test goes on).
-wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
 server_json() { api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER"; }
 server_listed() { local out; out=$(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers") && echo "$out" | grep -q "$SERVER" && echo "$out" | grep -q lastCheckinDateTime; }
 status_is() { server_json | grep -Eq "\"tunnelServerHealthStatus\" *: *\"($1)\""; }

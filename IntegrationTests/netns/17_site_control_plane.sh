@@ -23,43 +23,16 @@ for ns in "$NS_GA" "$NS_GB"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forwa
 
 make_pki
 make_issuer
-wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }
 
 echo "== the control plane, a Site, a join token per server"
 start_control
 # session-timeout 20 s: a ticket's deadline (sealed at login) passes within the test.
-if out=$(api POST /microsoftTunnelConfigurations '{"displayName":"cfg","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443,"advancedSettings":[{"name":"session-timeout","value":"20"}]}'); then
-    pass "configuration created"; CFG=$(echo "$out" | json 'd["id"]')
-else fail "configuration created: $out"; fi
-if out=$(api POST /microsoftTunnelSites "{\"displayName\":\"site\",\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}"); then
-    pass "site created"; SITE=$(echo "$out" | json 'd["id"]')
-else fail "site created: $out"; fi
+create_site '[{"name":"session-timeout","value":"20"}]'
 
 declare -A NSOF=([a]=$NS_GA [b]=$NS_GB) ADDROF=([a]=198.18.0.1 [b]=198.18.6.1)
-start_member() {  # start_member a|b : enroll its agent, run it, then auth and gateway
-    local m=$1
-    local st=$WORK/state-$m run=$WORK/run-$m
-    cp -a "$STATE" "$st"; rm -f "$st/admin-settings.json"
-    mkdir -p "$run"; chgrp 990 "$run"; chmod 2770 "$run"
-    api POST "/microsoftTunnelSites/$SITE/createJoinToken" '{"expirationMinutes":30}' | json 'd["joinToken"]' > "$WORK/join-$m.token"
-    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-agent" enroll --control-url "$CP" --join-token-file "$WORK/join-$m.token" --state-dir "$st" \
-        > "$WORK/enroll-$m.log" 2>&1 || { echo "enroll $m failed"; cat "$WORK/enroll-$m.log"; return 1; }
-    ip netns exec "${NSOF[$m]}" env MSTUNNEL_LOG_DIR="$LOGS" "$BIN/mstunnel-agent" run --state-dir "$st" --run-dir "$run" --log-dir "$LOGS" \
-        >> "$WORK/agent-$m.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do [ -s "$st/admin-settings.json" ] && break; sleep 0.1; done
-    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" --allow-gid 990 --allow-uid 994 \
-        >> "$WORK/auth-$m.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
-    ip netns exec "${NSOF[$m]}" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" "${SERVER_ARGS[@]}" >> "$WORK/server-$m.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do ip netns exec "${NSOF[$m]}" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
-    echo "member $m did not start"; tail -5 "$WORK/server-$m.log" "$WORK/auth-$m.log" "$WORK/agent-$m.log"; return 1
-}
+start_member() { start_site_member "$1" "${NSOF[$1]}"; }
 start_member a
 start_member b
-site_key() { grep '"msg":"auth.tickets.keys".*"from":"the agent"' "$WORK/auth-$1.log" | tail -1 | json 'd["sealing"]'; }
 same_site_key() { [ -n "$(site_key a)" ] && [ "$(site_key a)" = "$(site_key b)" ]; }
 wait_for "both auths seal with the same Site key, handed over by their agents" 100 same_site_key
 K=$(site_key a)

@@ -123,7 +123,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
         }
         let store = SQLControlStore(database: try SQLiteDatabase(writer: queue, readsShareTheWriter: true))
         let applied = try await queue.read { db in try SQLiteMigrations.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5"])
         let latest = try await store.latestHealth(serverId: "v")
         #expect(latest?.receivedDateTime == Date(timeIntervalSince1970: 100))
         // The old id is still known for its server, and the same id is new for another.
@@ -206,8 +206,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
                                                       #"{"startDateTime":"2027-01-15T07:00:00Z","endDateTime":"2027-01-15T08:00:00Z"}"#)
             let collectionId = try #require(created?["id"]?.string)
             try await env.controlPlane.storeLogUpload(server: e.server, collectionId: collectionId, bytes: Data("logs\n".utf8))
-            let blob = try #require(try await env.store.logCollection(id: collectionId)?.blobPath)
-            #expect(FileManager.default.fileExists(atPath: blob))
+            #expect(try await env.store.logCollectionBytes(id: collectionId) == Array("logs\n".utf8))
 
             // Nothing is old yet.
             #expect(try await env.controlPlane.pruneOnce() == PruneOutcome())
@@ -230,7 +229,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
             let later = try await env.controlPlane.pruneOnce()
             #expect(later.logCollections == 1)
             #expect(try await env.store.logCollection(id: collectionId) == nil)
-            #expect(!FileManager.default.fileExists(atPath: blob), "the blob goes with its collection")
+            #expect(try await env.store.logCollectionBytes(id: collectionId) == nil, "the bytes go with their collection")
         }
     }
 
@@ -244,11 +243,11 @@ func temporaryDirectory(_ prefix: String) throws -> String {
                                                       #"{"startDateTime":"2027-01-15T07:00:00Z","endDateTime":"2027-01-15T08:00:00Z"}"#)
             let collectionId = try #require(created?["id"]?.string)
             try await env.controlPlane.storeLogUpload(server: e.server, collectionId: collectionId, bytes: Data("logs\n".utf8))
-            let blob = try #require(try await env.store.logCollection(id: collectionId)?.blobPath)
+            #expect(try await env.store.logCollectionBytes(id: collectionId) != nil)
             let (status, _) = try await client.admin(.delete, serverPath)
             #expect(status == .noContent)
             #expect(try await env.store.logCollection(id: collectionId) == nil)
-            #expect(!FileManager.default.fileExists(atPath: blob))
+            #expect(try await env.store.logCollectionBytes(id: collectionId) == nil)
             let (_, list) = try await client.admin(.get, ControlPlane.logCollectionsPath)
             #expect(list?["value"]?.array.isEmpty == true)
         }

@@ -12,12 +12,13 @@
 #
 #   nftables-balancer.sh --vip 203.0.113.10 --backend 10.0.0.11 --backend 10.0.0.12 [--port 443]
 #                        [--interval 2] [--fails 2] [--seed 0x6d737476] [--once]
+#                        [--tcp-only --probe-path /healthz --table NAME]   (control-plane instances)
 # Runs until stopped (SIGTERM removes the table); --once writes the table for all servers
 # and exits. Needs root (or CAP_NET_ADMIN), nft and curl, and conntrack (Debian package
 # `conntrack`) to move a dead server's DTLS flows at once; net.ipv4.ip_forward=1.
 set -euo pipefail
 
-VIP="" PORT=443 INTERVAL=2 FAILS=2 ONCE=0 TABLE=mstunnel_lb BUCKETS=64
+VIP="" PORT=443 INTERVAL=2 FAILS=2 ONCE=0 TABLE=mstunnel_lb BUCKETS=64 PROBE_PATH=/ TCP_ONLY=0
 # One seed for both rules and every rewrite: without it nft picks a random seed per rule,
 # and a client's TLS and DTLS would hash to different servers (seen in the Site test).
 SEED=0x6d737476
@@ -33,6 +34,10 @@ while [ $# -gt 0 ]; do
         --table) TABLE=$2; shift 2 ;;
         --seed) SEED=$2; shift 2 ;;
         --once) ONCE=1; shift ;;
+        # Control-plane instances (docs/control-plane.md, "Several instances"): HTTPS only,
+        # and /healthz answers 503 when the instance cannot reach its database.
+        --tcp-only) TCP_ONLY=1; shift ;;
+        --probe-path) PROBE_PATH=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "nftables-balancer: unknown argument '$1'" >&2; usage 2 >&2 ;;
     esac
@@ -42,6 +47,8 @@ ipv4 "$VIP" || { echo "nftables-balancer: --vip must be an IPv4 address (got '$V
 [ ${#BACKENDS[@]} -ge 1 ] || { echo "nftables-balancer: at least one --backend" >&2; exit 2; }
 for b in "${BACKENDS[@]}"; do ipv4 "$b" || { echo "nftables-balancer: backend '$b' is not an IPv4 address" >&2; exit 2; }; done
 [[ $SEED =~ ^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$ ]] || { echo "nftables-balancer: bad --seed '$SEED'" >&2; exit 2; }
+[[ $PROBE_PATH =~ ^/[A-Za-z0-9/._-]*$ ]] || { echo "nftables-balancer: --probe-path must be a path like /healthz" >&2; exit 2; }
+[[ $TABLE =~ ^[A-Za-z0-9_]+$ ]] || { echo "nftables-balancer: bad --table '$TABLE'" >&2; exit 2; }
 [[ $PORT =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || { echo "nftables-balancer: bad --port '$PORT'" >&2; exit 2; }
 
 log() { printf '{"ts":"%s","msg":"%s"%s}\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "${2:-}"; }
@@ -71,7 +78,7 @@ write_table() {
         echo "    type nat hook prerouting priority dstnat; policy accept;"
         if [ $any = 1 ]; then
             echo "    ip daddr $VIP tcp dport $PORT dnat to jhash ip saddr mod $BUCKETS seed $SEED map { $map }"
-            echo "    ip daddr $VIP udp dport $PORT dnat to jhash ip saddr mod $BUCKETS seed $SEED map { $map }"
+            [ $TCP_ONLY = 1 ] || echo "    ip daddr $VIP udp dport $PORT dnat to jhash ip saddr mod $BUCKETS seed $SEED map { $map }"
         fi
         echo "  }"
         echo "}"
@@ -79,8 +86,10 @@ write_table() {
 }
 
 # The liveness page's status: 200 up, 503 draining (it closes its own tunnels, which must
-# still reach their clients), anything else (000: no answer) down.
-probe() { curl -sk -o /dev/null --max-time 1 -w '%{http_code}' "https://$1:$PORT/" 2>/dev/null || true; }
+# still reach their clients), anything else (000: no answer) down. With --tcp-only (control
+# planes) 503 is down too: that instance cannot reach its database, and its flows are
+# cleared so agents on kept-alive connections reconnect to a sibling.
+probe() { curl -sk -o /dev/null --max-time 1 -w '%{http_code}' "https://$1:$PORT$PROBE_PATH" 2>/dev/null || true; }
 
 write_table
 log "balancer.started" ",\"vip\":\"$VIP\",\"port\":$PORT,\"backends\":\"${BACKENDS[*]}\""
@@ -98,7 +107,7 @@ while :; do
             misses[i]=$((misses[i] + 1))
             if [ "${live[i]}" = 1 ] && [ "${misses[i]}" -ge "$FAILS" ]; then
                 live[i]=0; changed=1; log "backend.down" ",\"backend\":\"${BACKENDS[i]}\",\"failed_probes\":${misses[i]},\"status\":\"$code\""
-                if [ "$code" = 503 ]; then draining+=("${BACKENDS[i]}"); else down+=("${BACKENDS[i]}"); fi
+                if [ "$code" = 503 ] && [ $TCP_ONLY = 0 ]; then draining+=("${BACKENDS[i]}"); else down+=("${BACKENDS[i]}"); fi
             fi
         fi
     done

@@ -44,8 +44,12 @@ extension ControlPlane {
                 let id = try HTTP.parameter(context, "id")
                 let q = Dictionary(try HTTP.query(request), uniquingKeysWith: { a, _ in a })
                 if let error = self.checkDownload(collectionId: id, expires: q["expires"], sig: q["sig"]) { throw error }
-                guard let record = try await self.store.logCollection(id: id), record.status == .completed, let path = record.blobPath,
-                      let data = FileManager.default.contents(atPath: path) else {
+                guard let record = try await self.store.logCollection(id: id), record.status == .completed else {
+                    throw Self.logCollectionNotFound(id)
+                }
+                // Completed before the bytes moved into the store (v5): its file.
+                let stored = try await self.store.logCollectionBytes(id: id)
+                guard let data = stored.map({ Data($0) }) ?? record.blobPath.flatMap({ FileManager.default.contents(atPath: $0) }) else {
                     throw Self.logCollectionNotFound(id)
                 }
                 return Response(status: .ok, headers: [

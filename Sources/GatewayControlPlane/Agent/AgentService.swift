@@ -241,10 +241,8 @@ extension ControlPlane {
 
     public func storeLogUpload(server: ServerRecord, collectionId: String, bytes: Data) async throws {
         let record = try await pendingCollection(collectionId, server: server)
-        try StateFiles.ensureDirectory(options.logsDirectory)
-        let path = options.logsDirectory + "/\(record.id).log"
-        try StateFiles.write(bytes, to: path, mode: 0o600)
-        guard try await store.completeLogCollection(id: record.id, sizeInBytes: Int64(bytes.count), blobPath: path, at: now()) else {
+        // In the store, not a file: every instance of the control plane serves the download.
+        guard try await store.completeLogCollection(id: record.id, bytes: Array(bytes), at: now()) else {
             throw GraphError.conflict("log collection '\(collectionId)' is no longer pending")
         }
         logger.info("agent.logs.uploaded", metadata: ["server": "\(server.id)", "collection": "\(record.id)", "bytes": "\(bytes.count)"])

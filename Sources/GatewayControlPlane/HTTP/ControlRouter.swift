@@ -97,7 +97,7 @@ extension ControlPlane {
         routes.route("/healthz", [
             .get: { _, _ in
                 do {
-                    try await self.store.ping()
+                    try await self.store.ping(within: .seconds(2))
                     return HTTP.json(.object(["status": .string("ok"), "version": .string(self.options.version),
                                               "database": .string(self.store.databaseKind)]))
                 } catch {

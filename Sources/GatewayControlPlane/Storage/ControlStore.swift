@@ -95,14 +95,18 @@ public protocol ControlStore: Sendable {
     func logCollection(id: String) async throws -> LogCollectionRecord?
     func listLogCollections() async throws -> [LogCollectionRecord]
     func pendingLogCollections(serverId: String) async throws -> [LogCollectionRecord]
-    /// pending → completed; false if it was not pending.
-    func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool
+    /// pending → completed, with the uploaded bytes; false if it was not pending.
+    func completeLogCollection(id: String, bytes: [UInt8], at: Date) async throws -> Bool
+    /// A completed collection's bytes; nil when there are none in the store (a collection
+    /// completed before v5 keeps a file, `blobPath`).
+    func logCollectionBytes(id: String) async throws -> [UInt8]?
     /// pending → failed; false if it was not pending.
     func failLogCollection(id: String, message: String, at: Date) async throws -> Bool
 
     // MARK: Liveness
-    /// One trivial statement: throws when the database does not answer.
-    func ping() async throws
+    /// One trivial statement, answered within `limit` (a store still migrating at start is
+    /// waited for first): throws when the database does not answer.
+    func ping(within limit: Duration) async throws
     /// "sqlite" or "postgres".
     var databaseKind: String { get }
 

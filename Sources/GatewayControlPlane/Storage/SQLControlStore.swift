@@ -561,12 +561,22 @@ public final class SQLControlStore: ControlStore {
         }
     }
 
-    public func completeLogCollection(id: String, sizeInBytes: Int64, blobPath: String, at: Date) async throws -> Bool {
+    public func completeLogCollection(id: String, bytes: [UInt8], at: Date) async throws -> Bool {
         try await database.write { c in
-            try await c.changes("""
-                UPDATE log_collections SET status = 'completed', sizeInBytes = ?, blobPath = ?, finishedAt = ?
+            guard try await c.changes("""
+                UPDATE log_collections SET status = 'completed', sizeInBytes = ?, finishedAt = ?
                 WHERE id = ? AND status = 'pending' RETURNING 1
-                """, [sizeInBytes, blobPath, Self.time(at), id]) > 0
+                """, [bytes.count, Self.time(at), id]) > 0 else { return false }
+            try await c.query("INSERT INTO log_blobs (collectionId, data) VALUES (?, ?)", [id, SQLValue.blob(bytes)])
+            return true
+        }
+    }
+
+    public func logCollectionBytes(id: String) async throws -> [UInt8]? {
+        try await database.read { c in
+            guard let row = try await c.query("SELECT data FROM log_blobs WHERE collectionId = ?", [id]).first else { return nil }
+            guard case .blob(let bytes) = row.value("data") else { throw SQLStoreError("log_blobs.data of \(id) is not a blob") }
+            return bytes
         }
     }
 
@@ -580,8 +590,8 @@ public final class SQLControlStore: ControlStore {
 
     // MARK: - Liveness
 
-    public func ping() async throws {
-        try await database.read { c in _ = try await c.query("SELECT 1") }
+    public func ping(within limit: Duration) async throws {
+        try await database.ping(within: limit)
     }
 
     public var databaseKind: String { database.kind }

@@ -164,6 +164,17 @@ enum SQLiteMigrations {
                 );
                 """)
         }
+        migrator.registerMigration("v5") { db in
+            // Uploaded log files in the database, not the state directory, so every instance
+            // serves every download (docs/control-plane.md, "Several instances"). Rows from
+            // before keep their file (log_collections.blobPath) until they expire.
+            try db.execute(sql: """
+                CREATE TABLE log_blobs (
+                    collectionId TEXT PRIMARY KEY NOT NULL REFERENCES log_collections(id) ON DELETE CASCADE,
+                    data BLOB NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }

@@ -76,15 +76,27 @@ public final class PostgresDatabase: SQLDatabase {
         }
     }
 
+    /// The migrations done (waited for up to the usual deadline: they run once, at start),
+    /// then `SELECT 1` within `limit`, so a probe learns quickly that the server is away.
+    public func ping(within limit: Duration) async throws {
+        try await withDeadline(Self.deadline) { try await self.ready.value }
+        try await withDeadline(limit) {
+            try await self.client.withConnection { connection in
+                _ = try await Connection(connection: connection, logger: self.logger).query("SELECT 1")
+            }
+        }
+    }
+
     /// How long one read or write (with its retries) may wait for PostgreSQL: an
     /// unreachable server makes requests fail (503 from the API) rather than hang.
     static let deadline: Duration = .seconds(15)
 
-    func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func withDeadline<T: Sendable>(_ limit: Duration = PostgresDatabase.deadline,
+                                   _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
-                try await Task.sleep(for: Self.deadline)
+                try await Task.sleep(for: limit)
                 return nil
             }
             defer { group.cancelAll() }
@@ -98,7 +110,7 @@ public final class PostgresDatabase: SQLDatabase {
                 throw SQLStoreError(PostgresSettings.describe(error, settings: self.settings).description, sqlState: state)
             }
             guard let first = next, let value = first else {
-                throw SQLStoreError("PostgreSQL \(self.settings) did not answer within \(Self.deadline)", sqlState: "timeout")
+                throw SQLStoreError("PostgreSQL \(self.settings) did not answer within \(limit)", sqlState: "timeout")
             }
             return value
         }

@@ -16,6 +16,17 @@ enum PostgresMigrations {
     /// "mstc" as a number: the advisory lock of the control plane's migrations.
     static let lockKey: Int64 = 0x6D73_7463
 
+    /// The lock of one schema's migrations (FNV-1a of its name over `lockKey`), so stores in
+    /// different schemas of one database (the tests') do not wait for each other.
+    static func lockKey(schema: String?) -> Int64 {
+        guard let schema else { return lockKey }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in schema.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return Int64(bitPattern: hash) ^ lockKey
+    }
+
     static let migrations: [(name: String, sql: [String])] = [
         ("v3", [
             """
@@ -166,6 +177,15 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        ("v5", [
+            // Uploaded log files, as on SQLite's v5.
+            """
+            CREATE TABLE log_blobs (
+                collectionId TEXT COLLATE "C" PRIMARY KEY REFERENCES log_collections(id) ON DELETE CASCADE,
+                data BYTEA NOT NULL
+            )
+            """,
+        ]),
     ]
 
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
@@ -173,7 +193,7 @@ enum PostgresMigrations {
             let c = PostgresDatabase.Connection(connection: connection, logger: logger)
             try await c.query("BEGIN")
             do {
-                try await c.query("SELECT pg_advisory_xact_lock(?)", [lockKey])
+                try await c.query("SELECT pg_advisory_xact_lock(?)", [lockKey(schema: schema)])
                 if let schema {
                     // Quoted: a name of letters, digits and underscores only (tests make it).
                     guard schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {

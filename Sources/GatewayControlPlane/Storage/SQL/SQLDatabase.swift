@@ -173,4 +173,6 @@ public protocol SQLDatabase: Sendable {
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T
     /// "sqlite" or "postgres", for logs and the readiness page.
     var kind: String { get }
+    /// `SELECT 1` answered within `limit` (liveness).
+    func ping(within limit: Duration) async throws
 }

@@ -58,6 +58,11 @@ public final class SQLiteDatabase: SQLDatabase {
         return try await body(Connection(writer: writer, reading: true))
     }
 
+    /// A file on this host: it answers or the process has bigger problems.
+    public func ping(within limit: Duration) async throws {
+        try await read { c in _ = try await c.query("SELECT 1") }
+    }
+
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
         await gate.enter()
         let connection = Connection(writer: writer, reading: false)
