@@ -75,5 +75,6 @@ let package = Package(
         fuzzTarget("fuzz-strict-json", ["GatewayAuth"]),
         fuzzTarget("fuzz-ticket", ["GatewayAuth", "GatewayWire", .product(name: "Crypto", package: "swift-crypto")]),
         fuzzTarget("fuzz-agent-api", ["GatewayAgentAPI", "GatewayCore"]),
+        fuzzTarget("fuzz-proxy-header", ["GatewaySessionCore"]),
     ]
 )

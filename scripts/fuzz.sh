@@ -47,6 +47,7 @@ TARGETS=(
     "fuzz-strict-json     4096 json     1"
     "fuzz-agent-api       8192 agent    1"
     "fuzz-ticket          4096 jwt      1"
+    "fuzz-proxy-header    1024 proxy    1"
 )
 
 selected=("$@")

@@ -78,13 +78,19 @@ public struct GatewaySettings: Sendable, Equatable {
         /// (per server, merged into the Site's configuration); nil: the whole pool.
         /// (`pool-slice`)
         public var poolSlice: PoolSlice?
+        /// Addresses of the L4 proxies (HAProxy, nginx `stream`) in front of the gateway that
+        /// put a PROXY protocol header (v1 or v2) before each connection's first byte: a
+        /// connection from one of them must start with one, and the client's address in it
+        /// replaces the proxy's for logs, limits and bans. Empty: no proxy, no header is read.
+        /// Comma-separated CIDRs or addresses. (`proxy-protocol-from`)
+        public var proxyProtocolFrom: [IPPrefix] = []
         public init() {}
 
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
             "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
             "max-login-connections-per-ip", "max-login-connections", "max-ban-score", "ban-reset-time", "handshake-timeout",
-            "pool-slice",
+            "pool-slice", "proxy-protocol-from",
         ]
     }
 
@@ -212,6 +218,14 @@ public struct GatewaySettings: Sendable, Equatable {
                     adv.poolSlice = slice
                 } else {
                     note("advancedSettings.pool-slice: '\(kv.value)' must be INDEX/COUNT with 0 <= INDEX < COUNT <= 256, and leave each slice of the pool at least 4 addresses")
+                }
+            case "proxy-protocol-from":
+                for item in kv.value.split(whereSeparator: { $0 == "," || $0 == " " }) where !item.isEmpty {
+                    let text = item.contains("/") ? String(item) : item + (item.contains(":") ? "/128" : "/32")
+                    switch IPPrefix.parse(text) {
+                    case .success(let p): adv.proxyProtocolFrom.append(p)
+                    case .failure(let e): note("advancedSettings.proxy-protocol-from: \(e)")
+                    }
                 }
             case "listen-address":
                 if IPAddress(kv.value) != nil { listenAddress = kv.value } else {

@@ -27,7 +27,13 @@ final class ClientConnection {
     let tls: TLSConnection
     /// What `tls` reads: filled by one `recv` per wakeup (see `Gateway.readClient`).
     let input: InboundBuffer
-    let peer: String
+    /// The client's address: the socket's peer, or the one a trusted proxy's PROXY header
+    /// gave (`Gateway.takeProxyHeader`).
+    var peer: String
+    /// Accepted from a trusted proxy (`proxy-protocol-from`): its PROXY header comes before
+    /// any TLS byte; `proxyHeader` keeps a header that arrived in pieces (rare).
+    var proxyHeaderPending = false
+    var proxyHeader: [UInt8] = []
     let acceptedAt: Int64
     var state: State = .login
     /// The login phase (GatewaySessionCore): requests, token paths, the wait for auth.

@@ -30,9 +30,11 @@ extension Gateway {
                 return
             }
             let peerKey = SocketAddress.key(of: &ss)
-            // IPv4 by address; IPv6 by /64, since one host commonly holds a whole /64.
-            let source = SocketAddress.Key(high: peerKey.high, low: peerKey.isIPv4 ? peerKey.low : 0, port: 0)
-            if case .refuse(let why) = sourceGuard.admit(source, now: now) {
+            let source = Self.sourceKey(peerKey)
+            // A trusted proxy's connection is admitted once its header names the client:
+            // counting the proxy's address would throttle every client behind it.
+            let proxied = ProxyHeader.isTrusted(peerKey, proxies: settings.advanced.proxyProtocolFrom)
+            if !proxied, case .refuse(let why) = sourceGuard.admit(source, now: now) {
                 close(fd)
                 counters.connectionsRefused += 1
                 if sourceGuard.shouldLogRefusal(source, now: now) {
@@ -55,12 +57,13 @@ extension Gateway {
             guard let conn = try? tls.makeConnection(input: input, output: output) else {
                 close(fd)
                 freeConnectionSlots.append(slot)
-                sourceGuard.loginEnded(source)
+                if !proxied { sourceGuard.loginEnded(source) }
                 continue
             }
             let c = ClientConnection(slot: slot, generation: generation, fd: fd, tls: conn, input: input, peer: SocketAddress(storage: ss, length: len).description, now: now)
             c.source = source
-            c.countedAsLogin = true
+            c.countedAsLogin = !proxied
+            c.proxyHeaderPending = proxied
             connections[Int(slot)] = c
             do {
                 try loop.add(fd, events: UInt32(EPOLLIN.rawValue | EPOLLRDHUP.rawValue), token: c.token)
@@ -125,6 +128,9 @@ extension Gateway {
     /// record. A pass that starts with bytes the connection kept from the last one reads
     /// those first and leaves the socket to the next wakeup.
     func readClient(_ c: ClientConnection) {
+        if c.proxyHeaderPending {
+            guard takeProxyHeader(c) else { return }
+        }
         let input = c.input
         // The area is shared: whatever this pass leaves unread is copied out before the
         // next connection's pass uses it.
