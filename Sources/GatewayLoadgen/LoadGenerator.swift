@@ -18,7 +18,7 @@ public final class LoadGenerator {
     var sessions: [Session]
     var inFlight: [Int] = []
     let peer: SocketAddress
-    let bindAddress: SocketAddress?
+    let bindAddresses: [SocketAddress]
     let serverName: String?
     let fdLimit: Int
     let tokens: [String]
@@ -70,16 +70,14 @@ public final class LoadGenerator {
         guard needed <= fdLimit else {
             throw LoadgenError("\(config.sessions) sessions need \(needed) file descriptors; RLIMIT_NOFILE allows \(fdLimit) (raise the hard limit, e.g. ulimit -Hn)")
         }
-        if let b = config.bindAddress {
+        bindAddresses = try config.bindAddresses.map { b in
             guard let a = SocketAddress(literal: b, port: 0) else { throw LoadgenError("--bind-address \(b) is not an IP address") }
-            bindAddress = a
-        } else {
-            bindAddress = nil
+            return a
         }
         do {
-            peer = try SocketAddress.resolve(host: config.target.host, port: config.target.port, family: bindAddress?.family)
+            peer = try SocketAddress.resolve(host: config.target.host, port: config.target.port, family: bindAddresses.first?.family)
         } catch {
-            throw LoadgenError(bindAddress == nil ? error.description : "\(error.description) (--bind-address is \(config.bindAddress ?? ""))")
+            throw LoadgenError(bindAddresses.isEmpty ? error.description : "\(error.description) (--bind-address is \(config.bindAddresses[0]))")
         }
         serverName = SocketAddress(literal: config.target.host, port: 0)?.family == nil ? config.target.host : nil
         switch config.login {
@@ -167,17 +165,25 @@ public final class LoadGenerator {
         let holdStart = Self.now()
         let holdEnd = holdStart + UInt64(config.hold * 1e9)
         var nextTunnelSweepHold = holdStart
-        // Nothing left to hold (all failed or dropped): the hold ends early.
-        while !interrupted, openTunnels > 0 {
+        // Nothing left to hold (all failed or dropped, none resuming): the hold ends early.
+        while !interrupted, openTunnels > 0 || resumingCount > 0 {
             let now = Self.now()
             if now >= holdEnd { break }
             if now >= nextTunnelSweepHold {
                 sweepTunnels(now: now)
+                if !inFlight.isEmpty { sweepInFlight(now: now) }
                 nextTunnelSweepHold = now + Self.tunnelSweepNs
             }
-            poll(timeoutMs: waitMs(now: now, nextTunnelSweepHold, holdEnd))
+            let nextRetry = startDueResumes(now: now)
+            poll(timeoutMs: waitMs(now: now, nextTunnelSweepHold, holdEnd, nextRetry))
         }
         let holdActual = Double(Self.now() - holdStart) / 1e9
+        // Still trying at the end of the hold: not back.
+        for s in sessions where s.resuming {
+            removeInFlight(s)
+            closeSocket(s)
+            endResume(s, gaveUp: true, reason: "not back by the end of the hold (last: \(s.phaseName))")
+        }
         let openAtEnd = openTunnels
         let memEnd = pids.isEmpty ? nil : ProcessMemory.measure(roots: pids)
 
@@ -210,7 +216,7 @@ public final class LoadGenerator {
                                 establishedPerSecond: connectSeconds > 0 ? Double(established) / connectSeconds : 0,
                                 concurrency: config.concurrency, rateLimit: config.rate, latencyMs: Percentiles(latenciesMs)),
             hold: .init(requestedSeconds: config.hold, actualSeconds: holdActual),
-            cstp: cstp, server: server, gatewayMemory: memory,
+            cstp: cstp, server: server, gatewayMemory: memory, resume: config.resume ? resumeReport() : nil,
             loadgen: .init(cpuConnectPhase: .init(userSeconds: cpuConnect.user - cpuStart.user, systemSeconds: cpuConnect.system - cpuStart.system),
                            cpuTotal: .init(userSeconds: cpuEnd.user - cpuStart.user, systemSeconds: cpuEnd.system - cpuStart.system),
                            maxRSSKB: Int(usage.ru_maxrss), fdLimit: fdLimit),
@@ -306,13 +312,14 @@ public final class LoadGenerator {
         s.fd = fd
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        if let b = bindAddress {
+        if !bindAddresses.isEmpty {
+            let b = bindAddresses[s.index % bindAddresses.count]
             // Let connect() pick the port: with thousands of sockets on one source
             // address, binding port 0 first would use up ports per address, not per 4-tuple.
             setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
             let rc = b.withSockaddr { bind(fd, $0, $1) }
             guard rc == 0 else {
-                fail(s, "local error: bind \(config.bindAddress ?? ""): \(SystemError.reason(errno))")
+                fail(s, "local error: bind \(b): \(SystemError.reason(errno))")
                 return
             }
         }
@@ -543,9 +550,17 @@ public final class LoadGenerator {
         }
         let now = Self.now()
         removeInFlight(s)
-        established += 1
         openTunnels += 1
-        latenciesMs.append(Double(now - s.startNs) / 1e6)
+        if s.resuming {
+            s.resuming = false
+            resumingCount -= 1
+            resumed += 1
+            resumeLatenciesMs.append(Double(now - s.droppedNs) / 1e6)
+            lastResumeNs = now
+        } else {
+            established += 1
+            latenciesMs.append(Double(now - s.startNs) / 1e6)
+        }
         s.state = .tunnel
         s.dpdNs = UInt64(grant.dpd) * 1_000_000_000
         s.keepaliveNs = UInt64(grant.keepalive) * 1_000_000_000
@@ -557,15 +572,19 @@ public final class LoadGenerator {
             let holders = addressesInUse[a.s_addr, default: 0]
             if holders > 0 { duplicateAddresses += 1 }
             addressesInUse[a.s_addr] = holders + 1
+            if s.previousAddress != 0, s.previousAddress != a.s_addr { addressesChanged += 1 }
+            s.previousAddress = 0
         }
         if server == nil {
             server = .init(tlsVersion: tlsVersion, cipher: tlsCipher, dpdSeconds: grant.dpd, keepaliveSeconds: grant.keepalive, mtu: grant.mtu)
         }
-        // The login state is not needed any more; thousands of sessions should not keep it.
+        // The login state is not needed any more; thousands of sessions should not keep it
+        // (the cookie only to resume with).
         let rest = Array(leftover)
         s.http = []
         s.cookies = CookieJar()
         s.password = nil
+        if config.resume, let cookie = s.cookie { s.resumeCookie = cookie }
         s.cookie = nil
         if !rest.isEmpty { receive(s, bytes: rest) }
     }
@@ -748,6 +767,10 @@ public final class LoadGenerator {
         guard s.isInFlight else { return }
         removeInFlight(s)
         closeSocket(s)
+        if s.resuming {
+            resumeFailed(s, reason, detail: detail)
+            return
+        }
         s.state = .done
         failed += 1
         failures.add(reason, detail: detail)
@@ -760,6 +783,12 @@ public final class LoadGenerator {
         closeSocket(s)
         s.state = .done
         openTunnels -= 1
+        if phase == .holding, config.resume, let cookie = s.resumeCookie, !reason.hasPrefix("DISCONNECT"), !reason.hasPrefix("TERMINATE") {
+            s.previousAddress = s.address
+            releaseAddress(s)
+            startResume(s, cookie: cookie)
+            return
+        }
         releaseAddress(s)
         switch phase {
         case .connecting:
@@ -839,6 +868,104 @@ public final class LoadGenerator {
 
     /// Sessions still waiting for the gateway to close after the logoff.
     var closingCount = 0
+
+    // MARK: - Resume (--resume)
+
+    /// Sessions between losing their tunnel and having it back (or giving up).
+    var resumingCount = 0
+    var resumeDropped = 0
+    var resumed = 0
+    var resumeRefused = 0
+    var resumeGaveUp = 0
+    var resumeAttempts = 0
+    var addressesChanged = 0
+    var resumeLatenciesMs: [Double] = []
+    var resumeFailures = Tally()
+    var firstDropNs: UInt64 = 0
+    var lastResumeNs: UInt64 = 0
+    /// Sessions waiting for their next attempt (their `retryAtNs`).
+    var retrying: [Int] = []
+    /// Between attempts, as the stock client spaces its own (but shorter: this measures the
+    /// gateways, not the client's patience).
+    static let retryNs: UInt64 = 500_000_000
+
+    /// The tunnel was closed under the session: reconnect with its cookie now.
+    func startResume(_ s: Session, cookie: String) {
+        let now = Self.now()
+        resumeDropped += 1
+        resumingCount += 1
+        if firstDropNs == 0 { firstDropNs = now }
+        s.resuming = true
+        s.droppedNs = now
+        attemptResume(s, cookie: cookie, now: now)
+    }
+
+    func attemptResume(_ s: Session, cookie: String, now: UInt64) {
+        resumeAttempts += 1
+        s.connections = 0
+        s.cookie = cookie
+        s.pending = .connect
+        s.startNs = now
+        s.inFlightPos = inFlight.count
+        inFlight.append(s.index)
+        openSocket(s)
+    }
+
+    /// An attempt failed. A refusal of the cookie (401 or 403 on CONNECT) means the client
+    /// would have to log in again: that ends the resume. Anything else (the dead server
+    /// still chosen, a 503 from a busy or draining one, a timeout) is tried again shortly,
+    /// until the deadline.
+    func resumeFailed(_ s: Session, _ reason: String, detail: String?) {
+        if reason.hasPrefix("HTTP 401") || reason.hasPrefix("HTTP 403") {
+            endResume(s, gaveUp: false, reason: reason + (detail.map { ": \($0)" } ?? ""))
+            return
+        }
+        let now = Self.now()
+        if Double(now - s.droppedNs) / 1e9 >= config.resumeDeadline {
+            endResume(s, gaveUp: true, reason: "no tunnel \(Int(config.resumeDeadline)) s after it was lost (last: \(reason))")
+            return
+        }
+        s.state = .pending
+        // ±25 % so the sessions of a dead server do not come back in lockstep.
+        s.retryAtNs = now + Self.retryNs * UInt64.random(in: 75...125) / 100
+        retrying.append(s.index)
+    }
+
+    func endResume(_ s: Session, gaveUp: Bool, reason: String) {
+        s.resuming = false
+        s.state = .done
+        resumingCount -= 1
+        if gaveUp { resumeGaveUp += 1 } else { resumeRefused += 1 }
+        resumeFailures.add(gaveUp ? "gave up" : "refused", detail: reason)
+        releaseLoginState(s)
+    }
+
+    /// Starts the attempts that are due; returns when the next one is.
+    func startDueResumes(now: UInt64) -> UInt64? {
+        guard !retrying.isEmpty else { return nil }
+        var next: UInt64?
+        var waiting: [Int] = []
+        for i in retrying {
+            let s = sessions[i]
+            guard s.resuming, s.state == .pending else { continue }
+            if s.retryAtNs <= now, let cookie = s.resumeCookie {
+                attemptResume(s, cookie: cookie, now: now)
+            } else {
+                waiting.append(i)
+                next = min(next ?? s.retryAtNs, s.retryAtNs)
+            }
+        }
+        retrying = waiting
+        return next
+    }
+
+    func resumeReport() -> LoadReport.Resume {
+        LoadReport.Resume(
+            lost: resumeDropped, resumed: resumed, refused: resumeRefused, gaveUp: resumeGaveUp, attempts: resumeAttempts,
+            addressesChanged: addressesChanged, latencyMs: Percentiles(resumeLatenciesMs),
+            allBackSeconds: resumed > 0 && resumed == resumeDropped ? Double(lastResumeNs - firstDropNs) / 1e9 : nil,
+            failures: resumeFailures)
+    }
 
     func finishClosing(_ s: Session) {
         guard s.state == .closing else { return }

@@ -108,15 +108,20 @@ public struct LoadgenConfiguration: Sendable {
     public var hold: Double
     public var rate: Double?
     public var timeout: Double
-    public var bindAddress: String?
+    /// Source addresses; session i uses `bindAddresses[i % count]` (empty: the kernel picks).
+    public var bindAddresses: [String]
     public var gatewayPids: [Int32]
     public var json: Bool
     public var logoff: Bool
     public var pin: String?
     public var userAgent: String
+    /// A tunnel the gateway closes during the hold (not with DISCONNECT) reconnects with its
+    /// cookie, as the stock client does, until `resumeDeadline` seconds after it was lost.
+    public var resume = false
+    public var resumeDeadline: Double = 120
 
     public init(target: URLTarget, login: LoginMode, sessions: Int, concurrency: Int, hold: Double, rate: Double?,
-                timeout: Double, bindAddress: String?, gatewayPids: [Int32], json: Bool, logoff: Bool, pin: String?,
+                timeout: Double, bindAddresses: [String], gatewayPids: [Int32], json: Bool, logoff: Bool, pin: String?,
                 userAgent: String) {
         self.target = target
         self.login = login
@@ -125,7 +130,7 @@ public struct LoadgenConfiguration: Sendable {
         self.hold = hold
         self.rate = rate
         self.timeout = timeout
-        self.bindAddress = bindAddress
+        self.bindAddresses = bindAddresses
         self.gatewayPids = gatewayPids
         self.json = json
         self.logoff = logoff
@@ -156,8 +161,8 @@ public struct LoadgenArguments: ParsableArguments {
     @Option(help: "Per-connect timeout in seconds (TCP connect to 200 CONNECTED).")
     public var timeout: Double = 30
 
-    @Option(help: "Source address for every connection.")
-    public var bindAddress: String?
+    @Option(help: "Source address of the connections; repeatable: sessions take them in turn (so a balancer that hashes by source spreads them).")
+    public var bindAddress: [String] = []
 
     @Option(help: "A gateway process whose PSS (with all its descendants) is measured (repeatable).")
     public var gatewayPid: [Int32] = []
@@ -186,6 +191,12 @@ public struct LoadgenArguments: ParsableArguments {
     @Flag(help: "At the end send CSTP DISCONNECT (0xb0, logoff) on every tunnel before closing.")
     public var logoff = false
 
+    @Flag(help: "During the hold, a tunnel the gateway closes without a DISCONNECT (its server died or drained) reconnects with its cookie, as the stock client does; the report says how long each took, whether the address stayed, and whether a login was asked for.")
+    public var resume = false
+
+    @Option(help: "With --resume: seconds after losing its tunnel a session stops trying.")
+    public var resumeDeadline: Double = 120
+
     public mutating func validate() throws {
         var problems: [String] = []
         do { _ = try URLTarget.parse(url) } catch { problems.append("--url: \(error)") }
@@ -194,7 +205,11 @@ public struct LoadgenArguments: ParsableArguments {
         if !hold.isFinite || hold < 0 || hold > 366 * 86400 { problems.append("--hold must be 0 to 31622400 seconds") }
         if let rate, !rate.isFinite || rate <= 0 || rate > 10_000_000 { problems.append("--rate must be a positive number of connects per second") }
         if !timeout.isFinite || timeout <= 0 || timeout > 86400 { problems.append("--timeout must be more than 0 and at most 86400 seconds") }
-        if let bindAddress, SocketAddress(literal: bindAddress, port: 0) == nil { problems.append("--bind-address '\(bindAddress)' is not an IP address") }
+        for b in bindAddress where SocketAddress(literal: b, port: 0) == nil { problems.append("--bind-address '\(b)' is not an IP address") }
+        if Set(bindAddress.compactMap { SocketAddress(literal: $0, port: 0)?.family }).count > 1 {
+            problems.append("--bind-address: all IPv4 or all IPv6")
+        }
+        if !resumeDeadline.isFinite || resumeDeadline <= 0 || resumeDeadline > 86400 { problems.append("--resume-deadline must be more than 0 and at most 86400 seconds") }
         if let bad = gatewayPid.first(where: { $0 <= 0 }) { problems.append("--gateway-pid \(bad) is not a process id") }
         if let pin, !Self.isValidPin(pin) { problems.append("--pin must be pin-sha256: followed by the base64 of 32 bytes") }
         if !Self.isHeaderSafe(userAgent) || userAgent.isEmpty { problems.append("--user-agent must be printable text") }
@@ -228,9 +243,12 @@ public struct LoadgenArguments: ParsableArguments {
         } else {
             throw ValidationError("give a login: --token, --token-file, or --user with --password")
         }
-        return LoadgenConfiguration(target: target, login: login, sessions: sessions, concurrency: concurrency, hold: hold,
-                                    rate: rate, timeout: timeout, bindAddress: bindAddress, gatewayPids: gatewayPid,
-                                    json: json, logoff: logoff, pin: pin, userAgent: userAgent)
+        var c = LoadgenConfiguration(target: target, login: login, sessions: sessions, concurrency: concurrency, hold: hold,
+                                     rate: rate, timeout: timeout, bindAddresses: bindAddress, gatewayPids: gatewayPid,
+                                     json: json, logoff: logoff, pin: pin, userAgent: userAgent)
+        c.resume = resume
+        c.resumeDeadline = resumeDeadline
+        return c
     }
 
     static func isValidPin(_ pin: String) -> Bool {

@@ -142,6 +142,26 @@ public struct LoadReport: Sendable, Codable {
         public var mtu: Int?
     }
 
+    /// --resume: tunnels the gateway closed during the hold and what came of them.
+    public struct Resume: Sendable, Codable {
+        /// Tunnels closed under their session (not by DISCONNECT) during the hold.
+        public var lost: Int
+        /// Back with their cookie: no new login.
+        public var resumed: Int
+        /// The cookie refused (an HTTP error on CONNECT): the client would log in again.
+        public var refused: Int
+        /// Neither by the deadline or the end of the hold.
+        public var gaveUp: Int
+        public var attempts: Int
+        /// Back with another tunnel address (the stock client gives up on those).
+        public var addressesChanged: Int
+        /// From losing the tunnel to having it back.
+        public var latencyMs: Percentiles?
+        /// From the first loss to the last resume, when every lost tunnel came back.
+        public var allBackSeconds: Double?
+        public var failures: Tally
+    }
+
     public struct CPU: Sendable, Codable {
         public var userSeconds: Double
         public var systemSeconds: Double
@@ -165,6 +185,7 @@ public struct LoadReport: Sendable, Codable {
     public var cstp: CSTPCounters
     public var server: ServerParameters?
     public var gatewayMemory: GatewayMemory?
+    public var resume: Resume?
     public var loadgen: Loadgen
     public var interrupted: Bool
 
@@ -211,6 +232,16 @@ public struct LoadReport: Sendable, Codable {
             func kb(_ v: Double?) -> String { v.map { "\(f($0)) KB" } ?? "n/a" }
             line("gateway PSS (pids \(m.pids.map(String.init).joined(separator: ",")) + descendants): before \(sample(m.before)); all up \(sample(m.allUp)); end of hold \(sample(m.endOfHold))")
             line("gateway PSS per session: \(kb(m.perSessionKBAllUp)) when all up, \(kb(m.perSessionKBEndOfHold)) at end of hold; anon only: \(kb(m.perSessionAnonKBAllUp)), \(kb(m.perSessionAnonKBEndOfHold))")
+        }
+        if let r = resume {
+            line("resume: \(r.lost) tunnels lost during the hold; \(r.resumed) back with their cookie, \(r.refused) refused (a new login), \(r.gaveUp) not back; \(r.attempts) attempts; \(r.addressesChanged) with another address")
+            if let l = r.latencyMs {
+                line("resume time (tunnel lost → 200 CONNECTED again), ms: p50 \(f(l.p50)), p90 \(f(l.p90)), p99 \(f(l.p99)), max \(f(l.max)) (n=\(l.count))"
+                     + (r.allBackSeconds.map { "; all back \(f($0, 2)) s after the first loss" } ?? ""))
+            }
+            for (reason, e) in r.failures.sorted {
+                line("  \(e.count) × \(reason)" + (e.example.map { ": \($0)" } ?? ""))
+            }
         }
         let lg = loadgen
         line("loadgen CPU: connect phase \(f(lg.cpuConnectPhase.userSeconds, 2)) s user + \(f(lg.cpuConnectPhase.systemSeconds, 2)) s sys; whole run \(f(lg.cpuTotal.userSeconds, 2)) s user + \(f(lg.cpuTotal.systemSeconds, 2)) s sys; max RSS \(lg.maxRSSKB) KB; fd limit \(lg.fdLimit)")

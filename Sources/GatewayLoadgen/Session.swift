@@ -62,6 +62,14 @@ final class Session {
     var address: UInt32 = 0
     var shutWrite = false
 
+    // --resume: the cookie kept from the login, and the tunnel lost.
+    var resumeCookie: String?
+    var resuming = false
+    var droppedNs: UInt64 = 0
+    var retryAtNs: UInt64 = 0
+    /// The address the lost tunnel had (network order), to tell whether it came back.
+    var previousAddress: UInt32 = 0
+
     init(index: Int) { self.index = index }
 
     var isInFlight: Bool {

@@ -30,7 +30,7 @@ import Testing
         let fc = try full.configuration()
         #expect(fc.target.hostHeader == "198.18.0.1:8443" && fc.target.path == "/grp")
         #expect(fc.sessions == 15000 && fc.concurrency == 500 && fc.hold == 30 && fc.rate == 250.5 && fc.timeout == 5)
-        #expect(fc.gatewayPids == [10, 11] && fc.json && fc.logoff && fc.bindAddress == "198.18.0.2")
+        #expect(fc.gatewayPids == [10, 11] && fc.json && fc.logoff && fc.bindAddresses == ["198.18.0.2"])
         #expect(fc.login == .password(user: "alice", password: "pw d"))
     }
 
