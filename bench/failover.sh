@@ -46,11 +46,11 @@ trap 'exit 143' TERM
 
 echo "== the lab: $SOURCES client addresses, the balancer, $SERVERS servers"
 ip netns add "$NS_C"; ip netns add "$NS_LB"
-ip link add cli0 netns "$NS_C" type veth peer name lb0 netns "$NS_LB"
+ip link add cli0 netns "$NS_C" type veth peer name lbc netns "$NS_LB"
 for ((k = 0; k < SOURCES; k++)); do ip -n "$NS_C" addr add "198.18.0.$((10 + k))/24" dev cli0; done
-ip -n "$NS_LB" addr add 198.18.0.1/24 dev lb0
+ip -n "$NS_LB" addr add 198.18.0.1/24 dev lbc
 for ns in "$NS_C" "$NS_LB"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_C" link set cli0 up; ip -n "$NS_LB" link set lb0 up
+ip -n "$NS_C" link set cli0 up; ip -n "$NS_LB" link set lbc up
 ip netns exec "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
 BACKENDS=()
 for ((i = 0; i < SERVERS; i++)); do
@@ -126,6 +126,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     victim=$(( (r - 1) % SERVERS ))
     echo "   killing server $victim (gateway and auth, SIGKILL)"
     signal_pid KILL "${SPID[$victim]}"; signal_pid KILL "${APID[$victim]}"
+    wait "${SPID[$victim]}" "${APID[$victim]}" 2>/dev/null || true   # reaped quietly
     date -u +%s.%N > "$OUT/round$r-killed-at"
     wait_gone $((HOLD + 120)) "$LG_PID" || { echo "mst-loadgen did not finish" >&2; signal_pid TERM "$LG_PID"; wait_gone 30 "$LG_PID" || true; }
     python3 - "$OUT/round$r.json" <<'PY' || true
@@ -157,9 +158,9 @@ PY
     stop_pids TERM 10 "$LB_PID"
 done
 
-python3 - "$OUT" "$ROUNDS" "$SESSIONS" "$SERVERS" "$KILL_AFTER" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$SESSIONS" "$SERVERS" "$SOURCES" <<'PY'
 import json, os, statistics, sys
-out, rounds, sessions, servers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+out, rounds, sessions, servers, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rows = []
 for r in range(1, rounds + 1):
     try: rep = json.load(open(os.path.join(out, f"round{r}.json")))
@@ -178,10 +179,10 @@ def spread(k, d=0):
     if not v: return "–"
     return f"{statistics.median(v):,.{d}f} ({min(v):,.{d}f}–{max(v):,.{d}f})"
 L = ["## Failover: a server of the Site killed under load\n",
-     f"`sudo bench/failover.sh`: {sessions:,} sessions from `mst-loadgen` (64 client addresses) across {servers} servers behind "
+     f"`sudo bench/failover.sh`: {sessions:,} sessions from `mst-loadgen` ({sources} client addresses) across {servers} servers behind "
      "`deploy/balancer/nftables-balancer.sh` (defaults: probe every 2 s, out after 2 misses); one server's gateway and auth "
      "SIGKILLed under load; every lost tunnel reconnects through the balancer with its cookie (`--resume`, attempts 0.5 s apart). "
-     f"Median of {len(rows)} rounds (min–max).\n",
+     f"Median of {len(rows)} round{'s' if len(rows) != 1 else ''} (min–max).\n",
      "| measure | mstunnel | target |", "| --- | ---: | --- |",
      f"| sessions up before the kill | {spread('up')} | {sessions:,} |",
      f"| tunnels lost with the server | {spread('lost')} | |",

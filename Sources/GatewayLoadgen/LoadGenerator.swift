@@ -557,6 +557,7 @@ public final class LoadGenerator {
             resumed += 1
             resumeLatenciesMs.append(Double(now - s.droppedNs) / 1e6)
             lastResumeNs = now
+            s.resumedAtNs = now
         } else {
             established += 1
             latenciesMs.append(Double(now - s.startNs) / 1e6)
@@ -874,6 +875,8 @@ public final class LoadGenerator {
     /// Sessions between losing their tunnel and having it back (or giving up).
     var resumingCount = 0
     var resumeDropped = 0
+    /// Sessions that lost their tunnel at least once (`resumeDropped` counts losses).
+    var sessionsLost = 0
     var resumed = 0
     var resumeRefused = 0
     var resumeGaveUp = 0
@@ -889,15 +892,32 @@ public final class LoadGenerator {
     /// gateways, not the client's patience).
     static let retryNs: UInt64 = 500_000_000
 
+    /// A tunnel lost within this long of coming back continues the same loss: its deadline
+    /// runs from the first, and it waits before trying again (a gateway that takes the
+    /// cookie and closes at once must not make a tight loop).
+    static let streakNs: UInt64 = 5_000_000_000
+
     /// The tunnel was closed under the session: reconnect with its cookie now.
     func startResume(_ s: Session, cookie: String) {
         let now = Self.now()
         resumeDropped += 1
         resumingCount += 1
+        if !s.lostOnce {
+            s.lostOnce = true
+            sessionsLost += 1
+        }
         if firstDropNs == 0 { firstDropNs = now }
         s.resuming = true
         s.droppedNs = now
-        attemptResume(s, cookie: cookie, now: now)
+        let again = s.resumedAtNs != 0 && now - s.resumedAtNs < Self.streakNs
+        if !again { s.streakStartNs = now }
+        if again {
+            s.state = .pending
+            s.retryAtNs = now + Self.retryNs
+            retrying.append(s.index)
+        } else {
+            attemptResume(s, cookie: cookie, now: now)
+        }
     }
 
     func attemptResume(_ s: Session, cookie: String, now: UInt64) {
@@ -921,7 +941,7 @@ public final class LoadGenerator {
             return
         }
         let now = Self.now()
-        if Double(now - s.droppedNs) / 1e9 >= config.resumeDeadline {
+        if Double(now - s.streakStartNs) / 1e9 >= config.resumeDeadline {
             endResume(s, gaveUp: true, reason: "no tunnel \(Int(config.resumeDeadline)) s after it was lost (last: \(reason))")
             return
         }
@@ -961,7 +981,7 @@ public final class LoadGenerator {
 
     func resumeReport() -> LoadReport.Resume {
         LoadReport.Resume(
-            lost: resumeDropped, resumed: resumed, refused: resumeRefused, gaveUp: resumeGaveUp, attempts: resumeAttempts,
+            lost: resumeDropped, sessionsLost: sessionsLost, resumed: resumed, refused: resumeRefused, gaveUp: resumeGaveUp, attempts: resumeAttempts,
             addressesChanged: addressesChanged, latencyMs: Percentiles(resumeLatenciesMs),
             allBackSeconds: resumed > 0 && resumed == resumeDropped ? Double(lastResumeNs - firstDropNs) / 1e9 : nil,
             failures: resumeFailures)

@@ -146,6 +146,8 @@ public struct LoadReport: Sendable, Codable {
     public struct Resume: Sendable, Codable {
         /// Tunnels closed under their session (not by DISCONNECT) during the hold.
         public var lost: Int
+        /// Sessions among them (a session may lose its tunnel more than once).
+        public var sessionsLost: Int
         /// Back with their cookie: no new login.
         public var resumed: Int
         /// The cookie refused (an HTTP error on CONNECT): the client would log in again.
@@ -234,7 +236,7 @@ public struct LoadReport: Sendable, Codable {
             line("gateway PSS per session: \(kb(m.perSessionKBAllUp)) when all up, \(kb(m.perSessionKBEndOfHold)) at end of hold; anon only: \(kb(m.perSessionAnonKBAllUp)), \(kb(m.perSessionAnonKBEndOfHold))")
         }
         if let r = resume {
-            line("resume: \(r.lost) tunnels lost during the hold; \(r.resumed) back with their cookie, \(r.refused) refused (a new login), \(r.gaveUp) not back; \(r.attempts) attempts; \(r.addressesChanged) with another address")
+            line("resume: \(r.lost) tunnels lost during the hold (\(r.sessionsLost) sessions); \(r.resumed) back with their cookie, \(r.refused) refused (a new login), \(r.gaveUp) not back; \(r.attempts) attempts; \(r.addressesChanged) with another address")
             if let l = r.latencyMs {
                 line("resume time (tunnel lost → 200 CONNECTED again), ms: p50 \(f(l.p50)), p90 \(f(l.p90)), p99 \(f(l.p99)), max \(f(l.max)) (n=\(l.count))"
                      + (r.allBackSeconds.map { "; all back \(f($0, 2)) s after the first loss" } ?? ""))

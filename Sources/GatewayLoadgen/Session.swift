@@ -67,6 +67,10 @@ final class Session {
     var resuming = false
     var droppedNs: UInt64 = 0
     var retryAtNs: UInt64 = 0
+    /// The first loss of a run of losses close together (`LoadGenerator.streakNs`).
+    var streakStartNs: UInt64 = 0
+    var resumedAtNs: UInt64 = 0
+    var lostOnce = false
     /// The address the lost tunnel had (network order), to tell whether it came back.
     var previousAddress: UInt32 = 0
 

@@ -101,10 +101,12 @@ import Testing
 
 @Suite struct PostgresSettingsTests {
     @Test func addressesParseAndBadOnesSayWhy() throws {
-        let s = try PostgresSettings(url: "postgres://mst:p%40ss@db.example:6432/control?sslmode=require")
-        #expect(s.user == "mst" && s.password == "p@ss" && s.host == "db.example" && s.port == 6432 && s.database == "control")
+        let s = try PostgresSettings(url: "postgres://mst:p%40ss%2550@db.example:6432/control?sslmode=require")
+        #expect(s.user == "mst" && s.password == "p@ss%50" && s.host == "db.example" && s.port == 6432 && s.database == "control",
+                "decoded once: %25 is a percent sign")
         #expect(s.tls == .require)
         #expect(!s.description.contains("p@ss") && !s.description.contains("p%40ss"), "never the password in a description")
+        #expect(s.startupParameters.contains { $0 == ("statement_timeout", "15s") })
         #expect(try PostgresSettings(url: "postgresql://mst@db.example/control").tls == .verifyFull, "off loopback: verify by default")
         #expect(try PostgresSettings(url: "postgres://mst@127.0.0.1/control").tls == .prefer)
         let socket = try PostgresSettings(url: "postgres://mst@/control?host=/run/postgresql")
@@ -126,5 +128,37 @@ import Testing
     @Test func placeholdersAreNumberedOutsideQuotes() {
         #expect(PostgresDatabase.Connection.numberedPlaceholders("SELECT '?' FROM t WHERE a = ? AND \"b?\" = ? LIMIT ?")
                 == "SELECT '?' FROM t WHERE a = $1 AND \"b?\" = $2 LIMIT $3")
+    }
+}
+
+@Suite struct StoreEdgeTests {
+    @Test func aNULCharacterIsRefusedAtTheAPIAsOneStoreWouldRefuseIt() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (status, error) = try await client.admin(.post, ControlPlane.sitesPath, #"{"displayName":"a\u0000b"}"#)
+            #expect(status == .badRequest)
+            #expect(error?.errorMessage.contains("NUL") == true)
+            let (ok, _) = try await client.admin(.post, ControlPlane.sitesPath, #"{"displayName":"a\\u0000b is text"}"#)
+            #expect(ok == .badRequest, "an escaped backslash before u0000 is refused too (rare, and safe)")
+        }
+        #expect(throws: GraphError.self) { try HTTP.refuseNUL(Data(#"{"id":"x\u0000"}"#.utf8)) }
+        try HTTP.refuseNUL(Data(#"{"id":"x\u0001"}"#.utf8))
+    }
+
+    @Test func retentionCountsWithoutFetchingTheRows() async throws {
+        let store = try TestStore.make()
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        try await store.insertSite(SiteRecord(id: "s", displayName: "S"))
+        try await store.insertJoinToken(JoinTokenRecord(id: "t", siteId: "s", secretSHA256: "h", createdDateTime: t0, expirationDateTime: t0 + 60))
+        _ = try await store.enroll(tokenId: "t", secretSHA256: "h", now: t0, server: ServerRecord(id: "v", siteId: "s", displayName: "v", createdDateTime: t0),
+                                   certificate: IssuedCertificate(serial: "1", serverId: "v", notBefore: t0, notAfter: t0 + 3600))
+        let items = (0..<250).map { i in
+            ReportItem(id: "e\(i)", createdDateTime: GraphDate.string(t0), event: AgentEvent(type: .sessionConnected, dateTime: GraphDate.string(t0), userId: "u"))
+        }
+        _ = try await store.storeReports(serverId: "v", items: items, receivedAt: t0)
+        let pruned = try await store.prune(olderThan: t0 + 1, expiredBefore: t0)
+        #expect(pruned.events == 250 && pruned.reportIds == 250)
+        #expect(try await store.eventCount(serverId: "v") == 0)
+        #expect(try await store.prune(olderThan: t0 + 1, expiredBefore: t0) == PruneOutcome())
     }
 }

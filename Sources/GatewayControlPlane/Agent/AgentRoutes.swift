@@ -85,8 +85,10 @@ extension ControlPlane {
         } catch {
             throw HTTP.bodyError(error, limit: limit)
         }
+        let data = Data(buffer: buffer)
+        try HTTP.refuseNUL(data)
         do {
-            return try JSONDecoder().decode(type, from: Data(buffer: buffer))
+            return try JSONDecoder().decode(type, from: data)
         } catch let DecodingError.keyNotFound(key, ctx) {
             throw GraphError.badRequest("\(type): missing '\(Self.path(ctx.codingPath + [key]))'")
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {

@@ -67,7 +67,24 @@ enum HTTP {
                                  "send the body as Content-Type: application/json (got '\(type.isEmpty ? "none" : type)')")
             }
         }
-        return Data(buffer: buffer)
+        let data = Data(buffer: buffer)
+        try refuseNUL(data)
+        return data
+    }
+
+    /// A JSON body may carry U+0000 only as the escape `\u0000` (a raw control character is
+    /// not JSON). SQLite would store it and PostgreSQL refuses it in text (SQLSTATE 22021):
+    /// one store must not take what the other would answer with a 500, so it is a 400 here.
+    static func refuseNUL(_ data: Data) throws(GraphError) {
+        let escape: [UInt8] = Array("\\u0000".utf8)
+        guard data.count >= escape.count else { return }
+        var i = data.startIndex
+        while let found = data[i...].firstIndex(of: escape[0]) {
+            if data[found...].starts(with: escape) {
+                throw GraphError.badRequest("the body holds a NUL character (\\u0000), which no field may contain")
+            }
+            i = data.index(after: found)
+        }
     }
 
     /// True for the error of a body over the collection limit (and nothing else: a client

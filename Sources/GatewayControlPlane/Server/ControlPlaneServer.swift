@@ -73,6 +73,17 @@ public enum ControlPlaneServer {
                 try (CertificateAuthority.loadIfPresent(directory: stateDirectory) ?? CertificateAuthority.create()).pemBundle
             }, now: Date())
             ca = try CertificateAuthority(pemBundle: bundle, source: "the CA in the database")
+            // A CA of this state directory's own (key and certificate: it ran alone once) that is
+            // not the shared one: agents enrolled with it would stop trusting this instance, so
+            // say so rather than replace it quietly.
+            if FileManager.default.fileExists(atPath: config.stateDirectory + "/ca.key"),
+               let local = try? CertificateAuthority.loadIfPresent(directory: config.stateDirectory), local.sha256Hex != ca.sha256Hex {
+                throw PKIError("""
+                    \(config.stateDirectory) holds a CA of its own (sha256 \(local.sha256Hex)) that is not the one the other instances \
+                    share in the database (sha256 \(ca.sha256Hex)); agents enrolled with it would stop trusting this instance. \
+                    Move ca.key and ca.crt out of the state directory to join with the shared CA (and enroll those agents again)
+                    """)
+            }
             try StateFiles.write(Data(ca.certificatePEM.utf8), to: config.stateDirectory + "/ca.crt", mode: 0o644)
         } else {
             ca = try CertificateAuthority.loadOrCreate(directory: config.stateDirectory)
@@ -88,9 +99,14 @@ public enum ControlPlaneServer {
         let token: String
         if shared {
             let stateDirectory = config.stateDirectory
-            token = try await store.sharedSecret(name: "admin-token", create: {
-                (try? LocalAdminToken.loadOrCreate(stateDirectory: stateDirectory)) ?? LocalAdminToken.newToken()
-            }, now: Date())
+            let local = try? LocalAdminToken.read(stateDirectory: stateDirectory)
+            token = try await store.sharedSecret(name: "admin-token", create: { local ?? LocalAdminToken.newToken() }, now: Date())
+            if let local, local != token {
+                logger.notice("admin.token.replaced", metadata: [
+                    "file": "\(LocalAdminToken.path(stateDirectory: stateDirectory))",
+                    "why": "the instances share the admin token kept in the database; this state directory's own one no longer works",
+                ])
+            }
             try LocalAdminToken.write(token, stateDirectory: config.stateDirectory)
         } else {
             token = try LocalAdminToken.loadOrCreate(stateDirectory: config.stateDirectory)

@@ -615,13 +615,20 @@ public final class SQLControlStore: ControlStore {
         let cutoff = Self.time(olderThan)
         let expiry = Self.time(expiredBefore)
         return try await database.write { c in
+            // Counted, then deleted, in the one transaction: thousands of rows are not sent
+            // back just to be counted (`RETURNING`), and CAST keeps PostgreSQL's count an integer.
+            func delete(_ table: String, _ condition: String, _ bound: Double) async throws -> Int {
+                let n = try await c.one(Int.self, "SELECT CAST(COUNT(*) AS BIGINT) FROM \(table) WHERE \(condition)", [bound]) ?? 0
+                if n > 0 { try await c.query("DELETE FROM \(table) WHERE \(condition)", [bound]) }
+                return n
+            }
             var outcome = PruneOutcome()
-            outcome.healthReports = try await c.changes("DELETE FROM health_reports WHERE dateTime < ? RETURNING 1", [cutoff])
-            outcome.events = try await c.changes("DELETE FROM events WHERE dateTime < ? RETURNING 1", [cutoff])
-            outcome.reportIds = try await c.changes("DELETE FROM report_ids WHERE receivedAt < ? RETURNING 1", [cutoff])
+            outcome.healthReports = try await delete("health_reports", "dateTime < ?", cutoff)
+            outcome.events = try await delete("events", "dateTime < ?", cutoff)
+            outcome.reportIds = try await delete("report_ids", "receivedAt < ?", cutoff)
             outcome.blobPaths = try await c.all(String.self, "SELECT blobPath FROM log_collections WHERE expiryDateTime < ? AND blobPath IS NOT NULL",
                                                 [expiry])
-            outcome.logCollections = try await c.changes("DELETE FROM log_collections WHERE expiryDateTime < ? RETURNING 1", [expiry])
+            outcome.logCollections = try await delete("log_collections", "expiryDateTime < ?", expiry)
             return outcome
         }
     }

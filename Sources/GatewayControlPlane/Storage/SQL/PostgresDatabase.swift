@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresNIO
+import Synchronization
 
 /// `SQLDatabase` on PostgreSQL through postgres-nio's pooled `PostgresClient`: the store of
 /// several control-plane instances (docs/control-plane.md, "Several instances").
@@ -91,29 +92,47 @@ public final class PostgresDatabase: SQLDatabase {
     /// unreachable server makes requests fail (503 from the API) rather than hang.
     static let deadline: Duration = .seconds(15)
 
+    /// `body`'s result, or a timeout error once `limit` has passed — without waiting for
+    /// `body` then: postgres-nio's queries do not heed cancellation, so a server that stopped
+    /// answering (a network partition, not a refused connection) would otherwise hold the
+    /// request until TCP gives up, minutes later. The abandoned `body` is cancelled and ends
+    /// in the background; the server drops its transaction (`idle_in_transaction_session_
+    /// timeout`, `PostgresSettings`). A write that timed out may still have committed.
     func withDeadline<T: Sendable>(_ limit: Duration = PostgresDatabase.deadline,
                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
+        let once = Once()
+        let settings = self.settings
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let work = Task {
+                do {
+                    let value = try await body()
+                    if once.settle() { continuation.resume(returning: value) }
+                } catch let error as PSQLError {
+                    // Not a refused statement (those are SQLStoreErrors already): the pool
+                    // could not lease or keep a connection.
+                    let state = error.serverInfo?[.sqlState] ?? "connection"
+                    if once.settle() {
+                        continuation.resume(throwing: SQLStoreError(PostgresSettings.describe(error, settings: settings).description, sqlState: state))
+                    }
+                } catch {
+                    if once.settle() { continuation.resume(throwing: error) }
+                }
             }
-            defer { group.cancelAll() }
-            let next: T??
-            do {
-                next = try await group.next()
-            } catch let error as PSQLError {
-                // Not a refused statement (those are SQLStoreErrors already): the pool could
-                // not lease or keep a connection.
-                let state = error.serverInfo?[.sqlState] ?? "connection"
-                throw SQLStoreError(PostgresSettings.describe(error, settings: self.settings).description, sqlState: state)
+            Task {
+                try? await Task.sleep(for: limit)
+                if once.settle() {
+                    work.cancel()
+                    continuation.resume(throwing: SQLStoreError("PostgreSQL \(settings) did not answer within \(limit)", sqlState: "timeout"))
+                }
             }
-            guard let first = next, let value = first else {
-                throw SQLStoreError("PostgreSQL \(self.settings) did not answer within \(limit)", sqlState: "timeout")
-            }
-            return value
         }
+    }
+
+    /// Who resumes a continuation first: the work or its deadline.
+    final class Once: Sendable {
+        private let done = Mutex(false)
+        /// True for the first caller only.
+        func settle() -> Bool { done.withLock { d in defer { d = true }; return !d } }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
@@ -127,8 +146,8 @@ public final class PostgresDatabase: SQLDatabase {
             do {
                 return try await client.withConnection { connection in
                     let c = Connection(connection: connection, logger: logger)
-                    try await c.query("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     do {
+                        try await c.query("BEGIN ISOLATION LEVEL SERIALIZABLE")
                         let result = try await body(c)
                         try await c.query("COMMIT")
                         return result
@@ -214,7 +233,10 @@ public final class PostgresDatabase: SQLDatabase {
             case .bool: return .integer(try cell.decode(Bool.self) ? 1 : 0)
             case .float4: return .double(Double(try cell.decode(Float.self)))
             case .float8: return .double(try cell.decode(Double.self))
-            case .numeric: return .double(Double(try cell.decode(String.self)) ?? .nan)
+            case .numeric:
+                // Binary numeric is not a string; no statement of the store returns one
+                // (cast to float8 or bigint in the SQL).
+                throw SQLStoreError("column \(cell.columnName): numeric results are not read; cast to float8 or bigint")
             case .bytea:
                 let buffer = try cell.decode(ByteBuffer.self)
                 return .blob(Array(buffer.readableBytesView))
@@ -253,7 +275,9 @@ public struct PostgresSettings: Sendable, CustomStringConvertible {
         guard Self.isPostgresURL(text), let components = URLComponents(string: text) else {
             throw SQLStoreError("--database: expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, got something else")
         }
-        guard let user = components.user?.removingPercentEncoding, !user.isEmpty else {
+        // URLComponents decodes user, password and path already: decoding again would turn a
+        // password's "%25" into "%" and then fail.
+        guard let user = components.user, !user.isEmpty else {
             throw SQLStoreError("--database: the PostgreSQL address names no user (postgres://USER@HOST/DATABASE)")
         }
         let name = String(components.path.drop(while: { $0 == "/" }))
@@ -261,10 +285,10 @@ public struct PostgresSettings: Sendable, CustomStringConvertible {
             throw SQLStoreError("--database: the PostgreSQL address names no database (postgres://USER@HOST/DATABASE)")
         }
         self.user = user
-        self.database = name.removingPercentEncoding ?? name
+        self.database = name
         self.host = components.host ?? ""
         self.port = components.port ?? 5432
-        password = components.password?.removingPercentEncoding
+        password = components.password
         var mode: TLSMode?
         for item in components.queryItems ?? [] {
             switch item.name {
@@ -326,11 +350,17 @@ public struct PostgresSettings: Sendable, CustomStringConvertible {
             config = .init(host: host, port: port, username: user, password: password, database: database, tls: tls)
         }
         config.options.maximumConnections = maximumConnections
-        if let schema {
-            config.options.additionalStartupParameters = [("search_path", schema)]
-        }
+        config.options.additionalStartupParameters = startupParameters
         config.options.connectTimeout = .seconds(10)
         return config
+    }
+
+    /// Sent at every connection's start: the server ends a statement that runs past the
+    /// client's own deadline, and a transaction its client abandoned (`withDeadline`).
+    var startupParameters: [(String, String)] {
+        var p = [("statement_timeout", "15s"), ("idle_in_transaction_session_timeout", "60s")]
+        if let schema { p.append(("search_path", schema)) }
+        return p
     }
 
     /// The same place as one connection (the check at start).

@@ -191,8 +191,8 @@ enum PostgresMigrations {
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
         try await client.withConnection { connection in
             let c = PostgresDatabase.Connection(connection: connection, logger: logger)
-            try await c.query("BEGIN")
             do {
+                try await c.query("BEGIN")
                 try await c.query("SELECT pg_advisory_xact_lock(?)", [lockKey(schema: schema)])
                 if let schema {
                     // Quoted: a name of letters, digits and underscores only (tests make it).

@@ -67,7 +67,12 @@ public final class SQLiteDatabase: SQLDatabase {
         await gate.enter()
         let connection = Connection(writer: writer, reading: false)
         do {
-            try await connection.query("BEGIN IMMEDIATE TRANSACTION")
+            try await writer.writeWithoutTransaction { db in
+                // A transaction a cancelled writer could not roll back (GRDB runs nothing for
+                // a cancelled task) ends here, before this one begins.
+                if db.isInsideTransaction { try db.execute(sql: "ROLLBACK TRANSACTION") }
+                try db.execute(sql: "BEGIN IMMEDIATE TRANSACTION")
+            }
             let result = try await body(connection)
             try await connection.query("COMMIT TRANSACTION")
             await gate.leave()
