@@ -162,3 +162,45 @@ import Testing
         #expect(try await store.prune(olderThan: t0 + 1, expiredBefore: t0) == PruneOutcome())
     }
 }
+
+@Suite struct PostgresDeadlineTests {
+    /// postgres-nio's queries ignore cancellation: the deadline must answer without waiting
+    /// for the work to end. The work here ignores cancellation the same way (a continuation
+    /// resumed only after the deadline answered).
+    @Test func theDeadlineAnswersWithoutWaitingForWorkThatIgnoresCancellation() async throws {
+        let database = try PostgresDatabase(try PostgresSettings(url: "postgres://nobody@127.0.0.1:9/none?sslmode=disable"), logger: quietLogger)
+        defer { database.close() }
+        let gate = Gate()
+        do {
+            _ = try await database.withDeadline(.milliseconds(50)) { () async throws -> Int in
+                await gate.wait()
+                return 1
+            }
+            Issue.record("the work's result came back, though it never finished")
+        } catch let error as SQLStoreError {
+            #expect(error.sqlState == "timeout" && error.isUnavailable)
+            #expect(!error.description.contains("nobody:"), "the address without a password")
+        }
+        await gate.open()
+        // Work that finishes first wins, and its error is its own.
+        let value = try await database.withDeadline(.seconds(60)) { 7 }
+        #expect(value == 7)
+        await #expect(throws: CancellationError.self) {
+            _ = try await database.withDeadline(.seconds(60)) { () async throws -> Int in throw CancellationError() }
+        }
+    }
+
+    actor Gate {
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var isOpen = false
+        func wait() async {
+            if isOpen { return }
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        func open() {
+            isOpen = true
+            for w in waiters { w.resume() }
+            waiters = []
+        }
+    }
+}
