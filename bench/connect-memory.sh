@@ -57,15 +57,7 @@ ocserv_config_hook() {
 }
 
 
-mint_tokens() {
-    local i
-    : > "$WORK/tokens.txt"
-    for ((i = 0; i < TOKENS; i++)); do
-        "$BIN/mst-dev-issuer" mint --dir "$WORK/mst/issuer" --iss "$ISSUER" --aud "$AUD" --tid "$TENANT" \
-            --oid "$(printf '0b1f7a3e-0000-4000-8000-%012d' "$i")" --upn "bench$i@corp.test" --exp-in 7200 >> "$WORK/tokens.txt"
-        echo >> "$WORK/tokens.txt"
-    done
-}
+mint_tokens() { mint_token_file "$WORK/mst/issuer" "$TOKENS" "$WORK/tokens.txt" bench; }
 
 # loadgen NAME SERVER ARGS...: one mst-loadgen run from the client namespace.
 loadgen() {

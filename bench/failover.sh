@@ -75,12 +75,7 @@ JSON
 python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}]}))' > "$WORK/site-keys.json"
 chmod 600 "$WORK/site-keys.json"
 echo "   minting $TOKENS tokens"
-: > "$WORK/tokens.txt"
-for ((k = 0; k < TOKENS; k++)); do
-    "$BIN/mst-dev-issuer" mint --dir "$WORK/issuer" --iss "$ISSUER" --aud "$AUD" --tid "$TENANT" \
-        --oid "$(printf '0b1f7a3e-0000-4000-8000-%012d' "$k")" --upn "fo$k@corp.test" --exp-in 7200 >> "$WORK/tokens.txt"
-    echo >> "$WORK/tokens.txt"
-done
+mint_token_file "$WORK/issuer" "$TOKENS" "$WORK/tokens.txt" fo
 BIND=()
 for ((k = 0; k < SOURCES; k++)); do BIND+=(--bind-address "198.18.0.$((10 + k))"); done
 

@@ -382,6 +382,18 @@ JSON
     "$BIN/mstunnel-server" --state-dir "$s" --check-config > "$WORK/mst/check-config.log" 2>&1 || { cat "$WORK/mst/check-config.log" >&2; return 1; }
 }
 
+# mint_token_file ISSUER_DIR COUNT FILE UPN_PREFIX: COUNT tokens of distinct users (oid and
+# upn numbered), two hours each, one a line: what mst-loadgen --token-file reads.
+mint_token_file() {
+    local dir=$1 count=$2 file=$3 prefix=$4 k
+    : > "$file"
+    for ((k = 0; k < count; k++)); do
+        "$BIN/mst-dev-issuer" mint --dir "$dir" --iss "$ISSUER" --aud "$AUD" --tid "$TENANT" \
+            --oid "$(printf '0b1f7a3e-0000-4000-8000-%012d' "$k")" --upn "$prefix$k@corp.test" --exp-in 7200 >> "$file"
+        echo >> "$file"
+    done
+}
+
 # A fresh token from the development issuer for each connection.
 mst_token() {
     local file=$1
