@@ -4,20 +4,21 @@
   hold SECONDS OUT SRC... : from each SRC, open connections to 198.18.0.1:443 until 250 are
       open or refused; half say nothing, half send the first 60 bytes of a TLS ClientHello
       and stop (slow loris). Hold them, then write how many the gateway closed, and when.
-  login SRC TOKENFILE      : one Bearer login (TLS, GET /) from SRC; prints the HTTP status,
-      or 'closed' when the gateway closes the connection before TLS completes."""
+  login SRC TOKENFILE [GW] : one Bearer login (TLS, GET /) from SRC to GW (default
+      198.18.0.1; an IPv6 address works too); prints the HTTP status, or 'closed' when the
+      gateway closes the connection before TLS completes."""
 import json, selectors, socket, ssl, sys, time
 
 GW = ("198.18.0.1", 443)
 HELLO_START = bytes.fromhex("16030100f4010000f00303") + b"\x00" * 49
 
-def login(src, token_file):
+def login(src, token_file, gw=GW):
     token = open(token_file).read().strip()
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        raw = socket.create_connection(GW, timeout=5, source_address=(src, 0))
+        raw = socket.create_connection(gw, timeout=5, source_address=(src, 0))
         with ctx.wrap_socket(raw) as s:
             s.sendall((f"GET / HTTP/1.1\r\nHost: gw\r\nUser-Agent: Open AnyConnect VPN Agent v9.01\r\n"
                        f"X-Transcend-Version: 1\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
@@ -65,6 +66,6 @@ def hold(seconds, out, sources):
         s.close()
 
 if sys.argv[1] == "login":
-    print(login(sys.argv[2], sys.argv[3]))
+    print(login(sys.argv[2], sys.argv[3], (sys.argv[4], 443) if len(sys.argv) > 4 else GW))
 else:
     hold(float(sys.argv[2]), sys.argv[3], sys.argv[4:])
