@@ -66,6 +66,16 @@ lo = 2 + i * each; hi = 255 if i == n - 1 else lo + each
 raise SystemExit(0 if lo <= a < hi else 1)"
 }
 check "his address ($BOB_ADDR) is in server a's slice, and server b kept it for him (outside its own)" sh -c "$(declare -f in_slice); in_slice $BOB_ADDR $(slice_of a) && ! in_slice $BOB_ADDR $(slice_of b)"
+reserved_at_a() { python3 -c "
+import json, sys
+s = json.load(open('$WORK/state-a/admin-settings.json'))
+v = [kv['value'] for kv in s.get('advancedSettings', []) if kv['name'] == 'pool-reserved']
+sys.exit(0 if v and '$BOB_ADDR' in v[0].split(',') else 1)"; }
+wait_for "server b reported it holds his address (a foreign lease); server a's agent now keeps it from new logins there" 100 reserved_at_a
+# Server a still holds its own copy of his session (made at login, never connected there):
+# the address is held here too, which is no conflict (no tunnel here), so nothing is warned.
+check "  … server a's gateway took the reservation (pool.reserved), no conflict logged" sh -c \
+    "grep -q '\"msg\":\"pool.reserved\".*\"addresses\":\"1\"' '$WORK/server-a.log' && ! grep -q pool.reserved_conflict '$WORK/server-a.log'"
 
 echo "== a ticket whose deadline passed since the login opens too (re-checked, not refused)"
 mint --oid 0b1f7a3e-0000-4000-8000-0000000000c3 --upn carol@corp.test > "$WORK/carol.jwt"

@@ -179,4 +179,6 @@ public enum StateKey: String, Sendable, CaseIterable {
     case drainedByControlPlane
     /// The `pool-slice` merged into the configuration in force ("" for none).
     case appliedPoolSlice
+    /// The `pool-reserved` merged into it ("" for none).
+    case appliedPoolReserved
 }

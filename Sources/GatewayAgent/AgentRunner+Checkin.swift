@@ -31,10 +31,11 @@ extension AgentRunner {
         let localRevocations = try? auth.ticketRevocations(TicketRevocationsRequest(
             after: database.value(.revocationsLocalCursor).flatMap { UInt64($0) } ?? 0, epoch: database.value(.revocationsLocalEpoch),
             limit: AgentAPILimits.revokedTickets)).get()
-        let request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
+        var request = CheckinRequest(agentVersion: AgentVersion.string, serverVersion: serverVersion,
                                      appliedConfigurationVersion: applied, lastApply: lastApply, ticketKeyIds: authKeys?.keyIds,
                                      revokedTickets: localRevocations.map { $0.revoked.map { RevokedTicketEntry(sessionId: $0.sessionId, until: $0.until) } },
                                      revocationsAfter: database.int(.revocationsSiteCursor) ?? 0)
+        request.foreignLeases = foreignLeases()
         let response: CheckinResponse
         do {
             response = try client.checkin(request)
@@ -121,21 +122,40 @@ extension AgentRunner {
         return .done
     }
 
+    /// The addresses the gateway holds for sessions resumed here from siblings (outside its
+    /// slice), for the control plane; nil when the gateway has no slice or does not answer.
+    func foreignLeases() -> [String]? {
+        guard let leases = try? gateway.serverStatus().get().foreignLeases else { return nil }
+        if leases.count > AgentAPILimits.foreignLeases {
+            logger.warning("agent.foreign_leases.truncated", metadata: [
+                "held": "\(leases.count)", "reported": "\(AgentAPILimits.foreignLeases)",
+                "effect": "a sibling may give one of the unreported addresses to a new login (a conflict its gateway logs)",
+            ])
+        }
+        return Array(leases.prefix(AgentAPILimits.foreignLeases))
+    }
+
     func applyConfiguration(from response: CheckinResponse, now: Date = Date()) {
         let decision = ApplyDecision.decide(response: response, appliedVersion: database.appliedConfigurationVersion,
                                             lastApply: database.lastApply, lastApplyPermanent: database.lastApplyPermanent)
         let slice = Self.sliceSetting(response.poolSlice)
+        let reserved = (response.reservedAddresses ?? []).joined(separator: ",")
         switch decision {
         case .nothing, .alreadyRejected:
-            // The slice changed (a first check-in after an upgrade, a slice given later):
-            // the configuration in force again, with it.
+            // The slice or the addresses siblings hold changed (a first check-in after an
+            // upgrade, a slice given later, a failover): the configuration in force again, with them.
             let applied = database.appliedConfigurationVersion
-            guard case .nothing = decision, applied > 0, slice != (database.value(.appliedPoolSlice) ?? ""),
+            guard case .nothing = decision, applied > 0,
+                  slice != (database.value(.appliedPoolSlice) ?? "") || reserved != (database.value(.appliedPoolReserved) ?? ""),
                   let data = FileManager.default.contents(atPath: options.paths.adminSettings),
                   let current = try? AdminSettings.decode(data) else { return }
-            logger.info("agent.pool_slice", metadata: ["slice": "\(slice.isEmpty ? "the whole pool" : slice)"])
-            let outcome = applier.apply(version: applied, settings: Self.withPoolSlice(current, slice), now: now)
-            if outcome.inForce { try? database.set(.appliedPoolSlice, slice) }
+            logger.info("agent.pool_slice", metadata: ["slice": "\(slice.isEmpty ? "the whole pool" : slice)",
+                                                       "reserved": "\(response.reservedAddresses?.count ?? 0)"])
+            let outcome = applier.apply(version: applied, settings: Self.withPoolSlice(current, slice, reserved: reserved), now: now)
+            if outcome.inForce {
+                try? database.set(.appliedPoolSlice, slice)
+                try? database.set(.appliedPoolReserved, reserved)
+            }
         case .missingBody(let version):
             logger.warning("agent.config.missing", metadata: ["version": "\(version)", "detail": "check-in announced a new configuration version without the configuration"])
         case .apply(let version, let settings):
@@ -144,8 +164,11 @@ extension AgentRunner {
             if let retry = applyRetryNotBefore, retry.version == version, now < retry.at { return }
             applyRetryNotBefore = nil
             logger.info("agent.config.applying", metadata: ["version": "\(version)", "from": "\(database.appliedConfigurationVersion)"])
-            let outcome = applier.apply(version: version, settings: Self.withPoolSlice(settings, slice), now: now)
-            if outcome.inForce { try? database.set(.appliedPoolSlice, slice) }
+            let outcome = applier.apply(version: version, settings: Self.withPoolSlice(settings, slice, reserved: reserved), now: now)
+            if outcome.inForce {
+                try? database.set(.appliedPoolSlice, slice)
+                try? database.set(.appliedPoolReserved, reserved)
+            }
             do {
                 try database.recordApply(outcome)
             } catch {
@@ -279,14 +302,20 @@ extension AgentRunner {
     }
 
     /// The Site's configuration with this server's slice of the pool in its advanced
-    /// settings (replacing any given there). A slice the pool is too small for is left out:
-    /// the server then hands out addresses from the whole pool, as before slices.
-    static func withPoolSlice(_ settings: AdminSettings, _ slice: String) -> AdminSettings {
+    /// settings (replacing any given there), and the addresses of the slice its siblings
+    /// hold (`pool-reserved`, comma-separated; only those inside the pool). A slice the pool
+    /// is too small for is left out: the server then hands out addresses from the whole
+    /// pool, as before slices.
+    static func withPoolSlice(_ settings: AdminSettings, _ slice: String, reserved: String = "") -> AdminSettings {
         var s = settings
-        var advanced = (s.advancedSettings ?? []).filter { $0.name.lowercased() != "pool-slice" }
-        if !slice.isEmpty, let p = PoolSlice(slice), let network = s.network.flatMap({ try? IPv4Prefix.parse($0).get() }),
-           p.range(poolSize: Int(network.size)) != nil {
+        var advanced = (s.advancedSettings ?? []).filter { !["pool-slice", "pool-reserved"].contains($0.name.lowercased()) }
+        let network = s.network.flatMap({ try? IPv4Prefix.parse($0).get() })
+        if !slice.isEmpty, let p = PoolSlice(slice), let network, p.range(poolSize: Int(network.size)) != nil {
             advanced.append(AdminSettings.KeyValuePair(name: "pool-slice", value: slice))
+            let inPool = reserved.split(separator: ",").filter { IPv4Address($0).map(network.contains) ?? false }
+            if !inPool.isEmpty {
+                advanced.append(AdminSettings.KeyValuePair(name: "pool-reserved", value: inPool.joined(separator: ",")))
+            }
         }
         s.advancedSettings = advanced.isEmpty ? nil : advanced
         return s

@@ -140,6 +140,10 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     public var revokedTickets: [RevokedTicketEntry]?
     /// The Site's revocations this agent has already taken (the control plane's cursor).
     public var revocationsAfter: Int64?
+    /// Addresses of this server's sessions outside its slice of the Site's pool (sessions
+    /// resumed here from a sibling: foreign leases, docs/site.md); at most
+    /// `AgentAPILimits.foreignLeases`. nil: not reported (an older agent, or no slice).
+    public var foreignLeases: [String]?
 
     public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?,
                 ticketKeyIds: [String]? = nil, revokedTickets: [RevokedTicketEntry]? = nil, revocationsAfter: Int64? = nil) {
@@ -238,6 +242,9 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     /// This server's slice of the Site's pool (docs/site.md): new logins here get addresses
     /// from it only. nil from an older control plane, or when the Site has no slice free.
     public var poolSlice: PoolSliceAssignment?
+    /// Addresses of that slice the Site's other live servers hold for sessions resumed there
+    /// (their foreign leases): this server must not give them to new logins.
+    public var reservedAddresses: [String]?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,

@@ -41,6 +41,12 @@ public enum AgentAPILimits {
     public static let ticketKeyId = 32
     /// Revoked tickets per check-in, each way (a check-in body stays well under 64 KiB).
     public static let revokedTickets = 400
+    /// Foreign leases one check-in reports (an address is at most 18 bytes of JSON: with 400
+    /// revocations the body stays under 64 KiB). A server holding more reports these and
+    /// says so; the rest of its siblings' addresses could be given out twice (logged as a
+    /// conflict where it happens). bench/failover.sh moves about 500 to each survivor.
+    public static let foreignLeases = 1024
+    public static let foreignLease = 15
 
     /// Body of every agent JSON request except report batches.
     public static let maxJSONBodyBytes = 64 << 10
@@ -231,6 +237,9 @@ extension CheckinRequest {
         }
         if let revoked = revokedTickets {
             try Limit.strings(revoked.map(\.sessionId), "revokedTickets", maxCount: AgentAPILimits.revokedTickets, maxEach: AgentAPILimits.id)
+        }
+        if let leases = foreignLeases {
+            try Limit.strings(leases, "foreignLeases", maxCount: AgentAPILimits.foreignLeases, maxEach: AgentAPILimits.foreignLease)
         }
     }
 }

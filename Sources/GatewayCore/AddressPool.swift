@@ -21,6 +21,15 @@ public struct AddressPool: Sendable {
     /// allocations (a restored or resumed session) take any address of the pool.
     public private(set) var slice: PoolSlice?
     private var sliceRange: Range<Int>?
+    /// Addresses a sibling server of the Site holds for a session that resumed there (its
+    /// foreign lease, docs/site.md): no new login here gets one. Marked `reserved` in
+    /// `owners`; a session resuming here with exactly that address may still take it.
+    public private(set) var reserved: Set<UInt32> = []
+    /// What `setReserved` was last given: an address held here then becomes reserved when
+    /// its session here ends.
+    public private(set) var reservedRequested: Set<UInt32> = []
+    @usableFromInline static let free: Int32 = -1
+    @usableFromInline static let reservedMark: Int32 = -2
 
     public init(prefix: IPv4Prefix) {
         precondition(prefix.length <= 30, "pool must be /30 or larger (validated earlier)")
@@ -59,7 +68,7 @@ public struct AddressPool: Sendable {
         }
         var i = range.lowerBound + Int(hint % UInt64(n))
         for _ in 0..<n {
-            if owners[i] < 0 {
+            if owners[i] == Self.free {
                 owners[i] = owner
                 inUse += 1
                 return IPv4Address(prefix.network.value + UInt32(i))
@@ -80,13 +89,46 @@ public struct AddressPool: Sendable {
     /// Addresses new logins can get (the slice's, or the pool's).
     public var sliceCapacity: Int { sliceRange?.count ?? capacity }
 
+    /// False for an address of the pool outside this server's slice: a session holding one
+    /// came from a sibling (a foreign lease). True without a slice.
+    public func isInSlice(_ a: IPv4Address) -> Bool {
+        guard let r = sliceRange, let i = index(of: a) else { return true }
+        return r.contains(i)
+    }
+
     /// Leases exactly `address` (a reconnecting client asking for its old address after
-    /// a gateway restart). Nil if taken or outside the pool.
+    /// a gateway restart, or a session resuming here from a sibling — which may take an
+    /// address reserved for that sibling: it is the same session). Nil if taken or outside
+    /// the pool.
     public mutating func allocate(owner: Int32, exactly address: IPv4Address) -> IPv4Address? {
         guard let i = index(of: address), usable(i), owners[i] < 0 else { return nil }
         owners[i] = owner
         inUse += 1
+        reserved.remove(address.value)
         return address
+    }
+
+    /// Replaces the reserved addresses (`reserved`). Returns those of `addresses` a session
+    /// here holds already (a conflict the caller reports: the address is leased twice in
+    /// the Site until one of the two sessions ends).
+    @discardableResult
+    public mutating func setReserved(_ addresses: Set<IPv4Address>) -> [IPv4Address] {
+        for a in reserved {
+            if let i = index(of: IPv4Address(a)), owners[i] == Self.reservedMark { owners[i] = Self.free }
+        }
+        reserved = []
+        reservedRequested = Set(addresses.map(\.value))
+        var held: [IPv4Address] = []
+        for a in addresses {
+            guard let i = index(of: a), usable(i) else { continue }
+            if owners[i] >= 0 {
+                held.append(a)
+            } else {
+                owners[i] = Self.reservedMark
+                reserved.insert(a.value)
+            }
+        }
+        return held.sorted()
     }
 
     /// Frees a lease. Returns the prefix of a retired block that this release emptied
@@ -94,7 +136,13 @@ public struct AddressPool: Sendable {
     @discardableResult
     public mutating func release(_ address: IPv4Address, owner: Int32) -> IPv4Prefix? {
         if let i = index(of: address), owners[i] == owner {
-            owners[i] = -1
+            // A sibling holds it for a session that resumed there: not for a new login here.
+            if reservedRequested.contains(address.value) {
+                owners[i] = Self.reservedMark
+                reserved.insert(address.value)
+            } else {
+                owners[i] = Self.free
+            }
             inUse -= 1
             return nil
         }

@@ -84,13 +84,17 @@ public struct GatewaySettings: Sendable, Equatable {
         /// replaces the proxy's for logs, limits and bans. Empty: no proxy, no header is read.
         /// Comma-separated CIDRs or addresses. (`proxy-protocol-from`)
         public var proxyProtocolFrom: [IPPrefix] = []
+        /// Addresses of this server's slice that sibling servers hold for sessions resumed
+        /// there (their foreign leases): no new login here gets one. Set by the agent from
+        /// the control plane, like `pool-slice`. (`pool-reserved`, comma-separated)
+        public var poolReserved: Set<IPv4Address> = []
         public init() {}
 
         static let keys: [String] = [
             "session-timeout", "reconnect-timeout", "idle-timeout", "dpd", "keepalive", "mtu", "banner",
             "max-sessions", "max-sessions-per-user", "auth-timeout", "listen-address",
             "max-login-connections-per-ip", "max-login-connections", "max-ban-score", "ban-reset-time", "handshake-timeout",
-            "pool-slice", "proxy-protocol-from",
+            "pool-slice", "pool-reserved", "proxy-protocol-from",
         ]
     }
 
@@ -218,6 +222,17 @@ public struct GatewaySettings: Sendable, Equatable {
                     adv.poolSlice = slice
                 } else {
                     note("advancedSettings.pool-slice: '\(kv.value)' must be INDEX/COUNT with 0 <= INDEX < COUNT <= 256, and leave each slice of the pool at least 4 addresses")
+                }
+            case "pool-reserved":
+                for item in kv.value.split(separator: ",") {
+                    let text = item.trimmingCharacters(in: .whitespaces)
+                    guard !text.isEmpty else { continue }
+                    if let a = IPv4Address(text), let p = pool, p.contains(a) {
+                        adv.poolReserved.insert(a)
+                    } else {
+                        note("advancedSettings.pool-reserved: '\(text)' is not an address of the pool")
+                        break
+                    }
                 }
             case "proxy-protocol-from":
                 for item in kv.value.split(whereSeparator: { $0 == "," || $0 == " " }) where !item.isEmpty {

@@ -58,6 +58,9 @@ extension Gateway {
                 poolInUse: pool.inUse, poolExhaustedCount: pool.exhaustedCount, rxBytes: counters.rxBytes,
                 txBytes: counters.txBytes, authAvailable: auth.connected)
             status.sessionsResumed = counters.sessionsResumed
+            if pool.slice != nil {
+                status.foreignLeases = sessions.all.compactMap { s in pool.isInSlice(s.address) ? nil : "\(s.address)" }.sorted()
+            }
             status.drain = drain?.status
             status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
                                        spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported + counters.dropsTunWrite,

@@ -113,7 +113,9 @@ extension Gateway {
             logger.info("pool.slice", metadata: ["slice": "\(new.advanced.poolSlice.map { "\($0)" } ?? "the whole pool")",
                                                  "addresses": "\(next.sliceCapacity)"])
         }
-        if new.advanced.poolSlice != settings.advanced.poolSlice { pool = next }
+        let reservedChanged = Set(new.advanced.poolReserved.map(\.value)) != next.reservedRequested
+        if reservedChanged { reserve(new.advanced.poolReserved, in: &next) }
+        if new.advanced.poolSlice != settings.advanced.poolSlice || reservedChanged { pool = next }
         if new.pool != settings.pool {
             pool = next
             logger.info("pool.renumbered", metadata: [
@@ -125,6 +127,24 @@ extension Gateway {
         sourceGuard.limits = Self.sourceLimits(new.advanced)
         enforceGroupPolicies()
         return restart
+    }
+
+    /// Marks the addresses siblings hold (`pool-reserved`) and says so; an address a
+    /// session here holds too is a conflict the log names (it ends with either session).
+    func reserve(_ addresses: Set<IPv4Address>, in target: inout AddressPool) {
+        let held = target.setReserved(addresses)
+        logger.info("pool.reserved", metadata: ["addresses": "\(addresses.count)", "held_here": "\(held.count)",
+                                                "why": "held by sibling servers for sessions resumed there"])
+        // A session here that is not connected is usually the same session's copy (its
+        // ticket made here, its tunnel now at the sibling): no conflict. A connected one is
+        // two clients with one address until one of them ends.
+        let clash = held.filter { a in target.owner(of: a).flatMap { sessions.session(at: $0) }?.connection != nil }
+        if !clash.isEmpty {
+            logger.warning("pool.reserved_conflict", metadata: [
+                "addresses": "\(clash.prefix(20).map { "\($0)" }.joined(separator: ", "))", "count": "\(clash.count)",
+                "meaning": "a connected session here and one at a sibling hold the same address until one of them ends",
+            ])
+        }
     }
 
     /// After a configuration change: a session whose user a group policy now denies ends

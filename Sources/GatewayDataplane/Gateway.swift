@@ -246,6 +246,11 @@ public final class Gateway {
         if let slice = options.settings.advanced.poolSlice {
             logger.info("pool.slice", metadata: ["slice": "\(slice)", "addresses": "\(pool.sliceCapacity)"])
         }
+        if !options.settings.advanced.poolReserved.isEmpty {
+            pool.setReserved(options.settings.advanced.poolReserved)
+            logger.info("pool.reserved", metadata: ["addresses": "\(options.settings.advanced.poolReserved.count)",
+                                                    "why": "held by sibling servers for sessions resumed there"])
+        }
         io = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 128, alignment: 16)
         tlsReceiveArea = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 

@@ -210,6 +210,11 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     public var sessionsResumed: UInt64?
     /// The server is draining (`mst-cli server drain`): nil or absent when it is not.
     public var drain: DrainStatus?
+    /// Addresses of this server's sessions outside its slice of the Site's pool: sessions
+    /// resumed here from a sibling (foreign leases, docs/site.md). The agent reports them
+    /// so the control plane keeps their home server from handing them out. Absent without
+    /// a slice.
+    public var foreignLeases: [String]?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

@@ -188,3 +188,25 @@ import Testing
         #expect(!reopened.lastApplyReported)
     }
 }
+
+@Suite struct SitePoolSettingsTests {
+    @Test func theSliceAndTheSiblingsAddressesAreMergedIntoTheConfiguration() {
+        var s = AdminSettings()
+        s.network = "100.64.0.0/24"
+        s.advancedSettings = [AdminSettings.KeyValuePair(name: "pool-reserved", value: "100.64.0.9"),
+                              AdminSettings.KeyValuePair(name: "dpd", value: "30")]
+        let merged = AgentRunner.withPoolSlice(s, "1/4", reserved: "100.64.0.70,100.64.0.71,10.0.0.1")
+        let advanced = Dictionary((merged.advancedSettings ?? []).map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        #expect(advanced["pool-slice"] == "1/4")
+        #expect(advanced["pool-reserved"] == "100.64.0.70,100.64.0.71", "only the pool's addresses, replacing the Site's own")
+        #expect(advanced["dpd"] == "30")
+        #expect(GatewaySettings.validate(merged).isSuccess, "what the gateway will be given validates")
+        // No slice (a small pool, an older control plane): nothing reserved either.
+        let whole = AgentRunner.withPoolSlice(s, "", reserved: "100.64.0.70")
+        #expect(!(whole.advancedSettings ?? []).contains { $0.name == "pool-reserved" || $0.name == "pool-slice" })
+    }
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { return true } else { return false } }
+}

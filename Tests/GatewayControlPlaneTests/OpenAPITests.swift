@@ -130,7 +130,7 @@ import Testing
         Self.check("CheckinRequest",
                    full: CheckinRequest(agentVersion: "a", serverVersion: "s", appliedConfigurationVersion: 1,
                                         lastApply: ConfigurationApplyResult(version: 1, success: true, dateTime: date), ticketKeyIds: ["k"],
-                                        revokedTickets: [], revocationsAfter: 0),
+                                        revokedTickets: [], revocationsAfter: 0).with { $0.foreignLeases = [] },
                    minimal: CheckinRequest(agentVersion: "a", serverVersion: nil, appliedConfigurationVersion: 1, lastApply: nil))
         Self.check("SiteTicketKeys", full: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1),
                    minimal: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1))
@@ -145,7 +145,7 @@ import Testing
                                          internalNetworkProbeUrl: "http://x/", checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                          actions: [], renewAfter: date,
                                          ticketKeys: SiteTicketKeys(sealing: "k", keys: [.init(id: "k", key: "a2V5")], lifetimeSeconds: 1),
-                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1); $0.poolSlice = PoolSliceAssignment(index: 0, count: 8) },
+                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1); $0.poolSlice = PoolSliceAssignment(index: 0, count: 8); $0.reservedAddresses = [] },
                    minimal: CheckinResponse(serverId: "s", siteId: "t", configurationVersion: 1, configuration: nil,
                                             internalNetworkProbeUrl: nil, checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                             actions: [], renewAfter: nil))
@@ -209,6 +209,14 @@ import Testing
             let listKeys = Set((list?.objectValue ?? [:]).keys)
             #expect(listKeys.isSubset(of: ["@odata.context", "value"]))
         }
+    }
+}
+
+extension CheckinRequest {
+    func with(_ change: (inout CheckinRequest) -> Void) -> CheckinRequest {
+        var copy = self
+        change(&copy)
+        return copy
     }
 }
 

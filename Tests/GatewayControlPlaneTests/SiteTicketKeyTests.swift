@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAgentAPI
+import GatewayCore
 @testable import GatewayControlPlane
 import Hummingbird
 import HummingbirdTesting
@@ -151,5 +152,45 @@ import Testing
             #expect(try await env.checkin(servers[8], applied: 1).poolSlice?.index == slices[2])
         }
     }
-}
 
+    @Test func addressesASiblingHoldsAreReservedInTheirHomeSlice() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)  // pool 100.64.0.0/16
+            let a = try await env.enroll(client: client, siteId: siteId, hostname: "gw-a")
+            let b = try await env.enroll(client: client, siteId: siteId, hostname: "gw-b")
+            func checkin(_ e: Enrolled, leases: [String]?) async throws -> CheckinResponse {
+                let server = try #require(try await env.store.server(id: e.server.id))
+                var request = CheckinRequest(agentVersion: "t", serverVersion: "t", appliedConfigurationVersion: 1, lastApply: nil)
+                request.foreignLeases = leases
+                return try await env.controlPlane.checkin(server: server, certificate: e.certificate, request: request)
+            }
+            let network = try IPv4Prefix.parse("100.64.0.0/16").get()
+            func address(inSliceOf r: CheckinResponse, offset: Int) throws -> String {
+                let slice = try #require(r.poolSlice)
+                let range = try #require(PoolSlice(index: slice.index, count: slice.count)?.range(poolSize: Int(network.size)))
+                return "\(IPv4Address(network.network.value + UInt32(range.lowerBound + offset)))"
+            }
+            let first = try await checkin(b, leases: nil)
+            #expect(first.reservedAddresses == [], "nothing held elsewhere yet")
+            let own = try address(inSliceOf: try await checkin(a, leases: nil), offset: 3)
+            let bobs = try address(inSliceOf: first, offset: 5)
+            // A holds bob's address (his session resumed there from B), and reports it;
+            // what is not an address of B's slice is not B's concern.
+            let atA = try await checkin(a, leases: [bobs, own, "10.9.9.9", "not-an-ip"])
+            #expect(atA.reservedAddresses == [], "a server's own leases are never reserved for it")
+            #expect(try await checkin(b, leases: nil).reservedAddresses == [bobs])
+            // A reports it no longer holds it (bob logged off): B may use it again.
+            _ = try await checkin(a, leases: [])
+            #expect(try await checkin(b, leases: nil).reservedAddresses == [])
+            // A silent server (not checked in for three intervals) holds nothing back.
+            _ = try await checkin(a, leases: [bobs])
+            #expect(try await checkin(b, leases: nil).reservedAddresses == [bobs])
+            env.clock.advance(4 * 60)
+            #expect(try await checkin(b, leases: nil).reservedAddresses == [])
+            // More than the limit is a 400 naming the field.
+            let tooMany = (0..<(AgentAPILimits.foreignLeases + 1)).map { "100.64.0.\($0 % 250)" }
+            await #expect(throws: GraphError.self) { _ = try await checkin(a, leases: tooMany) }
+        }
+    }
+}

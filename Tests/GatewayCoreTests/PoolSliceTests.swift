@@ -54,4 +54,29 @@ import Testing
             #expect("\(e)".contains("pool-slice"))
         }
     }
+
+    @Test func reservedAddressesGoToNoNewLoginButToTheirSessionComingBack() throws {
+        var pool = AddressPool(prefix: try IPv4Prefix.parse("100.64.0.0/29").get())  // 5 for clients
+        let all = (2...6).map { IPv4Address(100, 64, 0, UInt8($0)) }
+        // A session here already holds .3: reserving it is a conflict, reported, not applied.
+        #expect(pool.allocate(owner: 1, exactly: all[1]) == all[1])
+        #expect(pool.setReserved([all[0], all[1], all[4]]) == [all[1]])
+        #expect(pool.reserved == [all[0].value, all[4].value])
+        var given: [IPv4Address] = []
+        for owner in 2..<10 { if let a = pool.allocate(owner: Int32(owner), hint: 0) { given.append(a) } }
+        #expect(Set(given) == Set([all[2], all[3]]), "only the free, unreserved ones")
+        #expect(pool.exhaustedCount > 0)
+        // The session that holds .2 at a sibling moves here again: it may take it.
+        #expect(pool.allocate(owner: 20, exactly: all[0]) == all[0])
+        #expect(pool.reserved == [all[4].value])
+        // The session here that held .3 when it was reserved ends: .3 is reserved now.
+        #expect(pool.release(all[1], owner: 1) == nil)
+        #expect(pool.reserved == [all[1].value, all[4].value])
+        // Replaced by a new set: .3 and .6 free again, nothing reserved.
+        #expect(pool.setReserved([]) == [])
+        #expect(pool.reservedRequested.isEmpty)
+        #expect(pool.allocate(owner: 21, hint: 0) == all[1])
+        #expect(pool.allocate(owner: 22, hint: 0) == all[4])
+        #expect(pool.owner(of: all[4]) == 22)
+    }
 }

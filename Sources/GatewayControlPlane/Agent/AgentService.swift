@@ -153,6 +153,13 @@ extension ControlPlane {
         // address (docs/site.md); eight, as Microsoft sizes a Site at up to eight servers.
         if let index = try await store.poolSlice(serverId: server.id, siteId: server.siteId, count: Self.poolSlices) {
             response.poolSlice = PoolSliceAssignment(index: index, count: Self.poolSlices)
+            // Addresses of this slice that live siblings hold for sessions resumed there: not
+            // for this server's new logins (docs/site.md, "Foreign leases").
+            if let network = try await siteNetwork(site), let slice = PoolSlice(index: index, count: Self.poolSlices) {
+                let held = try await store.siblingForeignLeases(siteId: server.siteId, excluding: server.id,
+                                                                liveSince: now.addingTimeInterval(-3 * options.checkinInterval))
+                response.reservedAddresses = Self.inSlice(held, network: network, slice: slice)
+            }
         } else {
             logger.warning("site.pool_slices_exhausted", metadata: ["site": "\(server.siteId)", "server": "\(server.id)", "slices": "\(Self.poolSlices)",
                                                                   "effect": "this server hands out addresses from the whole pool"])
@@ -256,6 +263,21 @@ extension ControlPlane {
     }
 
     static let poolSlices = 8
+
+    /// The Site's pool, from its configuration.
+    func siteNetwork(_ site: SiteRecord?) async throws -> IPv4Prefix? {
+        guard let id = site?.configurationId, let network = try await store.configuration(id: id)?.network else { return nil }
+        return try? IPv4Prefix.parse(network).get()
+    }
+
+    /// Those of `addresses` inside `slice` of `network`, sorted.
+    static func inSlice(_ addresses: Set<String>, network: IPv4Prefix, slice: PoolSlice) -> [String] {
+        guard let range = slice.range(poolSize: Int(network.size)) else { return [] }
+        return addresses.compactMap { text -> IPv4Address? in
+            guard let a = IPv4Address(text), network.contains(a) else { return nil }
+            return range.contains(Int(a.value - network.network.value)) ? a : nil
+        }.sorted().map { "\($0)" }
+    }
 
     static func isSessionId(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }

@@ -41,6 +41,7 @@ enum AgentSchemas {
                 "ticketKeyIds": opt(JS.array(JS.string(maxLength: L.ticketKeyId), maxItems: L.ticketKeyIds)),
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsAfter": opt(JS.integer()),
+                "foreignLeases": opt(JS.array(JS.string("an IPv4 address", maxLength: L.foreignLease), maxItems: L.foreignLeases)),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
             "PoolSliceAssignment": JS.object([
                 "index": JS.integer(), "count": JS.integer(),
@@ -74,6 +75,7 @@ enum AgentSchemas {
                 "revocationsCursor": opt(JS.integer()),
                 "drain": opt(JS.ref("DrainInstruction")),
                 "poolSlice": opt(JS.ref("PoolSliceAssignment")),
+                "reservedAddresses": opt(JS.array(JS.string("an IPv4 address"))),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),

@@ -38,6 +38,9 @@ public protocol ControlStore: Sendable {
     /// collections, for the caller to remove.
     func deleteServer(id: String) async throws -> [String]?
     func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws
+    /// The foreign leases (addresses held for sessions resumed from a sibling) the Site's
+    /// other servers reported, of those that checked in since `liveSince`.
+    func siblingForeignLeases(siteId: String, excluding serverId: String, liveSince: Date) async throws -> Set<String>
     /// An administrator's drain of the server (nil: none); false when there is no such server.
     func setDrain(serverId: String, handOverAfter: Int64?) async throws -> Bool
     /// The server's slice of its Site's pool, given the lowest free one of `count` the first

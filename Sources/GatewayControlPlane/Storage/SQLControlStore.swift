@@ -240,13 +240,26 @@ public final class SQLControlStore: ControlStore {
     public func recordCheckin(serverId: String, at: Date, request: CheckinRequest) async throws {
         let lastApply = try request.lastApply.map { try Self.encode($0) }
         let keyIds = try request.ticketKeyIds.map { try Self.encode($0) }
+        let leases = try request.foreignLeases.map { try Self.encode($0) }
         try await database.write { c in
             try await c.query("""
                 UPDATE servers SET lastCheckinAt = ?, agentVersion = ?, serverVersion = ?, appliedConfigurationVersion = ?,
-                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?
+                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?, foreignLeases = ?
                 WHERE id = ?
                 """, [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply,
-                      keyIds, serverId])
+                      keyIds, leases, serverId])
+        }
+    }
+
+    public func siblingForeignLeases(siteId: String, excluding serverId: String, liveSince: Date) async throws -> Set<String> {
+        try await database.read { c in
+            var all = Set<String>()
+            for json in try await c.all(String?.self, "SELECT foreignLeases FROM servers WHERE siteId = ? AND id <> ? AND lastCheckinAt >= ?",
+                                        [siteId, serverId, Self.time(liveSince)]) {
+                guard let json else { continue }
+                all.formUnion(try Self.decode([String].self, json))
+            }
+            return all
         }
     }
 

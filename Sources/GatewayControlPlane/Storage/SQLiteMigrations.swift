@@ -175,6 +175,11 @@ enum SQLiteMigrations {
                 );
                 """)
         }
+        migrator.registerMigration("v6") { db in
+            // The addresses each server reported holding for sessions resumed from a sibling
+            // (JSON array; docs/site.md, "Foreign leases").
+            try db.execute(sql: "ALTER TABLE servers ADD COLUMN foreignLeases TEXT")
+        }
         return migrator
     }
 }

@@ -186,6 +186,7 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        ("v6", ["ALTER TABLE servers ADD COLUMN foreignLeases TEXT"]),
     ]
 
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
