@@ -6,9 +6,11 @@
 # reconnects, lands on a sibling, and resumes its session there with its cookie.
 #
 # Buckets, not "hash mod the number of live servers": each of the 64 buckets has a home
-# server and falls over to the next live one, so when a server fails or returns only its
-# own clients move. The whole table is replaced in one nft transaction, so packets never
-# see a half-written rule.
+# server, and a dead server's buckets are dealt round the live ones (its clients spread over
+# every sibling rather than doubling the load of one). When a server fails or returns, only
+# the clients of its buckets move (with two down, also those of the first that were dealt
+# to the second). The whole table is replaced in one nft transaction, so packets never see
+# a half-written rule.
 #
 #   nftables-balancer.sh --vip 203.0.113.10 --backend 10.0.0.11 --backend 10.0.0.12 [--port 443]
 #                        [--interval 2] [--fails 2] [--seed 0x6d737476] [--once]
@@ -58,15 +60,20 @@ declare -a live misses
 for i in "${!BACKENDS[@]}"; do live[i]=1; misses[i]=0; done
 
 write_table() {
-    local map="" b home k chosen any=0
+    local map="" b home chosen any=0 n=${#BACKENDS[@]} i
+    local alive=()
+    for ((i = 0; i < n; i++)); do [ "${live[i]}" = 1 ] && alive+=("${BACKENDS[i]}"); done
     for ((b = 0; b < BUCKETS; b++)); do
-        home=$((b % ${#BACKENDS[@]}))
-        chosen=""
-        for ((k = 0; k < ${#BACKENDS[@]}; k++)); do
-            local i=$(((home + k) % ${#BACKENDS[@]}))
-            if [ "${live[i]}" = 1 ]; then chosen=${BACKENDS[i]}; break; fi
-        done
-        [ -n "$chosen" ] || continue
+        home=$((b % n))
+        if [ "${live[home]}" = 1 ]; then
+            chosen=${BACKENDS[home]}
+        elif [ ${#alive[@]} -gt 0 ]; then
+            # A dead home's buckets go round the live servers (its k-th bucket to the k-th
+            # live one), so its clients spread over every sibling instead of doubling one.
+            chosen=${alive[$(((b / n) % ${#alive[@]}))]}
+        else
+            continue
+        fi
         any=1
         map+="${map:+, }$b : $chosen"
     done
