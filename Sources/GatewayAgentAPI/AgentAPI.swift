@@ -144,6 +144,13 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     /// resumed here from a sibling: foreign leases, docs/site.md); at most
     /// `AgentAPILimits.foreignLeases`. nil: not reported (an older agent, or no slice).
     public var foreignLeases: [String]?
+    /// The image tag this server's containers run (`MSTUNNEL_TAG`, handed to the agent's
+    /// container as `MSTUNNEL_IMAGE_TAG`); nil outside containers. A rolling upgrade moves it
+    /// to the Site's release (docs/site.md, "Rolling upgrade").
+    public var imageTag: String?
+    /// Where the upgrade the control plane asked of this server stands (the host's updater's
+    /// result once it has one); nil when none was asked since the agent started.
+    public var upgrade: UpgradeReport?
 
     public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?,
                 ticketKeyIds: [String]? = nil, revokedTickets: [RevokedTicketEntry]? = nil, revocationsAfter: Int64? = nil) {
@@ -174,6 +181,53 @@ public struct PoolSliceAssignment: Codable, Sendable, Equatable {
 public struct DrainInstruction: Codable, Sendable, Equatable {
     public var handOverAfterSeconds: Int?
     public init(handOverAfterSeconds: Int?) { self.handOverAfterSeconds = handOverAfterSeconds }
+}
+
+/// Upgrade this server's containers to image tag `tag` (docs/site.md, "Rolling upgrade"):
+/// drain the gateway, hand its sessions over after `handOverAfterSeconds`, wait until they
+/// are gone (at most `drainTimeoutSeconds`), then ask the host's updater for the tag.
+/// `id` names this attempt: the updater's result carries it back.
+public struct UpgradeInstruction: Codable, Sendable, Equatable {
+    public var id: String
+    public var tag: String
+    public var handOverAfterSeconds: Int
+    public var drainTimeoutSeconds: Int
+    public init(id: String, tag: String, handOverAfterSeconds: Int, drainTimeoutSeconds: Int) {
+        self.id = id
+        self.tag = tag
+        self.handOverAfterSeconds = handOverAfterSeconds
+        self.drainTimeoutSeconds = drainTimeoutSeconds
+    }
+}
+
+/// An upgrade attempt as the agent sees it: `draining` (its gateway hands sessions over),
+/// `requested` (the updater was asked), then the updater's `succeeded` or `failed` (the
+/// containers are back on the tag they ran before; `message` says why).
+public struct UpgradeReport: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable, CaseIterable {
+        case draining, requested, succeeded, failed
+    }
+    public var id: String
+    public var tag: String
+    public var state: State
+    public var message: String?
+    public var dateTime: String
+    public init(id: String, tag: String, state: State, message: String? = nil, dateTime: String) {
+        self.id = id
+        self.tag = tag
+        self.state = state
+        self.message = message
+        self.dateTime = dateTime
+    }
+
+    /// An image tag as registries accept it (letters, digits, `_ . -`; at most 128, not
+    /// starting with `.` or `-`): the only tags an agent or the updater takes.
+    public static func isValidTag(_ tag: String) -> Bool {
+        guard let first = tag.utf8.first, tag.utf8.count <= 128, first != UInt8(ascii: "."), first != UInt8(ascii: "-") else { return false }
+        return tag.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") || c == UInt8(ascii: "-")
+        }
+    }
 }
 
 /// A revoked ticket: a session id (64 hex digits) and when the revocation may be forgotten
@@ -245,6 +299,8 @@ public struct CheckinResponse: Codable, Sendable, Equatable {
     /// Addresses of that slice the Site's other live servers hold for sessions resumed there
     /// (their foreign leases): this server must not give them to new logins.
     public var reservedAddresses: [String]?
+    /// The Site's rolling upgrade has reached this server (docs/site.md, "Rolling upgrade").
+    public var upgrade: UpgradeInstruction?
 
     public init(serverId: String, siteId: String, configurationVersion: Int64, configuration: AdminSettings?,
                 internalNetworkProbeUrl: String?, checkinIntervalSeconds: Int, reportIntervalSeconds: Int,

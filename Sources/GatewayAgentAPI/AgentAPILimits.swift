@@ -47,6 +47,8 @@ public enum AgentAPILimits {
     /// conflict where it happens). bench/failover.sh moves about 500 to each survivor.
     public static let foreignLeases = 1024
     public static let foreignLease = 15
+    /// An image tag (registries allow 128 characters).
+    public static let imageTag = 128
 
     /// Body of every agent JSON request except report batches.
     public static let maxJSONBodyBytes = 64 << 10
@@ -240,6 +242,13 @@ extension CheckinRequest {
         }
         if let leases = foreignLeases {
             try Limit.strings(leases, "foreignLeases", maxCount: AgentAPILimits.foreignLeases, maxEach: AgentAPILimits.foreignLease)
+        }
+        if let tag = imageTag { try Limit.string(tag, "imageTag", max: AgentAPILimits.imageTag) }
+        if let u = upgrade {
+            try Limit.string(u.id, "upgrade.id", max: AgentAPILimits.id)
+            try Limit.string(u.tag, "upgrade.tag", max: AgentAPILimits.imageTag)
+            try Limit.string(u.dateTime, "upgrade.dateTime", max: AgentAPILimits.dateTime)
+            if let m = u.message { try Limit.string(m, "upgrade.message", max: AgentAPILimits.reason) }
         }
     }
 }

@@ -59,6 +59,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A server without a check-in for this many seconds is offline.")
     var offlineAfter = 300
 
+    @Option(help: ArgumentHelp("The image tag the Sites' servers should run (default: this control plane's version).",
+                               discussion: "A server on another tag makes its Site upgradeAvailable; requestUpgrade, or the upgrade window with upgradeAutomatically, moves the servers to it one at a time (docs/site.md, \"Rolling upgrade\"). Give every instance the same value."))
+    var gatewayRelease: String?
+
     @Option(help: "Lifetime of agent client certificates, seconds (default 30 days).")
     var agentCertLifetime = 30 * 24 * 3600
 
@@ -95,6 +99,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--dev-issuer is for standalone mode: it is off when an external issuer is configured (--admin-auth-config)")
         }
         guard checkinInterval >= 1, reportInterval >= 1 else { throw ValidationError("intervals must be at least 1 second") }
+        if let tag = gatewayRelease, !RollingUpgradePolicy.isValidRelease(tag) {
+            throw ValidationError("--gateway-release '\(tag)' is not an image tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')")
+        }
         guard offlineAfter > checkinInterval else { throw ValidationError("--offline-after must be longer than --checkin-interval") }
         // Short lifetimes are for tests of expiry and renewal; nothing below a second.
         guard agentCertLifetime >= 1 else { throw ValidationError("--agent-cert-lifetime must be at least 1 second") }
@@ -142,6 +149,7 @@ struct Serve: AsyncParsableCommand {
         config.offlineAfter = TimeInterval(offlineAfter)
         config.agentCertificateLifetime = TimeInterval(agentCertLifetime)
         config.retentionDays = retentionDays
+        config.gatewayRelease = gatewayRelease
         config.devIssuer = devIssuer
         config.tlsHandshakeTimeout = TimeInterval(tlsHandshakeTimeout)
         config.idleTimeout = TimeInterval(idleTimeout)

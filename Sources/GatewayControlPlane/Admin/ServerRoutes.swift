@@ -220,6 +220,7 @@ extension ControlPlane {
             "appliedConfigurationVersion": .int(s.appliedConfigurationVersion),
             "drainRequested": .bool(s.drainHandOverAfter != nil),
             "drainHandOverAfterSeconds": s.drainHandOverAfter.flatMap { $0 < 0 ? nil : JSONValue.int($0) } ?? .null,
+            "imageTag": s.imageTag.map(JSONValue.string) ?? .null,
         ]
     }
 }

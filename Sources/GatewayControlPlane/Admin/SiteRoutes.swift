@@ -72,13 +72,15 @@ extension ControlPlane {
                 return HTTP.json(.object(withODataType(self.configurationJSON(c), GraphSchemas.configuration)))
             },
         ])
-        // Graph's requestUpgrade. There is no image upgrade machinery yet: the request is
-        // recorded (logged and stored) and answered 204; no server is marked upgrading.
+        // Graph's requestUpgrade: the Site's servers move to the release one at a time, inside
+        // the upgrade window, driven by their check-ins (RollingUpgradePolicy). Also what
+        // restarts an upgrade that failed.
         HTTP.route(router, Self.sitesPath + "/{siteId}/requestUpgrade", [
             .post: { _, context in
                 let id = try HTTP.parameter(context, "siteId")
                 guard try await self.store.recordUpgradeRequest(siteId: id, at: self.now()) else { throw Self.siteNotFound(id) }
-                self.logger.info("site.upgrade_requested", metadata: ["site": "\(id)", "note": "recorded only; no upgrade machinery yet"])
+                self.logger.notice("site.upgrade.requested", metadata: ["site": "\(id)", "release": "\(self.options.gatewayRelease)",
+                                                                       "when": "at the servers' next check-ins, inside the upgrade window"])
                 return HTTP.noContent()
             },
         ])
@@ -145,6 +147,12 @@ extension ControlPlane {
             "upgradeAutomatically": bool(s.upgradeAutomatically), "upgradeAvailable": bool(s.upgradeAvailable),
             "internalNetworkProbeUrl": str(s.internalNetworkProbeUrl), "enableCertificatePinning": bool(s.enableCertificatePinning),
             "roleScopeTagIds": s.roleScopeTagIds.map { .array($0.map(JSONValue.string)) } ?? .null,
+            "gatewayRelease": .string(options.gatewayRelease),
+            "upgradeRequestedDateTime": s.upgradeRequestedDateTime.map { .string(GraphDate.string($0)) } ?? .null,
+            "upgradeStatus": .string(s.upgrade?.phase.rawValue ?? "none"),
+            "upgradeTargetTag": str(s.upgrade?.target), "upgradingServerId": str(s.upgrade?.serverId),
+            "upgradedServerCount": s.upgrade.map { .int(Int64($0.upgraded)) } ?? .null,
+            "upgradeMessage": str(s.upgrade?.message),
         ]
         if expand.contains(Self.configurationNavigation) {
             if let cid = s.configurationId, let c = try await store.configuration(id: cid) {

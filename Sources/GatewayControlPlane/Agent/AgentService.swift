@@ -167,7 +167,33 @@ extension ControlPlane {
         if let after = server.drainHandOverAfter {
             response.drain = DrainInstruction(handOverAfterSeconds: after < 0 ? nil : Int(after))
         }
+        // The Site's rolling upgrade, one step per check-in of any of its servers.
+        if let outcome = try await store.upgradeStep(siteId: server.siteId, release: options.gatewayRelease, now: now,
+                                                     liveSince: now.addingTimeInterval(-3 * options.checkinInterval), newId: { Secrets.newId() }) {
+            logUpgrade(outcome.events, siteId: server.siteId)
+            response.upgrade = outcome.instruction(for: server.id)
+        }
         return response
+    }
+
+    func logUpgrade(_ events: [RollingUpgradePolicy.Event], siteId: String) {
+        for event in events {
+            switch event {
+            case .started(let target):
+                logger.notice("site.upgrade.started", metadata: ["site": "\(siteId)", "target": "\(target)", "order": "one server at a time"])
+            case .serverStarted(let id, let target):
+                logger.notice("site.upgrade.server_started", metadata: ["site": "\(siteId)", "server": "\(id)", "target": "\(target)"])
+            case .serverUpgraded(let id, let target):
+                logger.notice("site.upgrade.server_upgraded", metadata: ["site": "\(siteId)", "server": "\(id)", "target": "\(target)"])
+            case .failed(let id, let message):
+                logger.error("site.upgrade.failed", metadata: ["site": "\(siteId)", "server": "\(id)", "error": "\(message)",
+                                                             "next": "nothing moves until requestUpgrade is called again"])
+            case .completed(let target, let servers):
+                logger.notice("site.upgrade.completed", metadata: ["site": "\(siteId)", "target": "\(target)", "servers": "\(servers)"])
+            case .superseded(let old, let new):
+                logger.notice("site.upgrade.superseded", metadata: ["site": "\(siteId)", "old": "\(old)", "new": "\(new)"])
+            }
+        }
     }
 
     // MARK: - Reports

@@ -36,6 +36,16 @@ enum GraphSchemas {
         .rw("internalNetworkProbeUrl", .string),
         .rw("enableCertificatePinning", .bool),
         .rw("roleScopeTagIds", .stringArray),
+        // Extensions: the rolling upgrade (docs/site.md, "Rolling upgrade"): the release
+        // the servers should run, the last requestUpgrade not yet fulfilled, and the upgrade
+        // under way or failed (`upgradeStatus` none, inProgress or failed).
+        .ro("gatewayRelease", .string),
+        .ro("upgradeRequestedDateTime", .dateTime),
+        .ro("upgradeStatus", .string),
+        .ro("upgradeTargetTag", .string),
+        .ro("upgradingServerId", .string),
+        .ro("upgradedServerCount", .int64),
+        .ro("upgradeMessage", .string),
     ], navigation: ["microsoftTunnelConfiguration"])
 
     /// Extension: a session or access event forwarded by the agent (no Graph equivalent).
@@ -70,6 +80,8 @@ enum GraphSchemas {
         // the seconds before the hand-over (null: wait for the sessions to end).
         .ro("drainRequested", .bool),
         .ro("drainHandOverAfterSeconds", .int64),
+        // Extension: the image tag its containers run (null outside containers).
+        .ro("imageTag", .string),
     ])
 
     static let healthThreshold = GraphSchema(entityType: "microsoftTunnelHealthThreshold", fields: [

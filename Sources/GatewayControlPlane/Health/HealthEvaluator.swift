@@ -145,9 +145,20 @@ public enum HealthEvaluator {
         checks.append(gateway(report))
         checks.append(refusedInput(report))
         checks.append(versionCurrency(server, expected: input.expectedVersion))
+        let upgrade = input.site?.upgrade.flatMap { $0.serverId == server.id ? $0 : nil }
+        if let upgrade {
+            let message = upgrade.phase == .inProgress
+                ? "being upgraded to \(upgrade.target) (drain, hand-over, new containers, health check)"
+                : "upgrade to \(upgrade.target) failed: \(upgrade.message ?? "no reason given")"
+            checks.append(HealthCheck(id: "upgrade", status: .informational, message: message, value: server.imageTag))
+        }
 
         let status: TunnelServerHealthStatus
-        if offline {
+        if let upgrade {
+            // Graph's statuses for a server the Site's rolling upgrade is at, offline or not:
+            // it is expected to go away for a moment.
+            status = upgrade.phase == .inProgress ? .upgradeInProgress : .upgradeFailed
+        } else if offline {
             status = .offline
         } else {
             let worst = checks.map(\.status).max() ?? .unknown

@@ -31,6 +31,9 @@ public struct ServeConfiguration: Sendable {
     public var agentCertificateLifetime: TimeInterval = 30 * 24 * 3600
     /// Health reports, session events and report ids are kept this many days.
     public var retentionDays: Int = 30
+    /// The image tag the Sites' servers should run (`--gateway-release`; docs/site.md,
+    /// "Rolling upgrade"); nil: this control plane's own version.
+    public var gatewayRelease: String?
     /// Serve the development issuer (standalone mode only; refused with `adminAuthConfigPath`).
     public var devIssuer = false
     /// TLS handshake deadline, idle HTTP connection deadline, and connection limits
@@ -140,6 +143,7 @@ public enum ControlPlaneServer {
         options.offlineAfter = config.offlineAfter
         options.agentCertificateLifetime = config.agentCertificateLifetime
         options.retention = TimeInterval(config.retentionDays) * 24 * 3600
+        if let release = config.gatewayRelease { options.gatewayRelease = release }
         options.tlsHandshakeTimeout = config.tlsHandshakeTimeout
         options.idleTimeout = config.idleTimeout
         options.maxConnectionsPerSource = config.maxConnectionsPerSource

@@ -28,6 +28,11 @@ public protocol ControlStore: Sendable {
     /// Refused (`inUse`) while servers are enrolled in it.
     func deleteSite(id: String) async throws -> DeleteOutcome
     func recordUpgradeRequest(siteId: String, at: Date) async throws -> Bool
+    /// In one transaction: the Site's rolling upgrade decided by `RollingUpgradePolicy` over
+    /// its servers (live: checked in since `liveSince`) and written back, with
+    /// `upgradeAvailable`; nil when there is no such Site.
+    func upgradeStep(siteId: String, release: String, now: Date, liveSince: Date,
+                     newId: @escaping @Sendable () -> String) async throws -> RollingUpgradePolicy.Outcome?
 
     // MARK: Servers
     func listServers(siteId: String?) async throws -> [ServerRecord]

@@ -124,6 +124,8 @@ public final class SQLControlStore: ControlStore {
         site.configurationId = try row["configurationId"]
         site.configurationVersion = try row["configurationVersion"]
         site.upgradeRequestedDateTime = date(try row["upgradeRequestedAt"])
+        let upgrade: String? = try row["upgradeState"]
+        site.upgrade = try upgrade.map { try decode(SiteUpgradeState.self, $0) }
         return site
     }
 
@@ -174,6 +176,36 @@ public final class SQLControlStore: ControlStore {
         }
     }
 
+    public func upgradeStep(siteId: String, release: String, now: Date, liveSince: Date,
+                            newId: @escaping @Sendable () -> String) async throws -> RollingUpgradePolicy.Outcome? {
+        try await database.write { c in
+            guard var site = try await c.query("SELECT * FROM sites WHERE id = ?", [siteId]).first.map(Self.site) else { return nil }
+            let servers = try await c.query("SELECT * FROM servers WHERE siteId = ?", [siteId]).map(Self.server).map { s in
+                RollingUpgradePolicy.Server(id: s.id, displayName: s.displayName, live: (s.lastCheckinDateTime ?? .distantPast) >= liveSince,
+                                            lastCheckin: s.lastCheckinDateTime, imageTag: s.imageTag, gatewayUp: s.serverVersion != nil,
+                                            report: s.upgradeReport)
+            }
+            let outcome = RollingUpgradePolicy.decide(
+                state: site.upgrade, release: release, requestedAt: site.upgradeRequestedDateTime, automatic: site.upgradeAutomatically ?? false,
+                inWindow: RollingUpgradePolicy.inWindow(now: now, start: site.upgradeWindowStartTime, end: site.upgradeWindowEndTime,
+                                                        offsetMinutes: site.upgradeWindowUtcOffsetInMinutes),
+                servers: servers, now: now, newId: newId)
+            if outcome.state != site.upgrade {
+                try await c.query("UPDATE sites SET upgradeState = ? WHERE id = ?", [try outcome.state.map { try Self.encode($0) }, siteId])
+            }
+            if outcome.clearRequest {
+                try await c.query("UPDATE sites SET upgradeRequestedAt = NULL WHERE id = ?", [siteId])
+            }
+            if site.upgradeAvailable != outcome.available {
+                site.upgradeAvailable = outcome.available
+                site.upgrade = nil
+                site.upgradeRequestedDateTime = nil
+                try await c.query("UPDATE sites SET body = ? WHERE id = ?", [try Self.encode(site), siteId])
+            }
+            return outcome
+        }
+    }
+
     // MARK: - Servers
 
     static func server(_ row: SQLRow) throws -> ServerRecord {
@@ -185,6 +217,9 @@ public final class SQLControlStore: ControlStore {
             appliedConfigurationVersion: try row["appliedConfigurationVersion"],
             lastApply: try lastApply.map { try decode(ConfigurationApplyResult.self, $0) })
         record.drainHandOverAfter = try row["drainHandOverAfter"]
+        record.imageTag = try row["imageTag"]
+        let report: String? = try row["upgradeReport"]
+        record.upgradeReport = try report.map { try decode(UpgradeReport.self, $0) }
         return record
     }
 
@@ -241,13 +276,14 @@ public final class SQLControlStore: ControlStore {
         let lastApply = try request.lastApply.map { try Self.encode($0) }
         let keyIds = try request.ticketKeyIds.map { try Self.encode($0) }
         let leases = try request.foreignLeases.map { try Self.encode($0) }
+        let upgrade = try request.upgrade.map { try Self.encode($0) }
         try await database.write { c in
             try await c.query("""
                 UPDATE servers SET lastCheckinAt = ?, agentVersion = ?, serverVersion = ?, appliedConfigurationVersion = ?,
-                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?, foreignLeases = ?
+                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?, foreignLeases = ?, imageTag = ?, upgradeReport = ?
                 WHERE id = ?
                 """, [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply,
-                      keyIds, leases, serverId])
+                      keyIds, leases, request.imageTag, upgrade, serverId])
         }
     }
 

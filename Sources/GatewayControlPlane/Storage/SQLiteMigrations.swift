@@ -180,6 +180,13 @@ enum SQLiteMigrations {
             // (JSON array; docs/site.md, "Foreign leases").
             try db.execute(sql: "ALTER TABLE servers ADD COLUMN foreignLeases TEXT")
         }
+        migrator.registerMigration("v7") { db in
+            // The rolling upgrade (docs/site.md, "Rolling upgrade"): the Site's state (JSON
+            // SiteUpgradeState), each server's image tag and its last upgrade report (JSON).
+            try db.execute(sql: "ALTER TABLE sites ADD COLUMN upgradeState TEXT")
+            try db.execute(sql: "ALTER TABLE servers ADD COLUMN imageTag TEXT")
+            try db.execute(sql: "ALTER TABLE servers ADD COLUMN upgradeReport TEXT")
+        }
         return migrator
     }
 }

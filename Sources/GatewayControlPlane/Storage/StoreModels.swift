@@ -20,8 +20,10 @@ public struct SiteRecord: Sendable, Equatable, Codable {
     public var configurationId: String?
     /// Bumps whenever the configuration or the choice of configuration changes. Never goes back.
     public var configurationVersion: Int64
-    /// Last `requestUpgrade` call (recorded only: there is no image upgrade machinery yet).
+    /// The last `requestUpgrade` not fulfilled yet (cleared when the Site runs the release).
     public var upgradeRequestedDateTime: Date?
+    /// The rolling upgrade under way, or the one that failed (`RollingUpgradePolicy`).
+    public var upgrade: SiteUpgradeState?
 
     public init(id: String, displayName: String) {
         self.id = id
@@ -46,6 +48,10 @@ public struct ServerRecord: Sendable, Equatable {
     public var lastApply: ConfigurationApplyResult?
     /// An administrator asked for a drain: seconds before the hand-over, -1 to wait; nil: none.
     public var drainHandOverAfter: Int64?
+    /// The image tag the server's containers run, as its agent reported it; nil outside containers.
+    public var imageTag: String?
+    /// Its agent's last report on an upgrade the Site asked of it.
+    public var upgradeReport: UpgradeReport?
 
     public init(id: String, siteId: String, displayName: String, deploymentMode: String = "standaloneRootful",
                 createdDateTime: Date, lastCheckinDateTime: Date? = nil, agentVersion: String? = nil,

@@ -187,6 +187,8 @@ enum PostgresMigrations {
             """,
         ]),
         ("v6", ["ALTER TABLE servers ADD COLUMN foreignLeases TEXT"]),
+        ("v7", ["ALTER TABLE sites ADD COLUMN upgradeState TEXT", "ALTER TABLE servers ADD COLUMN imageTag TEXT",
+                "ALTER TABLE servers ADD COLUMN upgradeReport TEXT"]),
     ]
 
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
