@@ -181,4 +181,11 @@ public enum StateKey: String, Sendable, CaseIterable {
     case appliedPoolSlice
     /// The `pool-reserved` merged into it ("" for none).
     case appliedPoolReserved
+    /// The upgrade attempt the control plane asked of this server last (AgentRunner+Upgrade):
+    /// its id, tag, stage (`UpgradeReport.State`), when the stage began, and a local failure.
+    case upgradeAttempt
+    case upgradeTag
+    case upgradeStage
+    case upgradeSince
+    case upgradeMessage
 }

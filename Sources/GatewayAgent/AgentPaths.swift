@@ -36,4 +36,7 @@ public struct AgentPaths: Sendable, Equatable {
     /// The agent's own durable state: outbox, applied version, handled actions.
     public var agentDirectory: String { file("agent") }
     public var database: String { file("agent/agent.sqlite") }
+    /// Shared with the host's updater (deploy/mstunnel-updater; docs/site.md, "Rolling
+    /// upgrade"): the agent writes `desired`, the updater `result` and `updater.alive`.
+    public var upgradeDirectory: String { file("upgrade") }
 }

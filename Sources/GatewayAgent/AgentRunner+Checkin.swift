@@ -36,6 +36,8 @@ extension AgentRunner {
                                      revokedTickets: localRevocations.map { $0.revoked.map { RevokedTicketEntry(sessionId: $0.sessionId, until: $0.until) } },
                                      revocationsAfter: database.int(.revocationsSiteCursor) ?? 0)
         request.foreignLeases = foreignLeases()
+        request.imageTag = options.imageTag.map { AgentAPILimits.truncated($0, toBytes: AgentAPILimits.imageTag) }
+        request.upgrade = upgradeReport()
         let response: CheckinResponse
         do {
             response = try client.checkin(request)
@@ -77,7 +79,9 @@ extension AgentRunner {
         applyConfiguration(from: response)
         if let keys = response.ticketKeys { handOver(keys, authHas: authKeys) }
         takeRevocations(response)
-        applyDrain(response.drain)
+        // An upgrade drains the gateway itself; an administrator's drain waits for it.
+        if response.upgrade == nil && !upgradeHoldsDrain { applyDrain(response.drain) }
+        applyUpgrade(response.upgrade)
         renewIfDue(response.renewAfter)
         for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {
             if !database.isActionDone(action.id) { pendingActions.append(action) }

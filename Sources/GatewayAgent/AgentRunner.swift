@@ -18,6 +18,9 @@ public struct RunOptions: Sendable {
     /// ticket keys from the control plane are handed to it (docs/site.md).
     public var authSocket: String?
     public var authUIDs: Set<UInt32> = [991]
+    /// The image tag this stack's containers run (compose hands `MSTUNNEL_TAG` to the agent
+    /// as `MSTUNNEL_IMAGE_TAG`); nil outside containers, where the Site never upgrades it.
+    public var imageTag: String? = ProcessInfo.processInfo.environment["MSTUNNEL_IMAGE_TAG"].flatMap { $0.isEmpty ? nil : $0 }
 
     public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000,
                 gatewayGIDs: Set<UInt32> = [], gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)? = nil) {
