@@ -48,7 +48,7 @@ compose_cmd() {
     return 1
 }
 # The stack's variables: where compose binds its state, sockets, logs and control plane.
-export MSTUNNEL_DIR=$QS/etc MSTUNNEL_RUN_DIR=$QS/run MSTUNNEL_LOG_DIR=$QS/log MSTUNNEL_CONTROL_DIR=$QS/control
+export MSTUNNEL_DIR=$QS/etc MSTUNNEL_RUN_DIR=$QS/run MSTUNNEL_LOG_DIR=$QS/log MSTUNNEL_CONTROL_DIR=$QS/control MSTUNNEL_UPDATER_DIR=$QS/updater
 compose() { nsenter --net=/run/netns/$NS_G $COMPOSE -f "$ROOT/compose.yaml" --profile all-in-one "$@"; }
 
 down() {
@@ -128,6 +128,7 @@ install -d -m 0750 -o 992 -g 990 "$QS/etc/private"
 chmod 0755 "$QS/etc/certs"
 install -d -m 2770 -o root -g 990 "$QS/run" "$QS/log"
 install -d -m 0700 -o 993 -g 993 "$QS/control"
+install -d -m 0755 "$QS/updater"   # the agent mounts it read-only; no updater runs in the quickstart
 step "the gateway's TLS certificate (self-signed, SAN IP:198.18.0.1)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 -subj "/CN=198.18.0.1" \
     -addext "subjectAltName=IP:198.18.0.1" -keyout "$QS/etc/private/site.key" -out "$QS/etc/certs/site.crt" 2>/dev/null

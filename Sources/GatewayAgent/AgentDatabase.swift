@@ -188,4 +188,6 @@ public enum StateKey: String, Sendable, CaseIterable {
     case upgradeStage
     case upgradeSince
     case upgradeMessage
+    /// "1" when the upgrade's drain is the agent's own (the gateway was not draining before).
+    case upgradeDrainOurs
 }

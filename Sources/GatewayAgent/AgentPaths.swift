@@ -36,7 +36,8 @@ public struct AgentPaths: Sendable, Equatable {
     /// The agent's own durable state: outbox, applied version, handled actions.
     public var agentDirectory: String { file("agent") }
     public var database: String { file("agent/agent.sqlite") }
-    /// Shared with the host's updater (deploy/mstunnel-updater; docs/site.md, "Rolling
-    /// upgrade"): the agent writes `desired`, the updater `result` and `updater.alive`.
+    /// The agent's requests to the host's updater (deploy/mstunnel-updater; docs/site.md,
+    /// "Rolling upgrade"): `desired`, and `confirmed` once the agent on the new tag checked in.
+    /// The updater reads them as the agent's uid and answers in its own directory.
     public var upgradeDirectory: String { file("upgrade") }
 }

@@ -81,6 +81,7 @@ extension AgentRunner {
         takeRevocations(response)
         // An upgrade drains the gateway itself; an administrator's drain waits for it.
         if response.upgrade == nil && !upgradeHoldsDrain { applyDrain(response.drain) }
+        confirmUpgradeIfOnItsTag()
         applyUpgrade(response.upgrade)
         renewIfDue(response.renewAfter)
         for action in response.actions where !pendingActions.contains(where: { $0.id == action.id }) {

@@ -17,15 +17,17 @@ import GatewayWire
 extension AgentRunner {
     var upgradeStage: UpgradeReport.State? { database.value(.upgradeStage).flatMap(UpgradeReport.State.init) }
 
-    /// True while this agent's upgrade drain is on: an administrator's drain instruction is
-    /// not applied (nor ended) meanwhile.
+    /// True while this agent's upgrade is draining or waiting for the updater: an
+    /// administrator's drain instruction is not applied (nor ended) meanwhile.
     var upgradeHoldsDrain: Bool { upgradeStage == .draining || upgradeStage == .requested }
 
+    /// The agent's own request files, and the updater's (root's, read-only here).
     func upgradeFile(_ name: String) -> String { options.paths.upgradeDirectory + "/" + name }
+    func updaterFile(_ name: String) -> String { options.updaterDirectory + "/" + name }
 
     /// The updater's result for the current attempt, if it wrote one.
     func upgradeResult() -> UpgradeReport? {
-        guard let attempt = database.value(.upgradeAttempt), let data = AtomicFile.read(upgradeFile(UpgradeFiles.result)),
+        guard let attempt = database.value(.upgradeAttempt), let data = AtomicFile.read(updaterFile(UpgradeFiles.result)),
               let result = UpgradeFiles.result(from: String(decoding: data, as: UTF8.self)), result.id == attempt else { return nil }
         return result
     }
@@ -41,9 +43,25 @@ extension AgentRunner {
     /// An updater is running on the host: its heartbeat file is recent.
     func updaterAlive(now: Date) -> Bool {
         var st = stat()
-        guard stat(upgradeFile(UpgradeFiles.alive), &st) == 0 else { return false }
+        guard stat(updaterFile(UpgradeFiles.alive), &st) == 0 else { return false }
         let mtime = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))
         return abs(now.timeIntervalSince(mtime)) <= UpgradeFiles.aliveWithin
+    }
+
+    /// After a successful check-in: the agent on the attempt's tag tells the updater it is up
+    /// and reaches the control plane — the updater's last check before "succeeded", so a
+    /// release whose agent cannot check in is rolled back too.
+    func confirmUpgradeIfOnItsTag() {
+        guard upgradeStage == .requested, let attempt = database.value(.upgradeAttempt), let tag = database.value(.upgradeTag),
+              options.imageTag == tag else { return }
+        let path = upgradeFile(UpgradeFiles.confirmed)
+        if let data = AtomicFile.read(path), UpgradeFiles.parse(String(decoding: data, as: UTF8.self))["id"] == attempt { return }
+        do {
+            try AtomicFile.write(Data("id=\(attempt)\n".utf8), to: path, mode: 0o644)
+            logger.notice("agent.upgrade.confirmed", metadata: ["attempt": "\(attempt)", "tag": "\(tag)", "next": "the updater's health check ends"])
+        } catch {
+            logger.warning("agent.upgrade.confirm_failed", metadata: ["error": "\(error.message)", "retry": "at the next check-in"])
+        }
     }
 
     func applyUpgrade(_ instruction: UpgradeInstruction?, now: Date = Date()) {
@@ -56,19 +74,22 @@ extension AgentRunner {
         if let result = upgradeResult() {
             if upgradeHoldsDrain {
                 if result.state == .failed { endUpgradeDrain(why: "the upgrade to \(result.tag) failed: \(result.message ?? "no reason given")") }
-                try? database.set(.upgradeStage, result.state.rawValue)
+                try? database.set([.upgradeStage: result.state.rawValue, .upgradeDrainOurs: nil])
                 logger.notice("agent.upgrade.result", metadata: ["attempt": "\(result.id)", "tag": "\(result.tag)", "state": "\(result.state.rawValue)",
                                                                 "message": "\(result.message ?? "")"])
             }
             return
         }
         guard let instruction else {
-            // No longer asked while only draining (the Site's upgrade was superseded or
-            // stopped): take clients again. Once the updater was asked, it goes on.
-            if upgradeStage == .draining {
-                endUpgradeDrain(why: "the control plane no longer asks for the upgrade")
-                try? database.set(.upgradeStage, nil)
-            }
+            // No longer asked, and no answer from the updater: the control plane gave this
+            // attempt up (failed, timed out, superseded). Withdraw the request, so an updater
+            // that comes back later does not act on it, and take clients again.
+            guard upgradeHoldsDrain else { return }
+            unlink(upgradeFile(UpgradeFiles.desired))
+            endUpgradeDrain(why: "the control plane no longer asks for the upgrade")
+            try? database.set([.upgradeStage: nil, .upgradeDrainOurs: nil])
+            logger.notice("agent.upgrade.withdrawn", metadata: ["attempt": "\(database.value(.upgradeAttempt) ?? "")",
+                                                               "why": "the control plane no longer asks for it"])
             return
         }
         guard upgradeStage == .draining else { return }
@@ -77,11 +98,12 @@ extension AgentRunner {
         let deadline = since.addingTimeInterval(TimeInterval(instruction.handOverAfterSeconds + instruction.drainTimeoutSeconds))
         let connected = try? gateway.serverStatus().get().connectedSessions
         guard connected == 0 || now >= deadline else { return }
+        unlink(upgradeFile(UpgradeFiles.confirmed))
         let text = UpgradeFiles.desiredText(id: instruction.id, tag: instruction.tag, requested: GraphDate.string(now))
         do {
             try AtomicFile.write(Data(text.utf8), to: upgradeFile(UpgradeFiles.desired), mode: 0o644)
         } catch {
-            return failUpgrade("cannot write \(upgradeFile(UpgradeFiles.desired)): \(error.message)", now: now, drained: true)
+            return failUpgrade("cannot write \(upgradeFile(UpgradeFiles.desired)): \(error.message)", now: now)
         }
         try? database.set([.upgradeStage: UpgradeReport.State.requested.rawValue, .upgradeSince: GraphDate.string(now)])
         logger.notice("agent.upgrade.requested", metadata: [
@@ -93,7 +115,7 @@ extension AgentRunner {
 
     func startUpgrade(_ instruction: UpgradeInstruction, now: Date) {
         try? database.set([.upgradeAttempt: instruction.id, .upgradeTag: instruction.tag, .upgradeStage: UpgradeReport.State.draining.rawValue,
-                           .upgradeSince: GraphDate.string(now), .upgradeMessage: nil])
+                           .upgradeSince: GraphDate.string(now), .upgradeMessage: nil, .upgradeDrainOurs: nil])
         guard UpgradeReport.isValidTag(instruction.tag), UpgradeFiles.isAttemptId(instruction.id) else {
             return failUpgrade("the control plane asked for an image tag or attempt id this agent does not take", now: now)
         }
@@ -101,10 +123,20 @@ extension AgentRunner {
             return failUpgrade("this server does not run in containers (MSTUNNEL_IMAGE_TAG is unset): upgrade it by hand", now: now)
         }
         guard updaterAlive(now: now) else {
-            return failUpgrade("no updater runs on this host (\(upgradeFile(UpgradeFiles.alive)) missing or older than \(Int(UpgradeFiles.aliveWithin)) s): start deploy/mstunnel-updater", now: now)
+            return failUpgrade("no updater runs on this host (\(updaterFile(UpgradeFiles.alive)) missing or older than \(Int(UpgradeFiles.aliveWithin)) s): start deploy/mstunnel-updater", now: now)
+        }
+        // A drain already on (an operator's, or the control plane's) is kept as it is: its
+        // sessions leave as that drain says, and it is not ours to end.
+        if let status = try? gateway.serverStatus().get(), status.drain != nil {
+            logger.notice("agent.upgrade.started", metadata: [
+                "attempt": "\(instruction.id)", "from": "\(current)", "to": "\(instruction.tag)", "sessions": "\(status.connectedSessions)",
+                "hand_over": "as the drain already on says",
+            ])
+            return
         }
         switch gateway.drain(DrainRequest(drain: true, handOverAfterSeconds: instruction.handOverAfterSeconds)) {
         case .success(let r):
+            try? database.set(.upgradeDrainOurs, "1")
             logger.notice("agent.upgrade.started", metadata: [
                 "attempt": "\(instruction.id)", "from": "\(current)", "to": "\(instruction.tag)", "sessions": "\(r.sessions)",
                 "hand_over": "in \(instruction.handOverAfterSeconds) s",
@@ -116,14 +148,16 @@ extension AgentRunner {
         }
     }
 
-    func failUpgrade(_ message: String, now: Date, drained: Bool = false) {
-        if drained { endUpgradeDrain(why: message) }
-        try? database.set([.upgradeStage: UpgradeReport.State.failed.rawValue, .upgradeSince: GraphDate.string(now), .upgradeMessage: message])
+    func failUpgrade(_ message: String, now: Date) {
+        endUpgradeDrain(why: message)
+        try? database.set([.upgradeStage: UpgradeReport.State.failed.rawValue, .upgradeSince: GraphDate.string(now), .upgradeMessage: message,
+                           .upgradeDrainOurs: nil])
         logger.error("agent.upgrade.failed", metadata: ["attempt": "\(database.value(.upgradeAttempt) ?? "")", "error": "\(message)"])
     }
 
+    /// Ends the drain only if this upgrade started it.
     func endUpgradeDrain(why: String) {
-        guard let status = try? gateway.serverStatus().get(), status.drain != nil else { return }
+        guard database.value(.upgradeDrainOurs) == "1", let status = try? gateway.serverStatus().get(), status.drain != nil else { return }
         if case .failure(let error) = gateway.drain(DrainRequest(drain: false)) {
             logger.warning("agent.drain.end_failed", metadata: ["error": "\(error)", "retry": "at the next check-in"])
         } else {

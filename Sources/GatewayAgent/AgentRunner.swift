@@ -21,6 +21,11 @@ public struct RunOptions: Sendable {
     /// The image tag this stack's containers run (compose hands `MSTUNNEL_TAG` to the agent
     /// as `MSTUNNEL_IMAGE_TAG`); nil outside containers, where the Site never upgrades it.
     public var imageTag: String? = ProcessInfo.processInfo.environment["MSTUNNEL_IMAGE_TAG"].flatMap { $0.isEmpty ? nil : $0 }
+    /// The host updater's own directory, read-only here (compose mounts it): its `result` and
+    /// `updater.alive`. Root writes there, so it is not the agent's: the agent could otherwise
+    /// turn root's writes into links elsewhere (docs/security.md).
+    public var updaterDirectory: String = ProcessInfo.processInfo.environment["MSTUNNEL_UPDATER_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? "/var/lib/mstunnel-updater"
 
     public init(paths: AgentPaths, runDirectory: String = "/run/mstunnel", logDirectory: String = "/var/log/mstunnel", outboxMax: Int = 100_000,
                 gatewayGIDs: Set<UInt32> = [], gatewayStatusObserver: (@Sendable (ServerStatusResponse?) -> Void)? = nil) {

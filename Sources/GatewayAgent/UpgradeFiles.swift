@@ -6,12 +6,15 @@ import GatewayAgentAPI
 /// value per line, because the updater is a shell script on a host that may have nothing
 /// else: no JSON tool is needed to read or write them.
 ///
-/// - `desired` (the agent): `id`, `tag`, `requested` — move this stack to `tag`.
-/// - `result` (the updater): `id`, `tag`, `state` (`succeeded` or `failed`), `previous`,
-///   `message`, `date` — what became of attempt `id`.
-/// - `updater.alive` (the updater, every few seconds): its mtime says an updater runs.
+/// In the agent's `<state-dir>/upgrade` (the updater reads them as the agent's uid):
+/// - `desired`: `id`, `tag`, `requested` — move this stack to `tag`;
+/// - `confirmed`: `id` — the agent on the new tag checked in (the updater's last health check).
+/// In the updater's own directory (root's; read-only for the agent):
+/// - `result`: `id`, `tag`, `state` (`succeeded` or `failed`), `previous`, `message`, `date`;
+/// - `updater.alive`: touched every few seconds: an updater runs.
 public enum UpgradeFiles {
     public static let desired = "desired"
+    public static let confirmed = "confirmed"
     public static let result = "result"
     public static let alive = "updater.alive"
     /// An updater whose heartbeat is older than this is taken for absent.

@@ -33,10 +33,11 @@ public struct ControlPlaneOptions: Sendable {
     /// How often the retention task runs (also once at start).
     public var retentionInterval: TimeInterval = 600
     public var version: String = ControlPlaneVersion.string
-    /// The image tag every Site's servers should run: a server on another tag makes its Site
-    /// `upgradeAvailable`, and a rolling upgrade moves it there (docs/site.md). An operator
-    /// upgrades the control plane first, so by default its own version.
-    public var gatewayRelease: String = ControlPlaneVersion.string
+    /// The image tag every Site's servers should run (`--gateway-release`): a server on
+    /// another tag makes its Site `upgradeAvailable`, and a rolling upgrade moves it there
+    /// (docs/site.md). nil: none published, so no Site upgrades — never a guess, since moving
+    /// servers drains them and a wrong tag would be a downgrade.
+    public var gatewayRelease: String?
     /// A connection whose TLS handshake has not completed this long after it was accepted
     /// is closed (`--tls-handshake-timeout`).
     public var tlsHandshakeTimeout: TimeInterval = 10

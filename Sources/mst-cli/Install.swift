@@ -11,6 +11,8 @@ struct Install {
     var stateDirectory: String
     var runDirectory: String
     var logDirectory: String
+    /// The host updater's directory (rolling upgrades).
+    var updaterDirectory: String = "/var/lib/mstunnel-updater"
     var controlURL: String?
     var present: Bool
 
@@ -34,6 +36,7 @@ struct Install {
                        compose: value("MSTUNNEL_COMPOSE", engine == "docker" ? "docker compose" : "podman-compose"),
                        stateDirectory: value("MSTUNNEL_DIR", "/etc/mstunnel"), runDirectory: value("MSTUNNEL_RUN_DIR", "/run/mstunnel"),
                        logDirectory: value("MSTUNNEL_LOG_DIR", "/var/log/mstunnel"),
+                       updaterDirectory: value("MSTUNNEL_UPDATER_DIR", "/var/lib/mstunnel-updater"),
                        controlURL: values["MSTUNNEL_CONTROL_URL"], present: text != nil)
     }
 

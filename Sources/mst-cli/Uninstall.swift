@@ -55,8 +55,13 @@ struct Uninstall: ParsableCommand {
         }
         for name in Install.containers { _ = try? Command.run([install.engine, "rm", "-f", name]) }
         print("containers: removed")
+        // The host's updater (rolling upgrades), where setup made it a systemd unit.
+        if FileManager.default.fileExists(atPath: "/etc/systemd/system/mstunnel-updater.service") {
+            _ = try? Command.run(["systemctl", "disable", "--now", "mstunnel-updater.service"])
+        }
         // 3. Files.
-        for path in [install.stateDirectory, install.runDirectory, install.logDirectory, install.installDirectory,
+        for path in [install.stateDirectory, install.runDirectory, install.logDirectory, install.installDirectory, install.updaterDirectory,
+                     "/etc/systemd/system/mstunnel-updater.service", "/usr/local/sbin/mstunnel-updater",
                      "/etc/sysctl.d/60-mstunnel.conf", "/etc/tmpfiles.d/mstunnel.conf"] where FileManager.default.fileExists(atPath: path) {
             do {
                 try FileManager.default.removeItem(atPath: path)

@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A server without a check-in for this many seconds is offline.")
     var offlineAfter = 300
 
-    @Option(help: ArgumentHelp("The image tag the Sites' servers should run (default: this control plane's version).",
+    @Option(help: ArgumentHelp("The image tag the Sites' servers should run (default: none, no upgrades).",
                                discussion: "A server on another tag makes its Site upgradeAvailable; requestUpgrade, or the upgrade window with upgradeAutomatically, moves the servers to it one at a time (docs/site.md, \"Rolling upgrade\"). Give every instance the same value."))
     var gatewayRelease: String?
 

@@ -96,9 +96,14 @@ import Testing
         // Nothing to do: the request is fulfilled at once. Offline and tag-less servers are not upgraded.
         let none = Self.decide(nil, [Self.server("a", tag: "2.0"), Self.server("b", tag: "1.0", live: false), Self.server("c", tag: nil)], at: 1)
         #expect(none.state == nil && none.clearRequest && !none.available)
-        // A new release supersedes an upgrade under way.
-        let superseded = Self.decide(asked, [Self.server("a", tag: "1.0")], at: 5, release: "3.0")
+        // A new release supersedes an upgrade under way — once the server in flight is done
+        // (its updater is switching it: no second server may start beside it).
+        let inFlight = Self.decide(asked, [Self.server("a", tag: "1.0"), Self.server("b", tag: "1.0")], at: 5, release: "3.0")
+        #expect(inFlight.events.isEmpty && inFlight.state?.serverId == "a" && inFlight.state?.target == "2.0")
+        let between = SiteUpgradeState(phase: .inProgress, target: "2.0", startedAt: Self.t0, upgraded: 1)
+        let superseded = Self.decide(between, [Self.server("a", tag: "2.0"), Self.server("b", tag: "1.0")], at: 5, release: "3.0")
         #expect(superseded.events.first == .superseded(old: "2.0", new: "3.0") && superseded.state?.target == "3.0")
+        #expect(superseded.state?.serverId == "a")
     }
 
     @Test func theUpgradeWindow() {
@@ -115,6 +120,17 @@ import Testing
         // No window, or an empty one: always.
         #expect(P.inWindow(now: at(12, 0), start: nil, end: "04:00", offsetMinutes: 0))
         #expect(P.inWindow(now: at(12, 0), start: "04:00", end: "04:00", offsetMinutes: 0))
+    }
+
+    @Test func noReleaseNoUpgrade() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let (status, body) = try await client.admin(.post, ControlPlane.sitesPath + "/\(siteId)/requestUpgrade")
+            #expect(status == .conflict)
+            #expect("\(body ?? .null)".contains("--gateway-release"))
+            #expect(try await client.admin(.get, ControlPlane.sitesPath + "/\(siteId)").1?["gatewayRelease"] == JSONValue.null)
+        }
     }
 
     /// Through the check-ins, on the store under test (SQLite, or PostgreSQL in the second pass).

@@ -78,8 +78,13 @@ extension ControlPlane {
         HTTP.route(router, Self.sitesPath + "/{siteId}/requestUpgrade", [
             .post: { _, context in
                 let id = try HTTP.parameter(context, "siteId")
+                guard let release = self.options.gatewayRelease else {
+                    _ = try await self.requireSite(id)
+                    throw GraphError(.conflict, code: "noRelease",
+                                     "no gateway release is published: start the control plane with --gateway-release TAG (the image tag the servers should run)")
+                }
                 guard try await self.store.recordUpgradeRequest(siteId: id, at: self.now()) else { throw Self.siteNotFound(id) }
-                self.logger.notice("site.upgrade.requested", metadata: ["site": "\(id)", "release": "\(self.options.gatewayRelease)",
+                self.logger.notice("site.upgrade.requested", metadata: ["site": "\(id)", "release": "\(release)",
                                                                        "when": "at the servers' next check-ins, inside the upgrade window"])
                 return HTTP.noContent()
             },
@@ -147,7 +152,7 @@ extension ControlPlane {
             "upgradeAutomatically": bool(s.upgradeAutomatically), "upgradeAvailable": bool(s.upgradeAvailable),
             "internalNetworkProbeUrl": str(s.internalNetworkProbeUrl), "enableCertificatePinning": bool(s.enableCertificatePinning),
             "roleScopeTagIds": s.roleScopeTagIds.map { .array($0.map(JSONValue.string)) } ?? .null,
-            "gatewayRelease": .string(options.gatewayRelease),
+            "gatewayRelease": options.gatewayRelease.map(JSONValue.string) ?? .null,
             "upgradeRequestedDateTime": s.upgradeRequestedDateTime.map { .string(GraphDate.string($0)) } ?? .null,
             "upgradeStatus": .string(s.upgrade?.phase.rawValue ?? "none"),
             "upgradeTargetTag": str(s.upgrade?.target), "upgradingServerId": str(s.upgrade?.serverId),

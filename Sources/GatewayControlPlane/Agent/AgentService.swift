@@ -167,9 +167,11 @@ extension ControlPlane {
         if let after = server.drainHandOverAfter {
             response.drain = DrainInstruction(handOverAfterSeconds: after < 0 ? nil : Int(after))
         }
-        // The Site's rolling upgrade, one step per check-in of any of its servers.
-        if let outcome = try await store.upgradeStep(siteId: server.siteId, release: options.gatewayRelease, now: now,
-                                                     liveSince: now.addingTimeInterval(-3 * options.checkinInterval), newId: { Secrets.newId() }) {
+        // The Site's rolling upgrade, one step per check-in of any of its servers. Live here
+        // means not offline: a server being upgraded is away for a while by design.
+        if let release = options.gatewayRelease,
+           let outcome = try await store.upgradeStep(siteId: server.siteId, release: release, now: now,
+                                                     liveSince: now.addingTimeInterval(-options.offlineAfter), newId: { Secrets.newId() }) {
             logUpgrade(outcome.events, siteId: server.siteId)
             response.upgrade = outcome.instruction(for: server.id)
         }

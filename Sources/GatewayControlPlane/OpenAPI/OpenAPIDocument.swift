@@ -229,7 +229,7 @@ enum OpenAPIOperations {
             op(.get, sites + "/{siteId}/microsoftTunnelConfiguration", "getSiteConfiguration", "sites",
                "The Site's Server configuration (navigation property)", [ok(JS.ref("microsoftTunnelConfiguration"))]),
             op(.post, sites + "/{siteId}/requestUpgrade", "requestUpgrade", "sites",
-               "Graph's requestUpgrade: the Site's servers move to the control plane's gateway release one at a time, inside the upgrade window (docs/site.md, Rolling upgrade)", [noContent]),
+               "Graph's requestUpgrade: the Site's servers move to the control plane's gateway release one at a time, inside the upgrade window (docs/site.md, Rolling upgrade); 409 when no release is published (--gateway-release)", [noContent]),
             op(.post, sites + "/{siteId}/rotateTicketKey", "rotateTicketKey", "sites",
                "Extension: a new ticket key for the Site; it seals once every live server has it (409 while a rotation is in progress)", [noContent]),
             op(.post, sites + "/{siteId}/createJoinToken", "createJoinToken", "sites",

@@ -32,7 +32,7 @@ public struct ServeConfiguration: Sendable {
     /// Health reports, session events and report ids are kept this many days.
     public var retentionDays: Int = 30
     /// The image tag the Sites' servers should run (`--gateway-release`; docs/site.md,
-    /// "Rolling upgrade"); nil: this control plane's own version.
+    /// "Rolling upgrade"); nil: none, no Site upgrades.
     public var gatewayRelease: String?
     /// Serve the development issuer (standalone mode only; refused with `adminAuthConfigPath`).
     public var devIssuer = false
@@ -143,7 +143,7 @@ public enum ControlPlaneServer {
         options.offlineAfter = config.offlineAfter
         options.agentCertificateLifetime = config.agentCertificateLifetime
         options.retention = TimeInterval(config.retentionDays) * 24 * 3600
-        if let release = config.gatewayRelease { options.gatewayRelease = release }
+        options.gatewayRelease = config.gatewayRelease
         options.tlsHandshakeTimeout = config.tlsHandshakeTimeout
         options.idleTimeout = config.idleTimeout
         options.maxConnectionsPerSource = config.maxConnectionsPerSource

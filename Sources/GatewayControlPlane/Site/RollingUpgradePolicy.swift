@@ -119,7 +119,9 @@ public enum RollingUpgradePolicy {
                               newId: () -> String) -> Outcome {
         let available = servers.contains { $0.live && $0.imageTag != nil && $0.imageTag != release }
         var out = Outcome(state: state, available: available, clearRequest: false, events: [])
-        if let s = out.state, s.target != release {
+        // A new release drops an upgrade to the old one — once no server is in flight: its
+        // host's updater is switching it now, and a second server must not start beside it.
+        if let s = out.state, s.target != release, s.serverId == nil || s.phase == .failed {
             out.events.append(.superseded(old: s.target, new: release))
             out.state = nil
         }
@@ -159,6 +161,11 @@ public enum RollingUpgradePolicy {
             }
         }
         // No server under way: start one, if an upgrade is wanted and the window is open.
+        // The release changed while the last one was in flight: that upgrade is over.
+        if let s = out.state, s.target != release {
+            out.events.append(.superseded(old: s.target, new: release))
+            out.state = nil
+        }
         let candidates = servers.filter { $0.live && $0.imageTag != nil && $0.imageTag != release }
             .sorted { ($0.displayName, $0.id) < ($1.displayName, $1.id) }
         if out.state == nil {
