@@ -32,6 +32,7 @@ wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 W=$(mktemp -d /tmp/mstunnel-ru.XXXXXX)
+chmod 0755 "$W"   # the updater reads the agent's requests as uid 992, through this directory
 NS_C=rucli NS_LB=rulb
 HOSTS=(a b c)
 declare -A NS ADDR UPD
@@ -100,7 +101,7 @@ api() {
     [ $# -gt 2 ] && args+=(-H 'Content-Type: application/json' --data "$3")
     ip netns exec $NS_LB curl "${args[@]}" "https://198.18.0.1:8443$G$2"
 }
-CFG=$(api POST /microsoftTunnelConfigurations '{"displayName":"ru","network":"100.64.0.0/24","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443}' | json 'd["id"]')
+CFG=$(api POST /microsoftTunnelConfigurations '{"displayName":"ru","network":"100.64.0.0/22","dnsServers":["198.18.1.2"],"routeIncludes":["198.18.1.0/24"],"listenPort":443}' | json 'd["id"]')
 SITE=$(api POST /microsoftTunnelSites "{\"displayName\":\"ru\",\"upgradeAutomatically\":false,\"microsoftTunnelConfiguration\":{\"id\":\"$CFG\"}}" | json 'd["id"]')
 check "Site $SITE created" test -n "$SITE"
 site() { api GET "/microsoftTunnelSites/$SITE" | json "d.get('$1')"; }
