@@ -46,12 +46,16 @@ export BIN
 # (PyPI); without them those checks would skip, so a failed install is a failure.
 SCHEMATHESIS_VERSION=4.32.5
 PROMETHEUS_CLIENT_VERSION=0.26.0
+# The Kubernetes schemas deploy/kubernetes is validated against (IntegrationTests/containers/04).
+KUBERNETES_VALIDATE_VERSION=1.37.0
 if [ "$(id -u)" = 0 ] && { ! /opt/mst-venv/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" ||
-                           ! /opt/mst-venv/bin/pip show prometheus-client 2>/dev/null | grep -qx "Version: $PROMETHEUS_CLIENT_VERSION"; }; then
-    echo "== installing schemathesis $SCHEMATHESIS_VERSION and prometheus-client $PROMETHEUS_CLIENT_VERSION into /opt/mst-venv"
+                           ! /opt/mst-venv/bin/pip show prometheus-client 2>/dev/null | grep -qx "Version: $PROMETHEUS_CLIENT_VERSION" ||
+                           ! /opt/mst-venv/bin/pip show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION"; }; then
+    echo "== installing schemathesis $SCHEMATHESIS_VERSION, prometheus-client $PROMETHEUS_CLIENT_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION into /opt/mst-venv"
     { python3 -m venv /opt/mst-venv &&
-      /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"; } \
-        || { echo "FAILED: installing schemathesis and prometheus-client (python3-venv, PyPI)"; status=1; }
+      /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" \
+          "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; } \
+        || { echo "FAILED: installing schemathesis, prometheus-client and kubernetes-validate (python3-venv, PyPI)"; status=1; }
 fi
 # The release build the container tests' images need (deploy/build-images; ~17 min from
 # scratch on 2 cores) runs in the background at the lowest CPU priority while the namespace

@@ -40,12 +40,20 @@ struct Enroll: ParsableCommand {
     @Flag(help: "Enroll again even if this host is already enrolled (replaces its identity).")
     var force = false
 
+    @Flag(name: .customLong("if-needed"),
+          help: "Do nothing (exit 0) when this host is already enrolled: for an init container that runs at every pod start (deploy/kubernetes).")
+    var ifNeeded = false
+
     @OptionGroup var state: StateDirOption
 
     func run() throws {
         GatewayLog.bootstrap()
         let logger = Logger(label: "mstunnel-agent")
         do {
+            if ifNeeded, !force, let existing = try? AgentInfo.load(state.paths) {
+                print("already enrolled: server \(existing.serverId) in site \(existing.siteId) (\(existing.controlPlaneUrl))")
+                return
+            }
             let token = try resolveToken()
             let info = try Enrollment(controlURL: controlURL, joinToken: token, paths: state.paths, force: force, logger: logger).run()
             print("enrolled: server \(info.serverId) in site \(info.siteId) (\(info.controlPlaneUrl))")

@@ -69,6 +69,29 @@ import Testing
         }
     }
 
+    /// An orchestrator's identical gateway pods share one token (deploy/kubernetes): it
+    /// enrolls up to maxUses servers, each with an identity of its own, then it is spent.
+    @Test func aJoinTokenForSeveralServers() async throws {
+        let env = try TestEnv()
+        try await env.app().test(.router) { client in
+            let (_, siteId) = try await Fixtures.siteWithConfiguration(client)
+            let path = ControlPlane.sitesPath + "/\(siteId)/createJoinToken"
+            #expect(try await client.admin(.post, path, #"{"maxUses":0}"#).0 == .badRequest)
+            #expect(try await client.admin(.post, path, #"{"maxUses":1001}"#).0 == .badRequest)
+            let (status, body) = try await client.admin(.post, path, #"{"expirationMinutes":30,"maxUses":2}"#)
+            #expect(status == .ok && body?["maxUses"] == .int(2))
+            let token = try #require(body?["joinToken"]?.string)
+            for host in ["gw1", "gw2"] {
+                let (s, _) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, AgentKey(), hostname: host), headers: [.contentType: "application/json"])
+                #expect(s == .ok)
+            }
+            let (s3, e3) = try await client.admin(.post, AgentAPI.basePath + "/enroll", try enrollBody(token, AgentKey(), hostname: "gw3"), headers: [.contentType: "application/json"])
+            #expect(s3 == .unauthorized && e3?.errorCode == "joinTokenUsed")
+            let servers = try await env.store.listServers(siteId: siteId)
+            #expect(servers.count == 2 && Set(servers.map(\.id)).count == 2)
+        }
+    }
+
     @Test func joinTokenExpires() async throws {
         let env = try TestEnv()
         try await env.app().test(.router) { client in

@@ -117,17 +117,25 @@ extension ControlPlane {
                 guard (1...(7 * 24 * 60)).contains(minutes) else {
                     throw GraphError.validation("expirationMinutes must be within 1...10080 (7 days), got \(minutes)")
                 }
+                var maxUses: Int64 = 1
+                if case .int(let n)? = body.values["maxUses"] { maxUses = n }
+                guard (1...1000).contains(maxUses) else {
+                    throw GraphError.validation("maxUses must be within 1...1000, got \(maxUses)")
+                }
                 let secret = Secrets.randomToken(bytes: 32)
                 let now = self.now()
                 let record = JoinTokenRecord(id: Secrets.randomToken(bytes: 12), siteId: id, secretSHA256: Secrets.sha256Hex(Data(secret.utf8)),
-                                             createdDateTime: now, expirationDateTime: now.addingTimeInterval(TimeInterval(minutes * 60)))
+                                             createdDateTime: now, expirationDateTime: now.addingTimeInterval(TimeInterval(minutes * 60)),
+                                             maxUses: Int(maxUses))
                 try await self.store.insertJoinToken(record)
                 let token = JoinToken(tokenId: record.id, secret: secret, caSHA256: self.ca.sha256Hex)
-                self.logger.info("site.join_token_created", metadata: ["site": "\(id)", "token.id": "\(record.id)", "expires": "\(GraphDate.string(record.expirationDateTime))"])
+                self.logger.info("site.join_token_created", metadata: ["site": "\(id)", "token.id": "\(record.id)", "expires": "\(GraphDate.string(record.expirationDateTime))",
+                                                                      "max_uses": "\(maxUses)"])
                 return HTTP.json(.object([
                     "joinToken": .string(token.description),
                     "expirationDateTime": .string(GraphDate.string(record.expirationDateTime)),
                     "siteId": .string(id),
+                    "maxUses": .int(maxUses),
                 ]))
             },
         ])

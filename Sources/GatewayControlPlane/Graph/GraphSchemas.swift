@@ -126,6 +126,9 @@ enum GraphSchemas {
 
     static let joinTokenRequest = GraphSchema(entityType: "createJoinToken parameters", fields: [
         .rw("expirationMinutes", .int32),
+        // How many servers the token may enroll (default 1; up to 1,000 for an orchestrator's
+        // identical gateway pods, deploy/kubernetes).
+        .rw("maxUses", .int32),
     ])
 
     /// The health check list (extension).

@@ -359,8 +359,8 @@ enum OpenAPISchemas {
             "drainParameters": parameters(GraphSchemas.drainRequest),
             "joinTokenResponse": JS.object([
                 "joinToken": JS.string("mstj1.<id>.<secret>.<ca-sha256>; a secret, shown once"),
-                "expirationDateTime": JS.string(format: "date-time"), "siteId": JS.string(),
-            ], required: ["joinToken", "expirationDateTime", "siteId"]),
+                "expirationDateTime": JS.string(format: "date-time"), "siteId": JS.string(), "maxUses": JS.integer(),
+            ], required: ["joinToken", "expirationDateTime", "siteId", "maxUses"]),
             "keyLongValuePair": JS.object(["name": JS.string(enumeration: MetricValues.names), "value": JS.integer()], required: ["name", "value"]),
             "metricTimeSeriesDataPoint": JS.object(["dateTime": JS.string(format: "date-time"), "value": JS.integer()],
                                                    required: ["dateTime", "value"]),

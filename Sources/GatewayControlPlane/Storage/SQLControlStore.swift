@@ -376,8 +376,9 @@ public final class SQLControlStore: ControlStore {
 
     public func insertJoinToken(_ token: JoinTokenRecord) async throws {
         try await database.write { c in
-            try await c.query("INSERT INTO join_tokens (id, siteId, secretSHA256, createdAt, expiresAt) VALUES (?, ?, ?, ?, ?)",
-                              [token.id, token.siteId, token.secretSHA256, Self.time(token.createdDateTime), Self.time(token.expirationDateTime)])
+            try await c.query("INSERT INTO join_tokens (id, siteId, secretSHA256, createdAt, expiresAt, maxUses) VALUES (?, ?, ?, ?, ?, ?)",
+                              [token.id, token.siteId, token.secretSHA256, Self.time(token.createdDateTime), Self.time(token.expirationDateTime),
+                               token.maxUses])
         }
     }
 
@@ -406,9 +407,13 @@ public final class SQLControlStore: ControlStore {
             case .valid(let siteId): guard server.siteId == siteId else { return .siteMissing }
             }
             // Spend first, conditionally: a concurrent enrollment with the same token that
-            // got here too finds usedAt set and changes nothing.
-            guard try await c.changes("UPDATE join_tokens SET usedAt = ?, usedByServerId = ? WHERE id = ? AND usedAt IS NULL RETURNING 1",
-                                      [Self.time(now), server.id, tokenId]) == 1 else { return .alreadyUsed }
+            // got here too finds usedAt set (or its uses gone) and changes nothing. The last
+            // use sets usedAt; usedByServerId names the server enrolled last.
+            guard try await c.changes("""
+                UPDATE join_tokens SET uses = uses + 1, usedByServerId = ?,
+                    usedAt = CASE WHEN uses + 1 >= maxUses THEN ? ELSE usedAt END
+                WHERE id = ? AND usedAt IS NULL AND uses < maxUses RETURNING 1
+                """, [server.id, Self.time(now), tokenId]) == 1 else { return .alreadyUsed }
             try await c.query("""
                 INSERT INTO servers (id, siteId, displayName, deploymentMode, createdAt, agentVersion, appliedConfigurationVersion)
                 VALUES (?, ?, ?, ?, ?, ?, 0)

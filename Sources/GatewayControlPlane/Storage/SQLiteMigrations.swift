@@ -187,6 +187,12 @@ enum SQLiteMigrations {
             try db.execute(sql: "ALTER TABLE servers ADD COLUMN imageTag TEXT")
             try db.execute(sql: "ALTER TABLE servers ADD COLUMN upgradeReport TEXT")
         }
+        migrator.registerMigration("v8") { db in
+            // A join token may enroll up to maxUses servers (an orchestrator's pods share one:
+            // deploy/kubernetes); it is spent (usedAt) with its last use.
+            try db.execute(sql: "ALTER TABLE join_tokens ADD COLUMN maxUses INTEGER NOT NULL DEFAULT 1")
+            try db.execute(sql: "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

@@ -76,13 +76,17 @@ public struct JoinTokenRecord: Sendable, Equatable {
     public var secretSHA256: String
     public var createdDateTime: Date
     public var expirationDateTime: Date
+    /// How many servers it may enroll (1: the usual one-time token; more for an
+    /// orchestrator's identical pods, deploy/kubernetes).
+    public var maxUses: Int
 
-    public init(id: String, siteId: String, secretSHA256: String, createdDateTime: Date, expirationDateTime: Date) {
+    public init(id: String, siteId: String, secretSHA256: String, createdDateTime: Date, expirationDateTime: Date, maxUses: Int = 1) {
         self.id = id
         self.siteId = siteId
         self.secretSHA256 = secretSHA256
         self.createdDateTime = createdDateTime
         self.expirationDateTime = expirationDateTime
+        self.maxUses = maxUses
     }
 }
 

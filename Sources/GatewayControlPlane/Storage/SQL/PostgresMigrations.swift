@@ -189,6 +189,8 @@ enum PostgresMigrations {
         ("v6", ["ALTER TABLE servers ADD COLUMN foreignLeases TEXT"]),
         ("v7", ["ALTER TABLE sites ADD COLUMN upgradeState TEXT", "ALTER TABLE servers ADD COLUMN imageTag TEXT",
                 "ALTER TABLE servers ADD COLUMN upgradeReport TEXT"]),
+        ("v8", ["ALTER TABLE join_tokens ADD COLUMN maxUses INTEGER NOT NULL DEFAULT 1",
+                "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0"]),
     ]
 
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
