@@ -27,81 +27,36 @@ for need in nft curl conntrack; do command -v "$need" >/dev/null || { echo "miss
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$ROOT/bench/results/failover-$STAMP}
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/mstunnel-failover.XXXXXX)
-chmod 755 "$WORK"
-NS_LB=mstbl$$
-GW_NS=()
-for ((i = 0; i < SERVERS; i++)); do GW_NS+=("mstbs$i-$$"); done
-failover_cleanup() {
-    local rc=$? i pid ns
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do pid=${PIDS[$i]}; pid_is_ours "$pid" && stop_pids TERM 10 "$pid"; done
-    for ns in "$NS_C" "$NS_LB" "${GW_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
-    if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap failover_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+site_init failover
+SITE_NS+=("$NS_C")
 
 echo "== the lab: $SOURCES client addresses, the balancer, $SERVERS servers"
-ip netns add "$NS_C"; ip netns add "$NS_LB"
+site_gateways "$SERVERS"
+ip netns add "$NS_C"
 ip link add cli0 netns "$NS_C" type veth peer name lbc netns "$NS_LB"
 for ((k = 0; k < SOURCES; k++)); do ip -n "$NS_C" addr add "198.18.0.$((10 + k))/24" dev cli0; done
 ip -n "$NS_LB" addr add 198.18.0.1/24 dev lbc
-for ns in "$NS_C" "$NS_LB"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_C" link set lo up
 ip -n "$NS_C" link set cli0 up; ip -n "$NS_LB" link set lbc up
-ip netns exec "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
-BACKENDS=()
-for ((i = 0; i < SERVERS; i++)); do
-    ns=${GW_NS[$i]}
-    ip netns add "$ns"; ip -n "$ns" link set lo up
-    ip link add "lb$i" netns "$NS_LB" type veth peer name gw0 netns "$ns"
-    ip -n "$NS_LB" addr add "198.18.$((2 + i)).1/24" dev "lb$i"; ip -n "$NS_LB" link set "lb$i" up
-    ip -n "$ns" addr add "198.18.$((2 + i)).2/24" dev gw0; ip -n "$ns" link set gw0 up
-    ip -n "$ns" route add default via "198.18.$((2 + i)).1"
-    BACKENDS+=(--backend "198.18.$((2 + i)).2")
-done
 
 # One certificate (SAN: the balancer's address), one issuer, one Site key for every server.
-mkdir -p "$WORK/state/certs" "$WORK/state/private" "$WORK/issuer"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=198.18.0.1" \
-    -addext "subjectAltName=IP:198.18.0.1" -keyout "$WORK/state/private/site.key" -out "$WORK/state/certs/site.crt" 2>/dev/null
-PIN="pin-sha256:$(openssl x509 -in "$WORK/state/certs/site.crt" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
-"$BIN/mst-dev-issuer" init --dir "$WORK/issuer" --issuer "$ISSUER" > /dev/null
-cat > "$WORK/state/auth.json" <<JSON
-{ "issuer": "$ISSUER", "jwksFile": "$WORK/issuer/jwks.json", "allowedTenants": ["$TENANT"] }
-JSON
-python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}]}))' > "$WORK/site-keys.json"
-chmod 600 "$WORK/site-keys.json"
+site_state
 echo "   minting $TOKENS tokens"
 mint_token_file "$WORK/issuer" "$TOKENS" "$WORK/tokens.txt" fo
 BIND=()
 for ((k = 0; k < SOURCES; k++)); do BIND+=(--bind-address "198.18.0.$((10 + k))"); done
 
-declare -A SPID APID
-start_member() {  # start_member I ROUND : auth then gateway, confined as they ship (994:990)
-    local i=$1 r=$2 st=$WORK/r$2/state-$1 run=$WORK/r$2/run-$1
-    mkdir -p "$run"; cp -a "$WORK/state" "$st"
-    python3 - "$st/admin-settings.json" "$i" "$SERVERS" <<'PY'
+start_member() {  # start_member I ROUND
+    local settings
+    settings=$(python3 -c '
 import json, sys
-path, i, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-json.dump({"displayName": "failover", "network": "100.64.0.0/16", "routeIncludes": ["198.18.200.0/24"], "listenPort": 443,
-           "advancedSettings": [{"name": "pool-slice", "value": f"{i}/{n}"},
-                                # thousands of clients on SOURCES addresses, a few hundred users
-                                {"name": "max-login-connections-per-ip", "value": "0"},
-                                {"name": "max-sessions-per-user", "value": "0"}]}, open(path, "w"))
-PY
-    chgrp -R 990 "$WORK/r$r"; chmod -R g+rX "$WORK/r$r"; chmod 2770 "$run"; chmod 750 "$st/private"
-    chgrp 990 "$WORK"
-    start_bg "$OUT/round$r-auth$i.log" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" \
-        --allow-uid 994 --ticket-keys "$WORK/site-keys.json"
-    APID[$i]=$BG_PID
-    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
-    start_bg "$OUT/round$r-server$i.log" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" --run-as 994:990
-    SPID[$i]=$BG_PID
-    for _ in $(seq 150); do ip netns exec "${GW_NS[$i]}" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
-    echo "server $i did not start" >&2; tail -5 "$OUT/round$r-server$i.log" >&2; return 1
+i, n = int(sys.argv[1]), int(sys.argv[2])
+print(json.dumps({"displayName": "failover", "network": "100.64.0.0/16", "routeIncludes": ["198.18.200.0/24"], "listenPort": 443,
+                  "advancedSettings": [{"name": "pool-slice", "value": f"{i}/{n}"},
+                                       # thousands of clients on SOURCES addresses, a few hundred users
+                                       {"name": "max-login-connections-per-ip", "value": "0"},
+                                       {"name": "max-sessions-per-user", "value": "0"}]}))' "$1" "$SERVERS")
+    site_member "$1" "$WORK/r$2" "$OUT/round$2-%s$1.log" "$settings"
 }
 created() { cat "$OUT"/round"$1"-server*.log | grep -c '"msg":"session.created"' || true; }
 

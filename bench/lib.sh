@@ -692,3 +692,82 @@ gw_sock_counters() {
          /^Tcp:/ { if (!t) { for (i = 1; i <= NF; i++) g[i] = $i; t = 1 } else { for (i = 1; i <= NF; i++) { if (g[i] == "InSegs" || g[i] == "OutSegs") tcp += $i } } }
          END { print udp + 0, tcp + 0 }' "/proc/$1/net/snmp"
 }
+
+# --- a Site of servers behind the balancer (bench/failover.sh, bench/site-throughput.sh) ---
+#
+#   site_init NAME          work dir /tmp/mstunnel-NAME.*, the balancer's namespace NS_LB, and an
+#                           EXIT trap that stops what was started and deletes every namespace
+#                           in SITE_NS (add client namespaces to it)
+#   site_gateways N         N gateway namespaces (GW_NS), each 198.18.(2+i).2/24 behind the
+#                           balancer's 198.18.(2+i).1, routing through it; BACKENDS for the balancer
+#   site_state              one certificate (SAN 198.18.0.1, the balancer's address; PIN), one
+#                           issuer, one Site key file for every server: $WORK/state, $WORK/site-keys.json
+#   site_member I DIR LOGS SETTINGS_JSON
+#                           server I's auth then gateway, confined as they ship (994:990), state
+#                           and run directories under DIR, logs LOGS with %s = auth, server
+#                           (e.g. "$OUT/round1-%s0.log"); PIDs in APID[I] and SPID[I]
+SITE_NS=()
+GW_NS=()
+BACKENDS=()
+declare -A SPID APID
+site_init() {
+    WORK=$(mktemp -d "/tmp/mstunnel-$1.XXXXXX")
+    chmod 755 "$WORK"
+    NS_LB=mstbl$$
+    SITE_NS=("$NS_LB")
+    trap site_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+site_cleanup() {
+    local rc=$? i pid ns
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do pid=${PIDS[$i]}; pid_is_ours "$pid" && stop_pids TERM 10 "$pid"; done
+    for ns in "${SITE_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
+    if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+site_gateways() {
+    local n=$1 i ns
+    ip netns add "$NS_LB"; ip -n "$NS_LB" link set lo up
+    ip netns exec "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
+    for ((i = 0; i < n; i++)); do
+        ns=mstbs$i-$$
+        GW_NS+=("$ns"); SITE_NS+=("$ns")
+        ip netns add "$ns"; ip -n "$ns" link set lo up
+        ip link add "lb$i" netns "$NS_LB" type veth peer name gw0 netns "$ns"
+        ip -n "$NS_LB" addr add "198.18.$((2 + i)).1/24" dev "lb$i"; ip -n "$NS_LB" link set "lb$i" up
+        ip -n "$ns" addr add "198.18.$((2 + i)).2/24" dev gw0; ip -n "$ns" link set gw0 up
+        ip -n "$ns" route add default via "198.18.$((2 + i)).1"
+        BACKENDS+=(--backend "198.18.$((2 + i)).2")
+    done
+}
+site_state() {
+    mkdir -p "$WORK/state/certs" "$WORK/state/private" "$WORK/issuer"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=198.18.0.1" \
+        -addext "subjectAltName=IP:198.18.0.1" -keyout "$WORK/state/private/site.key" -out "$WORK/state/certs/site.crt" 2>/dev/null
+    PIN="pin-sha256:$(openssl x509 -in "$WORK/state/certs/site.crt" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
+    "$BIN/mst-dev-issuer" init --dir "$WORK/issuer" --issuer "$ISSUER" > /dev/null
+    cat > "$WORK/state/auth.json" <<JSON
+{ "issuer": "$ISSUER", "jwksFile": "$WORK/issuer/jwks.json", "allowedTenants": ["$TENANT"] }
+JSON
+    python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}]}))' > "$WORK/site-keys.json"
+    chmod 600 "$WORK/site-keys.json"
+}
+site_member() {
+    local i=$1 dir=$2 settings=$4 st=$2/state-$1 run=$2/run-$1 alog slog
+    # shellcheck disable=SC2059 # the pattern is the caller's
+    alog=$(printf "$3" auth); slog=$(printf "$3" server)
+    mkdir -p "$run"; cp -a "$WORK/state" "$st"
+    printf '%s\n' "$settings" > "$st/admin-settings.json"
+    chgrp -R 990 "$dir"; chmod -R g+rX "$dir"; chmod 2770 "$run"; chmod 750 "$st/private"
+    chgrp 990 "$WORK"
+    start_bg "$alog" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" \
+        --allow-uid 994 --ticket-keys "$WORK/site-keys.json"
+    APID[$i]=$BG_PID
+    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
+    start_bg "$slog" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" --run-as 994:990
+    SPID[$i]=$BG_PID
+    for _ in $(seq 150); do ip netns exec "${GW_NS[$i]}" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
+    echo "server $i did not start" >&2; tail -5 "$slog" >&2; return 1
+}

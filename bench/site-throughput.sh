@@ -24,29 +24,15 @@ for need in nft curl conntrack openconnect iperf3; do command -v "$need" >/dev/n
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$ROOT/bench/results/site-throughput-$STAMP}
 mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/mstunnel-sitetp.XXXXXX)
-chmod 755 "$WORK"
-NS_LB=mstsl$$
-GW_NS=() CL_NS=()
-for ((i = 0; i < SERVERS; i++)); do GW_NS+=("mstsg$i-$$"); done
+site_init sitetp
+CL_NS=()
 for ((k = 0; k < CLIENTS; k++)); do CL_NS+=("mstsc$k-$$"); done
-site_cleanup() {
-    local rc=$? i pid ns
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do pid=${PIDS[$i]}; pid_is_ours "$pid" && stop_pids TERM 10 "$pid"; done
-    for ns in "$NS_LB" "${GW_NS[@]}" "${CL_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; done
-    if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap site_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+SITE_NS+=("${CL_NS[@]}")
 
 echo "== the lab: $CLIENTS clients, the balancer (198.18.0.1; corporate host 198.18.1.2 behind it), $SERVERS servers"
-ip netns add "$NS_LB"; ip -n "$NS_LB" link set lo up
+site_gateways "$SERVERS"
 ip -n "$NS_LB" addr add 198.18.0.1/32 dev lo
 ip -n "$NS_LB" addr add 198.18.1.2/32 dev lo
-ip netns exec "$NS_LB" sysctl -qw net.ipv4.ip_forward=1
 for ((k = 0; k < CLIENTS; k++)); do
     ns=${CL_NS[$k]}
     ip netns add "$ns"; ip -n "$ns" link set lo up
@@ -56,55 +42,20 @@ for ((k = 0; k < CLIENTS; k++)); do
     ip -n "$ns" route add default via "198.18.$((20 + k)).1"
     mkdir -p "/etc/netns/$ns"; : > "/etc/netns/$ns/resolv.conf"
 done
-BACKENDS=()
-for ((i = 0; i < SERVERS; i++)); do
-    ns=${GW_NS[$i]}
-    ip netns add "$ns"; ip -n "$ns" link set lo up
-    ip link add "lb$i" netns "$NS_LB" type veth peer name gw0 netns "$ns"
-    ip -n "$NS_LB" addr add "198.18.$((2 + i)).1/24" dev "lb$i"; ip -n "$NS_LB" link set "lb$i" up
-    ip -n "$ns" addr add "198.18.$((2 + i)).2/24" dev gw0; ip -n "$ns" link set gw0 up
-    ip -n "$ns" route add default via "198.18.$((2 + i)).1"
-    BACKENDS+=(--backend "198.18.$((2 + i)).2")
-done
 for ((k = 0; k < CLIENTS; k++)); do
     start_bg "$WORK/iperf3-s$k.log" ip netns exec "$NS_LB" iperf3 -s -B 198.18.1.2 -p $((5201 + k))
 done
 
-mkdir -p "$WORK/state/certs" "$WORK/state/private" "$WORK/issuer"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=198.18.0.1" \
-    -addext "subjectAltName=IP:198.18.0.1" -keyout "$WORK/state/private/site.key" -out "$WORK/state/certs/site.crt" 2>/dev/null
-PIN="pin-sha256:$(openssl x509 -in "$WORK/state/certs/site.crt" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
-"$BIN/mst-dev-issuer" init --dir "$WORK/issuer" --issuer "$ISSUER" > /dev/null
-cat > "$WORK/state/auth.json" <<JSON
-{ "issuer": "$ISSUER", "jwksFile": "$WORK/issuer/jwks.json", "allowedTenants": ["$TENANT"] }
-JSON
-python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}]}))' > "$WORK/site-keys.json"
-chmod 600 "$WORK/site-keys.json"
+site_state
 for ((k = 0; k < CLIENTS; k++)); do
     "$BIN/mst-dev-issuer" mint --dir "$WORK/issuer" --iss "$ISSUER" --aud "$AUD" --tid "$TENANT" \
         --oid "$(printf '0b1f7a3e-0000-4000-8000-%012d' "$k")" --upn "tp$k@corp.test" --exp-in 7200 > "$WORK/token$k.jwt"
 done
 
-declare -A SPID APID
-start_member() {  # start_member I N TAG : auth then gateway, confined as they ship (994:990)
-    local i=$1 n=$2 tag=$3 st=$WORK/$3/state-$1 run=$WORK/$3/run-$1
-    mkdir -p "$run"; cp -a "$WORK/state" "$st"
-    python3 - "$st/admin-settings.json" "$i" "$n" <<'PY'
-import json, sys
-path, i, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-json.dump({"displayName": "site-throughput", "network": "100.64.0.0/16", "routeIncludes": ["198.18.1.0/24"], "listenPort": 443,
-           "advancedSettings": [{"name": "pool-slice", "value": f"{i}/8"}, {"name": "mtu", "value": "1434"}]}, open(path, "w"))
-PY
-    chgrp -R 990 "$WORK/$tag"; chmod -R g+rX "$WORK/$tag"; chmod 2770 "$run"; chmod 750 "$st/private"
-    chgrp 990 "$WORK"
-    start_bg "$OUT/$tag-auth$i.log" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-auth" --state-dir "$st" --socket "$run/auth.sock" \
-        --allow-uid 994 --ticket-keys "$WORK/site-keys.json"
-    APID[$i]=$BG_PID
-    for _ in $(seq 100); do [ -S "$run/auth.sock" ] && break; sleep 0.1; done
-    start_bg "$OUT/$tag-server$i.log" ip netns exec "${GW_NS[$i]}" "$BIN/mstunnel-server" --state-dir "$st" --run-dir "$run" --run-as 994:990
-    SPID[$i]=$BG_PID
-    for _ in $(seq 150); do ip netns exec "${GW_NS[$i]}" ss -ltn 'sport = :443' | grep -q LISTEN && return 0; sleep 0.1; done
-    echo "server $i did not start" >&2; tail -5 "$OUT/$tag-server$i.log" >&2; return 1
+start_member() {  # start_member I TAG
+    site_member "$1" "$WORK/$2" "$OUT/$2-%s$1.log" \
+        "{\"displayName\":\"site-throughput\",\"network\":\"100.64.0.0/16\",\"routeIncludes\":[\"198.18.1.0/24\"],\"listenPort\":443,
+          \"advancedSettings\":[{\"name\":\"pool-slice\",\"value\":\"$1/8\"},{\"name\":\"mtu\",\"value\":\"1434\"}]}"
 }
 
 declare -A OCPID
@@ -172,7 +123,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for n in 1 "$SERVERS"; do
         tag=r$r-s$n
         echo "== round $r: $n server(s)"
-        for ((i = 0; i < n; i++)); do start_member "$i" "$n" "$tag"; done
+        for ((i = 0; i < n; i++)); do start_member "$i" "$tag"; done
         start_bg "$OUT/$tag-balancer.log" ip netns exec "$NS_LB" bash "$ROOT/deploy/balancer/nftables-balancer.sh" --vip 198.18.0.1 "${BACKENDS[@]:0:$((2 * n))}"
         LB_PID=$BG_PID
         for _ in $(seq 50); do grep -q balancer.started "$OUT/$tag-balancer.log" && break; sleep 0.1; done
