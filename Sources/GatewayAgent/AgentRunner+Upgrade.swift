@@ -74,7 +74,7 @@ extension AgentRunner {
         if let result = upgradeResult() {
             if upgradeHoldsDrain {
                 if result.state == .failed { endUpgradeDrain(why: "the upgrade to \(result.tag) failed: \(result.message ?? "no reason given")") }
-                try? database.set([.upgradeStage: result.state.rawValue, .upgradeDrainOurs: nil])
+                try? database.set([.upgradeStage: result.state.rawValue, .upgradeMessage: result.message, .upgradeDrainOurs: nil])
                 logger.notice("agent.upgrade.result", metadata: ["attempt": "\(result.id)", "tag": "\(result.tag)", "state": "\(result.state.rawValue)",
                                                                 "message": "\(result.message ?? "")"])
             }

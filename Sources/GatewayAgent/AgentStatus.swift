@@ -18,11 +18,20 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var lastCheckinResult: String?
     public var outboxDepth: Int?
     public var outboxDropped: Int64?
+    /// The image tag this stack runs, and the last upgrade the Site asked of it (attempt,
+    /// target tag, stage: draining, requested, succeeded, failed; why it failed).
+    public var imageTag: String?
+    public var upgradeAttempt: String?
+    public var upgradeTag: String?
+    public var upgradeStage: String?
+    public var upgradeMessage: String?
     /// A problem reading the state, if any.
     public var error: String?
 
-    public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
+    public static func gather(paths: AgentPaths, now: Date = Date(),
+                              imageTag: String? = ProcessInfo.processInfo.environment["MSTUNNEL_IMAGE_TAG"]) -> AgentStatus {
         var s = AgentStatus(enrolled: false)
+        s.imageTag = imageTag.flatMap { $0.isEmpty ? nil : $0 }
         do {
             guard let info = try AgentInfo.load(paths) else { return s }
             s.enrolled = true
@@ -49,6 +58,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
                 let outbox = Outbox(database: db, maxRows: .max)
                 s.outboxDepth = outbox.depth()
                 s.outboxDropped = outbox.droppedCount()
+                s.upgradeAttempt = db.value(.upgradeAttempt)
+                s.upgradeTag = db.value(.upgradeTag)
+                s.upgradeStage = db.value(.upgradeStage)
+                s.upgradeMessage = db.value(.upgradeMessage)
             }
         } catch {
             s.error = error.message
@@ -76,6 +89,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         add("last successful check-in", lastSuccessfulCheckinDateTime)
         add("outbox depth", outboxDepth.map(String.init))
         add("outbox dropped (unacknowledged)", outboxDropped.map(String.init))
+        add("image tag", imageTag)
+        if let upgradeTag {
+            add("last upgrade", "to \(upgradeTag): \(upgradeStage ?? "-")\(upgradeMessage.map { " (\($0))" } ?? "") [attempt \(upgradeAttempt ?? "-")]")
+        }
         if let error { add("error", error) }
         return lines.joined(separator: "\n")
     }
