@@ -24,12 +24,7 @@ if [ "$(id -u)" != 0 ]; then echo "SKIP: $(basename "$0") needs root"; exit 77; 
 if ! command -v podman >/dev/null; then echo "SKIP: $(basename "$0") needs podman"; exit 77; fi
 BIN=${BIN:-$ROOT/${MSTUNNEL_BUILD_PATH:-.build-release}/release}
 REPO=localhost
-PASSES=0 FAILS=0
-pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
-wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.5; done; fail "$what"; return 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+source IntegrationTests/containers/lib.sh
 
 W=$(mktemp -d /tmp/mstunnel-ru.XXXXXX)
 chmod 0755 "$W"   # the updater reads the agent's requests as uid 992, through this directory
@@ -38,8 +33,6 @@ HOSTS=(a b c)
 declare -A NS ADDR UPD
 for i in 0 1 2; do h=${HOSTS[$i]}; NS[$h]=ru$h; ADDR[$h]=198.18.$((2 + i)).2; done
 PIDS=()
-COMPOSE=
-if podman compose version >/dev/null 2>&1; then COMPOSE="podman compose"; elif command -v podman-compose >/dev/null; then COMPOSE=podman-compose; fi
 [ -n "$COMPOSE" ] || { echo "SKIP: no compose front end (pip install podman-compose)"; exit 77; }
 
 stack() { local h=$1; shift; (cd "$W/$h/install" && nsenter --net=/run/netns/${NS[$h]} $COMPOSE --env-file .env -f compose.yaml "$@"); }

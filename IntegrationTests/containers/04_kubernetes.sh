@@ -27,12 +27,7 @@ for d in /etc/mstunnel /var/log/mstunnel; do
 done
 BIN=${BIN:-$ROOT/${MSTUNNEL_BUILD_PATH:-.build-release}/release}
 K=deploy/kubernetes
-PASSES=0 FAILS=0
-pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
-wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.5; done; fail "$what"; return 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+source IntegrationTests/containers/lib.sh
 
 W=$(mktemp -d /tmp/mstunnel-k8s.XXXXXX)
 NS_C=mstkc NS_N=mstkn NS_I=mstki

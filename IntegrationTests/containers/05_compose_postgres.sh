@@ -9,15 +9,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then echo "SKIP: $(basename "$0") needs root"; exit 77; fi
 if ! command -v podman >/dev/null; then echo "SKIP: $(basename "$0") needs podman"; exit 77; fi
-COMPOSE=
-if podman compose version >/dev/null 2>&1; then COMPOSE="podman compose"; elif command -v podman-compose >/dev/null; then COMPOSE=podman-compose; fi
+source IntegrationTests/containers/lib.sh
 [ -n "$COMPOSE" ] || { echo "SKIP: no compose front end (pip install podman-compose)"; exit 77; }
-PASSES=0 FAILS=0
-pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
-wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.5; done; fail "$what"; return 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 W=$(mktemp -d /tmp/mstunnel-pgc.XXXXXX)
 chmod 0755 "$W"
