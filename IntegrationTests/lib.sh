@@ -52,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; if [ -n "${MST_FAIL_LOG:-}" ]; then echo "$*" >> "$MST_FAIL_LOG"; fi; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 # wait_for WHAT N CMD… : pass once CMD succeeds, trying N times 0.2 s apart; fail after.
 wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; return 0; }

@@ -13,15 +13,23 @@ cd "$(dirname "$0")/.."
 swift build --build-tests
 swift test --skip-build
 status=0
+# Every failure is also collected here and printed again at the very end, with the failed
+# checks of each script: CI shows only the tail of this output, which must say what broke.
+FAILURES=()
+failed() { echo "FAILED: $*"; FAILURES+=("$*"); status=1; }
+# The scripts' fail() (IntegrationTests/lib.sh, containers/lib.sh) append each failed check here.
+MST_FAIL_LOG=$(mktemp /tmp/mst-failed-checks.XXXXXX)
+export MST_FAIL_LOG
+trap 'rm -f "$MST_FAIL_LOG"' EXIT
 # The control plane's tests again with their store on PostgreSQL (each test its own schema):
 # the same suite proves both stores (docs/control-plane.md, "Several instances").
 if [ "$(id -u)" = 0 ]; then
     echo "== control-plane unit tests on PostgreSQL"
     if PG_URL=$(./scripts/postgres-test-db.sh mstunnel_test); then
         MST_TEST_POSTGRES="$PG_URL" swift test --skip-build --filter GatewayControlPlaneTests \
-            || { echo "FAILED: control-plane unit tests on PostgreSQL"; status=1; }
+            || failed "control-plane unit tests on PostgreSQL"
     else
-        echo "FAILED: no PostgreSQL for the control-plane tests (scripts/postgres-test-db.sh)"; status=1
+        failed "no PostgreSQL for the control-plane tests (scripts/postgres-test-db.sh)"
     fi
 fi
 # run_scripts GLOB…: each script in turn; exit 77 is a skip, anything else non-zero a failure.
@@ -30,12 +38,14 @@ run_scripts() {
     for t in "$@"; do
         echo "== $t"
         rc=0
+        : > "$MST_FAIL_LOG"
         bash "$t" || rc=$?
         if [ "$rc" = 77 ]; then
             echo "skipped: $t"
         elif [ "$rc" != 0 ]; then
-            echo "FAILED: $t (exit $rc)"
-            status=1
+            local checks
+            checks=$(head -20 "$MST_FAIL_LOG" | tr -d '\r' | sed 's/^/    FAIL: /')
+            failed "$t (exit $rc)${checks:+$'\n'$checks}"
         fi
     done
 }
@@ -55,7 +65,7 @@ if [ "$(id -u)" = 0 ] && { ! /opt/mst-venv/bin/schemathesis --version 2>/dev/nul
     { python3 -m venv /opt/mst-venv &&
       /opt/mst-venv/bin/pip install -q "schemathesis==$SCHEMATHESIS_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" \
           "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; } \
-        || { echo "FAILED: installing schemathesis, prometheus-client and kubernetes-validate (python3-venv, PyPI)"; status=1; }
+        || failed "installing schemathesis, prometheus-client and kubernetes-validate (python3-venv, PyPI)"
 fi
 # The release build the container tests' images need (deploy/build-images; ~17 min from
 # scratch on 2 cores) runs in the background at the lowest CPU priority while the namespace
@@ -73,7 +83,7 @@ if [ "$(id -u)" = 0 ] && command -v podman >/dev/null; then
 fi
 run_scripts IntegrationTests/netns/[0-9]*.sh
 if [ -n "$RELEASE_PID" ] && ! wait "$RELEASE_PID"; then
-    echo "FAILED: the release build (the container tests build it again and say more)"; tail -20 "$RELEASE_LOG"; status=1
+    tail -20 "$RELEASE_LOG"; failed "the release build (the container tests build it again and say more)"
 fi
 rm -f "$RELEASE_LOG"
 # The stack as it ships: images built with deploy/build-images (a release build, kept in
@@ -83,7 +93,7 @@ run_scripts IntegrationTests/containers/[0-9]*.sh
 # Parsers and decoders under libFuzzer (+ASan), from the committed seed corpus.
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
     echo "== fuzzing, ${FUZZ_SECONDS:-20} s per target"
-    FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./scripts/fuzz.sh || { echo "FAILED: fuzzing"; status=1; }
+    FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./scripts/fuzz.sh || failed "fuzzing"
 fi
 
 # The unit tests again under each sanitizer. LeakSanitizer (with ASan) ignores only the
@@ -96,8 +106,13 @@ for s in ${SANITIZERS-address thread}; do
            swift test --skip-build --sanitize="$s" --scratch-path ".build-$s"; then
         echo "ok: unit tests under $s"
     else
-        echo "FAILED: unit tests under --sanitize=$s"
-        status=1
+        failed "unit tests under --sanitize=$s"
     fi
 done
+if [ "$status" != 0 ]; then
+    echo "== ${#FAILURES[@]} failed:"
+    for f in "${FAILURES[@]}"; do printf '  %s\n' "$f"; done
+else
+    echo "== all passed"
+fi
 exit $status

@@ -21,7 +21,7 @@ NS_C=mstqs-cli NS_G=mstqs-gw
 PASSES=0 FAILS=0
 OC_PID=
 pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; if [ -n "${MST_FAIL_LOG:-}" ]; then echo "$*" >> "$MST_FAIL_LOG"; fi; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; }
 cleanup() {

@@ -23,7 +23,7 @@ W=$(mktemp -d /tmp/mstunnel-setup-test.XXXXXX)
 export MSTUNNEL_DIR=$W/etc MSTUNNEL_RUN_DIR=$W/run MSTUNNEL_LOG_DIR=$W/log MSTUNNEL_INSTALL_DIR=$W/opt
 PASSES=0 FAILS=0 PIDS=()
 pass() { PASSES=$((PASSES + 1)); echo "  ok: $*"; }
-fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; }
+fail() { FAILS=$((FAILS + 1)); echo "  FAIL: $*"; if [ -n "${MST_FAIL_LOG:-}" ]; then echo "$*" >> "$MST_FAIL_LOG"; fi; }
 check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 wait_for() { local what=$1 n=$2; shift 2; for _ in $(seq "$n"); do if "$@" >/dev/null 2>&1; then pass "$what"; return 0; fi; sleep 0.2; done; fail "$what"; }
 in_gw() { nsenter --net=/run/netns/$NS_G "$@"; }
