@@ -3,7 +3,8 @@
 # client's server is killed (gateway and auth, as a container or host dies), the balancer's
 # probe leaves it out, and the client reconnects through the balancer to the sibling with
 # its cookie — a resumption ticket sealed by mstunnel-auth under the Site key — and keeps
-# its tunnel address without a new login. A ticket opens on either server; a forged one and
+# its tunnel addresses without a new login — IPv4 and IPv6 (`ipv6Network`: the IPv6 address
+# carries the IPv4 lease, so a sibling gives the same one). A ticket opens on either server; a forged one and
 # one whose session logged off do not.
 #
 #   [cli]  cli0 198.18.0.2 ── lb0 198.18.0.1 (VIP)  [lb: nftables-balancer.sh]
@@ -26,10 +27,15 @@ ip -n "$NS_GB" route add default via 198.18.3.1
 ip -n "$NS_GA" route add 198.18.1.0/24 via 198.18.4.2
 ip -n "$NS_GB" route add 198.18.1.0/24 via 198.18.5.2
 for ns in "$NS_LB" "$NS_GA" "$NS_GB"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1; done
+for ns in "$NS_C" "$NS_GA" "$NS_GB"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0; done
 
 make_pki
 make_issuer
 write_settings
+python3 - "$STATE/admin-settings.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d["ipv6Network"] = "fd00:198:18:64::/64"; json.dump(d, open(sys.argv[1], "w"))
+PY
 make_script_wrapper
 # The Site key: what the control plane will hand every server's auth (here: a file).
 python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}]}))' > "$WORK/site-keys.json"
@@ -59,6 +65,9 @@ check "the balancer's table is in place" ip netns exec "$NS_LB" nft list table i
 
 accepted() { cat "$WORK"/auth-*.log | grep -c '"msg":"auth.accepted"' || true; }
 tun_address() { ip -n "$NS_C" -4 -o addr show dev tun0 2>/dev/null | awk '{print $4}' | cut -d/ -f1; }
+tun_address6() { ip -n "$NS_C" -6 -o addr show dev tun0 scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1; }
+# The gateway's own IPv6 address on its TUN: the same on every server of the Site.
+GW6=fd00:198:18:64::6440:1
 who_has() { grep -l "\"msg\":\"$1\".*\"session.id\":\"$2\"" "$WORK"/server-a.log "$WORK"/server-b.log 2>/dev/null | sed 's/.*server-\(.\)\.log/\1/' | head -1; }
 
 echo "== alice connects through the balancer"
@@ -66,10 +75,12 @@ mint --oid 0b1f7a3e-0000-4000-8000-0000000000a1 --upn alice@corp.test > "$WORK/a
 oc alice --token-mode=oidc --token-secret=@"$WORK/alice.jwt" --reconnect-timeout 60
 if wait_tunnel alice; then pass "alice: tunnel up through the balancer"; else fail "alice: tunnel up through the balancer"; cat "$WORK"/server-*.log | tail -20; fi
 ADDRESS=$(tun_address)
+ADDRESS6=$(tun_address6)
 SESSION=$(cat "$WORK"/server-*.log | grep '"msg":"session.created"' | sed 's/.*"session.id":"\([0-9a-f]*\)".*/\1/' | tail -1)
 FIRST=$(who_has session.created "$SESSION")
 OTHER=$([ "$FIRST" = a ] && echo b || echo a)
 check "alice: traffic flows ($ADDRESS on server $FIRST)" ip netns exec "$NS_C" ping -c 1 -W 2 198.18.1.2
+check "alice: IPv6 too ($ADDRESS6), through the tunnel to the gateway" sh -c "[ -n '$ADDRESS6' ] && ip netns exec $NS_C ping -6 -c 1 -W 2 $GW6"
 check "her cookie is a sealed ticket" grep -q "\"msg\":\"session.created\".*\"cookie\":\"ticket\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log"
 LOGINS=$(accepted)
 
@@ -86,6 +97,7 @@ echo "  (back $(python3 -c "print(round($T1 - $T0, 1))") s after the kill; the p
 for _ in $(seq 100); do [ "$(tun_address)" = "$ADDRESS" ] && ip netns exec "$NS_C" ping -c 1 -W 1 198.18.1.2 >/dev/null 2>&1 && break; sleep 0.2; done
 check "she keeps her address ($(tun_address))" test "$(tun_address)" = "$ADDRESS"
 check "traffic flows again, through server $OTHER" ip netns exec "$NS_C" ping -c 1 -W 2 198.18.1.2
+check "she keeps her IPv6 address ($(tun_address6)) and it works on server $OTHER" sh -c "[ '$(tun_address6)' = '$ADDRESS6' ] && ip netns exec $NS_C ping -6 -c 1 -W 2 $GW6"
 check "no new login (her token was validated once, on server $FIRST)" test "$(accepted)" = "$LOGINS"
 check "her client is still running" kill -0 "$OC_PID"
 for _ in $(seq 100); do grep -q "\"msg\":\"dtls.established\".*\"session.id\":\"$SESSION\"" "$WORK/server-$OTHER.log" && break; sleep 0.1; done
@@ -115,6 +127,7 @@ check "server $OTHER handed its session over (no DISCONNECT, ticket not revoked)
 check "server $FIRST took her session back (same id)" grep -q "\"msg\":\"session.reconnected\".*\"session.id\":\"$SESSION\"" "$WORK/server-$FIRST.log"
 for _ in $(seq 100); do [ "$(tun_address)" = "$ADDRESS" ] && ip netns exec "$NS_C" ping -c 1 -W 1 198.18.1.2 >/dev/null 2>&1 && break; sleep 0.2; done
 check "she keeps her address ($(tun_address)) and traffic flows through server $FIRST" sh -c "[ '$(tun_address)' = '$ADDRESS' ] && ip netns exec $NS_C ping -c 1 -W 2 198.18.1.2"
+check "  … and her IPv6 address ($(tun_address6))" sh -c "[ '$(tun_address6)' = '$ADDRESS6' ] && ip netns exec $NS_C ping -6 -c 1 -W 2 $GW6"
 check "no new login for the hand-over" test "$(accepted)" = "$LOGINS"
 check "her client is still running" kill -0 "$OC_PID"
 connect_at() {  # connect_at SERVER COOKIE OUT

@@ -3,6 +3,10 @@
 public struct TunnelParameters: Sendable, Equatable {
     public var address: IPv4Address
     public var netmask: IPv4Address
+    /// The session's IPv6 address (`IPv6Leases`), sent only to a client that claims IPv6
+    /// capability over a tunnel whose MTU can carry IPv6 (1280); nil otherwise, and then
+    /// no IPv6 route either (nothing could use it).
+    public var address6: IPv6Address?
     public var mtu: Int
     public var baseMTU: Int
     public var dnsServers: [IPAddress]
@@ -55,6 +59,9 @@ public struct TunnelParameters: Sendable, Equatable {
 
     /// `policy`: the user's group policy (`GatewaySettings.effectivePolicy`); nil gives the
     /// server-wide routes and DNS.
+    /// The smallest MTU IPv6 allows (RFC 8200): below it the tunnel carries IPv4 only.
+    public static let ipv6MinimumMTU = 1280
+
     public init(settings: GatewaySettings, address: IPv4Address, sessionTimeoutRemaining: Int,
                 request: HTTPRequest, policy: EffectivePolicy? = nil) {
         self.address = address
@@ -75,6 +82,8 @@ public struct TunnelParameters: Sendable, Equatable {
         banner = settings.advanced.banner
         clientHostname = request.header("x-cstp-hostname")
         ipv6Capable = request.header("x-cstp-full-ipv6-capability")?.lowercased() == "true"
+        let leases6 = settings.ipv6Pool.flatMap(IPv6Leases.init(prefix:))
+        address6 = ipv6Capable && mtu >= Self.ipv6MinimumMTU ? leases6?.address(for: address) : nil
         dtls = nil
     }
 
@@ -88,19 +97,22 @@ public struct TunnelParameters: Sendable, Equatable {
         if let clientHostname, clientHostname.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { add("X-CSTP-Hostname", clientHostname) }
         add("X-CSTP-Address", address.description)
         add("X-CSTP-Netmask", netmask.description)
+        // /128, as ocserv gives by default: the client's own address; its routes say what
+        // else goes through the tunnel (no split include: everything).
+        if let address6 { add("X-CSTP-Address-IP6", "\(address6)/128") }
         for d in dnsServers { add("X-CSTP-DNS", d.description) }
         if let defaultDomain { add("X-CSTP-Default-Domain", defaultDomain) }
         for d in splitDNS { add("X-CSTP-Split-DNS", d) }
         for r in includes {
             switch r {
             case .v4(let p): add("X-CSTP-Split-Include", p.dottedMaskForm)
-            case .v6(let p): if ipv6Capable { add("X-CSTP-Split-Include-IP6", p.description) }
+            case .v6(let p): if address6 != nil { add("X-CSTP-Split-Include-IP6", p.description) }
             }
         }
         for r in excludes {
             switch r {
             case .v4(let p): add("X-CSTP-Split-Exclude", p.dottedMaskForm)
-            case .v6(let p): if ipv6Capable { add("X-CSTP-Split-Exclude-IP6", p.description) }
+            case .v6(let p): if address6 != nil { add("X-CSTP-Split-Exclude-IP6", p.description) }
             }
         }
         add("X-CSTP-Tunnel-All-DNS", includes.isEmpty ? "true" : "false")

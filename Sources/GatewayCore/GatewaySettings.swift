@@ -125,7 +125,10 @@ public struct GatewaySettings: Sendable, Equatable {
         if let n = s.ipv6Network, !n.isEmpty {
             switch IPv6Prefix.parse(n) {
             case .success(let p):
-                if p.length > 120 { note("ipv6Network: \(n) is too small (at most /120)") } else { pool6 = p }
+                // Each session's IPv6 address embeds its IPv4 one (`IPv6Leases`): 32 bits.
+                if p.length > IPv6Leases.maxPrefixLength {
+                    note("ipv6Network: \(n) is too small: at most /\(IPv6Leases.maxPrefixLength) (each client's IPv6 address carries its IPv4 address in the last 32 bits), e.g. a /64")
+                } else { pool6 = p }
             case .failure(let e): note("ipv6Network: \(e)")
             }
         }

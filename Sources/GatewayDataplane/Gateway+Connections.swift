@@ -249,6 +249,7 @@ extension Gateway {
     func sessionMetadata(_ s: Session, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
         var m: Logger.Metadata = ["session.id": "\(s.handle)", "user.id": "\(s.identity.userId)", "user.name": "\(s.identity.userName)",
                                   "client.address": "\(s.address)"]
+        if let a = s.address6 { m["client.address6"] = "\(a)" }
         if let d = s.identity.deviceId { m["device.id"] = "\(d)" }
         if let r = s.remoteAddress { m["peer.address"] = "\(r)" }
         m.merge(extra) { _, n in n }

@@ -95,6 +95,7 @@ extension Gateway {
                             channel: s.connection == nil ? "none" : (s.dtls.map { $0.established && $0.preferred } ?? false) ? "dtls" : "tls", connectedAt: s.createdWall,
                             expiresAt: s.deadline > 0 ? wallNow + (s.deadline - now) : 0, rxBytes: s.rxBytes, txBytes: s.txBytes,
                             userAgent: s.userAgent, hostname: s.hostname)
+                info.address6 = s.address6?.description
                 info.groups = s.identity.groups
                 info.roles = s.identity.roles
                 info.organizationalUnits = s.identity.organizationalUnits

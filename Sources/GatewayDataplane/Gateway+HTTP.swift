@@ -280,6 +280,7 @@ extension Gateway {
         }
         s.baseMTU = params.baseMTU
         s.mtu = params.mtu
+        s.address6 = params.address6
         let head = Array(params.responseHead(serverName: "mstunnel \(options.version)").utf8)
         let rest = c.login.tunnelStarted()
         c.state = .tunnel(s)

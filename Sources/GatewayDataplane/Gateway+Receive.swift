@@ -86,9 +86,9 @@ extension Gateway {
 
     @inline(__always)
     func forwardToTUN(_ s: Session, _ packet: UnsafeRawBufferPointer, overDTLS: Bool, now: Int64) {
-        // Only IPv4 packets whose source is this session's own address: a client cannot
-        // spoof another client or an internal address.
-        switch SourceCheck.verdict(packet, sessionAddress: s.address) {
+        // Only packets whose source is this session's own address (IPv4, or IPv6 when the
+        // CONNECT gave one): a client cannot spoof another client or an internal address.
+        switch SourceCheck.verdict(packet, sessionAddress: s.address, sessionAddress6: s.address6) {
         case .pass: break
         case .unsupported:
             counters.dropsUnsupported += 1

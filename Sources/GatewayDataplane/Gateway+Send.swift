@@ -63,12 +63,24 @@ extension Gateway {
     @inline(__always)
     func sendToClient(_ p: UnsafeMutableRawPointer, _ n: Int, now: Int64) {
         let packet = UnsafeRawBufferPointer(start: p, count: n)
-        guard n >= 20, packet[0] >> 4 == 4 else {
+        let dst: IPv4Address
+        let version = n >= 20 ? packet[0] >> 4 : 0
+        if version == 4 {
+            dst = IPv4Address.read(packet, at: 16)
+        } else if version == 6, n >= 40, let leases6 {
+            // The IPv4 lease the destination embeds; a session that was not given IPv6 on
+            // its current connection gets none (`s.address6` below).
+            guard let lease = leases6.lease(of: IPv6Leases.read(packet, at: 24)) else {
+                counters.dropsNoSession += 1
+                return
+            }
+            dst = lease
+        } else {
             counters.dropsUnsupported += 1
             return
         }
-        let dst = IPv4Address.read(packet, at: 16)
-        guard let owner = pool.owner(of: dst), let s = sessions.session(at: owner), let c = s.connection, c.phase == .tunnel else {
+        guard let owner = pool.owner(of: dst), let s = sessions.session(at: owner), let c = s.connection, c.phase == .tunnel,
+              version == 4 || s.address6 != nil else {
             counters.dropsNoSession += 1
             return
         }

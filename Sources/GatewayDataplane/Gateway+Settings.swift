@@ -82,13 +82,17 @@ extension Gateway {
 
     /// What the host must look like for `pool` and `mtu`: the gateway address of the
     /// current prefix and of every retired prefix that still has leases (each gives the
-    /// on-link route to its clients), and NAT for all of them.
-    static func hostState(pool: AddressPool, mtu: Int) -> HostNetworkState {
+    /// on-link route to its clients), and NAT for all of them; with `ipv6Network`, the
+    /// gateway's IPv6 address (the on-link route to every client's) and NAT for it too.
+    static func hostState(pool: AddressPool, leases6: IPv6Leases?, mtu: Int) -> HostNetworkState {
         let prefixes = pool.routedPrefixes
-        return HostNetworkState(
-            mtu: mtu,
-            addresses: prefixes.map { "\(IPv4Address($0.network.value + 1))/\($0.length)" },
-            natPrefixes: prefixes.map { "\($0)" })
+        var addresses = prefixes.map { "\(IPv4Address($0.network.value + 1))/\($0.length)" }
+        var nat = prefixes.map { "\($0)" }
+        if let leases6 {
+            addresses.append(leases6.hostAddress(gateway: pool.gatewayAddress))
+            nat.append("\(leases6.prefix)")
+        }
+        return HostNetworkState(mtu: mtu, addresses: addresses, natPrefixes: nat)
     }
 
     /// Puts validated settings in force. The host is changed first, in one request to the
@@ -106,7 +110,7 @@ extension Gateway {
         var next = pool
         let gone = new.pool != settings.pool ? next.changePrefix(to: new.pool) : []
         if new.pool != settings.pool || new.advanced.mtu != settings.advanced.mtu {
-            try host.apply(Self.hostState(pool: next, mtu: new.advanced.mtu))
+            try host.apply(Self.hostState(pool: next, leases6: leases6, mtu: new.advanced.mtu))
         }
         if new.advanced.poolSlice != next.slice {
             next.setSlice(new.advanced.poolSlice)
@@ -171,7 +175,7 @@ extension Gateway {
     /// Called when a release emptied a retired block: its address and NAT rule go.
     func retiredPrefixEmptied(_ prefix: IPv4Prefix) {
         do {
-            try host.apply(Self.hostState(pool: pool, mtu: settings.advanced.mtu))
+            try host.apply(Self.hostState(pool: pool, leases6: leases6, mtu: settings.advanced.mtu))
             logger.info("pool.retired_prefix_released", metadata: ["prefix": "\(prefix)"])
         } catch {
             logger.error("pool.host_update_failed", metadata: ["prefix": "\(prefix)", "error": "\(error)"])

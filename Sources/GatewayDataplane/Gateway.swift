@@ -93,6 +93,9 @@ public final class Gateway {
     let signalFd: Int32
     let timerFd: Int32
     var pool: AddressPool
+    /// Each session's IPv6 address, derived from its IPv4 lease; nil without `ipv6Network`
+    /// (a restart-only setting, so fixed for the process's life).
+    let leases6: IPv6Leases?
     /// Every session, by slot, cookie, session id, user and bound DTLS peer.
     var sessions = SessionDirectory<Session>()
     var connections: [ClientConnection?] = []
@@ -242,6 +245,7 @@ public final class Gateway {
         tls = try TLSServerContext(certificate: options.certificate)
         if options.requestClientCertificates { tls.requestClientCertificates() }
         pool = AddressPool(prefix: options.settings.pool)
+        leases6 = options.settings.ipv6Pool.flatMap(IPv6Leases.init(prefix:))
         pool.setSlice(options.settings.advanced.poolSlice)
         if let slice = options.settings.advanced.poolSlice {
             logger.info("pool.slice", metadata: ["slice": "\(slice)", "addresses": "\(pool.sliceCapacity)"])
@@ -256,7 +260,7 @@ public final class Gateway {
 
         tun = try LinuxTUN(name: options.tunName, offload: options.tunOffload)
         self.host = host
-        let hostResponse = try host.apply(Self.hostState(pool: pool, mtu: options.settings.advanced.mtu))
+        let hostResponse = try host.apply(Self.hostState(pool: pool, leases6: leases6, mtu: options.settings.advanced.mtu))
         for warning in hostResponse.warnings {
             logger.warning("gateway.host_warning", metadata: ["hint": "\(warning)"])
         }

@@ -20,6 +20,10 @@ final class Session: SessionEntry {
     let identity: Identity
     let transport: TokenTransport
     let address: IPv4Address
+    /// The IPv6 address the latest CONNECT gave (`IPv6Leases`, always the same one for this
+    /// session); nil when it gave none (no `ipv6Network`, a client without IPv6, an MTU
+    /// under 1280): then IPv6 from this client is dropped.
+    var address6: IPv6Address?
     var createdWall: Int64
     /// Waiting for a CONNECT, carried by a connection, detached, ended (GatewaySessionCore).
     var life: SessionLifecycle<ClientConnection>

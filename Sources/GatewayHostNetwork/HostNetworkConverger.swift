@@ -18,11 +18,13 @@ public struct SystemHostCommands: HostCommands {
         case .linkUp: try NetworkSetup.ip(["link", "set", "dev", tun, "up"])
         case .setNAT(let prefixes):
             // Parsed already by `HostNetworkPlan.problem(in:)`.
-            let pools = prefixes.compactMap { text -> IPv4Prefix? in
-                if case .success(let p) = IPv4Prefix.parse(text) { return p }
+            let parsed = prefixes.compactMap { text -> IPPrefix? in
+                if case .success(let p) = IPPrefix.parse(text) { return p }
                 return nil
             }
-            try PATRules(pools: pools, pool6: nil, tunName: tun).apply()
+            let pools = parsed.compactMap { if case .v4(let p) = $0 { p } else { nil } }
+            let pools6 = parsed.compactMap { if case .v6(let p) = $0 { p } else { nil } }
+            try PATRules(pools: pools, pools6: pools6, tunName: tun).apply()
         case .removeNAT: PATRules.remove()
         }
     }

@@ -24,6 +24,7 @@ public enum HostNetworkHelper {
         let connection = WireConnection(fd: descriptor)
         let converger = HostNetworkConverger(tun: tun, commands: commands)
         var warnings: [String] = []
+        var ipv6Forwarding = false
         if !NetworkSetup.enableForwarding(ipv6: false) && !NetworkSetup.forwardingEnabled() {
             warnings.append("net.ipv4.ip_forward is 0 and read-only here; clients will not reach the network (set the sysctl on the host or container)")
         }
@@ -42,6 +43,14 @@ public enum HostNetworkHelper {
                 continue
             }
             var response = converger.converge(to: request.state)
+            // IPv6 forwarding only once the gateway has an IPv6 pool (`ipv6Network`): a host
+            // that routes IPv6 also stops taking router advertisements on its other links.
+            if !ipv6Forwarding, response.applied, request.state?.natPrefixes.contains(where: { $0.contains(":") }) == true {
+                ipv6Forwarding = true
+                if !NetworkSetup.enableForwarding(ipv6: true) && !NetworkSetup.forwardingEnabled(ipv6: true) {
+                    warnings.append("net.ipv6.conf.all.forwarding is 0 and read-only here; clients' IPv6 will not reach the network (set the sysctl on the host or container)")
+                }
+            }
             response.warnings += warnings
             warnings = []
             if response.applied {

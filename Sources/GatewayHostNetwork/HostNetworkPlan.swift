@@ -67,7 +67,7 @@ public enum HostNetworkPlan {
             guard case .success = IPPrefix.parse(a, strict: false) else { return "'\(a)' is not an address/prefix-length" }
         }
         for p in state.natPrefixes {
-            guard case .success = IPv4Prefix.parse(p) else { return "'\(p)' is not an IPv4 prefix" }
+            guard case .success = IPPrefix.parse(p) else { return "'\(p)' is not an IP prefix" }
         }
         return nil
     }

@@ -60,8 +60,9 @@ public enum NetworkSetup {
         return ok
     }
 
-    public static func forwardingEnabled() -> Bool {
-        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.hasPrefix("1") ?? false
+    public static func forwardingEnabled(ipv6: Bool = false) -> Bool {
+        let path = ipv6 ? "/proc/sys/net/ipv6/conf/all/forwarding" : "/proc/sys/net/ipv4/ip_forward"
+        return (try? String(contentsOfFile: path, encoding: .utf8))?.hasPrefix("1") ?? false
     }
 
     static func writeSysctl(_ path: String, _ value: String) -> Bool {
@@ -80,12 +81,13 @@ public struct PATRules: Sendable {
     /// The current pool first, then retired prefixes whose sessions still hold leases
     /// after a renumbering (their traffic must keep leaving with the host's address).
     public let pools: [IPv4Prefix]
-    public let pool6: IPv6Prefix?
+    /// The IPv6 pool (`ipv6Network`), if any.
+    public let pools6: [IPv6Prefix]
     public let tunName: String
 
-    public init(pools: [IPv4Prefix], pool6: IPv6Prefix?, tunName: String) {
+    public init(pools: [IPv4Prefix], pools6: [IPv6Prefix], tunName: String) {
         self.pools = pools
-        self.pool6 = pool6
+        self.pools6 = pools6
         self.tunName = tunName
     }
 
@@ -96,7 +98,7 @@ public struct PATRules: Sendable {
         s += "table inet \(Self.table) {\n"
         s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         for pool in pools { s += "    ip saddr \(pool) oifname != \"\(tunName)\" masquerade\n" }
-        if let pool6 { s += "    ip6 saddr \(pool6) oifname != \"\(tunName)\" masquerade\n" }
+        for pool6 in pools6 { s += "    ip6 saddr \(pool6) oifname != \"\(tunName)\" masquerade\n" }
         s += "  }\n}\n"
         return s
     }

@@ -43,29 +43,49 @@ public enum TunnelFrame {
     }
 }
 
-/// Whether a packet from a client may enter the network: IPv4, and from the session's own
-/// address (a client can spoof neither another client nor an internal host).
+/// Whether a packet from a client may enter the network: IPv4 from the session's own
+/// address, or IPv6 from its own IPv6 address when it has one (a client can spoof neither
+/// another client nor an internal host).
 public enum SourceCheck {
     public enum Verdict: Equatable {
         case pass
-        /// An IPv6 packet (not routed yet).
+        /// IPv6 from a session without an IPv6 address, or from a link-local or unspecified
+        /// source (the client's own neighbour discovery and MLD, never to be routed):
+        /// dropped, and not counted as spoofing.
         case unsupported
-        /// Not an IP packet: shorter than its header, a version other than 4 or 6, or an
-        /// IPv4 header whose lengths the packet contradicts (header length under 20 bytes,
-        /// total length under the header or past the packet's end).
+        /// Not an IP packet: shorter than its header, a version other than 4 or 6, or a
+        /// header whose lengths the packet contradicts (IPv4: header length under 20 bytes,
+        /// total length under the header or past the packet's end; IPv6: payload length
+        /// past the packet's end).
         case malformed
         /// The source address is not the session's.
         case spoofed
     }
 
     @inlinable
-    public static func verdict(_ packet: UnsafeRawBufferPointer, sessionAddress: IPv4Address) -> Verdict {
+    public static func verdict(_ packet: UnsafeRawBufferPointer, sessionAddress: IPv4Address,
+                               sessionAddress6: IPv6Address? = nil) -> Verdict {
         guard packet.count >= 20 else { return .malformed }
         let first = packet[0]
-        guard first >> 4 == 4 else { return first >> 4 == 6 && packet.count >= 40 ? .unsupported : .malformed }
+        if first >> 4 == 6 { return verdict6(packet, sessionAddress6) }
+        guard first >> 4 == 4 else { return .malformed }
         let headerLength = Int(first & 0x0F) << 2
         let totalLength = Int(packet[2]) << 8 | Int(packet[3])
         guard headerLength >= 20, totalLength >= headerLength, totalLength <= packet.count else { return .malformed }
         return IPv4Address.read(packet, at: 12) == sessionAddress ? .pass : .spoofed
+    }
+
+    @inlinable
+    static func verdict6(_ packet: UnsafeRawBufferPointer, _ mine: IPv6Address?) -> Verdict {
+        guard packet.count >= 40 else { return .malformed }
+        let payloadLength = Int(packet[4]) << 8 | Int(packet[5])
+        // A jumbogram (payload length 0, RFC 2675) cannot fit a tunnel's MTU.
+        guard payloadLength > 0 || packet.count == 40, 40 + payloadLength <= packet.count else { return .malformed }
+        guard let mine else { return .unsupported }
+        let source = IPv6Leases.read(packet, at: 8)
+        if source == mine { return .pass }
+        // fe80::/10 (link-local) and :: (duplicate address detection, MLD before an address).
+        if source.high >> 54 == 0x3FA || (source.high == 0 && source.low == 0) { return .unsupported }
+        return .spoofed
     }
 }

@@ -372,6 +372,8 @@ public struct SessionInfo: Codable, Sendable, Equatable {
     /// The routes and DNS this session was given at its latest CONNECT, and the policy
     /// they came from (added in 0.1.7).
     public var policy: SessionPolicyInfo?
+    /// The IPv6 address the latest CONNECT gave, if any (`ipv6Network`; added in 0.1.9).
+    public var address6: String?
 
     public init(id: String, userId: String, userName: String, deviceId: String?, address: String, remoteAddress: String?,
                 connected: Bool, channel: String, connectedAt: Int64, expiresAt: Int64, rxBytes: UInt64, txBytes: UInt64,

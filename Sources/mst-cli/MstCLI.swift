@@ -222,6 +222,7 @@ struct Server: ParsableCommand {
         func list(_ items: [String]?) -> String { (items ?? []).isEmpty ? "-" : items!.joined(separator: ", ") }
         print("")
         print("session \(s.id):")
+        print("  IPv6 address:       \(s.address6 ?? "-")")
         print("  groups:             \(list(s.groups))\(s.groupsOverage == true ? " (the issuer left them out: too many groups)" : "")")
         print("  roles:              \(list(s.roles))")
         print("  certificate OUs:    \(list(s.organizationalUnits))")

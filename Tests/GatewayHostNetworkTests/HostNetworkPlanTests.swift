@@ -1,3 +1,4 @@
+import GatewayCore
 import GatewayWire
 import Testing
 @testable import GatewayHostNetwork
@@ -47,11 +48,30 @@ import Testing
         (HostNetworkState(mtu: 1400, addresses: [], natPrefixes: []), "addresses"),
         (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1"], natPrefixes: []), "not an address/prefix-length"),
         (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24; reboot"], natPrefixes: []), "not an address/prefix-length"),
-        (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.0/24\"; flush ruleset"]), "not an IPv4 prefix"),
-        (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.1/24"]), "not an IPv4 prefix"),
+        (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.0/24\"; flush ruleset"]), "not an IP prefix"),
+        (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["100.64.0.1/24"]), "not an IP prefix"),
+        (HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24"], natPrefixes: ["fd00:198:18:64::1/64"]), "not an IP prefix"),
     ])
     func refusesWhatMustNotReachTheHost(_ state: HostNetworkState, _ reason: String) {
         #expect(HostNetworkPlan.problem(in: state)?.contains(reason) == true)
+    }
+}
+
+@Suite struct PATRulesTests {
+    /// The IPv6 pool is masqueraded like the IPv4 ones, in the same table (one atomic load).
+    @Test func bothFamiliesInOneTable() throws {
+        let v4 = try GatewayCore.IPv4Prefix.parse("100.64.0.0/24").get()
+        let v6 = try GatewayCore.IPv6Prefix.parse("fd00:198:18:64::/64").get()
+        let script = PATRules(pools: [v4], pools6: [v6], tunName: "mstun0").script
+        #expect(script.contains("ip saddr 100.64.0.0/24 oifname != \"mstun0\" masquerade\n"))
+        #expect(script.contains("ip6 saddr fd00:198:18:64::/64 oifname != \"mstun0\" masquerade\n"))
+        #expect(script.hasPrefix("table inet mstunnel\ndelete table inet mstunnel\n"))
+    }
+
+    @Test func aDualStackStateIsAccepted() {
+        let state = HostNetworkState(mtu: 1400, addresses: ["100.64.0.1/24", "fd00:198:18:64::6440:1/64"],
+                                     natPrefixes: ["100.64.0.0/24", "fd00:198:18:64::/64"])
+        #expect(HostNetworkPlan.problem(in: state) == nil)
     }
 }
 

@@ -61,7 +61,42 @@ import Testing
     @Test func ownAddressPasses() { #expect(verdict(packet(source: "100.64.0.7")) == .pass) }
     @Test func anotherClientsAddressIsSpoofed() { #expect(verdict(packet(source: "100.64.0.8")) == .spoofed) }
     @Test func anInternalAddressIsSpoofed() { #expect(verdict(packet(source: "198.18.1.2")) == .spoofed) }
-    @Test func ipv6IsUnsupported() { #expect(verdict(packet(version: 6, source: "100.64.0.7")) == .unsupported) }
+    @Test func ipv6WithoutAnIPv6AddressIsUnsupported() { #expect(verdict(packet(version: 6, source: "100.64.0.7")) == .unsupported) }
+
+    let mine6 = IPv6Address("fd00:198:18:64::6440:7")!
+
+    func packet6(source: String, payload: Int = 20, extra: Int = 0) -> [UInt8] {
+        var p = [UInt8](repeating: 0, count: 40 + payload + extra)
+        p[0] = 0x60
+        p[4] = UInt8(payload >> 8); p[5] = UInt8(payload & 0xFF)
+        let a = IPv6Address(source)!
+        for i in 0..<8 { p[8 + i] = UInt8(truncatingIfNeeded: a.high >> (56 - 8 * UInt64(i))) }
+        for i in 0..<8 { p[16 + i] = UInt8(truncatingIfNeeded: a.low >> (56 - 8 * UInt64(i))) }
+        return p
+    }
+
+    func verdict6(_ p: [UInt8], _ six: IPv6Address? = nil) -> SourceCheck.Verdict {
+        p.withUnsafeBytes { SourceCheck.verdict($0, sessionAddress: mine, sessionAddress6: six ?? mine6) }
+    }
+
+    @Test func ownIPv6AddressPasses() { #expect(verdict6(packet6(source: "fd00:198:18:64::6440:7")) == .pass) }
+    @Test func anotherIPv6AddressIsSpoofed() {
+        #expect(verdict6(packet6(source: "fd00:198:18:64::6440:8")) == .spoofed)
+        #expect(verdict6(packet6(source: "fd00:198:18:1::2")) == .spoofed)
+    }
+    /// The client's own neighbour discovery and MLD: dropped, not counted as spoofing.
+    @Test func linkLocalAndUnspecifiedSourcesAreUnsupported() {
+        #expect(verdict6(packet6(source: "fe80::1234")) == .unsupported)
+        #expect(verdict6(packet6(source: "febf::1")) == .unsupported)
+        #expect(verdict6(packet6(source: "::")) == .unsupported)
+        #expect(verdict6(packet6(source: "fec0::1")) == .spoofed)
+    }
+    @Test func ipv6LengthsThePacketContradictsAreMalformed() {
+        #expect(verdict6(Array(packet6(source: "fd00:198:18:64::6440:7").prefix(39))) == .malformed)
+        #expect(verdict6(Array(packet6(source: "fd00:198:18:64::6440:7", payload: 20).prefix(59))) == .malformed)
+        #expect(verdict6(packet6(source: "fd00:198:18:64::6440:7", payload: 0, extra: 8)) == .malformed)
+        #expect(verdict6(packet6(source: "fd00:198:18:64::6440:7", payload: 20, extra: 4)) == .pass)
+    }
     @Test func truncatedIsMalformed() {
         #expect(verdict(packet(source: "100.64.0.7", length: 19)) == .malformed)
         #expect(verdict([]) == .malformed)
