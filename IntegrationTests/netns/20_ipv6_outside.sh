@@ -2,7 +2,7 @@
 # The outside over IPv6 (issue 14, "IPv6"; docs/operations.md): the stock client reaches the
 # gateway at an IPv6 address (ULA test prefix) — TLS and DTLS both over IPv6 on the outside,
 # the tunnel inside as usual — and the gateway logs, limits and bans the client by its /64.
-# Leasing IPv6 addresses inside the tunnel (ipv6Network) is not built yet.
+# IPv6 inside the tunnel (ipv6Network) is 21_ipv6_tunnel.sh.
 #
 #   [cli] cli0 198.18.0.2, fd00:198:18::2/64 ── gw0 198.18.0.1, fd00:198:18::1/64 [gw] ── [corp] 198.18.1.2
 source "$(dirname "$0")/../lib.sh"
