@@ -200,7 +200,15 @@ public final class SessionStore: @unchecked Sendable {
             let after = r.after ?? ""
             let live = lock.withLock { sessions.values.filter { s in Self.live(s, at: t) && s.cookieDigest > after } }
                 .sorted { $0.cookieDigest < $1.cookieDigest }
-            let page = Array(live.prefix(limit))
+            // Only with keys a sibling has too (the Site's, or a --ticket-keys file): a
+            // server's own key opens nowhere else, so nothing of it can live on elsewhere.
+            let shared = keyring.map { $0.source != "local" } ?? false
+            let sealer = shared ? self.sealer : nil
+            let page = live.prefix(limit).map { s in
+                var s = s
+                s.ticketNotAfter = sealer?.notAfter(s)
+                return s
+            }
             if r.after == nil { logger.info("auth.sessions.restoring", metadata: ["sessions": "\(live.count)"]) }
             return .restoreSessions(RestoreSessionsResponse(sessions: page, more: live.count > limit))
         default:

@@ -28,6 +28,10 @@ public struct AddressPool: Sendable {
     /// What `setReserved` was last given: an address held here then becomes reserved when
     /// its session here ends.
     public private(set) var reservedRequested: Set<UInt32> = []
+    /// Addresses kept from new logins until a moment (wall-clock seconds): those of sessions
+    /// this server restored after a restart that ended without their client coming back here
+    /// (`quarantine(_:until:)`). Marked `reserved` in `owners` like the sibling-held ones.
+    public private(set) var quarantined: [UInt32: Int64] = [:]
     @usableFromInline static let free: Int32 = -1
     @usableFromInline static let reservedMark: Int32 = -2
 
@@ -105,7 +109,31 @@ public struct AddressPool: Sendable {
         owners[i] = owner
         inUse += 1
         reserved.remove(address.value)
+        quarantined[address.value] = nil
         return address
+    }
+
+    /// Keeps a free `address` from new logins until `until` (wall-clock seconds): a session
+    /// this server restored after a restart ended here without its client coming back, so
+    /// the client may be on a sibling that took the session over with this address while
+    /// this server was down — and while the control plane cannot say so (its reserved list,
+    /// `setReserved`, is what normally keeps such addresses out), only time can: until the
+    /// session's ticket could no longer open anywhere. A resuming session may still take it.
+    public mutating func quarantine(_ address: IPv4Address, until: Int64) {
+        guard let i = index(of: address), usable(i), owners[i] < 0 else { return }
+        owners[i] = Self.reservedMark
+        quarantined[address.value] = max(until, quarantined[address.value] ?? until)
+    }
+
+    /// Ends the quarantines due by `now`; returns how many ended.
+    @discardableResult
+    public mutating func endQuarantines(now: Int64) -> Int {
+        let due = quarantined.filter { $0.value <= now }.map(\.key)
+        for a in due {
+            quarantined[a] = nil
+            if let i = index(of: IPv4Address(a)), owners[i] == Self.reservedMark, !reserved.contains(a) { owners[i] = Self.free }
+        }
+        return due.count
     }
 
     /// Replaces the reserved addresses (`reserved`). Returns those of `addresses` a session
@@ -113,7 +141,7 @@ public struct AddressPool: Sendable {
     /// the Site until one of the two sessions ends).
     @discardableResult
     public mutating func setReserved(_ addresses: Set<IPv4Address>) -> [IPv4Address] {
-        for a in reserved {
+        for a in reserved where quarantined[a] == nil {
             if let i = index(of: IPv4Address(a)), owners[i] == Self.reservedMark { owners[i] = Self.free }
         }
         reserved = []
@@ -194,6 +222,8 @@ public struct AddressPool: Sendable {
         let before = Set(routedPrefixes)
         let oldExhausted = exhaustedCount
         let oldSlice = slice
+        let oldReserved = reservedRequested
+        let oldQuarantined = quarantined
         self = AddressPool(prefix: newPrefix)
         exhaustedCount = oldExhausted
         setSlice(oldSlice)
@@ -203,6 +233,9 @@ public struct AddressPool: Sendable {
             blocks[l.from, default: RetiredBlock(prefix: l.from)].byAddress[l.address.value] = l.owner
         }
         retired = blocks.values.sorted { $0.prefix.network.value < $1.prefix.network.value }
+        // What siblings hold and what is quarantined stays out of new logins where it still fits.
+        setReserved(Set(oldReserved.map(IPv4Address.init)))
+        for (a, until) in oldQuarantined { quarantine(IPv4Address(a), until: until) }
         return before.subtracting(routedPrefixes).sorted { $0.network.value < $1.network.value }
     }
 }

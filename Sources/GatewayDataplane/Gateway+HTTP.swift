@@ -259,6 +259,7 @@ extension Gateway {
             return
         case .attached(let first, let replaced):
             firstConnect = first
+            s.quarantineUntil = nil
             if let replaced { closeConnection(replaced, reason: "replaced by a reconnect", detach: false) }
         }
         if let asked = r.header("x-cstp-address"), asked != s.address.description {

@@ -164,6 +164,7 @@ extension Gateway {
         switch takeBack(stored, now: now, wallNow: wallNow) {
         case .success(let s):
             guard let s else { return }
+            s.quarantineUntil = stored.ticketNotAfter
             restoreCounts.restored += 1
             logger.info("session.restored", metadata: sessionMetadata(s, ["reconnect_window_s": "\(settings.advanced.reconnectTimeout)"]))
         case .failure(let refusal):

@@ -20,6 +20,10 @@ extension Gateway {
             loop.modify(listenFd, events: UInt32(EPOLLIN.rawValue), token: Token.make(.listener))
         }
         control?.resumeAcceptingIfPaused(now: now)
+        if !pool.quarantined.isEmpty {
+            let ended = pool.endQuarantines(now: wallSeconds())
+            if ended > 0 { logger.info("pool.quarantine_ended", metadata: ["addresses": "\(ended)", "still_quarantined": "\(pool.quarantined.count)"]) }
+        }
         let timeouts = Expiry.Timeouts(settings.advanced)
         for c in connections {
             guard let c else { continue }

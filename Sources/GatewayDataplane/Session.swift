@@ -25,6 +25,10 @@ final class Session: SessionEntry {
     /// under 1280): then IPv6 from this client is dropped.
     var address6: IPv6Address?
     var createdWall: Int64
+    /// Set for a session restored after a restart until its client CONNECTs here: if it
+    /// ends first, its address is quarantined until then (wall-clock seconds; the client may
+    /// have resumed at a sibling with it, `AddressPool.quarantine`).
+    var quarantineUntil: Int64?
     /// Waiting for a CONNECT, carried by a connection, detached, ended (GatewaySessionCore).
     var life: SessionLifecycle<ClientConnection>
     var lastTraffic: Int64

@@ -24,6 +24,10 @@ public struct StoredSession: Codable, Sendable, Equatable {
     /// each deadline.
     public var certificateChain: [Data]?
     public var userAgent: String?
+    /// In a restore page only: until when this session's ticket opens on a sibling
+    /// (wall-clock seconds; nil unless auth seals with keys its siblings share). The gateway keeps the address from new
+    /// logins that long if the client does not come back to it (`AddressPool.quarantine`).
+    public var ticketNotAfter: Int64?
 
     public init(cookieDigest: String, id: String, identity: Identity, transport: TokenTransport, address: String,
                 createdAt: Int64, deadline: Int64, certificateChain: [Data]? = nil, userAgent: String? = nil) {

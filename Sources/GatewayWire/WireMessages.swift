@@ -215,6 +215,9 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// so the control plane keeps their home server from handing them out. Absent without
     /// a slice.
     public var foreignLeases: [String]?
+    /// Addresses kept from new logins for now: sessions restored after a restart that ended
+    /// without their client coming back (they may live on at a sibling). Absent when none.
+    public var poolQuarantined: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

@@ -152,6 +152,9 @@ struct Server: ParsableCommand {
             address pool:       \(s.poolInUse) of \(s.poolSize) in use, exhausted \(s.poolExhaustedCount) times
             traffic:            \(s.rxBytes) bytes from clients, \(s.txBytes) bytes to clients
             """)
+            if let q = s.poolQuarantined {
+                print("quarantined:        \(q) addresses (sessions restored after a restart that may live on at a sibling)")
+            }
             if let d = s.dtlsSessions {
                 print("over DTLS:          \(d) sessions" + (s.dtlsDirectSessions.map { " (\($0) with records sealed directly)" } ?? ""))
             }

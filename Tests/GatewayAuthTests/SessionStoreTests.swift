@@ -29,6 +29,26 @@ import Testing
         return []
     }
 
+    /// With ticket keys, each restored session says until when its ticket opens on a sibling
+    /// (the gateway quarantines its address that long if its client does not come back).
+    @Test func aRestorePageSaysUntilWhenEachTicketOpens() throws {
+        let now: Int64 = 1_800_000_000
+        let sealer = TicketSealer(sealing: TicketTests.key("site-1", 7), lifetime: 3_600)
+        let store = SessionStore(path: tempPath(), sealer: sealer, logger: quietLogger, now: { now })
+        var young = session(1, expiresAt: now + 86_400)
+        young.createdAt = now - 60
+        _ = store.respond(to: .saveSession(SaveSessionRequest(session: young)))
+        var short = session(2, expiresAt: now + 600)
+        short.createdAt = now - 60
+        _ = store.respond(to: .saveSession(SaveSessionRequest(session: short)))
+        let back = restored(store)
+        #expect(back.first { $0.identity.userId == "u1" }?.ticketNotAfter == now - 60 + 3_600)
+        #expect(back.first { $0.identity.userId == "u2" }?.ticketNotAfter == now + 600)
+        let plain = SessionStore(path: tempPath(), logger: quietLogger, now: { now })
+        _ = plain.respond(to: .saveSession(SaveSessionRequest(session: young)))
+        #expect(restored(plain).first?.ticketNotAfter == nil)
+    }
+
     @Test func savedSessionsSurviveANewStoreAndForgottenOnesDoNot() throws {
         let path = tempPath()
         let now: Int64 = 1_800_000_000

@@ -80,3 +80,64 @@ import Testing
         #expect(pool.owner(of: all[4]) == 22)
     }
 }
+
+@Suite struct PoolQuarantineTests {
+    func pool() throws -> AddressPool {
+        var p = AddressPool(prefix: try IPv4Prefix.parse("100.64.0.0/28").get())
+        p.setSlice(PoolSlice(index: 0, count: 1))
+        return p
+    }
+
+    /// A quarantined address goes to no new login until its moment, then it does again.
+    @Test func aQuarantinedAddressWaitsForItsMoment() throws {
+        var p = try pool()
+        let a = IPv4Address("100.64.0.5")!
+        #expect(p.allocate(owner: 1, exactly: a) == a)
+        p.release(a, owner: 1)
+        p.quarantine(a, until: 1_000)
+        var given: Set<IPv4Address> = []
+        while let x = p.allocate(owner: 2, hint: 3) { given.insert(x) }
+        #expect(!given.contains(a) && given.count == p.capacity - 1)
+        #expect(p.endQuarantines(now: 999) == 0)
+        #expect(p.endQuarantines(now: 1_000) == 1)
+        #expect(p.allocate(owner: 3, hint: 0) == a)
+    }
+
+    /// The session itself (its client came back, or its ticket was shown here) takes it back.
+    @Test func theSameSessionMayTakeItBack() throws {
+        var p = try pool()
+        let a = IPv4Address("100.64.0.5")!
+        p.quarantine(a, until: 1_000)
+        #expect(p.allocate(owner: 7, exactly: a) == a)
+        #expect(p.quarantined.isEmpty)
+        p.release(a, owner: 7)
+        #expect(p.allocate(owner: 8, exactly: a) == a)
+    }
+
+    /// The control plane's reserved list replaced, or the pool renumbered: the quarantine stays.
+    @Test func survivesAReservedListAndARenumbering() throws {
+        var p = try pool()
+        let a = IPv4Address("100.64.0.5")!, b = IPv4Address("100.64.0.6")!
+        p.quarantine(a, until: 1_000)
+        p.setReserved([a, b])
+        p.setReserved([])
+        #expect(p.owner(of: a) == nil)
+        var q = p
+        var given: Set<IPv4Address> = []
+        while let x = q.allocate(owner: 2, hint: 0) { given.insert(x) }
+        #expect(!given.contains(a) && given.contains(b))
+        _ = p.changePrefix(to: try IPv4Prefix.parse("100.64.0.0/27").get())
+        #expect(p.quarantined[a.value] == 1_000)
+        given = []
+        while let x = p.allocate(owner: 2, hint: 0) { given.insert(x) }
+        #expect(!given.contains(a))
+        // A reserved address stays reserved when it ends its quarantine.
+        var r = try pool()
+        r.quarantine(a, until: 10)
+        r.setReserved([a])
+        r.endQuarantines(now: 10)
+        given = []
+        while let x = r.allocate(owner: 2, hint: 0) { given.insert(x) }
+        #expect(!given.contains(a))
+    }
+}
