@@ -28,14 +28,15 @@ HBA=/etc/postgresql/$VERSION/$CLUSTER/pg_hba.conf
 if ! grep -q "^local all $ROLE scram-sha-256" "$HBA"; then
     # Before Debian's "local all all peer": the first matching line wins.
     sed -i "1i local all $ROLE scram-sha-256" "$HBA"
-    [ "$STATUS" = online ] && pg_ctlcluster "$VERSION" "$CLUSTER" reload
+    # Anything the tools print goes to stderr: stdout is the address, read by the caller.
+    if [ "$STATUS" = online ]; then pg_ctlcluster "$VERSION" "$CLUSTER" reload >&2; fi
 fi
-[ "$STATUS" = online ] || pg_ctlcluster "$VERSION" "$CLUSTER" start
+[ "$STATUS" = online ] || pg_ctlcluster "$VERSION" "$CLUSTER" start >&2
 for _ in $(seq 50); do [ -S "$SOCKET_DIR/.s.PGSQL.5432" ] && break; sleep 0.1; done
 psql_admin "-c \"DO \\\$\\\$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE LOGIN CREATEDB; END IF;
     ALTER ROLE $ROLE PASSWORD '$PASSWORD';
 END \\\$\\\$\"" >/dev/null
-psql_admin "-c 'DROP DATABASE IF EXISTS $DB WITH (FORCE)'" >/dev/null
-psql_admin "-c 'CREATE DATABASE $DB OWNER $ROLE'" >/dev/null
+psql_admin "-c 'DROP DATABASE IF EXISTS $DB WITH (FORCE)'" >&2
+psql_admin "-c 'CREATE DATABASE $DB OWNER $ROLE'" >&2
 echo "postgres://$ROLE:$PASSWORD@/$DB?host=$SOCKET_DIR"

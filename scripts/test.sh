@@ -25,11 +25,14 @@ trap 'rm -f "$MST_FAIL_LOG"' EXIT
 # the same suite proves both stores (docs/control-plane.md, "Several instances").
 if [ "$(id -u)" = 0 ]; then
     echo "== control-plane unit tests on PostgreSQL"
-    if PG_URL=$(./scripts/postgres-test-db.sh mstunnel_test); then
+    # The address is the script's last line; anything else it printed is shown, not used.
+    if PG_OUT=$(./scripts/postgres-test-db.sh mstunnel_test) && PG_URL=$(printf '%s\n' "$PG_OUT" | tail -1) &&
+       [[ $PG_URL == postgres://* ]]; then
+        if [ "$PG_OUT" != "$PG_URL" ]; then echo "postgres-test-db.sh also printed: $(printf '%s\n' "$PG_OUT" | head -n -1)"; fi
         MST_TEST_POSTGRES="$PG_URL" swift test --skip-build --filter GatewayControlPlaneTests \
             || failed "control-plane unit tests on PostgreSQL"
     else
-        failed "no PostgreSQL for the control-plane tests (scripts/postgres-test-db.sh)"
+        failed "no PostgreSQL for the control-plane tests (scripts/postgres-test-db.sh printed: ${PG_OUT:-nothing})"
     fi
 fi
 # run_scripts GLOB…: each script in turn; exit 77 is a skip, anything else non-zero a failure.

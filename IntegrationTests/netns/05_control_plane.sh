@@ -96,7 +96,12 @@ addr1=$(ip -n "$NS_C" -4 -o addr show dev tun0 | awk '{print $4}' | cut -d/ -f1)
 
 echo "== the server in its Site: check-in, health, metrics"
 wait_for "server listed with a recent check-in" 50 server_listed
+# A CI machine is busy (the release build runs beside these tests, at the lowest priority but
+# counted in CPU use): the CPU threshold is lifted, as an operator would on a shared host, so
+# the status says whether reports arrive and are evaluated, not how loaded the machine is.
+check "the CPU threshold lifted to 100 %" api PATCH /microsoftTunnelHealthThresholds/cpuUsage '{"healthyThreshold":100,"unhealthyThreshold":100}'
 wait_for "server is healthy or warning (not unknown/offline)" 100 status_is 'healthy|warning'
+status_is 'healthy|warning' || echo "    (status $(server_json | json 'd.get("tunnelServerHealthStatus")'); checks: $(api GET "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/healthChecks" 2>/dev/null | head -c 600))"
 # latency is the gateway's transit time: a report has it when packets went through since the
 # previous one, so each try sends a ping through the tunnel first.
 has_metrics() { ip netns exec "$NS_C" ping -c 1 -W 1 198.18.1.2 >/dev/null; api POST "/microsoftTunnelSites/$SITE/microsoftTunnelServers/$SERVER/getHealthMetrics" '{"metricNames":["cpuUsage","memoryUsage","diskSpace","latency"]}' | python3 -c "import json,sys; v={m['name'] for m in json.load(sys.stdin)['value']}; sys.exit(0 if v == {'cpuUsage','memoryUsage','diskSpace','latency'} else 1)"; }
