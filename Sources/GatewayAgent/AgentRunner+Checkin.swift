@@ -35,7 +35,11 @@ extension AgentRunner {
                                      appliedConfigurationVersion: applied, lastApply: lastApply, ticketKeyIds: authKeys?.keyIds,
                                      revokedTickets: localRevocations.map { $0.revoked.map { RevokedTicketEntry(sessionId: $0.sessionId, until: $0.until) } },
                                      revocationsAfter: database.int(.revocationsSiteCursor) ?? 0)
-        request.foreignLeases = foreignLeases()
+        // One status for the whole check-in: foreign leases, sessions and their limit.
+        let status = try? gateway.serverStatus().get()
+        request.foreignLeases = foreignLeases(status)
+        request.sessions = status?.activeSessions
+        request.sessionLimit = status?.maxSessions
         request.imageTag = options.imageTag.map { AgentAPILimits.truncated($0, toBytes: AgentAPILimits.imageTag) }
         request.upgrade = upgradeReport()
         let response: CheckinResponse
@@ -129,8 +133,8 @@ extension AgentRunner {
 
     /// The addresses the gateway holds for sessions resumed here from siblings (outside its
     /// slice), for the control plane; nil when the gateway has no slice or does not answer.
-    func foreignLeases() -> [String]? {
-        guard let leases = try? gateway.serverStatus().get().foreignLeases else { return nil }
+    func foreignLeases(_ status: ServerStatusResponse?) -> [String]? {
+        guard let leases = status?.foreignLeases else { return nil }
         if leases.count > AgentAPILimits.foreignLeases {
             logger.warning("agent.foreign_leases.truncated", metadata: [
                 "held": "\(leases.count)", "reported": "\(AgentAPILimits.foreignLeases)",

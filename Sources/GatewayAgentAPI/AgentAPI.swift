@@ -151,6 +151,11 @@ public struct CheckinRequest: Codable, Sendable, Equatable {
     /// Where the upgrade the control plane asked of this server stands (the host's updater's
     /// result once it has one); nil when none was asked since the agent started.
     public var upgrade: UpgradeReport?
+    /// The gateway's sessions now, and its `max-sessions` (0: no limit): before a rolling
+    /// upgrade drains a server, its siblings must have room for its sessions. nil: not
+    /// reported (an older agent, or the gateway did not answer).
+    public var sessions: Int?
+    public var sessionLimit: Int?
 
     public init(agentVersion: String, serverVersion: String?, appliedConfigurationVersion: Int64, lastApply: ConfigurationApplyResult?,
                 ticketKeyIds: [String]? = nil, revokedTickets: [RevokedTicketEntry]? = nil, revocationsAfter: Int64? = nil) {

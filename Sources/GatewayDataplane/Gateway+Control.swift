@@ -62,6 +62,7 @@ extension Gateway {
                 status.foreignLeases = sessions.all.compactMap { s in pool.isInSlice(s.address) ? nil : "\(s.address)" }.sorted()
             }
             if !pool.quarantined.isEmpty { status.poolQuarantined = pool.quarantined.count }
+            status.maxSessions = settings.advanced.maxSessions
             status.drain = drain?.status
             status.drops = PacketDrops(noSession: counters.dropsNoSession, queueFull: counters.dropsQueueFull + udpOut.dropped,
                                        spoofed: counters.dropsSpoofed, unsupported: counters.dropsUnsupported + counters.dropsTunWrite,

@@ -218,6 +218,8 @@ public struct ServerStatusResponse: Codable, Sendable, Equatable {
     /// Addresses kept from new logins for now: sessions restored after a restart that ended
     /// without their client coming back (they may live on at a sibling). Absent when none.
     public var poolQuarantined: Int?
+    /// `max-sessions` in force (0: no limit; added in 0.1.9).
+    public var maxSessions: Int?
 
     public init(version: String, startedAt: Int64, listenPort: Int, tunDevice: String, activeSessions: Int,
                 connectedSessions: Int, totalSessions: Int, authFailures: Int, poolSize: Int, poolInUse: Int,

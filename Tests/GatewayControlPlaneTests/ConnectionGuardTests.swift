@@ -16,8 +16,11 @@ import Testing
 
     @Test func silentAndHalfHandshakesAreClosedAtTheDeadlineAndOneSourceIsCapped() async throws {
         let perSource = 4
+        // The deadline is long enough that "closed at once" (the cap) and "closed at the
+        // deadline" stay apart on a loaded machine: only bounds far from either are asserted.
+        let deadline = 6.0
         try await LiveServer.run({ config in
-            config.tlsHandshakeTimeout = 2
+            config.tlsHandshakeTimeout = deadline
             config.maxConnectionsPerSource = perSource
         }) { server in
             let started = ContinuousClock.now
@@ -33,9 +36,8 @@ import Testing
 
             // One more from the same source is closed at once (long before the deadline).
             let extra = try await RawConnection.open(port: server.port, from: "127.0.0.2")
-            let refusedAfter = try await extra.secondsUntilClosed(limit: .seconds(1))
-            let refused = try #require(refusedAfter, "the connection over the per-source limit stays open")
-            #expect(refused < 1)
+            let refusedAfter = try await extra.secondsUntilClosed(limit: .seconds(deadline / 2))
+            _ = try #require(refusedAfter, "the connection over the per-source limit stays open")
 
             // Meanwhile the admin API works for another client (127.0.0.1).
             let admin = try server.client()
@@ -44,18 +46,17 @@ import Testing
             #expect(response.status == .ok)
             try await admin.shutdown()
             // ... and the held ones are still open, not yet at their deadline.
-            if ContinuousClock.now - started < .milliseconds(1500) {
+            if RawConnection.seconds(ContinuousClock.now - started) < deadline / 2 {
                 #expect(held.allSatisfy { $0.channel.isActive })
             }
 
-            // At the deadline (2 s) the server closes every one of them.
+            // At the deadline the server closes every one of them (not before it).
             for connection in held {
-                let closed = try await connection.secondsUntilClosed(limit: .seconds(8))
+                let closed = try await connection.secondsUntilClosed(limit: .seconds(deadline * 5))
                 #expect(closed != nil, "a connection without a finished handshake stays open")
             }
             let elapsed = RawConnection.seconds(ContinuousClock.now - started)
-            #expect(elapsed >= 1.8, "closed before the handshake deadline: \(elapsed) s")
-            #expect(elapsed < 8)
+            #expect(elapsed >= deadline - 0.2, "closed before the handshake deadline: \(elapsed) s")
 
             // Their slots are free again: a new connection from 127.0.0.2 is admitted (open
             // for a while, until its own deadline).

@@ -52,6 +52,35 @@ import Testing
         #expect(o.state == nil && o.clearRequest && !o.available)
     }
 
+    /// A server's sessions move to its siblings: it starts only when their max-sessions leave
+    /// room for them; the Site says why it waits (logged once), and goes on when room appears.
+    @Test func theNextServerWaitsForRoomAtItsSiblings() {
+        func srv(_ id: String, tag: String, sessions: Int?, limit: Int?) -> P.Server {
+            P.Server(id: id, displayName: "gw-\(id)", live: true, lastCheckin: Self.t0, imageTag: tag, gatewayUp: true, report: nil,
+                     sessions: sessions, sessionLimit: limit)
+        }
+        // a has 900 sessions; b and c may take 1000 each and hold 700 and 500: room 800.
+        var servers = [srv("a", tag: "1.0", sessions: 900, limit: 1000), srv("b", tag: "2.0", sessions: 700, limit: 1000),
+                       srv("c", tag: "2.0", sessions: 500, limit: 1000)]
+        var o = Self.decide(nil, servers, at: 1)
+        #expect(o.state?.phase == .inProgress && o.state?.serverId == nil)
+        #expect(o.state?.message == "waiting: gw-a has 900 sessions and its siblings room for 800 (their max-sessions)")
+        #expect(o.events == [.started(target: "2.0"), .waiting(serverId: "a", message: o.state!.message!)])
+        #expect(o.instruction(for: "a") == nil)
+        // The same again: no second log line.
+        o = Self.decide(o.state, servers, at: 60)
+        #expect(o.events.isEmpty && o.state?.serverId == nil)
+        // Room enough now (c emptied): a starts, and the message goes.
+        servers[2] = srv("c", tag: "2.0", sessions: 300, limit: 1000)
+        o = Self.decide(o.state, servers, at: 120)
+        #expect(o.state?.serverId == "a" && o.state?.message == nil)
+        #expect(o.events == [.serverStarted(serverId: "a", target: "2.0")])
+        // No limit at a sibling, or no live sibling at all: no wait.
+        let unlimited = [srv("a", tag: "1.0", sessions: 900, limit: 1000), srv("b", tag: "2.0", sessions: 700, limit: 0)]
+        #expect(Self.decide(nil, unlimited, at: 1).state?.serverId == "a")
+        #expect(Self.decide(nil, [srv("a", tag: "1.0", sessions: 900, limit: 1000)], at: 1).state?.serverId == "a")
+    }
+
     @Test func aFailedUpdateStopsTheSiteUntilAskedAgain() {
         let servers = [Self.server("a", tag: "1.0", report: UpgradeReport(id: "attempt-1", tag: "2.0", state: .failed,
                                                                              message: "mstunnel-server did not become healthy; rolled back to 1.0", dateTime: "t")),

@@ -123,7 +123,7 @@ func temporaryDirectory(_ prefix: String) throws -> String {
         }
         let store = SQLControlStore(database: try SQLiteDatabase(writer: queue, readsShareTheWriter: true))
         let applied = try await queue.read { db in try SQLiteMigrations.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"])
         let latest = try await store.latestHealth(serverId: "v")
         #expect(latest?.receivedDateTime == Date(timeIntervalSince1970: 100))
         // The old id is still known for its server, and the same id is new for another.

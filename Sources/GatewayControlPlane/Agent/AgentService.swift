@@ -194,6 +194,8 @@ extension ControlPlane {
                 logger.notice("site.upgrade.completed", metadata: ["site": "\(siteId)", "target": "\(target)", "servers": "\(servers)"])
             case .superseded(let old, let new):
                 logger.notice("site.upgrade.superseded", metadata: ["site": "\(siteId)", "old": "\(old)", "new": "\(new)"])
+            case .waiting(let id, let message):
+                logger.notice("site.upgrade.waiting", metadata: ["site": "\(siteId)", "server": "\(id)", "reason": "\(message)"])
             }
         }
     }

@@ -69,9 +69,18 @@ public enum RollingUpgradePolicy {
         /// The gateway answered the agent at its last check-in.
         public var gatewayUp: Bool
         public var report: UpgradeReport?
+        /// Its sessions and `max-sessions` (0: no limit) at its last check-in; nil: unknown.
+        public var sessions: Int?
+        public var sessionLimit: Int?
+
+        /// How many more sessions it can take (nil: no limit, or not known).
+        var room: Int? {
+            guard let limit = sessionLimit, limit > 0 else { return nil }
+            return max(0, limit - (sessions ?? 0))
+        }
 
         public init(id: String, displayName: String, live: Bool, lastCheckin: Date?, imageTag: String?, gatewayUp: Bool,
-                    report: UpgradeReport?) {
+                    report: UpgradeReport?, sessions: Int? = nil, sessionLimit: Int? = nil) {
             self.id = id
             self.displayName = displayName
             self.live = live
@@ -79,6 +88,8 @@ public enum RollingUpgradePolicy {
             self.imageTag = imageTag
             self.gatewayUp = gatewayUp
             self.report = report
+            self.sessions = sessions
+            self.sessionLimit = sessionLimit
         }
     }
 
@@ -90,6 +101,8 @@ public enum RollingUpgradePolicy {
         case completed(target: String, servers: Int)
         /// The release changed while an upgrade was under way or had failed: it is dropped.
         case superseded(old: String, new: String)
+        /// The next server waits: its siblings have no room for its sessions (logged once).
+        case waiting(serverId: String, message: String)
     }
 
     public struct Outcome: Sendable, Equatable {
@@ -185,6 +198,23 @@ public enum RollingUpgradePolicy {
             return out
         }
         guard inWindow else { return out }
+        // Its sessions move to its siblings (each resumes on one of them with its ticket):
+        // wait while their max-sessions leave less room than it has sessions. A server with
+        // no live sibling goes anyway — its sessions wait for it and come back after its
+        // restart — as does one whose siblings set no limit.
+        let siblings = servers.filter { $0.live && $0.gatewayUp && $0.id != next.id }
+        if !siblings.isEmpty, let needed = next.sessions, needed > 0,
+           siblings.allSatisfy({ $0.room != nil }) {
+            let room = siblings.reduce(0) { $0 + ($1.room ?? 0) }
+            if room < needed {
+                let message = "waiting: \(next.displayName) has \(needed) sessions and its siblings room for \(room) (their max-sessions)"
+                if s.message != message { out.events.append(.waiting(serverId: next.id, message: message)) }
+                s.message = message
+                out.state = s
+                return out
+            }
+        }
+        s.message = nil
         s.serverId = next.id
         s.attemptId = newId()
         s.serverSince = now

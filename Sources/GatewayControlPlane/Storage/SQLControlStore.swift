@@ -178,18 +178,21 @@ public final class SQLControlStore: ControlStore {
 
     public func upgradeStep(siteId: String, release: String, now: Date, liveSince: Date,
                             newId: @escaping @Sendable () -> String) async throws -> RollingUpgradePolicy.Outcome? {
-        try await database.write { c in
-            guard var site = try await c.query("SELECT * FROM sites WHERE id = ?", [siteId]).first.map(Self.site) else { return nil }
-            let servers = try await c.query("SELECT * FROM servers WHERE siteId = ?", [siteId]).map(Self.server).map { s in
-                RollingUpgradePolicy.Server(id: s.id, displayName: s.displayName, live: (s.lastCheckinDateTime ?? .distantPast) >= liveSince,
-                                            lastCheckin: s.lastCheckinDateTime, imageTag: s.imageTag, gatewayUp: s.serverVersion != nil,
-                                            report: s.upgradeReport)
-            }
-            let outcome = RollingUpgradePolicy.decide(
-                state: site.upgrade, release: release, requestedAt: site.upgradeRequestedDateTime, automatic: site.upgradeAutomatically ?? false,
-                inWindow: RollingUpgradePolicy.inWindow(now: now, start: site.upgradeWindowStartTime, end: site.upgradeWindowEndTime,
-                                                        offsetMinutes: site.upgradeWindowUtcOffsetInMinutes),
-                servers: servers, now: now, newId: newId)
+        // Decided first in a read: most check-ins change nothing (no upgrade asked, or the
+        // server in flight not back yet), and a write transaction per check-in of every
+        // server would serialize them all on PostgreSQL. Only a change is decided again, and
+        // written, in one write transaction (two instances never start two servers).
+        let unchanged = try await database.read { c -> RollingUpgradePolicy.Outcome?? in
+            guard let (site, outcome) = try await Self.decideUpgrade(c, siteId: siteId, release: release, now: now,
+                                                                    liveSince: liveSince, newId: newId) else { return .some(nil) }
+            let changes = outcome.state != site.upgrade || outcome.clearRequest || site.upgradeAvailable != outcome.available
+            return changes ? nil : .some(outcome)
+        }
+        if let unchanged { return unchanged }
+        return try await database.write { c in
+            guard let (decided, outcome) = try await Self.decideUpgrade(c, siteId: siteId, release: release, now: now,
+                                                                       liveSince: liveSince, newId: newId) else { return nil }
+            var site = decided
             if outcome.state != site.upgrade {
                 try await c.query("UPDATE sites SET upgradeState = ? WHERE id = ?", [try outcome.state.map { try Self.encode($0) }, siteId])
             }
@@ -206,6 +209,23 @@ public final class SQLControlStore: ControlStore {
         }
     }
 
+    /// The Site and what `RollingUpgradePolicy` decides for it now; nil without the Site.
+    private static func decideUpgrade(_ c: some SQLConnection, siteId: String, release: String, now: Date, liveSince: Date,
+                                      newId: @Sendable () -> String) async throws -> (SiteRecord, RollingUpgradePolicy.Outcome)? {
+        guard let site = try await c.query("SELECT * FROM sites WHERE id = ?", [siteId]).first.map(Self.site) else { return nil }
+        let servers = try await c.query("SELECT * FROM servers WHERE siteId = ?", [siteId]).map(Self.server).map { s in
+            RollingUpgradePolicy.Server(id: s.id, displayName: s.displayName, live: (s.lastCheckinDateTime ?? .distantPast) >= liveSince,
+                                        lastCheckin: s.lastCheckinDateTime, imageTag: s.imageTag, gatewayUp: s.serverVersion != nil,
+                                        report: s.upgradeReport, sessions: s.sessions, sessionLimit: s.sessionLimit)
+        }
+        let outcome = RollingUpgradePolicy.decide(
+            state: site.upgrade, release: release, requestedAt: site.upgradeRequestedDateTime, automatic: site.upgradeAutomatically ?? false,
+            inWindow: RollingUpgradePolicy.inWindow(now: now, start: site.upgradeWindowStartTime, end: site.upgradeWindowEndTime,
+                                                    offsetMinutes: site.upgradeWindowUtcOffsetInMinutes),
+            servers: servers, now: now, newId: newId)
+        return (site, outcome)
+    }
+
     // MARK: - Servers
 
     static func server(_ row: SQLRow) throws -> ServerRecord {
@@ -218,6 +238,8 @@ public final class SQLControlStore: ControlStore {
             lastApply: try lastApply.map { try decode(ConfigurationApplyResult.self, $0) })
         record.drainHandOverAfter = try row["drainHandOverAfter"]
         record.imageTag = try row["imageTag"]
+        record.sessions = try row["sessions"]
+        record.sessionLimit = try row["sessionLimit"]
         let report: String? = try row["upgradeReport"]
         record.upgradeReport = try report.map { try decode(UpgradeReport.self, $0) }
         return record
@@ -277,13 +299,18 @@ public final class SQLControlStore: ControlStore {
         let keyIds = try request.ticketKeyIds.map { try Self.encode($0) }
         let leases = try request.foreignLeases.map { try Self.encode($0) }
         let upgrade = try request.upgrade.map { try Self.encode($0) }
+        // Counts kept to what a gateway can have (max-sessions is at most 1,000,000), so no
+        // agent can overflow a 32-bit column or the sum of a Site's room.
+        let sessions = request.sessions.map { min(max($0, 0), 10_000_000) }
+        let sessionLimit = request.sessionLimit.map { min(max($0, 0), 10_000_000) }
         try await database.write { c in
             try await c.query("""
                 UPDATE servers SET lastCheckinAt = ?, agentVersion = ?, serverVersion = ?, appliedConfigurationVersion = ?,
-                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?, foreignLeases = ?, imageTag = ?, upgradeReport = ?
+                    lastApply = COALESCE(?, lastApply), ticketKeyIds = ?, foreignLeases = ?, imageTag = ?, upgradeReport = ?,
+                    sessions = ?, sessionLimit = ?
                 WHERE id = ?
                 """, [Self.time(at), request.agentVersion, request.serverVersion, request.appliedConfigurationVersion, lastApply,
-                      keyIds, leases, request.imageTag, upgrade, serverId])
+                      keyIds, leases, request.imageTag, upgrade, sessions, sessionLimit, serverId])
         }
     }
 

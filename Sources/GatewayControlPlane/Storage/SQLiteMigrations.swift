@@ -193,6 +193,12 @@ enum SQLiteMigrations {
             try db.execute(sql: "ALTER TABLE join_tokens ADD COLUMN maxUses INTEGER NOT NULL DEFAULT 1")
             try db.execute(sql: "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v9") { db in
+            // Each server's sessions and max-sessions at its last check-in: a rolling upgrade
+            // drains a server only when its siblings have room for its sessions.
+            try db.execute(sql: "ALTER TABLE servers ADD COLUMN sessions INTEGER")
+            try db.execute(sql: "ALTER TABLE servers ADD COLUMN sessionLimit INTEGER")
+        }
         return migrator
     }
 }

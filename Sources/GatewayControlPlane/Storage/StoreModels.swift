@@ -52,6 +52,9 @@ public struct ServerRecord: Sendable, Equatable {
     public var imageTag: String?
     /// Its agent's last report on an upgrade the Site asked of it.
     public var upgradeReport: UpgradeReport?
+    /// Sessions and `max-sessions` (0: none) at its last check-in; nil: not reported.
+    public var sessions: Int?
+    public var sessionLimit: Int?
 
     public init(id: String, siteId: String, displayName: String, deploymentMode: String = "standaloneRootful",
                 createdDateTime: Date, lastCheckinDateTime: Date? = nil, agentVersion: String? = nil,

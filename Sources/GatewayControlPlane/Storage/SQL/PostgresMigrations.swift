@@ -191,6 +191,7 @@ enum PostgresMigrations {
                 "ALTER TABLE servers ADD COLUMN upgradeReport TEXT"]),
         ("v8", ["ALTER TABLE join_tokens ADD COLUMN maxUses INTEGER NOT NULL DEFAULT 1",
                 "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0"]),
+        ("v9", ["ALTER TABLE servers ADD COLUMN sessions INTEGER", "ALTER TABLE servers ADD COLUMN sessionLimit INTEGER"]),
     ]
 
     static func migrate(client: PostgresClient, schema: String?, logger: Logger) async throws {
