@@ -258,8 +258,10 @@ started_at() { podman inspect --format '{{.State.StartedAt}}' "ru$1-server"; }
 declare -A BEFORE; for h in a b c; do BEFORE[$h]=$(started_at $h); done
 stop_control; start_control ru-none || fail "control plane restarted with --gateway-release ru-none"
 api POST "/microsoftTunnelSites/$SITE/requestUpgrade" > /dev/null && pass "requestUpgrade (ru-none)" || fail "requestUpgrade (ru-none)"
-failed_on() { site_is upgradeStatus failed && [ "$(site upgradeTargetTag)" = "$1" ]; }
-wait_for "the Site shows upgradeFailed for ru-none" 400 failed_on ru-none
+# One read of the Site for both fields: two reads straddled the check-in that superseded the
+# ru-bad failure (failed, then ru-none in progress) in a clean run and passed too early.
+failed_on() { [ "$(api GET "/microsoftTunnelSites/$SITE" | json "d.get('upgradeStatus'), d.get('upgradeTargetTag')")" = "failed ru-none" ]; }
+wait_for "the Site shows upgradeFailed for ru-none" 400 failed_on
 check "the message names the missing image" message_says 'mstunnel-server:ru-none is not on this host'
 NONE=$(grep -l '"msg":"updater.upgrade.failed"' "$W"/updater-?.log | head -1 | sed 's/.*updater-\(.\)\.log/\1/')
 check "  … the updater of ru${NONE:-?} changed nothing: its gateway was not restarted" test "$(started_at "${NONE:-a}")" = "${BEFORE[${NONE:-a}]}"
