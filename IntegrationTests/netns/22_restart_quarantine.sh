@@ -15,6 +15,8 @@ make_issuer
 write_settings
 # A short reconnect window: a restored session whose client does not return ends in 4 s.
 set_advanced reconnect-timeout 4
+# A Site member: the control plane gives each server a slice of the pool (here the first of two).
+set_advanced pool-slice 0/2
 make_script_wrapper
 python3 -c 'import base64,json,os; print(json.dumps({"sealing":"site-1","keys":[{"id":"site-1","key":base64.b64encode(os.urandom(32)).decode()}],"lifetimeSeconds":3600}))' > "$WORK/site-keys.json"
 chmod 600 "$WORK/site-keys.json"

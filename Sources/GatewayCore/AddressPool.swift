@@ -32,6 +32,8 @@ public struct AddressPool: Sendable {
     /// this server restored after a restart that ended without their client coming back here
     /// (`quarantine(_:until:)`). Marked `reserved` in `owners` like the sibling-held ones.
     public private(set) var quarantined: [UInt32: Int64] = [:]
+    /// The earliest end among `quarantined` (a timer tick checks it before anything else).
+    private var nextQuarantineEnd = Int64.max
     @usableFromInline static let free: Int32 = -1
     @usableFromInline static let reservedMark: Int32 = -2
 
@@ -122,17 +124,21 @@ public struct AddressPool: Sendable {
     public mutating func quarantine(_ address: IPv4Address, until: Int64) {
         guard let i = index(of: address), usable(i), owners[i] < 0 else { return }
         owners[i] = Self.reservedMark
-        quarantined[address.value] = max(until, quarantined[address.value] ?? until)
+        let end = max(until, quarantined[address.value] ?? until)
+        quarantined[address.value] = end
+        nextQuarantineEnd = min(nextQuarantineEnd, end)
     }
 
     /// Ends the quarantines due by `now`; returns how many ended.
     @discardableResult
     public mutating func endQuarantines(now: Int64) -> Int {
+        guard now >= nextQuarantineEnd else { return 0 }
         let due = quarantined.filter { $0.value <= now }.map(\.key)
         for a in due {
             quarantined[a] = nil
             if let i = index(of: IPv4Address(a)), owners[i] == Self.reservedMark, !reserved.contains(a) { owners[i] = Self.free }
         }
+        nextQuarantineEnd = quarantined.values.min() ?? .max
         return due.count
     }
 

@@ -84,6 +84,12 @@ public struct TunnelParameters: Sendable, Equatable {
         ipv6Capable = request.header("x-cstp-full-ipv6-capability")?.lowercased() == "true"
         let leases6 = settings.ipv6Pool.flatMap(IPv6Leases.init(prefix:))
         address6 = ipv6Capable && mtu >= Self.ipv6MinimumMTU ? leases6?.address(for: address) : nil
+        // A split tunnel (routes given) with no IPv6 route: the client's IPv6 stays split too,
+        // with only the pool through the tunnel — without any IPv6 include the stock client
+        // would send all its IPv6 here (vpnc-script sets an IPv6 default route).
+        if address6 != nil, let leases6, !includes.isEmpty, !includes.contains(where: { if case .v6 = $0 { true } else { false } }) {
+            includes.append(.v6(leases6.prefix))
+        }
         dtls = nil
     }
 

@@ -128,6 +128,10 @@ public struct GatewaySettings: Sendable, Equatable {
                 // Each session's IPv6 address embeds its IPv4 one (`IPv6Leases`): 32 bits.
                 if p.length > IPv6Leases.maxPrefixLength {
                     note("ipv6Network: \(n) is too small: at most /\(IPv6Leases.maxPrefixLength) (each client's IPv6 address carries its IPv4 address in the last 32 bits), e.g. a /64")
+                } else if p.length < IPv6Leases.minPrefixLength {
+                    note("ipv6Network: \(n) is too large: at least /\(IPv6Leases.minPrefixLength) (the gateway routes and masquerades all of it), e.g. a /64")
+                } else if let why = IPv6Leases.unusable(p) {
+                    note("ipv6Network: \(n) is \(why); use a unique local (fd00::/8) or global prefix, e.g. a /64")
                 } else { pool6 = p }
             case .failure(let e): note("ipv6Network: \(e)")
             }
@@ -254,6 +258,11 @@ public struct GatewaySettings: Sendable, Equatable {
             }
         }
 
+        // Linux takes IPv6 off a device whose MTU is under IPv6's minimum: the TUN would lose
+        // the gateway's IPv6 address and route.
+        if pool6 != nil, adv.mtu < TunnelParameters.ipv6MinimumMTU {
+            note("ipv6Network needs an mtu of at least \(TunnelParameters.ipv6MinimumMTU) (IPv6's minimum); advancedSettings.mtu is \(adv.mtu)")
+        }
         if !problems.isEmpty { return .failure(ConfigurationError(problems.joined(separator: "; "))) }
         return .success(GatewaySettings(
             displayName: s.displayName ?? "mstunnel", pool: pool!, ipv6Pool: pool6, dnsServers: dns,

@@ -16,6 +16,19 @@ public struct IPv6Leases: Sendable, Equatable {
 
     /// The longest prefix that can embed an IPv4 address.
     public static let maxPrefixLength = 96
+    /// The shortest accepted: the gateway puts an on-link route to the whole prefix on its TUN
+    /// and masquerades it, which for a shorter one would swallow other networks' traffic.
+    public static let minPrefixLength = 32
+
+    /// Why `p` cannot be a client pool, or nil: multicast (ff00::/8), link-local (fe80::/10),
+    /// or inside ::/8 (unspecified, loopback, IPv4-mapped and -compatible addresses).
+    public static func unusable(_ p: IPv6Prefix) -> String? {
+        let top = p.network.high >> 56
+        if top == 0xFF { return "multicast (ff00::/8)" }
+        if p.network.high >> 54 == 0x3FA { return "link-local (fe80::/10)" }
+        if top == 0 { return "inside ::/8 (reserved: unspecified, loopback, IPv4-mapped)" }
+        return nil
+    }
 
     public init?(prefix: IPv6Prefix) {
         guard prefix.length <= Self.maxPrefixLength else { return nil }

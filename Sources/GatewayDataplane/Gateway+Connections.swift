@@ -267,9 +267,10 @@ extension Gateway {
         }
         dropAllDTLS(s)
         if let emptied = pool.release(s.address, owner: s.slot) { retiredPrefixEmptied(emptied) }
-        // Restored here but never reconnected, its ticket good at the Site's siblings: its
-        // client may have resumed at one of them with this address while this server was down.
-        if let until = s.quarantineUntil, until > wallSeconds() {
+        // Restored here but never reconnected, in a Site (a slice of its pool), its ticket good
+        // at the siblings: its client may have resumed at one of them with this address while
+        // this server was down.
+        if let until = s.quarantineUntil, pool.slice != nil, until > wallSeconds() {
             pool.quarantine(s.address, until: until)
             logger.info("pool.quarantined", metadata: sessionMetadata(s, ["until": "\(until)",
                 "why": "restored after a restart, ended without coming back here: it may live on at a sibling"]))

@@ -69,9 +69,10 @@ extension Gateway {
             dst = IPv4Address.read(packet, at: 16)
         } else if version == 6, n >= 40, let leases6 {
             // The IPv4 lease the destination embeds; a session that was not given IPv6 on
-            // its current connection gets none (`s.address6` below).
+            // its current connection gets none (`s.address6` below). Outside the prefix: the
+            // kernel's own multicast on the TUN (MLD, router solicitations), nobody's.
             guard let lease = leases6.lease(of: IPv6Leases.read(packet, at: 24)) else {
-                counters.dropsNoSession += 1
+                counters.dropsUnsupported += 1
                 return
             }
             dst = lease

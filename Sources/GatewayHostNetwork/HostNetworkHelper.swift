@@ -47,8 +47,13 @@ public enum HostNetworkHelper {
             // that routes IPv6 also stops taking router advertisements on its other links.
             if !ipv6Forwarding, response.applied, request.state?.natPrefixes.contains(where: { $0.contains(":") }) == true {
                 ipv6Forwarding = true
-                if !NetworkSetup.enableForwarding(ipv6: true) && !NetworkSetup.forwardingEnabled(ipv6: true) {
-                    warnings.append("net.ipv6.conf.all.forwarding is 0 and read-only here; clients' IPv6 will not reach the network (set the sysctl on the host or container)")
+                let (enabled, acceptRA2) = NetworkSetup.enableIPv6Forwarding()
+                if !acceptRA2.isEmpty {
+                    logger.notice("host.accept_ra", metadata: ["links": "\(acceptRA2.joined(separator: ","))", "accept_ra": "2",
+                                                               "why": "IPv6 forwarding is turned on for ipv6Network; these links keep taking router advertisements"])
+                }
+                if !enabled {
+                    response.warnings.append("net.ipv6.conf.all.forwarding is 0 and read-only here; clients' IPv6 will not reach the network (set it on the host, with accept_ra=2 on links configured by router advertisements)")
                 }
             }
             response.warnings += warnings

@@ -60,6 +60,24 @@ public enum NetworkSetup {
         return ok
     }
 
+    /// Turns on IPv6 forwarding for the client pool (`ipv6Network`). A host that forwards
+    /// IPv6 stops taking router advertisements on links whose `accept_ra` is 1 — it could lose
+    /// its own IPv6 default route hours later — so those links (and `default`, for links to
+    /// come) get `accept_ra=2` first, which keeps them taking advertisements. Returns whether
+    /// forwarding is on, and the links changed.
+    public static func enableIPv6Forwarding() -> (enabled: Bool, acceptRA2: [String]) {
+        if forwardingEnabled(ipv6: true) { return (true, []) }
+        let base = "/proc/sys/net/ipv6/conf"
+        var changed: [String] = []
+        for link in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where link != "all" && link != "lo" {
+            let path = "\(base)/\(link)/accept_ra"
+            if (try? String(contentsOfFile: path, encoding: .utf8))?.hasPrefix("1") == true, writeSysctl(path, "2") {
+                changed.append(link)
+            }
+        }
+        return (writeSysctl("\(base)/all/forwarding", "1") || forwardingEnabled(ipv6: true), changed)
+    }
+
     public static func forwardingEnabled(ipv6: Bool = false) -> Bool {
         let path = ipv6 ? "/proc/sys/net/ipv6/conf/all/forwarding" : "/proc/sys/net/ipv4/ip_forward"
         return (try? String(contentsOfFile: path, encoding: .utf8))?.hasPrefix("1") ?? false

@@ -64,12 +64,14 @@ import Testing
                        srv("c", tag: "2.0", sessions: 500, limit: 1000)]
         var o = Self.decide(nil, servers, at: 1)
         #expect(o.state?.phase == .inProgress && o.state?.serverId == nil)
-        #expect(o.state?.message == "waiting: gw-a has 900 sessions and its siblings room for 800 (their max-sessions)")
-        #expect(o.events == [.started(target: "2.0"), .waiting(serverId: "a", message: o.state!.message!)])
+        #expect(o.state?.message == "waiting for room: the siblings of gw-a can take fewer sessions (max-sessions) than it has")
+        #expect(o.events == [.started(target: "2.0"), .waiting(serverId: "a", message: "gw-a has 900 sessions, its siblings room for 800")])
         #expect(o.instruction(for: "a") == nil)
-        // The same again: no second log line.
+        // Still short, with other counts: no second log line, and no change to store.
+        let waiting = o.state
+        servers[1] = srv("b", tag: "2.0", sessions: 650, limit: 1000)
         o = Self.decide(o.state, servers, at: 60)
-        #expect(o.events.isEmpty && o.state?.serverId == nil)
+        #expect(o.events.isEmpty && o.state?.serverId == nil && o.state == waiting)
         // Room enough now (c emptied): a starts, and the message goes.
         servers[2] = srv("c", tag: "2.0", sessions: 300, limit: 1000)
         o = Self.decide(o.state, servers, at: 120)

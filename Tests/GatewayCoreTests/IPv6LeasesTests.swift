@@ -41,6 +41,22 @@ import Testing
         #expect("\(e)".contains("ipv6Network: fd00:198:18:64::/112 is too small: at most /96"))
     }
 
+    /// Prefixes that would route other networks into the tunnel, or cannot be a pool, and an
+    /// MTU under IPv6's minimum (Linux takes IPv6 off such a device): refused, with the reason.
+    @Test(arguments: [
+        (#""ipv6Network":"fd00::/31""#, "is too large: at least /32"),
+        (#""ipv6Network":"::/0""#, "is too large"),
+        (#""ipv6Network":"ff05::/64""#, "multicast"),
+        (#""ipv6Network":"fe80::/64""#, "link-local"),
+        (#""ipv6Network":"::ffff:0:0/96""#, "inside ::/8"),
+        (#""ipv6Network":"fd00:198:18:64::/64","advancedSettings":[{"name":"mtu","value":"1200"}]"#, "needs an mtu of at least 1280"),
+    ])
+    func unusablePoolsAreRefused(_ fields: String, _ reason: String) throws {
+        let admin = try AdminSettings.decode(Data(#"{"network":"100.64.0.0/24",\#(fields)}"#.utf8))
+        guard case .failure(let e) = GatewaySettings.validate(admin) else { Issue.record("accepted: \(fields)"); return }
+        #expect("\(e)".contains(reason), "\(e)")
+    }
+
     @Test func readsAnAddressFromAPacket() {
         var p = [UInt8](repeating: 0, count: 40)
         let bytes: [UInt8] = [0xfd, 0, 0x01, 0x98, 0, 0x18, 0, 0x64, 0, 0, 0, 0, 0x64, 0x40, 0, 7]
@@ -68,6 +84,17 @@ import Testing
         #expect(h.contains("X-CSTP-Address-IP6: fd00:198:18:64::6440:9/128\r\n"))
         #expect(h.contains("X-CSTP-Split-Include-IP6: fd00:198:18:1::/64\r\n"))
         #expect(h.contains("X-CSTP-Address: 100.64.0.9\r\n"))
+    }
+
+    /// A split tunnel whose routes are all IPv4 stays split for IPv6 too: the pool is its only
+    /// IPv6 route (else the stock client would send all its IPv6 here). A full tunnel adds none.
+    @Test func aSplitTunnelWithoutIPv6RoutesGetsThePoolOnly() throws {
+        let split = try head(ipv6Network: "fd00:198:18:64::/64", capable: true, routes: #""198.18.1.0/24""#).responseHead(serverName: "t")
+        #expect(split.contains("X-CSTP-Split-Include-IP6: fd00:198:18:64::/64\r\n"))
+        #expect(split.contains("X-CSTP-Split-Include: 198.18.1.0/255.255.255.0\r\n"))
+        let full = try head(ipv6Network: "fd00:198:18:64::/64", capable: true, routes: "").responseHead(serverName: "t")
+        #expect(full.contains("X-CSTP-Address-IP6: ") && !full.contains("Split-Include"))
+        #expect(full.contains("X-CSTP-Tunnel-All-DNS: true\r\n"))
     }
 
     /// No address: a client that did not claim IPv6, a server without `ipv6Network`, or a

@@ -207,8 +207,12 @@ public enum RollingUpgradePolicy {
            siblings.allSatisfy({ $0.room != nil }) {
             let room = siblings.reduce(0) { $0 + ($1.room ?? 0) }
             if room < needed {
-                let message = "waiting: \(next.displayName) has \(needed) sessions and its siblings room for \(room) (their max-sessions)"
-                if s.message != message { out.events.append(.waiting(serverId: next.id, message: message)) }
+                // Without the counts, which change at every check-in: the state (and so the
+                // store) changes only when the wait starts; the log line has them, once.
+                let message = "waiting for room: the siblings of \(next.displayName) can take fewer sessions (max-sessions) than it has"
+                if s.message != message {
+                    out.events.append(.waiting(serverId: next.id, message: "\(next.displayName) has \(needed) sessions, its siblings room for \(room)"))
+                }
                 s.message = message
                 out.state = s
                 return out
