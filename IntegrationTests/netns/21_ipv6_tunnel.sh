@@ -42,6 +42,8 @@ check "the TUN carries the gateway's IPv6 address (its IPv4 one, 100.64.0.1, in 
 check "the IPv6 pool is routed to the TUN" sh -c "ip -n $NS_G -6 route show fd00:198:18:64::/64 | grep -q 'dev mstun0'"
 check "IPv6 PAT: the pool is masqueraded on the way out" sh -c "ip netns exec $NS_G nft list table inet mstunnel | grep -q 'ip6 saddr fd00:198:18:64::/64 oifname != \"mstun0\" masquerade'"
 check "IPv6 forwarding turned on by the helper" test "$(ip netns exec "$NS_G" sysctl -n net.ipv6.conf.all.forwarding)" = 1
+check "  … after setting accept_ra=2 on the links that took router advertisements (logged)" \
+    sh -c "[ \$(ip netns exec $NS_G sysctl -n net.ipv6.conf.gw0.accept_ra) = 2 ] && grep -q '\"msg\":\"host.accept_ra\".*gw0' $WORK/server.log"
 
 echo "== the stock client, dual stack"
 mint --oid 0b1f7a3e-0000-4000-8000-0000000000e1 --upn erin@corp.test > "$WORK/erin.jwt"
