@@ -130,11 +130,18 @@ import Testing
         Self.check("CheckinRequest",
                    full: CheckinRequest(agentVersion: "a", serverVersion: "s", appliedConfigurationVersion: 1,
                                         lastApply: ConfigurationApplyResult(version: 1, success: true, dateTime: date), ticketKeyIds: ["k"],
-                                        revokedTickets: [], revocationsAfter: 0).with { $0.foreignLeases = [] },
+                                        revokedTickets: [], revocationsAfter: 0).with {
+                                            $0.foreignLeases = []; $0.imageTag = "1.0"; $0.sessions = 1; $0.sessionLimit = 0
+                                            $0.upgrade = UpgradeReport(id: "i", tag: "1.0", state: .succeeded, message: "m", dateTime: date)
+                                        },
                    minimal: CheckinRequest(agentVersion: "a", serverVersion: nil, appliedConfigurationVersion: 1, lastApply: nil))
         Self.check("SiteTicketKeys", full: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1),
                    minimal: SiteTicketKeys(sealing: "k", keys: [], lifetimeSeconds: 1))
         Self.check("SiteTicketKey", full: SiteTicketKeys.Key(id: "k", key: "a2V5"), minimal: SiteTicketKeys.Key(id: "k", key: "a2V5"))
+        Self.check("UpgradeReport", full: UpgradeReport(id: "i", tag: "1.0", state: .failed, message: "m", dateTime: date),
+                   minimal: UpgradeReport(id: "i", tag: "1.0", state: .draining, dateTime: date))
+        let instruction = UpgradeInstruction(id: "i", tag: "1.0", handOverAfterSeconds: 10, drainTimeoutSeconds: 120)
+        Self.check("UpgradeInstruction", full: instruction, minimal: instruction)
         Self.check("PoolSliceAssignment", full: PoolSliceAssignment(index: 1, count: 8), minimal: PoolSliceAssignment(index: 1, count: 8))
         Self.check("DrainInstruction", full: DrainInstruction(handOverAfterSeconds: 1), minimal: DrainInstruction(handOverAfterSeconds: nil))
         Self.check("RevokedTicket", full: RevokedTicketEntry(sessionId: "a", until: 1), minimal: RevokedTicketEntry(sessionId: "a", until: 1))
@@ -145,7 +152,8 @@ import Testing
                                          internalNetworkProbeUrl: "http://x/", checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                          actions: [], renewAfter: date,
                                          ticketKeys: SiteTicketKeys(sealing: "k", keys: [.init(id: "k", key: "a2V5")], lifetimeSeconds: 1),
-                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1); $0.poolSlice = PoolSliceAssignment(index: 0, count: 8); $0.reservedAddresses = [] },
+                                         revokedTickets: [], revocationsCursor: 0).with { $0.drain = DrainInstruction(handOverAfterSeconds: 1); $0.poolSlice = PoolSliceAssignment(index: 0, count: 8); $0.reservedAddresses = []
+                                             $0.upgrade = instruction },
                    minimal: CheckinResponse(serverId: "s", siteId: "t", configurationVersion: 1, configuration: nil,
                                             internalNetworkProbeUrl: nil, checkinIntervalSeconds: 1, reportIntervalSeconds: 1,
                                             actions: [], renewAfter: nil))

@@ -42,7 +42,19 @@ enum AgentSchemas {
                 "revokedTickets": opt(JS.array(JS.ref("RevokedTicket"), maxItems: L.revokedTickets)),
                 "revocationsAfter": opt(JS.integer()),
                 "foreignLeases": opt(JS.array(JS.string("an IPv4 address", maxLength: L.foreignLease), maxItems: L.foreignLeases)),
+                "imageTag": opt(JS.string("the image tag the server's containers run", maxLength: L.imageTag)),
+                "upgrade": opt(JS.ref("UpgradeReport")),
+                "sessions": opt(JS.integer("the gateway's sessions now", minimum: 0)),
+                "sessionLimit": opt(JS.integer("the gateway's max-sessions (0: no limit)", minimum: 0)),
             ], required: ["agentVersion", "appliedConfigurationVersion"]),
+            "UpgradeReport": JS.object([
+                "id": JS.string("the attempt's id", maxLength: L.id), "tag": JS.string(maxLength: L.imageTag),
+                "state": JS.string(enumeration: UpgradeReport.State.allCases.map(\.rawValue)),
+                "message": opt(JS.string(maxLength: L.reason)), "dateTime": JS.string(maxLength: L.dateTime),
+            ], required: ["id", "tag", "state", "dateTime"]),
+            "UpgradeInstruction": JS.object([
+                "id": JS.string(), "tag": JS.string(), "handOverAfterSeconds": JS.integer(), "drainTimeoutSeconds": JS.integer(),
+            ], required: ["id", "tag", "handOverAfterSeconds", "drainTimeoutSeconds"]),
             "PoolSliceAssignment": JS.object([
                 "index": JS.integer(), "count": JS.integer(),
             ], required: ["index", "count"]),
@@ -76,6 +88,7 @@ enum AgentSchemas {
                 "drain": opt(JS.ref("DrainInstruction")),
                 "poolSlice": opt(JS.ref("PoolSliceAssignment")),
                 "reservedAddresses": opt(JS.array(JS.string("an IPv4 address"))),
+                "upgrade": opt(JS.ref("UpgradeInstruction")),
             ], required: ["serverId", "siteId", "configurationVersion", "checkinIntervalSeconds", "reportIntervalSeconds", "actions"]),
             "CertificateReport": JS.object([
                 "subject": opt(JS.string(maxLength: L.subject)), "notBefore": opt(dateTime), "notAfter": opt(dateTime),
