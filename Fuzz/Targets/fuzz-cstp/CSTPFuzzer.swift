@@ -45,6 +45,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 private let sessionAddress = IPv4Address(100, 64, 0, 2)
+/// Its IPv6 address (`IPv6Leases`: the IPv4 one in the last 32 bits of fd00:198:18:64::/64).
+private let sessionAddress6 = IPv6Address(high: 0xfd00_0198_0018_0064, low: 0x6440_0002)
 
 private struct Frame: Equatable {
     var type: UInt8
@@ -136,14 +138,26 @@ private func tunPath(_ d: Decoded) {
             endTurn(&filter)
             turn += 1
         }
-        let verdict = f.payload.withUnsafeBytes { SourceCheck.verdict($0, sessionAddress: sessionAddress) }
+        let verdict = f.payload.withUnsafeBytes { SourceCheck.verdict($0, sessionAddress: sessionAddress, sessionAddress6: sessionAddress6) }
         let p = f.payload
         let total = p.count >= 4 ? Int(p[2]) << 8 | Int(p[3]) : 0
         if p.count >= 20, p[0] >> 4 == 4, p[0] & 0x0F >= 5, total >= Int(p[0] & 0x0F) * 4, total <= p.count {
             let source = IPv4Address(p[12], p[13], p[14], p[15])
             invariant(verdict == (source == sessionAddress ? .pass : .spoofed), "verdict \(verdict) for source \(source)")
         } else if p.count >= 40, p[0] >> 4 == 6 {
-            invariant(verdict == .unsupported, "verdict \(verdict) for an IPv6 packet")
+            let payloadLength = Int(p[4]) << 8 | Int(p[5])
+            let source = p.withUnsafeBytes { IPv6Leases.read($0, at: 8) }
+            let expected: SourceCheck.Verdict
+            if (payloadLength == 0 && p.count != 40) || 40 + payloadLength > p.count {
+                expected = .malformed
+            } else if source == sessionAddress6 {
+                expected = .pass
+            } else if p[8] == 0xFE && p[9] & 0xC0 == 0x80 || (source.high == 0 && source.low == 0) {
+                expected = .unsupported  // link-local or unspecified: the client's own ND/MLD
+            } else {
+                expected = .spoofed
+            }
+            invariant(verdict == expected, "verdict \(verdict) for an IPv6 packet from \(source), payload \(payloadLength) of \(p.count - 40)")
         } else {
             invariant(verdict == .malformed, "verdict \(verdict) for a packet that is not IP")
         }
