@@ -83,6 +83,15 @@ import Testing
                     lastApply: ConfigurationApplyResult(version: 1, success: false, message: String(repeating: "m", count: 10_000), dateTime: now)))
             })
             #expect(checkin.message == "lastApply.message: 10000 bytes, at most 4096 allowed")
+
+            // Negative counts (the API describes them with a minimum of 0: schemathesis found
+            // one accepted and clamped).
+            var negative = CheckinRequest(agentVersion: "0.1.0", serverVersion: nil, appliedConfigurationVersion: 0, lastApply: nil)
+            negative.sessionLimit = -1
+            let counted = try #require(await refusal {
+                _ = try await env.controlPlane.checkin(server: server, certificate: e.certificate, request: negative)
+            })
+            #expect(counted.message == "sessionLimit: -1 is negative")
         }
     }
 

@@ -105,6 +105,10 @@ extension ControlPlane {
     /// `certificate` is the one the agent authenticated with; renewAfter is 2/3 into its life.
     public func checkin(server: ServerRecord, certificate: IssuedCertificate?, request: CheckinRequest) async throws -> CheckinResponse {
         try Self.checkLimits { () throws(FieldLimitError) in try request.checkLimits() }
+        // Counts, as the API describes them (the store also clamps what it keeps).
+        for (name, value) in [("sessions", request.sessions), ("sessionLimit", request.sessionLimit)] {
+            if let value, value < 0 { throw GraphError.badRequest("\(name): \(value) is negative") }
+        }
         let now = self.now()
         var request = request
         request.agentVersion = String(request.agentVersion.prefix(64))
