@@ -153,12 +153,26 @@ TOML
 # probe NAME FILTER-ARGS…: one schemathesis run against the served description.
 probe() {
     local name=$1; shift
-    local rc=0
+    local rc=0 try
     echo "== schemathesis: $name (seed $SEED, $EXAMPLES examples per operation and phase)"
-    # From the work directory: schemathesis keeps its example database in ./.schemathesis.
-    (cd "$WORK" && ip netns exec "$NS_I" env MST_ADMIN_TOKEN="$(cat "$CONTROL/admin-token")" \
-        "$ST" --config-file "$WORK/schemathesis.toml" --no-color run "$CP/openapi.json" "$@" \
-        --report junit --report-junit-path "$WORK/probe-$name.xml") > "$WORK/probe-$name.log" 2>&1 || rc=$?
+    for try in 1 2; do
+        rc=0
+        # From the work directory: schemathesis keeps its example database in ./.schemathesis.
+        (cd "$WORK" && ip netns exec "$NS_I" env MST_ADMIN_TOKEN="$(cat "$CONTROL/admin-token")" \
+            "$ST" --config-file "$WORK/schemathesis.toml" --no-color run "$CP/openapi.json" "$@" \
+            --report junit --report-junit-path "$WORK/probe-$name.xml") > "$WORK/probe-$name.log" 2>&1 || rc=$?
+        # Once more only when schemathesis itself broke (a Python traceback in its ERRORS
+        # section, seen once in its coverage phase and gone on the replay) and it reported no
+        # failure of the API: an API failure is never retried.
+        if [ "$rc" != 0 ] && [ "$try" = 1 ] && grep -q '^=* ERRORS =*$' "$WORK/probe-$name.log" &&
+           ! grep -q '^=* FAILURES =*$' "$WORK/probe-$name.log"; then
+            echo "  schemathesis itself failed (no failure of the API); its errors, then once more:"
+            sed -n '/ERRORS/,/SUMMARY/p' "$WORK/probe-$name.log" | cut -c1-300 | head -40
+            cp "$WORK/probe-$name.log" "$WORK/probe-$name.first.log"
+            continue
+        fi
+        break
+    done
     # The summary: operations, test cases generated, failures.
     sed -n '/SUMMARY/,$p' "$WORK/probe-$name.log" | grep -Ev '^\s*$' | cut -c1-200 | head -40
     if [ "$rc" = 0 ]; then pass "schemathesis $name: no failure"; else
